@@ -1,0 +1,1 @@
+"""Physics: BTK/Tanaka-Kashiwaya models, spectrum preparation, fits, gaps and transport."""

@@ -1,0 +1,1 @@
+"""The operator window (PyQt5 + pyqtgraph)."""

@@ -1,0 +1,1 @@
+"""Run control: record stream, stop/pause/abort, suspend rules, safe state."""

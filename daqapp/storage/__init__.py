@@ -1,0 +1,1 @@
+"""HDF5 run files: writer thread (SWMR), reader, run listing, text import and export."""

@@ -1,0 +1,1 @@
+"""Instrument drivers: pymeasure drivers extended where they lack a feature, and role interfaces."""

@@ -1,0 +1,154 @@
+"""Role interfaces: what procedures, the monitor and campaigns may ask of an instrument.
+
+A station file names a driver for each role; any driver that implements the role's protocol
+can fill it, so swapping a Lake Shore 336 for an ITC503 (or an AMI 430 for an IPS120-10) is an
+edit of the station file, not of a procedure. These are structural ``Protocol``s in the style
+of Bluesky's ``Readable``/``Movable``: no base class is required, but the adapters in
+``drivers/`` subclass the pymeasure drivers and add these methods.
+
+Units are SI-ish lab units, fixed here once: kelvin, kelvin per minute, tesla, tesla per
+minute, ampere, volt, ohm, second.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Protocol, runtime_checkable
+
+
+class MagnetState(enum.Enum):
+    """Magnet supply state, common to AMI 430 (``STATE?``) and IPS120-10 (``X`` status)."""
+
+    RAMPING = "ramping"
+    HOLDING = "holding"
+    PAUSED = "paused"
+    ZEROING = "zeroing"
+    AT_ZERO = "at_zero"
+    QUENCH = "quench"
+    HEATING_SWITCH = "heating_switch"
+    COOLING_SWITCH = "cooling_switch"
+    MANUAL = "manual"
+    FAULT = "fault"
+
+
+class HeaterStatus(enum.Enum):
+    OK = "ok"
+    OPEN = "open"
+    SHORT = "short"
+
+
+@runtime_checkable
+class Instrumented(Protocol):
+    """Every role: identity, a JSON-serialisable settings snapshot, and a safe state."""
+
+    def identify(self) -> str:
+        """The instrument's identification string (``*IDN?`` or equivalent)."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """Current settings as a JSON-serialisable dict (stored at run start and end)."""
+
+    def to_safe_state(self) -> None:
+        """Put the instrument in the safe state of DESIGN.md; must not raise on a healthy link."""
+
+
+@runtime_checkable
+class TemperatureController(Instrumented, Protocol):
+    def temperature(self) -> float:
+        """Sample (control input) temperature in K."""
+
+    def setpoint(self) -> float:
+        """Current setpoint in K."""
+
+    def set_setpoint(self, kelvin: float, ramp_k_per_min: float | None = None) -> None:
+        """Go to ``kelvin``; ramp at ``ramp_k_per_min`` if given (None or 0: step)."""
+
+    def is_ramping(self) -> bool: ...
+
+    def heater_output(self) -> float:
+        """Heater output in percent of the range."""
+
+    def heater_range(self) -> int:
+        """Heater range index (0 = off)."""
+
+    def set_heater_range(self, index: int) -> None: ...
+
+    def heater_status(self) -> HeaterStatus: ...
+
+    def is_stable(self, target_k: float, band_k: float) -> bool:
+        """True when the temperature is within ``band_k`` of ``target_k`` (one reading)."""
+
+
+@runtime_checkable
+class MagnetSupply(Instrumented, Protocol):
+    def field(self) -> float:
+        """Field in T."""
+
+    def target_field(self) -> float: ...
+
+    def ramp_to(self, tesla: float, rate_t_per_min: float) -> None:
+        """Start ramping to ``tesla`` at ``rate_t_per_min``; returns at once."""
+
+    def pause(self) -> None: ...
+
+    def state(self) -> MagnetState: ...
+
+    def is_holding(self) -> bool:
+        """At target and not ramping (HOLDING, or AT_ZERO for a zero target)."""
+
+    def is_quenched(self) -> bool: ...
+
+    def persistent_switch_heated(self) -> bool | None:
+        """Switch heater on (True), off (False), or no switch installed (None)."""
+
+
+@runtime_checkable
+class LockIn(Instrumented, Protocol):
+    def set_excitation(self, volts_rms: float, frequency_hz: float) -> None: ...
+
+    def excitation(self) -> float:
+        """Sine output amplitude in V rms."""
+
+    def xy(self) -> tuple[float, float]:
+        """X and Y taken at the same instant (``SNAP? 1,2``), in V."""
+
+    def time_constant(self) -> float:
+        """Output filter time constant in s."""
+
+    def settle_time(self) -> float:
+        """Seconds to wait after a step for 99 % settling (from τ and the filter slope)."""
+
+    def sensitivity(self) -> float:
+        """Full scale in V."""
+
+    def set_sensitivity(self, volts: float) -> None:
+        """Set the smallest full scale ≥ ``volts``."""
+
+    def is_overloaded(self) -> bool:
+        """True if an input/filter/output overload has latched since the last call."""
+
+    def set_aux_output(self, channel: int, volts: float) -> None: ...
+
+    def aux_input(self, channel: int) -> float: ...
+
+
+@runtime_checkable
+class CurrentSource(Instrumented, Protocol):
+    def set_current(self, amps: float) -> None: ...
+
+    def current(self) -> float: ...
+
+    def set_compliance(self, volts: float) -> None: ...
+
+    def enable(self) -> None: ...
+
+    def disable(self) -> None: ...
+
+    def is_enabled(self) -> bool: ...
+
+    def in_compliance(self) -> bool: ...
+
+
+@runtime_checkable
+class Nanovoltmeter(Instrumented, Protocol):
+    def voltage(self) -> float:
+        """One triggered reading in V (blocks for the integration time)."""

@@ -1,0 +1,1 @@
+"""pymeasure Procedures: the measurements an operator queues."""

@@ -1,0 +1,1 @@
+"""The virtual lab: sample, cryostat and magnet physics; instrument emulators on loopback TCP."""
