@@ -1,0 +1,223 @@
+"""Parameter entry built from a procedure's pymeasure Parameters, refusing bad values at the field.
+
+Each numeric field shows its unit and its allowed range (the Parameter's own minimum/maximum
+narrowed by the station's limits), turns red and says why as soon as the text leaves the
+range, and the form will not hand out values while any field is wrong — so a typo never
+reaches the queue, let alone an instrument.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from pymeasure.experiment.parameters import (
+    BooleanParameter,
+    FloatParameter,
+    IntegerParameter,
+    ListParameter,
+    Parameter,
+    VectorParameter,
+)
+from PyQt5 import QtCore, QtWidgets
+
+from daqapp.errors import LimitError, check_range
+
+_BAD_STYLE = "QLineEdit { background: #FFE0E0; border: 1px solid #C00000; }"
+_HUGE = 1e8  # pymeasure's default bounds are ±1e9: treat anything this wide as "no limit"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def effective_range(parameter: Parameter,
+                    station_limit: tuple[float, float] | None) -> tuple[float, float]:
+    """The Parameter's range intersected with the station's limit for it (if any)."""
+    lo = float(getattr(parameter, "minimum", -math.inf))
+    hi = float(getattr(parameter, "maximum", math.inf))
+    if station_limit is not None:
+        lo = max(lo, float(station_limit[0]))
+        hi = min(hi, float(station_limit[1]))
+    return lo, hi
+
+
+def range_text(lo: float, hi: float, unit: str | None) -> str:
+    u = f" {unit}" if unit else ""
+    if abs(lo) >= _HUGE and abs(hi) >= _HUGE:
+        return "any value"
+    if abs(lo) >= _HUGE:
+        return f"≤ {_fmt(hi)}{u}"
+    if abs(hi) >= _HUGE:
+        return f"≥ {_fmt(lo)}{u}"
+    return f"{_fmt(lo)} to {_fmt(hi)}{u}"
+
+
+class _Field(QtWidgets.QWidget):
+    """One parameter row: editor, unit/range label, and an error line shown when invalid."""
+
+    changed = QtCore.pyqtSignal()
+
+    def __init__(self, key: str, parameter: Parameter,
+                 station_limit: tuple[float, float] | None) -> None:
+        super().__init__()
+        self.key = key
+        self.parameter = parameter
+        self.lo, self.hi = effective_range(parameter, station_limit)
+        self.unit = getattr(parameter, "units", None) or ""
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(1)
+        row = QtWidgets.QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        self.error = QtWidgets.QLabel()
+        self.error.setStyleSheet("color: #C00000;")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        layout.addWidget(self.error)
+        default = parameter.default
+        if isinstance(parameter, BooleanParameter):
+            self.editor: QtWidgets.QWidget = QtWidgets.QCheckBox()
+            self.editor.setChecked(bool(default))
+            self.editor.toggled.connect(self._on_change)
+        elif isinstance(parameter, ListParameter):
+            self.editor = QtWidgets.QComboBox()
+            for choice in parameter.choices or ():
+                self.editor.addItem(str(choice), choice)
+            if default is not None:
+                self.editor.setCurrentIndex(max(0, self.editor.findText(str(default))))
+            self.editor.currentIndexChanged.connect(self._on_change)
+        else:
+            self.editor = QtWidgets.QLineEdit()
+            if isinstance(default, (list, tuple)):
+                self.editor.setText(", ".join(str(v) for v in default))
+            elif default is not None:
+                self.editor.setText(_fmt(default) if isinstance(default, float) else str(default))
+            self.editor.textChanged.connect(self._on_change)
+        row.addWidget(self.editor, 1)
+        tip = parameter.description or parameter.name
+        if self._numeric():
+            hint = f"{self.unit}  [{range_text(self.lo, self.hi, None)}]".strip()
+            tip += f"\nallowed: {range_text(self.lo, self.hi, self.unit)}"
+        else:
+            hint = self.unit
+        self.hint = QtWidgets.QLabel(hint)
+        self.hint.setStyleSheet("color: #555555;")
+        row.addWidget(self.hint)
+        self.setToolTip(tip)
+
+    def _numeric(self) -> bool:
+        return isinstance(self.parameter, (FloatParameter, IntegerParameter))
+
+    def value(self) -> Any:
+        """The converted value; raises LimitError/ValueError naming the parameter."""
+        p = self.parameter
+        if isinstance(self.editor, QtWidgets.QCheckBox):
+            return self.editor.isChecked()
+        if isinstance(self.editor, QtWidgets.QComboBox):
+            return self.editor.currentData()
+        text = self.editor.text().strip()
+        if self._numeric():
+            if self.unit and text.endswith(self.unit):
+                text = text[: -len(self.unit)].strip()
+            try:
+                number = float(text)
+            except ValueError:
+                raise LimitError(f"{self.key} = {text!r} is not a number (allowed "
+                                 f"{range_text(self.lo, self.hi, self.unit)})") from None
+            if isinstance(p, IntegerParameter) and number != int(number):
+                raise LimitError(f"{self.key} = {text} must be a whole number")
+            check_range(self.key, number, self.lo, self.hi, self.unit)
+            return int(number) if isinstance(p, IntegerParameter) else number
+        if isinstance(p, VectorParameter):
+            try:
+                return p.convert("[" + text.strip("[]") + "]")
+            except ValueError as exc:
+                raise LimitError(f"{self.key}: {exc}") from None
+        try:
+            return p.convert(text)
+        except ValueError as exc:
+            raise LimitError(f"{self.key}: {exc}") from None
+
+    def set_value(self, value: Any) -> None:
+        if isinstance(self.editor, QtWidgets.QCheckBox):
+            self.editor.setChecked(bool(value))
+        elif isinstance(self.editor, QtWidgets.QComboBox):
+            self.editor.setCurrentIndex(max(0, self.editor.findText(str(value))))
+        elif isinstance(value, (list, tuple)):
+            self.editor.setText(", ".join(str(v) for v in value))
+        else:
+            self.editor.setText(_fmt(value) if isinstance(value, float) else str(value))
+
+    def validate(self) -> str | None:
+        """Show and return the error message, or clear it and return None."""
+        try:
+            self.value()
+        except (LimitError, ValueError) as exc:
+            message = str(exc)
+            self.error.setText(message)
+            self.error.show()
+            if isinstance(self.editor, QtWidgets.QLineEdit):
+                self.editor.setStyleSheet(_BAD_STYLE)
+            return message
+        self.error.hide()
+        if isinstance(self.editor, QtWidgets.QLineEdit):
+            self.editor.setStyleSheet("")
+        return None
+
+    def _on_change(self, *_args) -> None:
+        self.validate()
+        self.changed.emit()
+
+
+class ParameterForm(QtWidgets.QWidget):
+    """The editable parameters of one procedure class, with units, defaults and limits."""
+
+    validity_changed = QtCore.pyqtSignal(bool)
+
+    def __init__(self, procedure_class: type, station_limits: Mapping[str, tuple[float, float]]
+                 | None = None, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.procedure_class = procedure_class
+        self.fields: dict[str, _Field] = {}
+        layout = QtWidgets.QFormLayout(self)
+        layout.setFieldGrowthPolicy(QtWidgets.QFormLayout.AllNonFixedFieldsGrow)
+        layout.setLabelAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignTop)
+        limits = dict(station_limits or {})
+        for key, parameter in procedure_parameters(procedure_class).items():
+            field = _Field(key, parameter, limits.get(key))
+            field.changed.connect(self._emit_validity)
+            label = QtWidgets.QLabel(parameter.name)
+            label.setToolTip(field.toolTip())
+            layout.addRow(label, field)
+            self.fields[key] = field
+
+    def errors(self) -> list[str]:
+        return [m for f in self.fields.values() if (m := f.validate()) is not None]
+
+    def is_valid(self) -> bool:
+        return not self.errors()
+
+    def values(self) -> dict[str, Any]:
+        """All values by attribute name; raises LimitError naming the first bad parameter."""
+        return {key: field.value() for key, field in self.fields.items()}
+
+    def set_values(self, values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            if key in self.fields:
+                self.fields[key].set_value(value)
+
+    def _emit_validity(self) -> None:
+        self.validity_changed.emit(self.is_valid())
+
+
+def procedure_parameters(procedure_class: type) -> dict[str, Parameter]:
+    """The class's pymeasure Parameters by attribute name, in declaration order."""
+    found: dict[str, Parameter] = {}
+    for klass in reversed(procedure_class.__mro__):
+        for key, value in vars(klass).items():
+            if isinstance(value, Parameter):
+                found[key] = value
+    return found

@@ -1,0 +1,152 @@
+"""Plot widgets that hold full traces and draw decimated ones.
+
+A :class:`LivePlot` keeps a reference to each trace's full arrays (views of the in-memory
+run buffers, never copies of the file) and hands pyqtgraph only what the screen can show:
+min/max decimation to about two samples per horizontal pixel, recomputed for the visible x
+range when the operator zooms. Redrawing is driven by the window's capped-rate timer, not by
+each new point, so a fast acquisition cannot starve the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt5 import QtCore, QtWidgets
+
+from daqapp.gui.decimate import decimate
+
+pg.setConfigOptions(antialias=False, background="w", foreground="k")
+
+#: Colours of successive traces (colour-blind-safe Okabe–Ito order).
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+FIT_PEN = pg.mkPen("#D00000", width=2)
+
+
+@dataclass
+class _Trace:
+    item: pg.PlotDataItem
+    x: np.ndarray
+    y: np.ndarray
+
+
+class LivePlot(pg.PlotWidget):
+    """A labelled plot of named traces with decimated drawing and figure export."""
+
+    #: drawn samples per horizontal pixel (min and max of each pixel column)
+    SAMPLES_PER_PIXEL = 2
+    MIN_DRAWN = 2000
+
+    def __init__(self, x_label: str, x_unit: str, y_label: str, y_unit: str, *,
+                 time_axis: bool = False, legend: bool = True,
+                 parent: QtWidgets.QWidget | None = None) -> None:
+        axis_items = {"bottom": pg.DateAxisItem(orientation="bottom")} if time_axis else None
+        super().__init__(parent=parent, axisItems=axis_items)
+        self.plotItem.setLabel("bottom", x_label, units=None if time_axis else x_unit)
+        self.plotItem.setLabel("left", f"{y_label} ({y_unit})" if y_unit else y_label)
+        if not time_axis:
+            self.plotItem.setLabel("bottom", f"{x_label} ({x_unit})" if x_unit else x_label)
+        for side in ("bottom", "left"):
+            self.plotItem.getAxis(side).enableAutoSIPrefix(False)
+        self.plotItem.showGrid(x=True, y=True, alpha=0.25)
+        self.legend = (self.plotItem.addLegend(offset=(-8, 8), labelTextSize="8pt")
+                       if legend else None)
+        self._traces: dict[str, _Trace] = {}
+        self.setMinimumSize(220, 160)
+        view = self.plotItem.getViewBox()
+        view.sigXRangeChanged.connect(self._on_range_changed)
+        self._rezoom = QtCore.QTimer(self)
+        self._rezoom.setSingleShot(True)
+        self._rezoom.setInterval(50)
+        self._rezoom.timeout.connect(self.redraw)
+
+    # -- traces ----------------------------------------------------------------------------
+    def set_trace(self, key: str, x: np.ndarray, y: np.ndarray, *, pen=None,
+                  symbol: str | None = None, symbol_size: int = 4, name: str | None = None,
+                  z: int = 0) -> None:
+        """Show ``y`` against ``x`` as trace ``key`` (created on first use) and draw it."""
+        trace = self._traces.get(key)
+        if trace is None:
+            colour = PALETTE[len(self._traces) % len(PALETTE)]
+            if pen is None and symbol is None:
+                pen = pg.mkPen(colour, width=1.5)
+            brush = pen.color() if pen is not None else colour
+            item = pg.PlotDataItem(pen=pen, symbol=symbol, symbolSize=symbol_size,
+                                   symbolPen=None, symbolBrush=brush, name=name,
+                                   connect="finite")
+            item.setZValue(z)
+            self.plotItem.addItem(item)
+            trace = _Trace(item, x, y)
+            self._traces[key] = trace
+        trace.x = np.asarray(x)
+        trace.y = np.asarray(y)
+        self._draw(trace)
+
+    def remove_trace(self, key: str) -> None:
+        trace = self._traces.pop(key, None)
+        if trace is not None:
+            self.plotItem.removeItem(trace.item)
+            if self.legend is not None:
+                self.legend.removeItem(trace.item)
+
+    def clear_traces(self) -> None:
+        for key in list(self._traces):
+            self.remove_trace(key)
+
+    def trace_keys(self) -> list[str]:
+        return list(self._traces)
+
+    def trace_data(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """The full (undecimated) data of a trace, as the plot holds it."""
+        trace = self._traces[key]
+        return trace.x, trace.y
+
+    def drawn_data(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """What pyqtgraph was given to draw for ``key`` (after decimation)."""
+        x, y = self._traces[key].item.getData()
+        return (np.asarray(x) if x is not None else np.empty(0),
+                np.asarray(y) if y is not None else np.empty(0))
+
+    # -- drawing ---------------------------------------------------------------------------
+    def budget(self) -> int:
+        """How many samples one trace may hand to pyqtgraph at the current width."""
+        return max(self.MIN_DRAWN, self.SAMPLES_PER_PIXEL * 2 * max(self.width(), 1))
+
+    def redraw(self) -> None:
+        for trace in self._traces.values():
+            self._draw(trace)
+
+    def _visible_x(self) -> tuple[float, float] | None:
+        view = self.plotItem.getViewBox()
+        if view.autoRangeEnabled()[0]:
+            return None
+        lo, hi = view.viewRange()[0]
+        return lo, hi
+
+    def _draw(self, trace: _Trace) -> None:
+        x, y = decimate(trace.x, trace.y, self.budget(), self._visible_x())
+        trace.item.setData(x, y)
+
+    def _on_range_changed(self, *_args) -> None:
+        if not self.plotItem.getViewBox().autoRangeEnabled()[0]:
+            self._rezoom.start()
+
+    # -- export ----------------------------------------------------------------------------
+    def export(self, path: str | Path) -> Path:
+        """Write the plot as PNG or SVG (by suffix), as the operator sees it."""
+        from pyqtgraph import exporters
+
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".svg":
+            exporter = exporters.SVGExporter(self.plotItem)
+        elif suffix in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
+            exporter = exporters.ImageExporter(self.plotItem)
+            exporter.parameters()["width"] = max(800, self.width())
+        else:
+            raise ValueError(f"figure file {path.name}: suffix must be .png or .svg")
+        exporter.export(str(path))
+        return path
+

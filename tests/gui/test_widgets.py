@@ -1,0 +1,134 @@
+"""Building blocks of the window: decimation, parameter fields, monitor polling."""
+
+import math
+import threading
+
+import numpy as np
+import pytest
+from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParameter, Procedure
+
+from daqapp.errors import LimitError
+from daqapp.gui.decimate import decimate, minmax_indices
+from daqapp.gui.monitor import InstrumentPoller, poll_once
+
+
+def test_minmax_keeps_every_spike_and_bounds_the_count():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=1_000_003)
+    spikes = [17, 250_001, 999_999]
+    y[spikes] = [50.0, -60.0, 70.0]
+    idx = minmax_indices(y, 4000)
+    assert len(idx) <= 4002
+    assert np.all(np.diff(idx) > 0)
+    for s in spikes:
+        assert s in idx
+    # the envelope of every chunk is exact
+    assert y[idx].max() == y.max() and y[idx].min() == y.min()
+
+
+def test_decimate_zoomed_range_keeps_detail_for_non_monotonic_x():
+    # a spectrum swept up and back 500 times: x is not monotonic
+    one = np.concatenate([np.linspace(-60, 60, 1000), np.linspace(60, -60, 1000)])
+    x = np.tile(one, 500)
+    y = np.exp(-(x**2) / 50)
+    xd, yd = decimate(x, y, 2000)
+    assert len(xd) <= 2002
+    xz, yz = decimate(x, y, 2000, x_range=(-1.0, 1.0))
+    assert len(xz) <= 2002
+    in_view_zoomed = ((xz >= -1) & (xz <= 1)).sum()
+    in_view_full = ((xd >= -1) & (xd <= 1)).sum()
+    step = 120 / 999
+    assert np.all(np.abs(xz) <= 1 + step + 1e-9)  # only in-view samples and their neighbours
+    assert in_view_zoomed > 5 * in_view_full
+    assert np.isclose(yz.max(), y.max())
+
+
+class _Spectrum(Procedure):
+    bias_max = FloatParameter("Bias max", units="mA", minimum=0, maximum=10, default=1.0)
+    points = IntegerParameter("Points", minimum=3, maximum=10001, default=201)
+    both = BooleanParameter("Both directions", default=True)
+
+
+def test_parameter_form_refuses_out_of_range_at_the_field(qtbot):
+    from daqapp.gui.params import ParameterForm
+
+    form = ParameterForm(_Spectrum, station_limits={"bias_max": (0.0, 5.0)})
+    qtbot.addWidget(form)
+    assert form.values() == {"bias_max": 1.0, "points": 201, "both": True}
+    field = form.fields["bias_max"]
+    assert "0 to 5" in field.hint.text()  # station limit narrows the Parameter's 0..10
+    with qtbot.waitSignal(form.validity_changed) as blocker:
+        field.editor.setText("7")
+    assert blocker.args == [False]
+    assert not field.error.isHidden()
+    assert "bias_max = 7 mA is outside the allowed range 0 to 5 mA" in field.error.text()
+    with pytest.raises(LimitError, match="bias_max"):
+        form.values()
+    form.fields["points"].editor.setText("20.5")
+    assert "whole number" in (form.fields["points"].validate() or "")
+    field.editor.setText("2.5 mA")
+    form.fields["points"].editor.setText("11")
+    assert form.is_valid() and form.values()["bias_max"] == 2.5
+
+
+class _FakeLockIn:
+    def __init__(self):
+        self.overload_reads = 0
+
+    def excitation(self):
+        return 0.1
+
+    def is_overloaded(self):
+        self.overload_reads += 1
+        return False
+
+
+class _FakeController:
+    def temperature(self):
+        return 3.02
+
+    def setpoint(self):
+        return 3.0
+
+    def heater_output(self):
+        return 12.5
+
+    def heater_range(self):
+        return 2
+
+    def is_ramping(self):
+        return False
+
+
+class _BrokenMagnet:
+    def field(self):
+        raise TimeoutError("VI_ERROR_TMO")
+
+    def state(self):
+        raise TimeoutError("VI_ERROR_TMO")
+
+
+class _Conn:
+    def __init__(self):
+        self.lockin = _FakeLockIn()
+        self.temperature = _FakeController()
+        self.magnet = _BrokenMagnet()
+        self.current_source = None
+
+
+def test_poll_survives_faults_and_leaves_the_overload_latch_to_the_run():
+    conn = _Conn()
+    r = poll_once(conn)
+    assert r.temperature_K == 3.02 and r.heater_range == 2
+    assert math.isnan(r.field_T) and "field" in r.errors
+    assert r.lockin_overload is False and conn.lockin.overload_reads == 1
+    r = poll_once(conn, run_active=True)
+    assert r.lockin_overload is None and conn.lockin.overload_reads == 1
+    assert math.isnan(r.source_current_A)
+
+    got = threading.Event()
+    poller = InstrumentPoller(conn, lambda reading: got.set(), interval_s=0.05)
+    poller.start()
+    assert got.wait(5)
+    poller.stop()
+    assert not poller.is_running()
