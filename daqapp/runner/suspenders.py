@@ -1,0 +1,98 @@
+"""Suspend rules (Bluesky-style suspenders): conditions that pause acquisition until they clear.
+
+A suspender is any object with ``check(station) -> str | None`` (the reason to hold, or None)
+and a ``timeout`` in seconds (None: wait for ever). :class:`~daqapp.runner.control.RunControl`
+evaluates them at the procedure's checkpoints; a condition that does not clear in time fails
+the run with :class:`~daqapp.runner.control.SuspendTimeout`. A condition that can never clear by
+waiting (a quenched magnet) raises :class:`SuspenderFault` at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from daqapp.errors import ConfigError
+
+
+class SuspenderFault(RuntimeError):
+    """The watched condition is a fault that waiting cannot fix: fail the run now."""
+
+
+def _role(station: Any, name: str) -> Any:
+    from daqapp.runner.roles import station_role
+
+    return station_role(station, name)
+
+
+class Suspender:
+    """Base class: subclasses implement :meth:`reason`; ``timeout`` None waits for ever."""
+
+    def __init__(self, timeout: float | None = None) -> None:
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"suspender timeout = {timeout!r} s must be > 0 (or None)")
+        self.timeout = timeout
+
+    def check(self, station: Any) -> str | None:
+        return self.reason(station)
+
+    def reason(self, station: Any) -> str | None:  # pragma: no cover - abstract
+        raise TypeError(f"{type(self).__name__} must define reason(station)")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(timeout={self.timeout})"
+
+
+class TemperatureBandSuspender(Suspender):
+    """Hold acquisition while the sample temperature is outside ``target ± band``.
+
+    ``target_k`` None follows the controller's setpoint (what a temperature series wants).
+    After the temperature comes back, acquisition resumes only once it has stayed in band for
+    ``hold_s`` seconds, so a spectrum is not taken on the tail of an excursion.
+    """
+
+    def __init__(self, band_k: float, target_k: float | None = None, hold_s: float = 0.0,
+                 timeout: float | None = 1800.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(timeout)
+        if not band_k > 0:
+            raise ConfigError(f"temperature band = {band_k!r} K must be > 0")
+        self.band_k = float(band_k)
+        self.target_k = target_k
+        self.hold_s = float(hold_s)
+        self.clock = clock
+        self._in_band_since: float | None = None
+        self._was_out = False
+
+    def reason(self, station: Any) -> str | None:
+        controller = _role(station, "temperature")
+        temperature = controller.temperature()
+        target = self.target_k if self.target_k is not None else controller.setpoint()
+        if abs(temperature - target) > self.band_k:
+            self._was_out = True
+            self._in_band_since = None
+            return (f"temperature {temperature:.4g} K outside {target:.4g} ± "
+                    f"{self.band_k:g} K")
+        if self._was_out and self.hold_s > 0:
+            now = self.clock()
+            if self._in_band_since is None:
+                self._in_band_since = now
+            if now - self._in_band_since < self.hold_s:
+                return (f"temperature {temperature:.4g} K back in band, holding "
+                        f"{self.hold_s:g} s before resuming")
+        self._was_out = False
+        return None
+
+
+class MagnetHoldingSuspender(Suspender):
+    """Hold acquisition while the magnet is ramping (not at its target); fail on a quench."""
+
+    def reason(self, station: Any) -> str | None:
+        magnet = _role(station, "magnet")
+        if magnet.is_quenched():
+            raise SuspenderFault(f"magnet quenched at {magnet.field():.4g} T")
+        if not magnet.is_holding():
+            return (f"magnet not holding: {magnet.field():.4g} T, target "
+                    f"{magnet.target_field():.4g} T")
+        return None
