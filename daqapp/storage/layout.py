@@ -52,6 +52,17 @@ def sweep_info_name(name: str) -> str:
     """Dataset name of a per-sweep quantity: ``sweep_index``, ``sweep_temperature``, ..."""
     return f"sweep_{name}"
 
+
+RESERVED_COLUMNS = frozenset(sweep_info_name(n) for n in SWEEP_INFO)
+
+
+def dataset_name(column: str) -> str:
+    """HDF5 name of a column: '/' separates groups, so "dI/dV" is stored as "dI∕dV" (U+2215).
+
+    The real column names are kept, in order, in the ``columns`` attribute of the data group.
+    """
+    return column.replace("/", "\u2215")
+
 STATUSES = ("running", "finished", "aborted", "failed")
 FINAL_STATUSES = ("finished", "aborted", "failed")
 #: What a reader reports for a run whose file says "running" but whose writer is gone.

@@ -193,18 +193,21 @@ class RunReader:
         data = self.file[L.DATA]
         order = [L.text(c) for c in data.attrs.get("columns", [])]
         present = [k for k in data if isinstance(data[k], h5py.Dataset)]
-        return [c for c in order if c in present] + [c for c in present if c not in order]
+        named = [c for c in order if L.dataset_name(c) in present]
+        taken = {L.dataset_name(c) for c in named}
+        return named + [c for c in present if c not in taken]
+
+    def _dataset(self, column: str) -> h5py.Dataset:
+        return self.file[L.DATA][L.dataset_name(column)]
 
     @property
     def units(self) -> dict[str, str]:
-        data = self.file[L.DATA]
-        return {k: L.text(data[k].attrs.get("units", "")) for k in self.column_names}
+        return {k: L.text(self._dataset(k).attrs.get("units", "")) for k in self.column_names}
 
     @property
     def n_rows(self) -> int:
         """Rows every column holds (columns are written together; the shortest bounds it)."""
-        data = self.file[L.DATA]
-        lengths = [data[k].shape[0] for k in self.column_names]
+        lengths = [self._dataset(k).shape[0] for k in self.column_names]
         return min(lengths) if lengths else 0
 
     def column(self, name: str) -> np.ndarray:
@@ -212,7 +215,7 @@ class RunReader:
             raise DataFileError(f"{self.path}: no column {name!r} "
                                 f"(columns: {', '.join(self.column_names)})")
         if name not in self._cache:
-            self._cache[name] = self.file[L.DATA][name][: self.n_rows]
+            self._cache[name] = self._dataset(name)[: self.n_rows]
         return self._cache[name]
 
     @property
@@ -224,10 +227,10 @@ class RunReader:
         """Yield the rows as dicts in the order they were written (the replay stream)."""
         names = self.column_names
         n = self.n_rows
-        data = self.file[L.DATA]
+        datasets = [self._dataset(name) for name in names]
         for lo in range(start, n, chunk):
             hi = min(lo + chunk, n)
-            block = [data[name][lo:hi].tolist() for name in names]
+            block = [ds[lo:hi].tolist() for ds in datasets]
             for row in zip(*block, strict=True):
                 yield dict(zip(names, row, strict=True))
 
@@ -243,8 +246,9 @@ class RunReader:
         sw = self.file[L.SWEEPS]
         info = {name: sw[L.sweep_info_name(name)][()] for name in L.SWEEP_INFO}
         n_sweeps = min(len(v) for v in info.values())
-        names = [k for k in sw if isinstance(sw[k], h5py.Dataset) and sw[k].ndim == 2]
-        grids = {name: sw[name][()] for name in names}
+        names = [c for c in self.column_names if L.dataset_name(c) in sw
+                 and sw[L.dataset_name(c)].ndim == 2]
+        grids = {name: sw[L.dataset_name(name)][()] for name in names}
         out = []
         for i in range(n_sweeps):
             n = int(info["n_points"][i])

@@ -88,9 +88,10 @@ class RunWriter:
             raise ConfigError("RunWriter columns: at least one column (name → units) is needed")
         self.columns: dict[str, str] = {str(k): str(v) for k, v in columns.items()}
         for name in self.columns:
-            if not name or "/" in name or name == "." or name.startswith("sweep_"):
-                raise ConfigError(f"RunWriter column name {name!r}: must be non-empty, "
-                                  "contain no '/' and not start with 'sweep_' (reserved)")
+            if not name.strip() or name in (".", "..") or name in L.RESERVED_COLUMNS:
+                raise ConfigError(f"RunWriter column name {name!r}: must be non-empty, not "
+                                  f"'.' and not one of {', '.join(sorted(L.RESERVED_COLUMNS))} "
+                                  "(reserved)")
         self._column_set = frozenset(self.columns)
         if sweep_axis is not None and sweep_axis not in self.columns:
             raise ConfigError(f"RunWriter sweep_axis = {sweep_axis!r} is not a column "
@@ -330,27 +331,28 @@ class RunWriter:
         data = f.create_group(L.DATA, track_order=True)
         data.attrs["NX_class"] = "NXdata"
         data.attrs["columns"] = list(self.columns)
-        data.attrs["signal"] = self.signal
+        data.attrs["signal"] = L.dataset_name(self.signal)
         axis = self.sweep_axis or (L.TIME_COLUMN if L.TIME_COLUMN in self.columns else None)
         if axis and axis != self.signal:
-            data.attrs["axes"] = [axis]
+            data.attrs["axes"] = [L.dataset_name(axis)]
         for name, units in self.columns.items():
-            ds = data.create_dataset(name, shape=(0,), maxshape=(None,), dtype="f8",
-                                     chunks=(_CHUNK_ROWS,), fillvalue=np.nan)
+            ds = data.create_dataset(L.dataset_name(name), shape=(0,), maxshape=(None,),
+                                     dtype="f8", chunks=(_CHUNK_ROWS,), fillvalue=np.nan)
             ds.attrs["units"] = units
             ds.attrs["long_name"] = f"{name} ({units})" if units else name
 
         if self._sweeps_on:
             sw = f.create_group(L.SWEEPS, track_order=True)
             sw.attrs["NX_class"] = "NXdata"
-            sw.attrs["signal"] = self.signal
+            sw.attrs["signal"] = L.dataset_name(self.signal)
             sw.attrs["axes"] = [L.sweep_info_name("temperature"), "."]
             sw.attrs[f"{L.sweep_info_name('temperature')}_indices"] = 0
             sw.attrs["sweep_axis"] = self.sweep_axis
             for name, units in self.columns.items():
                 if name == L.SWEEP_COLUMN:
                     continue
-                ds = sw.create_dataset(name, shape=(0, 0), maxshape=(None, None), dtype="f8",
+                ds = sw.create_dataset(L.dataset_name(name), shape=(0, 0),
+                                       maxshape=(None, None), dtype="f8",
                                        chunks=_SWEEP_CHUNK, fillvalue=np.nan)
                 ds.attrs["units"] = units
             info_units = {"index": "", "temperature": "K", "field": "T", "time": "s",
@@ -472,7 +474,7 @@ class RunWriter:
         data = f[L.DATA]
         arrays = {name: self._column_array(name, records) for name in self.columns}
         for name, arr in arrays.items():
-            ds = data[name]
+            ds = data[L.dataset_name(name)]
             ds.resize((start + n,))
             ds[start:start + n] = arr
         if self._sweeps_on:
@@ -499,9 +501,10 @@ class RunWriter:
         rows = max(self._n_sweeps, int(idx.max()) + 1)
         width = max(self._sweep_width, int(pos.max()) + 1)
         names = [c for c in self.columns if c != L.SWEEP_COLUMN]
+        ds_names = {c: L.dataset_name(c) for c in names}
         if rows != self._n_sweeps or width != self._sweep_width:
             for name in names:
-                sw[name].resize((rows, width))
+                sw[ds_names[name]].resize((rows, width))
             for name in L.SWEEP_INFO:
                 sw[L.sweep_info_name(name)].resize((rows,))
             if rows > self._n_sweeps:
@@ -519,7 +522,7 @@ class RunWriter:
                 j += 1
             s, p0 = int(idx[i]), int(pos[i])
             for name in names:
-                sw[name][s, p0:p0 + (j - i)] = arrays[name][i:j]
+                sw[ds_names[name]][s, p0:p0 + (j - i)] = arrays[name][i:j]
             self._update_sweep_info(s, arrays, i, j)
             i = j
         touched = sorted({int(s) for s in idx[valid]})

@@ -170,3 +170,14 @@ def test_listener_sees_every_record_and_a_broken_one_cannot_stop_the_run(tmp_pat
         np.testing.assert_array_equal(buf.column("v"), run.column("v"))
         replay = RunBuffer.from_run(run)
     np.testing.assert_array_equal(replay.snapshot()["i"], buf.snapshot()["i"])
+
+
+def test_pymeasure_style_column_names_with_slash_round_trip(tmp_path):
+    cols = {"Bias (A)": "A", "dI/dV (S)": "S"}
+    w = RunWriter(tmp_path / "p.h5", procedure="p", columns=cols, sweep_axis="Bias (A)")
+    w.start()
+    w.append({"Bias (A)": 1e-6, "dI/dV (S)": 0.02})
+    w.finish()
+    with open_run(tmp_path / "p.h5") as run:
+        assert run.units == cols
+        assert list(run.iter_records()) == [{"Bias (A)": 1e-6, "dI/dV (S)": 0.02}]
