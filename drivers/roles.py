@@ -3,8 +3,11 @@
 A station file names a driver for each role; any driver that implements the role's protocol
 can fill it, so swapping a Lake Shore 336 for an ITC503 (or an AMI 430 for an IPS120-10) is an
 edit of the station file, not of a procedure. These are structural ``Protocol``s in the style
-of Bluesky's ``Readable``/``Movable``: no base class is required, but the adapters in
-``drivers/`` subclass the pymeasure drivers and add these methods.
+of Bluesky's ``Readable``/``Movable``: no base class is required. The adapters in ``drivers/``
+*wrap* subclasses of the pymeasure drivers (``adapter.instrument``) rather than inherit from them,
+because role verbs such as ``field()`` or ``sensitivity()`` collide with the drivers' properties.
+Each adapter also offers ``lock`` (the connection's re-entrant lock: hold it to make several
+calls one transaction), ``state_line()`` (one human-readable line) and ``close()``.
 
 Units are SI-ish lab units, fixed here once: kelvin, kelvin per minute, tesla, tesla per
 minute, ampere, volt, ohm, second.

@@ -1,0 +1,84 @@
+"""What every role adapter shares: the driver it wraps, the connection lock, and opening a link.
+
+Role adapters *wrap* a pymeasure driver instead of inheriting from it because the role verbs
+(``field()``, ``sensitivity()``, ``time_constant()``) would collide with the drivers' own
+properties of the same names. The wrapped driver stays available as ``adapter.instrument`` for
+anything a role does not cover; it is a :class:`drivers.locking.SerializedInstrument`, so raw
+property access from another thread is serialised too.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+from daqapp.errors import InstrumentError
+
+
+def visa_kwargs(
+    read_termination: str | None,
+    write_termination: str | None,
+    timeout_s: float | None,
+    baud_rate: int | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for pymeasure's VISAAdapter from a station file's options."""
+    kwargs: dict[str, Any] = {}
+    if read_termination is not None:
+        kwargs["read_termination"] = read_termination
+    if write_termination is not None:
+        kwargs["write_termination"] = write_termination
+    if timeout_s is not None:
+        kwargs["timeout"] = int(round(timeout_s * 1000))
+    if baud_rate is not None:
+        kwargs["asrl"] = {"baud_rate": int(baud_rate)}
+    return kwargs
+
+
+class RoleAdapter:
+    """Base of the role adapters: keeps the driver, its lock and where it is connected."""
+
+    driver_class: ClassVar[type]
+    """The pymeasure driver subclass this adapter opens."""
+
+    def __init__(self, instrument: Any, resource: str = "") -> None:
+        self.instrument = instrument
+        self.resource = resource or _resource_name(instrument)
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self.instrument.lock
+
+    @classmethod
+    def open(cls, resource: str, *, options: dict[str, Any] | None = None,
+             **visa: Any) -> RoleAdapter:
+        """Connect to ``resource`` with pymeasure's VISA adapter and wrap the driver."""
+        options = dict(options or {})
+        try:
+            instrument = cls.driver_class(resource, **visa)
+        except Exception as exc:  # pyvisa raises many types; the station names the role
+            raise InstrumentError(f"cannot open {resource}: {type(exc).__name__}: {exc}") from exc
+        return cls(instrument, resource=resource, **options)
+
+    def close(self) -> None:
+        """Close the connection (never raises: used on every way out of a run)."""
+        try:
+            self.instrument.adapter.close()
+        except Exception:  # noqa: BLE001 - closing a dead link must not mask the real error
+            pass
+
+    def identify(self) -> str:
+        with self.lock:
+            return self.instrument.ask("*IDN?").strip()
+
+
+def _resource_name(instrument: Any) -> str:
+    connection = getattr(getattr(instrument, "adapter", None), "connection", None)
+    return str(getattr(connection, "resource_name", "") or "")
+
+
+def finite(value: float, what: str) -> float:
+    """Reject the 9.9E37 overflow marker and NaN that instruments return for invalid readings."""
+    v = float(value)
+    if not (abs(v) < 9.0e37):
+        raise InstrumentError(f"{what}: instrument returned an invalid reading ({v:g})")
+    return v
