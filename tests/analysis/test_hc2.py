@@ -1,0 +1,144 @@
+"""Hc2(T): WHH and Gurevich two-band against physics.md, and Hc2 fits → Hc2(0), ξ."""
+
+import numpy as np
+import pytest
+
+from daqapp.analysis.hc2 import (
+    WHH_DIRTY_RATIO,
+    coherence_length_nm,
+    diffusivity_from_slope,
+    fit_hc2,
+    gurevich_hc2,
+    maki_alpha,
+    temperature_at_field,
+    whh_hc2,
+    whh_reduced_field,
+)
+
+SINGLE_BAND_LIKE = (0.5, 0.5, 0.25, 0.25)
+
+
+def _brute_whh_g(hbar, t, alpha, lambda_so, n_terms=200000):
+    n = np.arange(1, 2 * n_terms, 2.0)
+    term = 1 / n - 1 / (n + hbar / t + (alpha * hbar / t) ** 2 / (n + (hbar + lambda_so) / t))
+    return np.log(1 / t) - 2 * np.sum(term)
+
+
+def test_whh_orbital_reference_values():
+    np.testing.assert_allclose(whh_reduced_field([1e-6, 0.2, 0.5, 0.8]),
+                               [0.6927, 0.6417, 0.4505, 0.1933], atol=1e-4)
+    assert WHH_DIRTY_RATIO == pytest.approx(0.6927, abs=1e-4)
+    assert whh_reduced_field(1.0) == 0.0 and whh_reduced_field(1.3) == 0.0
+    # slope at Tc is -1 in reduced units by construction
+    dt = 1e-4
+    assert whh_reduced_field(1 - dt) / dt == pytest.approx(1.0, rel=2e-3)
+
+
+def test_whh_in_tesla_and_zero_temperature():
+    assert whh_hc2(0.0, 72.0, 2.0) == pytest.approx(0.6927 * 72 * 2.0, rel=1e-4)
+    assert whh_hc2(80.0, 72.0, 2.0) == 0.0
+
+
+@pytest.mark.parametrize("alpha,lambda_so", [(1.0, 0.0), (1.0, 2.0), (3.0, 0.5)])
+def test_full_whh_closed_form_equals_matsubara_sum(alpha, lambda_so):
+    # the root found must zero the explicit Matsubara sum of physics.md §2.7
+    for t in (0.1, 0.5, 0.8):
+        hstar = whh_reduced_field(t, alpha, lambda_so)
+        hbar = hstar * 4 / np.pi ** 2
+        assert abs(_brute_whh_g(hbar, t, alpha, lambda_so)) < 1e-4
+
+
+def test_pauli_limiting_lowers_hc2_and_spin_orbit_restores_it():
+    orb = whh_reduced_field(0.1)
+    pauli = whh_reduced_field(0.1, alpha=1.5)
+    restored = whh_reduced_field(0.1, alpha=1.5, lambda_so=1e4)
+    assert pauli < 0.8 * orb
+    assert restored == pytest.approx(orb, rel=1e-3)
+    assert maki_alpha(100.0, 72.0) == pytest.approx(np.sqrt(2) * 100 / (1.84 * 72))
+
+
+def test_gurevich_equal_diffusivities_is_whh():
+    slope, tc = 2.0, 10.0
+    d = diffusivity_from_slope(slope)
+    assert d == pytest.approx(1.10e-4 / slope, rel=5e-3)  # 1.097e-4 rounded
+    T = np.array([0.2, 5.0, 8.0])
+    np.testing.assert_allclose(gurevich_hc2(T, tc, d, 1.0, SINGLE_BAND_LIKE),
+                               whh_hc2(T, tc, slope), rtol=1e-8)
+    # physics.md: 0.451 at t = 0.5 and 0.692 at t = 0.02
+    r = gurevich_hc2(np.array([5.0, 0.2]), tc, d, 1.0) / (tc * slope)
+    np.testing.assert_allclose(r, [0.451, 0.692], atol=1e-3)
+
+
+def test_gurevich_dirty_second_band_gives_upturn():
+    # η ≪ 1: Hc2(T) curves upward at low T and exceeds WHH with the same Tc slope
+    tc, d = 72.0, diffusivity_from_slope(1.0)
+    T = np.linspace(1, 70, 40)
+    h = gurevich_hc2(T, tc, d, 0.05)
+    assert np.all(np.diff(h) < 0)
+    # WHH is concave everywhere; the two-band curve has a convex (upturn) stretch
+    assert np.all(np.diff(whh_hc2(T, tc, 1.0), 2) < 0)
+    assert np.max(np.diff(h, 2)) > 0
+    slope_tc = float(gurevich_hc2(tc - 0.01, tc, d, 0.05)) / 0.01
+    assert float(gurevich_hc2(0.0, tc, d, 0.05)) > 1.5 * 0.6927 * tc * slope_tc
+    # interband-dominated couplings (w < 0) must not pick the spurious root
+    hw = gurevich_hc2(T, tc, d, 1.0, (0.1, 0.1, 0.4, 0.4))
+    np.testing.assert_allclose(hw, whh_hc2(T, tc, 4 * 1.380649e-23 / (np.pi * 1.602176634e-19 * d)),
+                               rtol=1e-6)
+
+
+def test_coherence_length_seed_value():
+    # μ0Hc2(0) = 97.7 T -> ξ = 18.3 Å
+    assert coherence_length_nm(97.7) == pytest.approx(1.83, abs=0.01)
+
+
+def test_temperature_at_field_inverts_hc2():
+    def hc2(T):
+        return whh_hc2(T, 72.0, 2.0)
+    B = np.array([0.0, 10.0, 50.0, 500.0])
+    T = temperature_at_field(B, hc2, 72.0)
+    assert T[0] == 72.0 and T[3] == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(hc2(T[1:3]), B[1:3], rtol=1e-6)
+
+
+def test_invalid_inputs():
+    with pytest.raises(ValueError, match="slope_T_per_K"):
+        whh_hc2([1.0], 10.0, -1.0)
+    with pytest.raises(ValueError, match="eta"):
+        gurevich_hc2([1.0], 10.0, 1e-4, 0.0)
+    with pytest.raises(ValueError, match="lambdas"):
+        gurevich_hc2([1.0], 10.0, 1e-4, 1.0, (0.5, 0.5, 0.1))
+    with pytest.raises(ValueError, match="temperature_K"):
+        whh_hc2([np.nan], 10.0, 1.0)
+    with pytest.raises(ValueError, match="model"):
+        fit_hc2([1, 2, 3], [3, 2, 1], model="three_band")
+
+
+def test_fit_whh_recovers_truth():
+    rng = np.random.default_rng(1)
+    T = np.linspace(20, 70, 12)
+    truth = whh_hc2(T, 72.0, 2.0)
+    sigma = 0.05 + 0.01 * truth
+    fit = fit_hc2(T, truth + rng.normal(0, sigma), sigma, model="whh")
+    assert abs(fit.tc_K - 72.0) < 3 * fit.tc_err_K
+    assert abs(fit.params["slope_T_per_K"] - 2.0) < 3 * fit.param_errors["slope_T_per_K"]
+    h0 = 0.6927 * 72 * 2.0
+    assert abs(fit.hc2_0_T - h0) < 3 * fit.hc2_0_err_T
+    assert fit.coherence_length_nm == pytest.approx(coherence_length_nm(fit.hc2_0_T))
+    np.testing.assert_allclose(fit.curve(T), truth, rtol=0.02)
+    assert fit.to_dict()["model"] == "whh"
+
+
+def test_fit_two_band_recovers_truth_and_beats_whh():
+    rng = np.random.default_rng(5)
+    d1 = diffusivity_from_slope(1.0)
+    T = np.linspace(5, 70, 15)
+    truth = gurevich_hc2(T, 72.0, d1, 0.1)
+    sigma = 0.02 * truth + 0.05
+    y = truth + rng.normal(0, sigma)
+    fit = fit_hc2(T, y, sigma, model="two_band")
+    assert abs(fit.params["eta"] - 0.1) < 3 * fit.param_errors["eta"]
+    assert abs(fit.params["d1_m2_s"] - d1) < 3 * fit.param_errors["d1_m2_s"]
+    h0 = float(gurevich_hc2(0.0, 72.0, d1, 0.1))
+    assert abs(fit.hc2_0_T - h0) < 3 * fit.hc2_0_err_T
+    whh = fit_hc2(T, y, sigma, model="whh")
+    assert whh.chi2_red > 3 * fit.chi2_red
