@@ -8,7 +8,10 @@ while they grow); ``RunBuffer`` holds the same record stream in memory for plots
 from daqapp.storage.buffer import RunBuffer
 from daqapp.storage.fits import append_fit
 from daqapp.storage.reader import LogEntry, RunReader, RunSummary, Sweep, list_runs, open_run
+from daqapp.storage.spectra import SpectrumData, load_spectra
+from daqapp.storage.textio import export_csv, read_table
 from daqapp.storage.writer import RunWriter
 
 __all__ = ["RunBuffer", "RunWriter", "RunReader", "RunSummary", "Sweep", "LogEntry",
-           "open_run", "list_runs", "append_fit"]
+           "open_run", "list_runs", "append_fit", "SpectrumData", "load_spectra", "export_csv",
+           "read_table"]
