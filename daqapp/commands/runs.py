@@ -1,0 +1,169 @@
+"""``daqapp runs``: list a folder of run files, show one, export one to CSV."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "runs", help="list, inspect and export HDF5 run files",
+        description="Inspect daqapp HDF5 run files (also while they are being written).")
+    sub = parser.add_subparsers(dest="runs_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+    p_list = sub.add_parser("list", help="one line per run file in a folder",
+                            description="Table of the run files in DIR: file, procedure, "
+                            "status (interrupted = the writer died), start, rows, sample.")
+    p_list.add_argument("dir", metavar="DIR", help="folder holding .h5 run files")
+    p_list.set_defaults(func=_list)
+
+    p_show = sub.add_parser("show", help="attributes, parameters, columns, fits, log of a run",
+                            description="Everything about one run file in readable form.")
+    p_show.add_argument("file", metavar="FILE", help="run file (.h5)")
+    p_show.add_argument("--log-lines", type=int, default=10, metavar="N",
+                        help="last N log lines to print (default 10)")
+    p_show.add_argument("--snapshot", action="store_true",
+                        help="also print the start and end instrument snapshots (JSON)")
+    p_show.set_defaults(func=_show)
+
+    p_export = sub.add_parser("export", help="write a run's columns to CSV",
+                              description="CSV with one column per run column, 'name (units)' "
+                              "headers and the run's attributes as # comment lines.")
+    p_export.add_argument("file", metavar="FILE", help="run file (.h5)")
+    p_export.add_argument("--output", "-o", metavar="CSV",
+                          help="output file (default: FILE with .csv suffix)")
+    p_export.set_defaults(func=_export)
+
+
+def _short_time(iso: str) -> str:
+    return iso[:19].replace("T", " ") if iso else "-"
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from daqapp.storage import list_runs
+
+    runs = list_runs(args.dir)
+    if not runs:
+        print(f"no run files in {args.dir}")
+        return 0
+    rows = []
+    for r in runs:
+        status = r.status if r.status != "unreadable" else f"unreadable ({r.error})"
+        rows.append([os.path.basename(r.path), r.procedure.rsplit(".", 1)[-1] or "-", status,
+                     _short_time(r.start), str(r.n_rows), r.sample or "-"])
+    print(_table(rows, ["file", "procedure", "status", "start", "rows", "sample"]))
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.6g}"
+    if isinstance(value, (list, dict)):
+        text = json.dumps(value)
+        return text if len(text) <= 70 else text[:67] + "..."
+    return str(value)
+
+
+def _show(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from daqapp.storage import open_run
+
+    with open_run(args.file) as run:
+        a = run.attrs
+        status = run.status
+        if status == "interrupted":
+            status += " (file says running, but no process is writing it: the run did not finish)"
+        print(f"run file     {run.path}")
+        print(f"procedure    {run.procedure}")
+        print(f"status       {status}")
+        if a.get("error"):
+            print(f"error        {a['error']}")
+        print(f"start        {run.start_time}")
+        print(f"end          {run.end_time or '-'}")
+        for key in ("operator", "sample", "cell", "pressure_GPa"):
+            print(f"{key:<12} {_fmt(a.get(key, '')) or '-'}")
+        print(f"format       {a.get('format')} v{a.get('format_version')}, "
+              f"daqapp {a.get('software_version')}")
+        extra = run.metadata
+        for key in ("operator", "sample", "cell", "pressure_GPa"):
+            extra.pop(key, None)
+        if extra:
+            print(f"metadata     {_fmt(extra)}")
+
+        params = run.parameters
+        if params:
+            print("\nparameters")
+            print(_table([[n, _fmt(p.get("value")), p.get("units", "")]
+                          for n, p in params.items()], ["name", "value", "units"]))
+
+        print(f"\ncolumns ({run.n_rows} rows)")
+        rows = []
+        for name, units in run.units.items():
+            col = run.column(name)
+            finite = col[np.isfinite(col)]
+            rng = f"{finite.min():.6g} .. {finite.max():.6g}" if finite.size else "-"
+            rows.append([name, units or "-", str(col.shape[0]), rng])
+        print(_table(rows, ["name", "units", "length", "range"]))
+
+        sweeps = run.sweeps()
+        if sweeps:
+            print(f"\nsweeps ({len(sweeps)}, axis {run.sweep_axis})")
+            print(_table([[str(s.index), str(s.n_points), _fmt(s.temperature), _fmt(s.field)]
+                          for s in sweeps[:20]], ["sweep", "points", "T (K)", "B (T)"]))
+            if len(sweeps) > 20:
+                print(f"... {len(sweeps) - 20} more")
+
+        fits = run.fit_list
+        if fits:
+            print(f"\nfits ({len(fits)})")
+            for name, fit, _ in fits:
+                stats = ", ".join(f"{k}={_fmt(fit[k])}" for k in ("model", "dimension", "chi2_red",
+                                                                   "aic", "bic") if k in fit)
+                print(f"  {name}: {stats}")
+                for pname, p in (fit.get("params") or {}).items():
+                    if isinstance(p, dict):
+                        err = p.get("stderr")
+                        pm = f" ± {_fmt(err)}" if err is not None else ""
+                        fixed = "" if p.get("vary", True) else " (fixed)"
+                        print(f"      {pname} = {_fmt(p.get('value'))}{pm}{fixed}")
+
+        log_lines = run.log
+        if log_lines and args.log_lines > 0:
+            shown = log_lines[-args.log_lines:]
+            print(f"\nlog (last {len(shown)} of {len(log_lines)})")
+            for entry in shown:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.time))
+                print(f"  {stamp} {entry.level:<7} {entry.message}")
+
+        if args.snapshot:
+            snaps = run.snapshots
+            print("\nstart snapshot")
+            print(json.dumps(snaps["start"], indent=2))
+            print("\nend snapshot")
+            print(json.dumps(snaps["end"], indent=2) if snaps["end"] is not None else "-")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from daqapp.storage import export_csv
+
+    out = export_csv(args.file, args.output)
+    print(f"wrote {out}")
+    return 0
