@@ -1,0 +1,130 @@
+"""The procedures a campaign may name, found in the ``procedures`` package.
+
+A campaign names a procedure by a short key (``lockin_spectrum``, ``rt_delta``) or by its class
+name. The catalog builds instances with the file's parameters (pymeasure validates each value
+against its Parameter), checks them without touching an instrument, and asks each for its time
+estimate, so a dry run costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import pkgutil
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from daqapp.errors import ConfigError
+
+
+def _snake(name: str) -> str:
+    name = re.sub(r"Procedure$", "", name)
+    name = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    name = re.sub(r"(?<=[A-Z])([A-Z][a-z])", r"_\1", name)
+    return name.lower()
+
+
+def discover_procedures() -> dict[str, type]:
+    """Short key -> Procedure class for every concrete procedure in ``procedures``.
+
+    The key is the class's ``NAME`` attribute if it has one, else its name in snake case
+    without the ``Procedure`` suffix; the class name itself is accepted too.
+    """
+    import procedures as package
+    from daqapp.runner.procedure import ControlledProcedure
+
+    found: dict[str, type] = {}
+    registry = getattr(package, "PROCEDURES", None) or getattr(package, "REGISTRY", None)
+    if isinstance(registry, Mapping):
+        for key, cls in registry.items():
+            found[str(key)] = cls
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_"):
+            continue
+        try:
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+        except ImportError:
+            continue
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (issubclass(cls, ControlledProcedure) and cls is not ControlledProcedure
+                    and cls.__module__ == module.__name__ and not inspect.isabstract(cls)
+                    and not cls.__name__.startswith("_")):
+                key = getattr(cls, "NAME", None) or _snake(cls.__name__)
+                found.setdefault(str(key), cls)
+    return found
+
+
+class ProcedureCatalog:
+    """Names, parameter checks, time estimates and construction of procedures."""
+
+    def __init__(self, classes: Mapping[str, type] | None = None) -> None:
+        self.classes: dict[str, type] = dict(classes) if classes is not None \
+            else discover_procedures()
+        self._by_class = {cls.__name__: cls for cls in self.classes.values()}
+
+    def names(self) -> list[str]:
+        return sorted(self.classes)
+
+    def resolve(self, name: str) -> type:
+        cls = self.classes.get(name) or self._by_class.get(name)
+        if cls is None:
+            raise ConfigError(f"unknown procedure {name!r}; known: {', '.join(self.names())}")
+        return cls
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.classes or name in self._by_class
+
+    def parameter_names(self, name: str) -> list[str]:
+        cls = self.resolve(name)
+        proc = cls()
+        return sorted(proc.parameter_objects())
+
+    def build(self, name: str, params: Mapping[str, Any], station: Any = None) -> Any:
+        """A procedure instance with ``params`` set and validated (no instrument touched)."""
+        cls = self.resolve(name)
+        proc = cls()
+        allowed = proc.parameter_objects()
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise ConfigError(f"{unknown[0]!r} is not a parameter of {name} "
+                              f"(parameters: {', '.join(sorted(allowed))})")
+        for key, value in params.items():
+            try:
+                proc.set_parameters({key: value})
+            except (ValueError, TypeError) as exc:
+                param = allowed[key]
+                units = getattr(param, "units", None) or ""
+                raise ConfigError(f"{key} = {value!r}{' ' + units if units else ''}: "
+                                  f"{exc}") from None
+        try:
+            proc.check_parameters()
+        except NameError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+        check_limits = getattr(proc, "check_limits", None)
+        if callable(check_limits):
+            from daqapp.runner.roles import station_limits
+
+            check_limits(station_limits(station))
+        return proc
+
+    def check(self, name: str, params: Mapping[str, Any]) -> None:
+        self.build(name, params)
+
+    def estimate_s(self, name: str, params: Mapping[str, Any]) -> float:
+        proc = self.build(name, params)
+        try:
+            value = float(proc.estimate_duration())
+        except Exception:  # noqa: BLE001 - an estimate must never stop a campaign
+            return 0.0
+        return value if math.isfinite(value) and value > 0 else 0.0
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(key, one-line summary) for ``daqapp campaign procedures``."""
+        out = []
+        for key in self.names():
+            cls = self.classes[key]
+            doc = getattr(cls, "SUMMARY", "") or (inspect.getdoc(cls) or "").split("\n")[0]
+            out.append((key, doc))
+        return out

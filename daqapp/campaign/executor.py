@@ -1,0 +1,707 @@
+"""Running a campaign: position, stabilise, measure, record the outcome, and resume after a crash.
+
+The campaign folder is the whole state: ``campaign.toml`` (a copy of the file that started it),
+``manifest.json`` (every step and its attempts, rewritten atomically on each change),
+``campaign.log``, and one run file per finished step, named after the step's key. A step is
+marked ``running`` in the manifest *before* anything moves; if the process dies, ``resume``
+finds that mark, moves the partial run file to ``partial/`` (kept, never overwritten) and runs
+the step again. Finished and skipped steps are never repeated.
+
+Every way out of a step that did not finish (fault, timeout, interrupt) passes through the
+station's safe state; so does the end of the campaign, whatever it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daqapp.campaign import manifest as M
+from daqapp.campaign.progress import ProgressLine
+from daqapp.campaign.spec import Campaign, PlannedStep, SuspendRule, load_campaign, with_estimates
+from daqapp.errors import ConfigError, DaqappError
+
+log = logging.getLogger(__name__)
+
+LOG_NAME = "campaign.log"
+PARTIAL_DIR = "partial"
+
+
+class StepFault(RuntimeError):
+    """A step could not complete (temperature never stable, magnet quench, run failed)."""
+
+
+class CampaignStopped(DaqappError):
+    """The campaign stopped on a fault whose policy is ``stop`` (the manifest says which)."""
+
+
+@dataclass
+class CampaignOutcome:
+    """How a session ended: ``status`` (finished, stopped, interrupted) and step counts."""
+
+    folder: Path
+    status: str
+    counts: dict[str, int]
+    message: str = ""
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == M.FINISHED
+
+
+# --------------------------------------------------------------------------- stations
+
+
+def connect_station(campaign: Campaign) -> Any:
+    """Connected station for ``campaign.station`` (starts the virtual lab when simulated)."""
+    from daqapp import station as station_module
+
+    spec = campaign.station
+    if spec.file is not None:
+        station = station_module.load_station(spec.file)
+    else:
+        kwargs: dict[str, Any] = {"speed": spec.speed}
+        if spec.seed is not None:
+            kwargs["seed"] = spec.seed
+        station = station_module.Station.simulated(spec.preset, **kwargs)
+    return station.connect()
+
+
+def station_limits_dict(campaign: Campaign) -> dict[str, float]:
+    """Field/temperature limits of a station file, for validation before connecting."""
+    if campaign.station.file is None:
+        return {}
+    try:
+        from daqapp import station as station_module
+
+        station = station_module.load_station(campaign.station.file)
+    except (ImportError, AttributeError):
+        return {}
+    limits = getattr(station, "limits", None)
+    out: dict[str, float] = {}
+    for key, names in (("field_T", ("field_T", "max_field_T", "field_max_T")),
+                       ("temperature_max_K", ("temperature_max_K", "max_temperature_K")),
+                       ("temperature_min_K", ("temperature_min_K", "min_temperature_K")),
+                       ("field_rate_T_per_min", ("field_rate_T_per_min",
+                                                 "max_field_rate_T_per_min"))):
+        for name in names:
+            value = (limits.get(name) if isinstance(limits, dict)
+                     else getattr(limits, name, None))
+            if isinstance(value, int | float):
+                out[key] = float(value)
+                break
+    return out
+
+
+# --------------------------------------------------------------------------- executor
+
+
+class CampaignExecutor:
+    """Runs the unfinished steps of a campaign folder on a connected station.
+
+    ``connect`` returns a connected station (``connect_station`` by default; tests inject
+    their own); ``fitter(path) -> (dict, text) | None`` fits a finished spectrum run for the
+    progress line and the manifest (runs in a background thread).
+    """
+
+    def __init__(self, campaign: Campaign, folder: Path, manifest: M.Manifest,
+                 catalog: Any, connect: Callable[[Campaign], Any] | None = None,
+                 progress: ProgressLine | None = None,
+                 fitter: Callable[[Path], tuple[dict[str, Any], str] | None] | None = None
+                 ) -> None:
+        self.campaign = campaign
+        self.folder = Path(folder)
+        self.manifest = manifest
+        self.catalog = catalog
+        self.connect = connect or connect_station
+        self.progress = progress
+        self.fitter = fitter
+        self.conn: Any = None
+        self._run: Any = None
+        self._fit_pool = ThreadPoolExecutor(1, thread_name_prefix="campaign-fit")
+        self._fits: list[Future] = []
+
+    # -- top level
+    def execute(self) -> CampaignOutcome:
+        steps = {s.key: s for s in self.campaign.steps}
+        self.manifest.begin_session(os.getpid(), sys.argv)
+        status, message = M.FINISHED, ""
+        try:
+            self.conn = self.connect(self.campaign)
+            for entry in list(self.manifest.steps):
+                if entry["status"] in M.DONE_STATES:
+                    continue
+                step = steps[entry["key"]]
+                self._run_step_with_policy(step)
+        except CampaignStopped as exc:
+            status, message = "stopped", str(exc)
+        except KeyboardInterrupt:
+            status, message = "interrupted", "interrupted by operator (resume to continue)"
+        except DaqappError as exc:
+            status, message = "stopped", str(exc)
+        except Exception as exc:  # noqa: BLE001 - recorded in the manifest, then re-raised
+            status, message = "stopped", f"{type(exc).__name__}: {exc}"
+            log.exception("campaign stopped by an unexpected error")
+        finally:
+            self._safe_state()
+            self._close_station()
+            for fut in self._fits:
+                try:
+                    fut.result(timeout=60)
+                except Exception:  # noqa: BLE001 - a fit failing never fails the campaign
+                    pass
+            self._fit_pool.shutdown(wait=False)
+            counts = self.manifest.counts()
+            if status == M.FINISHED and (counts[M.PENDING] or counts[M.RUNNING]
+                                         or counts[M.FAILED]):
+                status = "stopped"
+            self.manifest.end_session(status, message)
+            log.info("campaign %s: %s %s", status, counts, message)
+        files = [self.folder / e["file"] for e in self.manifest.steps if e.get("file")]
+        return CampaignOutcome(self.folder, status, self.manifest.counts(), message, files)
+
+    def _safe_state(self) -> None:
+        if self.conn is None:
+            return
+        try:
+            self.conn.to_safe_state()
+            log.info("station in safe state")
+        except Exception as exc:  # noqa: BLE001 - report; nothing better can be done here
+            log.error("safe state failed: %s", exc)
+
+    def _close_station(self) -> None:
+        close = getattr(self.conn, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("closing the station failed: %s", exc)
+
+    # -- one step with its fault policy
+    def _run_step_with_policy(self, step: PlannedStep) -> None:
+        policy = step.on_fault
+        while True:
+            entry = self.manifest.step(step.key)
+            attempt_no = len(entry["attempts"]) + 1
+            if self.progress:
+                self.progress.begin(step.key, step.estimate_s)
+            log.info("step %s (attempt %d): %s", step.key, attempt_no, step.describe())
+            self.manifest.start_attempt(step.key, f"{step.key}.h5" if step.procedure else None)
+            try:
+                details = self._run_step(step)
+            except KeyboardInterrupt:
+                self._abandon_attempt(step, "interrupted", "interrupted by operator")
+                raise
+            except (StepFault, DaqappError, OSError) as exc:
+                error = str(exc)
+                log.error("step %s failed: %s", step.key, error)
+                self._safe_state()
+                self._abandon_attempt(step, M.FAILED, error)
+                failures = sum(1 for a in self.manifest.step(step.key)["attempts"]
+                               if a.get("status") == M.FAILED)
+                if failures <= policy.retries:
+                    self._say(f"step {step.key} failed ({error}); retry {failures} of "
+                              f"{policy.retries}")
+                    self._reconnect_if_lost()
+                    continue
+                if policy.then == "skip":
+                    self.manifest.update_step(step.key, status=M.SKIPPED, error=error)
+                    self._say(f"step {step.key} skipped after {failures} failure(s): {error}")
+                    if self.progress:
+                        self.progress.end(step.key, "skipped", step.estimate_s)
+                    return
+                self.manifest.update_step(step.key, status=M.FAILED, error=error)
+                if self.progress:
+                    self.progress.end(step.key, "failed", step.estimate_s)
+                raise CampaignStopped(f"step {step.key} failed: {error} (on_fault = stop)") \
+                    from None
+            self.manifest.end_attempt(step.key, M.FINISHED, **details)
+            self.manifest.update_step(step.key, status=M.FINISHED, error=None,
+                                      file=details.get("file"), rows=details.get("rows"))
+            if self.progress:
+                self.progress.end(step.key, "done", step.estimate_s)
+            if details.get("file") and self.fitter is not None and _is_spectrum(step):
+                self._fits.append(self._fit_pool.submit(self._fit_step, step,
+                                                        self.folder / details["file"]))
+            return
+
+    def _abandon_attempt(self, step: PlannedStep, status: str, error: str) -> None:
+        """Keep the partial file under ``partial/`` and record the attempt's end."""
+        kept = keep_partial(self.folder, step.key, len(self.manifest.step(step.key)["attempts"]))
+        self.manifest.end_attempt(step.key, status, error=error,
+                                  partial_file=str(kept.relative_to(self.folder))
+                                  if kept else None)
+        self.manifest.update_step(step.key, status=M.PENDING, error=error)
+
+    def _reconnect_if_lost(self) -> None:
+        """After a fault, check every instrument answers; reconnect the station if not."""
+        if self.conn is None:
+            return
+        try:
+            for role in _roles(self.conn):
+                role.identify()
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure here means: reconnect
+            log.warning("station lost (%s): reconnecting", exc)
+        self._close_station()
+        self.conn = None
+        try:
+            self.conn = self.connect(self.campaign)
+        except DaqappError as exc:
+            raise CampaignStopped(f"station lost and reconnect failed: {exc}") from None
+
+    def _say(self, text: str) -> None:
+        log.warning(text)
+        if self.progress:
+            self.progress.message(text)
+
+    # -- the step itself
+    def _run_step(self, step: PlannedStep) -> dict[str, Any]:
+        started = time.time()
+        if step.field_T is not None:
+            self._set_field(step)
+        if step.temperature_K is not None:
+            self._set_temperature(step)
+        details: dict[str, Any] = {"positioned_s": round(time.time() - started, 3)}
+        if step.procedure is None:
+            return details
+        result = self._run_procedure(step)
+        details.update(file=result.path.name if result.path else None, rows=result.rows,
+                       duration_s=round(result.duration, 3), run_status=result.status)
+        return details
+
+    def _lab_sleep(self, lab_seconds: float) -> None:
+        from daqapp.runner.roles import lab_seconds_to_real
+
+        time.sleep(max(0.01, min(lab_seconds_to_real(self.conn, lab_seconds), 0.5)))
+
+    def _lab_now(self) -> float:
+        from daqapp.runner.roles import lab_time
+
+        return lab_time(self.conn)
+
+    def _role(self, name: str) -> Any:
+        from daqapp.runner.roles import station_role
+
+        return station_role(self.conn, name)
+
+    def _set_field(self, step: PlannedStep) -> None:
+        magnet = self._role("magnet")
+        target = float(step.field_T)
+        start = float(magnet.field())
+        if self.progress:
+            self.progress.update(state=f"field → {target:g} T")
+        if magnet.is_quenched():
+            raise StepFault(f"magnet quenched at {start:.4g} T before ramping")
+        expected = abs(target - start) / step.field_ramp_T_per_min * 60.0
+        limit = 1.5 * expected + 300.0
+        magnet.ramp_to(target, step.field_ramp_T_per_min)
+        t0 = self._lab_now()
+        while True:
+            if magnet.is_quenched():
+                raise StepFault(f"magnet quenched at {magnet.field():.4g} T ramping to "
+                                f"{target:g} T")
+            if magnet.is_holding() and abs(float(magnet.field()) - target) <= max(
+                    2e-3, 1e-3 * abs(target)):
+                log.info("field %.4g T reached", target)
+                return
+            if self._lab_now() - t0 > limit:
+                raise StepFault(f"field did not reach {target:g} T within {limit:.0f} s "
+                                f"(at {magnet.field():.4g} T)")
+            if expected > 0 and self.progress:
+                self.progress.update(min(0.2, 0.2 * (self._lab_now() - t0) / expected))
+            self._lab_sleep(2.0)
+
+    def _set_temperature(self, step: PlannedStep) -> None:
+        controller = self._role("temperature")
+        target = float(step.temperature_K)
+        band, hold, timeout = (step.stabilize.band_K, step.stabilize.time_s,
+                               step.stabilize.timeout_s)
+        if self.progress:
+            self.progress.update(state=f"T → {target:g} K")
+        controller.set_setpoint(target, step.ramp_K_per_min if step.temperature_mode == "ramp"
+                                else None)
+        ramp_time = 0.0
+        if step.temperature_mode == "ramp" and step.ramp_K_per_min:
+            ramp_time = abs(target - float(controller.temperature())) / step.ramp_K_per_min * 60
+        t0 = self._lab_now()
+        in_band_since: float | None = None
+        magnet = None
+        try:
+            magnet = self._role("magnet")
+        except ConfigError:
+            magnet = None
+        while True:
+            now = self._lab_now()
+            if controller.is_stable(target, band):
+                if in_band_since is None:
+                    in_band_since = now
+                if now - in_band_since >= hold:
+                    log.info("temperature %.4g K stable (±%g K for %g s)", target, band, hold)
+                    return
+            else:
+                in_band_since = None
+            if now - t0 > timeout + ramp_time:
+                raise StepFault(f"temperature not stable at {target:g} K ± {band:g} K within "
+                                f"{timeout + ramp_time:.0f} s (at "
+                                f"{controller.temperature():.4g} K)")
+            if magnet is not None and magnet.is_quenched():
+                raise StepFault(f"magnet quenched at {magnet.field():.4g} T")
+            status = getattr(controller, "heater_status", None)
+            if callable(status):
+                state = status()
+                if getattr(state, "value", "ok") != "ok":
+                    raise StepFault(f"heater {state.value}: cannot control the temperature")
+            self._lab_sleep(1.0)
+
+    def _suspenders(self, step: PlannedStep) -> list[Any]:
+        from daqapp.runner.roles import lab_seconds_to_real
+        from daqapp.runner.suspenders import MagnetHoldingSuspender, TemperatureBandSuspender
+
+        out = []
+        for rule in self.campaign.suspend:
+            timeout = lab_seconds_to_real(self.conn, rule.timeout_s)
+            if rule.kind == "temperature":
+                # Only a step that holds a temperature can be out of band; a ramp is not.
+                if step.temperature_K is None:
+                    continue
+                out.append(TemperatureBandSuspender(
+                    rule.band_K, target_k=step.temperature_K,
+                    hold_s=step.stabilize.time_s / 4.0, timeout=timeout,
+                    clock=self._lab_now))
+            elif rule.kind == "magnet":
+                try:
+                    self._role("magnet")
+                except ConfigError:
+                    continue
+                out.append(MagnetHoldingSuspender(timeout=timeout))
+        return out
+
+    def _run_procedure(self, step: PlannedStep) -> Any:
+        from daqapp.runner import events
+        from daqapp.runner.run import Run
+
+        try:
+            procedure = self.catalog.build(step.procedure, step.params, station=self.conn)
+        except DaqappError as exc:
+            raise StepFault(f"{step.procedure}: {exc}") from None
+        metadata = dict(self.campaign.metadata)
+        metadata.update(campaign=self.campaign.name, campaign_step=step.key)
+        if step.temperature_K is not None:
+            metadata["target_temperature_K"] = step.temperature_K
+        if step.field_T is not None:
+            metadata["target_field_T"] = step.field_T
+        target = self.folder / f"{step.key}.h5"
+        if target.exists():  # a leftover of an attempt the manifest never saw end
+            keep_partial(self.folder, step.key, len(self.manifest.step(step.key)["attempts"]))
+        run = Run(procedure, station=self.conn, output_dir=self.folder,
+                  filename=target.name, metadata=metadata, suspenders=self._suspenders(step))
+
+        def listen(event: Any) -> None:
+            if self.progress is None:
+                return
+            if event.kind == events.PROGRESS:
+                self.progress.update(0.2 + 0.8 * float(event.payload) / 100.0)
+            elif event.kind == events.STATUS and event.payload.get("status") in (
+                    events.SUSPENDED, events.PAUSED):
+                self._say(f"step {step.key} {event.payload['status']}: "
+                          f"{event.payload.get('reason', '')}")
+            elif event.kind == events.FIT:
+                text = fit_text(event.payload.get("result", {}))
+                if text:
+                    self.progress.fit(text)
+
+        run.subscribe(listen)
+        if self.progress:
+            self.progress.update(0.2, state=f"measuring ({step.procedure})")
+        self._run = run
+        try:
+            run.start()
+        except DaqappError as exc:
+            raise StepFault(f"{step.procedure}: {exc}") from None
+        try:
+            while run.wait(0.2) is None:
+                pass
+        except KeyboardInterrupt:
+            run.control.abort()
+            run.wait(60)
+            raise
+        finally:
+            self._run = None
+        result = run.result
+        if not result.ok:
+            raise StepFault(f"run {result.status}: {result.error or 'no error text'}")
+        return result
+
+    def _fit_step(self, step: PlannedStep, path: Path) -> None:
+        try:
+            found = self.fitter(path) if self.fitter else None
+        except Exception as exc:  # noqa: BLE001 - the report refits; this is only a preview
+            log.warning("quick fit of %s failed: %s", path.name, exc)
+            return
+        if not found:
+            return
+        values, text = found
+        self.manifest.update_step(step.key, fit=values)
+        if self.progress:
+            self.progress.fit(f"{step.key}: {text}")
+        log.info("fit %s: %s", step.key, text)
+
+
+def _is_spectrum(step: PlannedStep) -> bool:
+    name = (step.procedure or "").lower()
+    return any(word in name for word in ("spectrum", "dcon", "lockin", "calibration",
+                                         "conductance"))
+
+
+def _roles(conn: Any) -> list[Any]:
+    roles = getattr(conn, "roles", None)
+    if isinstance(roles, dict):
+        return [r for r in roles.values() if hasattr(r, "identify")]
+    return []
+
+
+def fit_text(result: dict[str, Any]) -> str:
+    """Short text of a fit result dict: the gaps with their errors."""
+    params = result.get("parameters") or result.get("values") or {}
+    errors = result.get("errors") or result.get("stderr") or {}
+    parts = []
+    for key in sorted(params):
+        if key.lower().startswith("delta"):
+            err = errors.get(key)
+            value = params[key]
+            if isinstance(value, dict):
+                value, err = value.get("value"), value.get("error")
+            if value is None:
+                continue
+            parts.append(f"{key}={value:.2f}" + (f"±{err:.2f}" if err else ""))
+    return " ".join(parts)
+
+
+def keep_partial(folder: Path, key: str, attempt: int) -> Path | None:
+    """Move ``<key>.h5`` of an unfinished attempt to ``partial/`` under a name never reused."""
+    source = Path(folder) / f"{key}.h5"
+    if not source.exists():
+        return None
+    dest_dir = Path(folder) / PARTIAL_DIR
+    dest_dir.mkdir(exist_ok=True)
+    n = max(1, attempt)
+    dest = dest_dir / f"{key}.attempt{n}.h5"
+    while dest.exists():
+        n += 1
+        dest = dest_dir / f"{key}.attempt{n}.h5"
+    os.replace(source, dest)
+    log.warning("kept the partial run of %s as %s", key, dest.relative_to(folder))
+    return dest
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def _attach_log(folder: Path, quiet_console: bool) -> Callable[[], None]:
+    handler = logging.FileHandler(folder / LOG_NAME, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_root_level = root.level
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    changed = []
+    if quiet_console:
+        for h in root.handlers:
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
+                    and h.level < logging.WARNING:
+                changed.append((h, h.level))
+                h.setLevel(logging.WARNING)
+
+    def detach() -> None:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(old_root_level)
+        for h, level in changed:
+            h.setLevel(level)
+
+    return detach
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """SIGTERM (systemd, a batch system) ends the campaign like Ctrl-C: safe state, resumable."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _recover(folder: Path, manifest: M.Manifest) -> list[str]:
+    """Turn steps a dead process left ``running`` back into pending, keeping their files."""
+    recovered = []
+    for entry in manifest.steps:
+        if entry["status"] != M.RUNNING:
+            continue
+        key = entry["key"]
+        final = folder / f"{key}.h5"
+        status = _file_status(final)
+        if status == "finished" and entry.get("attempts"):
+            # Killed after the run closed its file but before the manifest said so.
+            manifest.end_attempt(key, M.FINISHED, file=final.name, recovered=True)
+            manifest.update_step(key, status=M.FINISHED, file=final.name, error=None)
+            recovered.append(f"{key}: run file complete, marked finished")
+            continue
+        kept = keep_partial(folder, key, len(entry.get("attempts", [])))
+        manifest.end_attempt(key, "interrupted", error="process ended during the step",
+                             partial_file=str(kept.relative_to(folder)) if kept else None)
+        manifest.update_step(key, status=M.PENDING, error="interrupted")
+        recovered.append(f"{key}: interrupted" + (f", partial run kept as "
+                                                  f"{kept.relative_to(folder)}" if kept else ""))
+    for line in recovered:
+        log.warning("resume: %s", line)
+    return recovered
+
+
+def _file_status(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    try:
+        from daqapp.storage import open_run
+
+        with open_run(path) as run:
+            return run.status
+    except Exception:  # noqa: BLE001 - unreadable means: not finished
+        return "unreadable"
+
+
+def prepare_folder(campaign: Campaign, folder: Path) -> M.Manifest:
+    """Create a new campaign folder with its copy of the file and a fresh manifest."""
+    folder = Path(folder)
+    if (folder / M.MANIFEST_NAME).exists():
+        raise ConfigError(f"{folder} already holds a campaign; use `daqapp campaign resume "
+                          f"{folder}` or choose another --output")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / M.CAMPAIGN_COPY_NAME).write_text(campaign.source_text, encoding="utf-8")
+    steps = [{"index": s.index, "key": s.key, "block": s.block, "procedure": s.procedure,
+              "params": s.params, "field_T": s.field_T, "temperature_K": s.temperature_K,
+              "estimate_s": round(s.estimate_s, 1)} for s in campaign.steps]
+    return M.Manifest.create(folder, campaign.name, campaign.path, steps,
+                             campaign.station.describe(), campaign.metadata)
+
+
+def default_output(campaign: Campaign) -> Path:
+    if campaign.output is not None:
+        return campaign.output
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path.cwd() / f"{campaign.path.stem}-{stamp}"
+
+
+def load_for_run(path: Path, catalog: Any) -> Campaign:
+    """Validate a campaign fully (station limits included) and attach estimates."""
+    campaign = load_campaign(path, catalog=catalog)
+    limits = station_limits_dict(campaign)
+    if limits:
+        campaign = load_campaign(path, catalog=catalog, limits=limits)
+    return with_estimates(campaign, catalog)
+
+
+def run_campaign(path: Path, output: Path | None = None, catalog: Any = None,
+                 connect: Callable[[Campaign], Any] | None = None, show_progress: bool = True,
+                 fitter: Callable[[Path], Any] | None = None,
+                 quiet_console: bool = True) -> CampaignOutcome:
+    """Validate ``path`` entirely, create the campaign folder and run every step."""
+    from daqapp.campaign.catalog import ProcedureCatalog
+
+    catalog = catalog or ProcedureCatalog()
+    campaign = load_for_run(Path(path), catalog)
+    folder = Path(output) if output else default_output(campaign)
+    manifest = prepare_folder(campaign, folder)
+    return _execute(campaign, folder, manifest, catalog, connect, show_progress, fitter,
+                    quiet_console)
+
+
+def resume_campaign(folder: Path, catalog: Any = None,
+                    connect: Callable[[Campaign], Any] | None = None,
+                    show_progress: bool = True, fitter: Callable[[Path], Any] | None = None,
+                    quiet_console: bool = True) -> CampaignOutcome:
+    """Continue a campaign folder with its first unfinished step; never repeat finished ones."""
+    from daqapp.campaign.catalog import ProcedureCatalog
+
+    folder = Path(folder)
+    manifest = M.Manifest.load(folder)
+    catalog = catalog or ProcedureCatalog()
+    copy = folder / M.CAMPAIGN_COPY_NAME
+    if not copy.is_file():
+        raise ConfigError(f"{folder}: {M.CAMPAIGN_COPY_NAME} is missing; cannot resume")
+    source = Path(manifest.data["campaign"].get("source", copy))
+    text = copy.read_text(encoding="utf-8")
+    from daqapp.campaign.spec import parse_campaign
+
+    # Parse the stored copy as if it sat where the original did, so relative paths (station
+    # file) resolve as they did when the campaign started.
+    campaign = parse_campaign(text, source if source.parent.is_dir() else copy,
+                              catalog=catalog)
+    campaign = with_estimates(campaign, catalog)
+    manifest.check_matches([s.key for s in campaign.steps])
+    detach = _attach_log(folder, quiet_console)
+    try:
+        _recover(folder, manifest)
+    finally:
+        detach()
+    if manifest.first_unfinished() is None:
+        return CampaignOutcome(folder, M.FINISHED, manifest.counts(),
+                               "nothing to do: every step is finished or skipped",
+                               [folder / e["file"] for e in manifest.steps if e.get("file")])
+    return _execute(campaign, folder, manifest, catalog, connect, show_progress, fitter,
+                    quiet_console)
+
+
+def _execute(campaign: Campaign, folder: Path, manifest: M.Manifest, catalog: Any,
+             connect: Callable[[Campaign], Any] | None, show_progress: bool,
+             fitter: Callable[[Path], Any] | None, quiet_console: bool) -> CampaignOutcome:
+    progress = None
+    if show_progress:
+        done = [e for e in manifest.steps if e["status"] in M.DONE_STATES]
+        speed = campaign.station.speed if campaign.station.simulated else 1.0
+        scale = 1.0 / speed
+        progress = ProgressLine(len(manifest.steps), campaign.total_estimate_s * scale,
+                                done=len(done),
+                                done_estimate_s=sum(e.get("estimate_s", 0) for e in done) * scale)
+        # Estimates on the progress line are wall-clock: laboratory time over the speed-up.
+        progress_steps = {s.key: s.estimate_s * scale for s in campaign.steps}
+    detach = _attach_log(folder, quiet_console)
+    restore = _sigterm_as_interrupt()
+    try:
+        log.info("campaign %r in %s (%d steps, %s)", campaign.name, folder,
+                 len(campaign.steps), campaign.station.describe())
+        executor = CampaignExecutor(campaign, folder, manifest, catalog, connect,
+                                    progress=progress, fitter=fitter)
+        if progress is not None:
+            executor.campaign = _scaled(campaign, progress_steps)
+        return executor.execute()
+    finally:
+        restore()
+        detach()
+
+
+def _scaled(campaign: Campaign, estimates: dict[str, float]) -> Campaign:
+    from dataclasses import replace
+
+    return replace(campaign, steps=tuple(replace(s, estimate_s=estimates[s.key])
+                                         for s in campaign.steps))
+
+
+__all__ = ["CampaignExecutor", "CampaignOutcome", "CampaignStopped", "StepFault",
+           "SuspendRule", "connect_station", "keep_partial", "prepare_folder",
+           "resume_campaign", "run_campaign"]
