@@ -62,12 +62,12 @@ def _list(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no run files in {args.dir}")
         return 0
-    rows = []
-    for r in runs:
-        status = r.status if r.status != "unreadable" else f"unreadable ({r.error})"
-        rows.append([os.path.basename(r.path), r.procedure.rsplit(".", 1)[-1] or "-", status,
-                     _short_time(r.start), str(r.n_rows), r.sample or "-"])
+    rows = [[os.path.basename(r.path), r.procedure.rsplit(".", 1)[-1] or "-", r.status,
+             _short_time(r.start), str(r.n_rows), r.sample or "-"] for r in runs]
     print(_table(rows, ["file", "procedure", "status", "start", "rows", "sample"]))
+    for r in runs:
+        if r.status == "unreadable":
+            print(f"{os.path.basename(r.path)}: {r.error}")
     return 0
 
 
