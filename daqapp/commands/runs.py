@@ -40,6 +40,16 @@ def register(subparsers: Any) -> None:
                           help="output file (default: FILE with .csv suffix)")
     p_export.set_defaults(func=_export)
 
+    p_import = sub.add_parser("import", help="turn a text/CSV spectra file into a run file",
+                              description="Read spectra from text (bias in mV, conductance, "
+                              "optional temperature) and write them as a run file, one sweep "
+                              "per spectrum, so they can be plotted, refitted and annotated "
+                              "like measured runs.")
+    p_import.add_argument("file", metavar="TEXT", help="CSV/TSV/whitespace spectra file")
+    p_import.add_argument("--output", "-o", metavar="H5",
+                          help="run file to write (default: TEXT with .h5 suffix)")
+    p_import.set_defaults(func=_import)
+
 
 def _short_time(iso: str) -> str:
     return iso[:19].replace("T", " ") if iso else "-"
@@ -165,5 +175,13 @@ def _export(args: argparse.Namespace) -> int:
     from daqapp.storage import export_csv
 
     out = export_csv(args.file, args.output)
+    print(f"wrote {out}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from daqapp.storage.spectra import spectra_to_run
+
+    out = spectra_to_run(args.file, args.output)
     print(f"wrote {out}")
     return 0

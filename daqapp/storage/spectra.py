@@ -265,3 +265,55 @@ def _from_table(table: TextTable) -> list[SpectrumData]:
         out.append(SpectrumData(bias, g, temperature, fld, normalized,
                                 _label(path, tag, temperature, fld)))
     return out
+
+
+# ------------------------------------------------------------------------------ conversions
+SPECTRUM_RUN_COLUMNS = {"dc_voltage": "V", "didv": "S", "temperature": "K", "field": "T",
+                        "sweep": ""}
+
+
+def spectrum_records(spectra: list[SpectrumData]):
+    """The spectra as the record stream a lock-in spectrum run emits (V, S, K, T, sweep)."""
+    for k, s in enumerate(spectra):
+        t = math.nan if s.temperature_K is None else s.temperature_K
+        b = math.nan if s.field_T is None else s.field_T
+        for v, g in zip(s.bias_mV.tolist(), s.conductance.tolist(), strict=True):
+            yield {"dc_voltage": v * 1e-3, "didv": g, "temperature": t, "field": b, "sweep": k}
+
+
+def buffer_from_spectra(spectra: list[SpectrumData]):
+    """A RunBuffer holding the spectra, so imported data plot like a live run."""
+    from daqapp.storage.buffer import RunBuffer
+
+    buf = RunBuffer(_run_columns_for(spectra), capacity=sum(len(s) for s in spectra))
+    buf.extend(spectrum_records(spectra))
+    return buf
+
+
+def _run_columns_for(spectra: list[SpectrumData]) -> dict[str, str]:
+    cols = dict(SPECTRUM_RUN_COLUMNS)
+    if spectra and all(s.normalized for s in spectra):
+        cols["didv"] = ""  # G/G_N has no unit
+    return cols
+
+
+def spectra_to_run(source: str | os.PathLike[str],
+                   output: str | os.PathLike[str] | None = None) -> Path:
+    """Import a text spectra file as a run file (one sweep per spectrum) to refit and annotate."""
+    from daqapp.storage.writer import RunWriter
+
+    src = Path(source)
+    spectra = load_spectra(src)
+    out = Path(output) if output is not None else src.with_suffix(".h5")
+    normalized = all(s.normalized for s in spectra)
+    w = RunWriter(out, procedure="daqapp.storage.spectra.import_text",
+                  parameters={"source": {"value": str(src.resolve()), "units": ""}},
+                  metadata={"sample": "", "normalized": normalized,
+                            "labels": [s.label for s in spectra]},
+                  columns=_run_columns_for(spectra), sweep_axis="dc_voltage")
+    w.start(snapshot={"imported_from": str(src.resolve())})
+    for record in spectrum_records(spectra):
+        w.append(record)
+    w.log("INFO", f"imported {len(spectra)} spectra from {src.name}")
+    w.finish("finished")
+    return out

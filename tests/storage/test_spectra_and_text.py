@@ -101,3 +101,23 @@ def test_missing_file_and_foreign_hdf5(tmp_path):
         f["a"] = [1.0]
     with pytest.raises(DataFileError, match="x.h5.*not a daqapp run file"):
         load_spectra(tmp_path / "x.h5")
+
+
+def test_text_import_to_run_and_buffer_keeps_the_spectra(tmp_path, capsys):
+    from daqapp import cli
+    from daqapp.storage.spectra import buffer_from_spectra
+
+    src = tmp_path / "lab.csv"
+    src.write_text("bias (mV),G/GN,T (K)\n-1,1.1,2\n0,0.9,2\n1,1.1,2\n-1,1.0,9\n1,1.0,9\n")
+    out = tmp_path / "lab.h5"
+    assert cli.main(["runs", "import", str(src), "--output", str(out)]) == 0
+    original, imported = load_spectra(src), load_spectra(out)
+    assert [len(s) for s in imported] == [3, 2]
+    assert [s.temperature_K for s in imported] == [2.0, 9.0]
+    assert all(s.normalized for s in imported)
+    for a, b in zip(original, imported, strict=True):
+        np.testing.assert_allclose(b.bias_mV, a.bias_mV)
+        np.testing.assert_array_equal(b.conductance, a.conductance)
+    buf = buffer_from_spectra(original)
+    np.testing.assert_array_equal(buf.column("sweep"), [0, 0, 0, 1, 1])
+    np.testing.assert_allclose(buf.column("dc_voltage"), [-1e-3, 0, 1e-3, -1e-3, 1e-3])
