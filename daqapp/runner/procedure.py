@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from pymeasure.experiment import Procedure
 
+from daqapp.errors import ConfigError
 from daqapp.runner.roles import lab_seconds_to_real, station_limits, station_role
 
 _UNIT_IN_NAME = re.compile(r"^(?P<name>.*?)\s*\((?P<unit>[^()]*)\)\s*$")
@@ -119,13 +120,17 @@ class ControlledProcedure(Procedure):
         station limit or a physical range. Called before anything moves."""
 
     def validate(self) -> None:
-        """Parameters present and within pymeasure's and the station's limits."""
-        from daqapp.errors import ConfigError
-
-        try:
-            self.check_parameters()
-        except NameError as exc:
-            raise ConfigError(str(exc)) from None
+        """Every parameter set, converted by its pymeasure Parameter (type, minimum, maximum,
+        choices) and within the station's limits; errors name the parameter and the range."""
+        for name, parameter in self._parameters.items():
+            value = getattr(self, name)
+            if value is None:
+                raise ConfigError(f"{name} ({parameter.name}) is not set")
+            try:
+                parameter.value = value
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{name} = {value!r}: {exc}{_allowed(parameter)}") from None
+            setattr(self, name, parameter.value)
         self.check_limits(station_limits(self.station))
 
     def estimate_duration(self) -> float:
@@ -135,6 +140,17 @@ class ControlledProcedure(Procedure):
     def get_estimates(self) -> list[tuple[str, str]]:
         """pymeasure's EstimatorWidget hook, from :meth:`estimate_duration`."""
         return [("Duration", format_duration(self.estimate_duration()))]
+
+
+def _allowed(parameter: Any) -> str:
+    low, high = getattr(parameter, "minimum", None), getattr(parameter, "maximum", None)
+    units = getattr(parameter, "units", None) or ""
+    if low is not None and high is not None:
+        return f" (allowed {low:g} to {high:g}{' ' + units if units else ''})"
+    choices = getattr(parameter, "choices", None)
+    if choices:
+        return f" (allowed: {', '.join(map(str, choices))})"
+    return ""
 
 
 def column_units_from_names(names: list[str]) -> dict[str, str]:

@@ -1,0 +1,249 @@
+"""What the measurement procedures share: bias lists, station limits, waits and readings.
+
+Kept apart from the procedures so each of them reads as the measurement it is; everything here
+only talks to instruments through the role interfaces of ``drivers/roles.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+from pymeasure.experiment import Parameter
+
+from daqapp.errors import ConfigError, LimitError, check_range
+from daqapp.runner.roles import lab_time, limit_value
+
+log = logging.getLogger("procedures")
+
+SPACINGS = ("linear", "symmetric", "dense_zero")
+DIRECTIONS = ("up", "down", "up_down", "down_up")
+
+#: Hardware ranges used when the station file declares no tighter limit.
+HARDWARE = {
+    "max_current_a": 0.105,          # Keithley 6221 DC output
+    "max_excitation_v": 5.0,         # SR830 sine output, V rms
+    "min_excitation_v": 0.004,
+    "max_field_t": 9.0,
+    "max_field_rate_t_per_min": 1.0,
+    "min_temperature_k": 1.5,
+    "max_temperature_k": 325.0,
+    "max_temperature_rate_k_per_min": 20.0,
+}
+
+#: Names a station's limits may use for each quantity (the station file's vocabulary).
+LIMIT_NAMES: dict[str, tuple[str, ...]] = {
+    "max_current_a": ("max_current_a", "bias_current_max_a", "current_max_a", "max_current"),
+    "max_excitation_v": ("max_excitation_v", "excitation_max_v", "max_lockin_amplitude_v"),
+    "min_excitation_v": ("min_excitation_v",),
+    "max_field_t": ("max_field_t", "field_max_t", "max_field"),
+    "max_field_rate_t_per_min": ("max_field_rate_t_per_min", "field_rate_max_t_per_min",
+                                 "max_ramp_rate_t_per_min"),
+    "min_temperature_k": ("min_temperature_k", "temperature_min_k"),
+    "max_temperature_k": ("max_temperature_k", "temperature_max_k"),
+    "max_temperature_rate_k_per_min": ("max_temperature_rate_k_per_min",
+                                       "temperature_rate_max_k_per_min",
+                                       "max_ramp_rate_k_per_min"),
+}
+
+
+def station_limit(limits: Any, key: str) -> float:
+    """The station's limit ``key`` (see :data:`LIMIT_NAMES`), else the hardware range."""
+    for name in LIMIT_NAMES.get(key, (key,)):
+        value = limit_value(limits, name)
+        if value is not None:
+            return value
+    return HARDWARE[key]
+
+
+def check_current(name: str, amps: float, limits: Any) -> float:
+    top = station_limit(limits, "max_current_a")
+    return check_range(name, abs(amps), 0.0, top, "A") * math.copysign(1.0, amps)
+
+
+def check_temperature(name: str, kelvin: float, limits: Any) -> float:
+    return check_range(name, kelvin, station_limit(limits, "min_temperature_k"),
+                       station_limit(limits, "max_temperature_k"), "K")
+
+
+def check_field(name: str, tesla: float, limits: Any) -> float:
+    top = station_limit(limits, "max_field_t")
+    return check_range(name, tesla, -top, top, "T")
+
+
+def check_field_rate(name: str, rate: float, limits: Any) -> float:
+    return check_range(name, rate, 1e-6, station_limit(limits, "max_field_rate_t_per_min"),
+                       "T/min")
+
+
+def check_temperature_rate(name: str, rate: float, limits: Any) -> float:
+    return check_range(name, rate, 0.0, station_limit(limits, "max_temperature_rate_k_per_min"),
+                       "K/min")
+
+
+def parse_list(name: str, text: Any) -> list[float]:
+    """``"3, 5, 7.5"`` or ``"2:10:2"`` (start:stop:step, stop included) -> floats."""
+    if isinstance(text, (list, tuple, np.ndarray)):
+        return [float(v) for v in text]
+    text = str(text).strip()
+    if not text:
+        return []
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise ConfigError(f"{name} = {text!r}: a range is start:stop:step")
+        try:
+            start, stop, step = (float(p) for p in parts)
+        except ValueError:
+            raise ConfigError(f"{name} = {text!r}: start:stop:step must be numbers") from None
+        if step == 0 or (stop - start) / step < 0:
+            raise ConfigError(f"{name} = {text!r}: step must move from start towards stop")
+        count = int(math.floor((stop - start) / step + 1e-9)) + 1
+        if count > 100_000:
+            raise ConfigError(f"{name} = {text!r} gives {count} values (at most 100000)")
+        return [start + i * step for i in range(count)]
+    values = []
+    for item in text.replace(";", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise ConfigError(f"{name} = {text!r}: {item!r} is not a number") from None
+    return values
+
+
+class FloatListParameter(Parameter):
+    """A list of numbers with a unit, typed as ``"3, 5, 7"`` or ``"2:10:2"`` (stop included).
+
+    The value stays text (what the operator typed, shown back in the GUI and stored in the run
+    file); :meth:`values` gives the floats. Bad text is refused when set.
+    """
+
+    def __init__(self, name: str, units: str | None = None, **kwargs: Any) -> None:
+        self.units = units
+        super().__init__(name, **kwargs)
+        self._help_fields.append("units")
+
+    def convert(self, value: Any) -> str:
+        if isinstance(value, (list, tuple, np.ndarray)):
+            value = ", ".join(f"{float(v):g}" for v in value)
+        value = str(value).strip()
+        parse_list(self.name, value)
+        return value
+
+    def values(self) -> list[float]:
+        return parse_list(self.name, self.value)
+
+
+def bias_values(start: float, stop: float, points: int, spacing: str,
+                concentration: float = 2.5) -> np.ndarray:
+    """Bias set points from ``start`` to ``stop``.
+
+    ``linear``: evenly spaced. ``symmetric``: evenly spaced over ±max(|start|, |stop|) with an
+    odd count so zero bias is measured. ``dense_zero``: symmetric, with steps shrinking towards
+    zero bias (``sinh`` mapping, ``concentration`` ≈ ratio of edge to centre step), where the
+    Andreev structure is; it keeps the total point count.
+    """
+    if points < 2:
+        raise ConfigError(f"points = {points} is outside the allowed range 2 to 100000")
+    if spacing not in SPACINGS:
+        raise ConfigError(f"spacing = {spacing!r}; allowed: {', '.join(SPACINGS)}")
+    if spacing == "linear":
+        return np.linspace(start, stop, points)
+    edge = max(abs(start), abs(stop))
+    n = points if points % 2 else points + 1
+    u = np.linspace(-1.0, 1.0, n)
+    if spacing == "symmetric":
+        values = edge * u
+    else:
+        k = math.acosh(max(concentration, 1.0 + 1e-9))
+        values = edge * np.sinh(k * u) / math.sinh(k)
+    values[n // 2] = 0.0
+    return values if start <= stop else values[::-1]
+
+
+def sweeps_for(values: np.ndarray, directions: str) -> list[tuple[int, np.ndarray]]:
+    """``[(direction, values), ...]`` for one spectrum: +1 up, -1 down, in measuring order."""
+    if directions not in DIRECTIONS:
+        raise ConfigError(f"directions = {directions!r}; allowed: {', '.join(DIRECTIONS)}")
+    up = np.sort(values)
+    down = up[::-1]
+    order = {"up": [(1, up)], "down": [(-1, down)], "up_down": [(1, up), (-1, down)],
+             "down_up": [(-1, down), (1, up)]}
+    return order[directions]
+
+
+def read_temperature(procedure: Any) -> float:
+    controller = procedure.role("temperature", required=False)
+    return float(controller.temperature()) if controller is not None else math.nan
+
+
+def read_field(procedure: Any) -> float:
+    magnet = procedure.role("magnet", required=False)
+    return float(magnet.field()) if magnet is not None else math.nan
+
+
+def wait_for_temperature(procedure: Any, target_k: float, band_k: float, hold_s: float,
+                         timeout_s: float, poll_s: float = 1.0) -> float:
+    """Block until the temperature has stayed within ``target ± band`` for ``hold_s`` (lab
+    seconds). Honours pause/stop/abort; raises ``TimeoutError`` after ``timeout_s`` lab
+    seconds. Returns the last reading."""
+    controller = procedure.role("temperature")
+    station = procedure.station
+    started = lab_time(station)
+    in_band_since = None
+    while True:
+        if not procedure.checkpoint():
+            return controller.temperature()
+        now = lab_time(station)
+        kelvin = controller.temperature()
+        if abs(kelvin - target_k) <= band_k:
+            in_band_since = now if in_band_since is None else in_band_since
+            if now - in_band_since >= hold_s:
+                return kelvin
+        else:
+            in_band_since = None
+        if now - started > timeout_s:
+            raise TimeoutError(f"temperature {kelvin:.4g} K not stable within ±{band_k:g} K of "
+                               f"{target_k:g} K after {timeout_s:g} s")
+        procedure.sleep(poll_s)
+
+
+def wait_for_field(procedure: Any, target_t: float, timeout_s: float,
+                   poll_s: float = 1.0) -> float:
+    """Block until the magnet holds at ``target_t``; fails on a quench or after the timeout."""
+    magnet = procedure.role("magnet")
+    station = procedure.station
+    started = lab_time(station)
+    while True:
+        if not procedure.checkpoint():
+            return magnet.field()
+        if magnet.is_quenched():
+            raise RuntimeError(f"magnet quenched at {magnet.field():.4g} T")
+        if magnet.is_holding() and abs(magnet.target_field() - target_t) < 1e-4:
+            return magnet.field()
+        if lab_time(station) - started > timeout_s:
+            raise TimeoutError(f"magnet not holding at {target_t:g} T after {timeout_s:g} s "
+                               f"(now {magnet.field():.4g} T, {magnet.state().value})")
+        procedure.sleep(poll_s)
+
+
+def ramp_time_s(start: float, stop: float, rate_per_min: float) -> float:
+    """Seconds a ramp at ``rate_per_min`` takes (0 for a step)."""
+    return abs(stop - start) / rate_per_min * 60.0 if rate_per_min > 0 else 0.0
+
+
+def wall_time() -> float:
+    """Epoch seconds for the ``time`` column (comparable across runs and with the log)."""
+    return time.time()
+
+
+def require_positive(name: str, value: float, unit: str = "") -> float:
+    if not (value > 0):
+        raise LimitError(f"{name} = {value:g}{' ' + unit if unit else ''} must be > 0")
+    return value

@@ -1,0 +1,134 @@
+"""I–V curve and critical current: 6221 DC current sweep, 2182A voltage (seed: ±5 mA).
+
+Each sweep is one row of the 2-D sweep datasets; after each sweep the critical current (where
+V leaves zero) is computed from that sweep's points and stored as a fit result, so an Ic(T) or
+Ic(B) series can be read from the fits group without re-analysing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter
+
+from daqapp.errors import check_range
+from daqapp.runner import ControlledProcedure
+from procedures.common import (
+    DIRECTIONS,
+    bias_values,
+    check_current,
+    log,
+    read_field,
+    read_temperature,
+    sweeps_for,
+    wall_time,
+)
+
+
+def find_critical_current(current: np.ndarray, voltage: np.ndarray,
+                          criterion_v: float) -> dict[str, Any]:
+    """Ic of one sweep: ``daqapp.analysis.critical.critical_current`` when available, else the
+    voltage criterion (smallest |I| per branch where |V − V(0)| exceeds ``criterion_v``)."""
+    try:
+        from daqapp.analysis.critical import critical_current
+    except ImportError:
+        critical_current = None
+    if critical_current is not None:
+        result = critical_current(current, voltage, criterion_v=criterion_v)
+        as_dict = getattr(result, "to_dict", None)
+        return dict(as_dict()) if callable(as_dict) else dict(vars(result))
+    order = np.argsort(current)
+    i, v = current[order], voltage[order]
+    offset = float(np.interp(0.0, i, v)) if i[0] <= 0 <= i[-1] else float(np.median(v))
+    out: dict[str, Any] = {"method": "voltage criterion", "criterion_v": criterion_v,
+                           "voltage_offset_v": offset}
+    for branch, mask in (("positive", i > 0), ("negative", i < 0)):
+        ib, vb = np.abs(i[mask]), np.abs(v[mask] - offset)
+        sort = np.argsort(ib)
+        ib, vb = ib[sort], vb[sort]
+        above = np.nonzero(vb > criterion_v)[0]
+        out[f"ic_{branch}_a"] = float(ib[above[0]]) if above.size else math.nan
+    both = [out["ic_positive_a"], out["ic_negative_a"]]
+    finite = [x for x in both if math.isfinite(x)]
+    out["ic_a"] = float(np.mean(finite)) if finite else math.nan
+    return out
+
+
+class CriticalCurrentIV(ControlledProcedure):
+    """I–V sweep with the 6221 (DC) and the 2182A; Ic from where V leaves zero."""
+
+    SUMMARY = "I-V curve and critical current (6221 DC sweep, 2182A voltage)"
+    COLUMNS: ClassVar[dict[str, str]] = {
+        "current": "A", "voltage": "V", "resistance": "Ohm", "temperature": "K",
+        "field": "T", "time": "s", "sweep": "", "direction": "",
+    }
+    SWEEP_AXIS: ClassVar[str | None] = "current"
+
+    current_max = FloatParameter("Maximum current", units="A", default=5e-3,
+                                 minimum=1e-9, maximum=0.105)
+    points = IntegerParameter("Points per sweep", default=201, minimum=3, maximum=100_000)
+    directions = ListParameter("Sweep directions", choices=list(DIRECTIONS), default="up_down")
+    settle = FloatParameter("Delay after each current step", units="s", default=0.02,
+                            minimum=0.0, maximum=60.0)
+    compliance = FloatParameter("Compliance", units="V", default=10.0, minimum=0.1,
+                                maximum=105.0)
+    criterion = FloatParameter("Ic voltage criterion", units="V", default=2e-6,
+                               minimum=1e-9, maximum=1.0)
+    #: Seconds per 2182A reading assumed in estimates (NPLC 1 plus overhead).
+    READING_S: ClassVar[float] = 0.05
+
+    def currents(self) -> np.ndarray:
+        return bias_values(-self.current_max, self.current_max, self.points, "symmetric")
+
+    def check_limits(self, limits: Any) -> None:
+        check_current("current_max", self.current_max, limits)
+        check_range("compliance", self.compliance, 0.1, 105.0, "V")
+
+    def estimate_duration(self) -> float:
+        plan = sweeps_for(self.currents(), self.directions)
+        return sum(len(v) for _, v in plan) * (self.settle + self.READING_S)
+
+    def execute(self) -> None:
+        source, nvm = self.role("source"), self.role("nanovoltmeter")
+        source.set_current(0.0)
+        source.set_compliance(self.compliance)
+        source.enable()
+        plan = sweeps_for(self.currents(), self.directions)
+        total = sum(len(v) for _, v in plan)
+        done = 0
+        for sweep, (direction, values) in enumerate(plan):
+            currents, voltages = [], []
+            for amps in values:
+                if not self.checkpoint():
+                    break
+                source.set_current(float(amps))
+                self.sleep(self.settle)
+                volts = float(nvm.voltage())
+                currents.append(float(amps))
+                voltages.append(volts)
+                self.record(current=float(amps), voltage=volts,
+                            resistance=volts / amps if amps else math.nan,
+                            temperature=read_temperature(self), field=read_field(self),
+                            time=wall_time(), sweep=sweep, direction=direction)
+                done += 1
+                self.progress(done, total)
+            self.end_sweep(sweep, direction=direction, points=len(currents),
+                           temperature=read_temperature(self), field=read_field(self))
+            if len(currents) >= 3:
+                result = find_critical_current(np.array(currents), np.array(voltages),
+                                               self.criterion)
+                result.update(sweep=sweep, direction=direction,
+                              temperature=read_temperature(self), field=read_field(self))
+                self.emit("fit", {"name": f"critical_current_sweep{sweep}", "result": result})
+                log.info("sweep %d: Ic = %.4g A", sweep, result.get("ic_a", math.nan))
+            if self.should_stop():
+                break
+        source.set_current(0.0)
+
+    def shutdown(self) -> None:
+        source = self.role("source", required=False)
+        if source is not None:
+            source.set_current(0.0)
+            source.disable()

@@ -1,0 +1,230 @@
+"""R–T in delta mode (6221 + 2182A, seed: 0.2 mA), ramped or stepped, at a list of fields.
+
+Delta mode alternates the current and combines three 2182A conversions per reading, which
+cancels thermal EMFs and their drift: R = V_delta / I. Two ways to take the temperature axis:
+
+* ``ramp``: the controller ramps from start to stop at the given rate and the resistance is
+  read on the fly every ``interval`` seconds (each row has the temperature read next to it);
+* ``step``: go to each temperature, wait until stable (band and hold time), average
+  ``readings`` values.
+
+Each field of the list (the paper: 0–8 T) gives one sweep of the 2-D datasets. Without the
+6221's delta mode (``method = reversal``) the same is done by reversing a DC current by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter
+
+from daqapp.errors import ConfigError
+from daqapp.runner import ControlledProcedure
+from procedures.common import (
+    FloatListParameter,
+    check_current,
+    check_field,
+    check_field_rate,
+    check_temperature,
+    check_temperature_rate,
+    log,
+    parse_list,
+    ramp_time_s,
+    read_field,
+    wait_for_field,
+    wait_for_temperature,
+    wall_time,
+)
+
+#: Seconds per delta reading assumed in estimates (three conversions at NPLC 1).
+DELTA_READING_S = 0.07
+
+
+class ResistanceTemperature(ControlledProcedure):
+    """R(T) with the delta method, ramped or stepped, for each field of a list."""
+
+    SUMMARY = "R-T in delta mode (6221 + 2182A), ramped or stepped, at a list of fields"
+    COLUMNS: ClassVar[dict[str, str]] = {
+        "temperature": "K", "resistance": "Ohm", "voltage": "V", "current": "A",
+        "setpoint": "K", "field": "T", "time": "s", "sweep": "",
+    }
+    SWEEP_AXIS: ClassVar[str | None] = "temperature"
+
+    current = FloatParameter("Delta current", units="A", default=2e-4, minimum=1e-9,
+                             maximum=0.105)
+    t_start = FloatParameter("Start temperature", units="K", default=100.0, minimum=0.0,
+                             maximum=400.0)
+    t_stop = FloatParameter("Stop temperature", units="K", default=2.0, minimum=0.0,
+                            maximum=400.0)
+    mode = ListParameter("Temperature mode", choices=["ramp", "step"], default="ramp")
+    ramp_rate = FloatParameter("Ramp rate", units="K/min", default=2.0, minimum=0.01,
+                               maximum=100.0)
+    interval = FloatParameter("Reading interval (ramp mode)", units="s", default=2.0,
+                              minimum=0.01, maximum=3600.0)
+    t_step = FloatParameter("Temperature step (step mode)", units="K", default=1.0,
+                            minimum=1e-3, maximum=100.0)
+    band = FloatParameter("Stability band (step mode)", units="K", default=0.05,
+                          minimum=1e-4, maximum=10.0)
+    hold_time = FloatParameter("Stable time (step mode)", units="s", default=30.0,
+                               minimum=0.0, maximum=36_000.0)
+    readings = IntegerParameter("Readings averaged (step mode)", default=5, minimum=1,
+                                maximum=10_000)
+    stabilize_timeout = FloatParameter("Stabilisation timeout", units="s", default=3600.0,
+                                       minimum=1.0, maximum=86_400.0)
+    fields = FloatListParameter("Fields (list or start to stop by step)", units="T", default="0")
+    field_rate = FloatParameter("Field ramp rate", units="T/min", default=0.2, minimum=1e-4,
+                                maximum=10.0)
+    method = ListParameter("Method", choices=["delta", "reversal"], default="delta")
+    delta_delay = FloatParameter("Delta delay", units="s", default=0.002, minimum=0.001,
+                                 maximum=10.0)
+    compliance = FloatParameter("Compliance", units="V", default=10.0, minimum=0.1,
+                                maximum=105.0)
+
+    # ---- declarations ---------------------------------------------------------------------
+    def field_list(self) -> list[float]:
+        values = parse_list("fields", self.fields)
+        if not values:
+            raise ConfigError("fields: give at least one field (e.g. '0' or '0, 2, 4, 8')")
+        return values
+
+    def temperature_steps(self) -> np.ndarray:
+        count = int(math.floor(abs(self.t_stop - self.t_start) / self.t_step + 1e-9)) + 1
+        steps = self.t_start + np.sign(self.t_stop - self.t_start) * self.t_step * np.arange(
+            count)
+        if not math.isclose(steps[-1], self.t_stop):
+            steps = np.append(steps, self.t_stop)
+        return steps
+
+    def check_limits(self, limits: Any) -> None:
+        check_current("current", self.current, limits)
+        check_temperature("t_start", self.t_start, limits)
+        check_temperature("t_stop", self.t_stop, limits)
+        if self.t_start == self.t_stop:
+            raise ConfigError("t_start and t_stop must differ")
+        check_temperature_rate("ramp_rate", self.ramp_rate, limits)
+        fields = self.field_list()
+        for tesla in fields:
+            check_field("fields", tesla, limits)
+        if any(f != 0 for f in fields):
+            check_field_rate("field_rate", self.field_rate, limits)
+            if self.station is not None and self.role("magnet", required=False) is None:
+                raise ConfigError("fields: nonzero fields need a 'magnet' on the station")
+
+    def estimate_duration(self) -> float:
+        span = abs(self.t_stop - self.t_start)
+        if self.mode == "ramp":
+            per_field = ramp_time_s(self.t_start, self.t_stop, self.ramp_rate)
+        else:
+            steps = len(self.temperature_steps())
+            per_field = (ramp_time_s(0, span, self.ramp_rate) + steps * (
+                self.hold_time + self.readings * DELTA_READING_S))
+        fields = self.field_list()
+        field_time = sum(ramp_time_s(a, b, self.field_rate)
+                         for a, b in zip([0.0, *fields[:-1]], fields, strict=True))
+        back = ramp_time_s(self.t_stop, self.t_start, self.ramp_rate) * (len(fields) - 1)
+        return len(fields) * per_field + field_time + back
+
+    # ---- resistance readings -------------------------------------------------------------
+    def start_source(self) -> None:
+        source = self.role("source")
+        self._source = source
+        source.set_compliance(self.compliance)
+        if self.method == "delta":
+            instrument = source.instrument
+            if not instrument.delta_connected:
+                raise ConfigError("method = delta: the 6221 sees no 2182A on RS-232 "
+                                  "(SOUR:DELT:NVPR? = 0); use method = reversal")
+            instrument.delta_unit = "V"
+            instrument.delta_high_source = self.current
+            instrument.delta_delay = self.delta_delay
+            instrument.delta_cycles = "INF"
+            instrument.delta_measurement_sets = 1
+            instrument.delta_arm()
+            instrument.delta_start()
+            self.sleep(3 * DELTA_READING_S)
+        else:
+            self._nvm = self.role("nanovoltmeter")
+            source.set_current(self.current)
+            source.enable()
+
+    def read_voltage(self) -> float:
+        """One delta voltage (R·I): the 6221's latest delta reading, or a manual reversal."""
+        if self.method == "delta":
+            value = float(self._source.instrument.delta_sense)
+            return math.nan if abs(value) >= 9.9e37 else value
+        self._source.set_current(self.current)
+        self.sleep(self.delta_delay)
+        v_plus = float(self._nvm.voltage())
+        self._source.set_current(-self.current)
+        self.sleep(self.delta_delay)
+        v_minus = float(self._nvm.voltage())
+        return (v_plus - v_minus) / 2
+
+    def record_point(self, temperature: float, setpoint: float, sweep: int,
+                     volts: float | None = None) -> None:
+        volts = self.read_voltage() if volts is None else volts
+        self.record(temperature=temperature, resistance=volts / self.current, voltage=volts,
+                    current=self.current, setpoint=setpoint, field=read_field(self),
+                    time=wall_time(), sweep=sweep)
+
+    # ---- measurement ----------------------------------------------------------------------
+    def execute(self) -> None:
+        controller = self.role("temperature")
+        magnet = self.role("magnet", required=False)
+        fields = self.field_list()
+        self.start_source()
+        for sweep, tesla in enumerate(fields):
+            if magnet is not None and (tesla != 0 or abs(magnet.field()) > 1e-4):
+                magnet.ramp_to(tesla, self.field_rate)
+                wait_for_field(self, tesla, 600 + ramp_time_s(magnet.field(), tesla,
+                                                              self.field_rate))
+            log.info("R-T sweep %d at %g T: %s from %g K to %g K", sweep, tesla, self.mode,
+                     self.t_start, self.t_stop)
+            controller.set_setpoint(self.t_start, self.ramp_rate)
+            wait_for_temperature(self, self.t_start, max(self.band, 0.1), self.hold_time,
+                                 self.stabilize_timeout + ramp_time_s(
+                                     controller.temperature(), self.t_start, self.ramp_rate))
+            completed = (self._ramp(controller, sweep, len(fields)) if self.mode == "ramp"
+                         else self._steps(controller, sweep, len(fields)))
+            self.end_sweep(sweep, field=tesla, mode=self.mode)
+            if not completed:
+                return
+
+    def _ramp(self, controller: Any, sweep: int, n_sweeps: int) -> bool:
+        controller.set_setpoint(self.t_stop, self.ramp_rate)
+        span = abs(self.t_stop - self.t_start)
+        while True:
+            if not self.checkpoint():
+                return False
+            kelvin = controller.temperature()
+            self.record_point(kelvin, controller.setpoint(), sweep)
+            done = min(1.0, abs(kelvin - self.t_start) / span)
+            self.progress(sweep + done, n_sweeps)
+            if not controller.is_ramping() and abs(kelvin - self.t_stop) <= max(self.band, 0.1):
+                return True
+            self.sleep(self.interval)
+
+    def _steps(self, controller: Any, sweep: int, n_sweeps: int) -> bool:
+        steps = self.temperature_steps()
+        for i, target in enumerate(steps):
+            if not self.checkpoint():
+                return False
+            controller.set_setpoint(float(target), self.ramp_rate)
+            wait_for_temperature(self, float(target), self.band, self.hold_time,
+                                 self.stabilize_timeout + ramp_time_s(
+                                     controller.temperature(), target, self.ramp_rate))
+            volts = [self.read_voltage() for _ in range(self.readings)]
+            self.record_point(controller.temperature(), float(target), sweep,
+                              float(np.nanmean(volts)))
+            self.progress(sweep + (i + 1) / len(steps), n_sweeps)
+        return True
+
+    def shutdown(self) -> None:
+        source = self.role("source", required=False)
+        if source is not None:
+            if self.method == "delta":
+                source.instrument.delta_abort()
+            source.set_current(0.0)
+            source.disable()
