@@ -57,7 +57,15 @@ class RoleAdapter:
             instrument = cls.driver_class(resource, **visa)
         except Exception as exc:  # pyvisa raises many types; the station names the role
             raise InstrumentError(f"cannot open {resource}: {type(exc).__name__}: {exc}") from exc
-        return cls(instrument, resource=resource, **options)
+        try:
+            return cls(instrument, resource=resource, **options)
+        except Exception as exc:  # set-up messages on connect failed: do not leak the link
+            try:
+                instrument.adapter.close()
+            except Exception:  # noqa: BLE001
+                pass
+            raise InstrumentError(f"{resource} answered badly during set-up: "
+                                  f"{type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
         """Close the connection (never raises: used on every way out of a run)."""

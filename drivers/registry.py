@@ -59,7 +59,7 @@ DRIVERS: dict[str, DriverSpec] = {
                    frozenset({"output_interface"})),
         DriverSpec("Keithley6221", Keithley6221CurrentSource, ("current_source",), "\n", "\n",
                    5.0, "Keithley 6221 AC/DC current source (GPIB or LAN port 1394)"),
-        DriverSpec("Keithley2182", Keithley2182Nanovoltmeter, ("nanovoltmeter",), "\r", "\n",
+        DriverSpec("Keithley2182", Keithley2182Nanovoltmeter, ("nanovoltmeter",), "\n", "\n",
                    5.0, "Keithley 2182A nanovoltmeter on its own GPIB/RS-232 link",
                    frozenset({"nplc"})),
         DriverSpec("Keithley2182_via_6221", Keithley2182Via6221, ("nanovoltmeter",), "\n",
