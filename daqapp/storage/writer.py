@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 RecordListener = Callable[[Mapping[str, float]], None]
 
 _CHUNK_ROWS = 4096
+#: Sweep indices beyond this are a bug in the procedure (the 2-D grids would be huge).
+MAX_SWEEPS = 100_000
 _SWEEP_CHUNK = (4, 512)
 
 
@@ -189,6 +191,12 @@ class RunWriter:
             unknown = [k for k in record if k not in self._column_set]
             raise ValueError(f"record key {unknown[0]!r} is not a column of run {self.path} "
                              f"(columns: {', '.join(self.columns)})")
+        if self._sweeps_on:
+            sweep = record.get(L.SWEEP_COLUMN)
+            if sweep is not None and not (isinstance(sweep, (int, float, np.number))
+                                          and (0 <= sweep < MAX_SWEEPS or sweep != sweep)):
+                raise ValueError(f"record sweep = {sweep!r}: must be a number from 0 to "
+                                 f"{MAX_SWEEPS - 1} (or NaN for points outside any sweep)")
         self._put(record)
         for listener in self._listeners:
             try:
