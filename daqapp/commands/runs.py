@@ -40,6 +40,15 @@ def register(subparsers: Any) -> None:
                           help="output file (default: FILE with .csv suffix)")
     p_export.set_defaults(func=_export)
 
+    p_recover = sub.add_parser("recover", help="make an interrupted run readable by any tool",
+                               description="Copy a run whose writer was killed into a new "
+                               "cleanly closed file (status 'interrupted') that HDFView, h5web "
+                               "and plain h5py open; the original stays untouched.")
+    p_recover.add_argument("file", metavar="FILE", help="interrupted run file (.h5)")
+    p_recover.add_argument("--output", "-o", metavar="H5",
+                           help="new file (default: FILE_recovered.h5)")
+    p_recover.set_defaults(func=_recover)
+
     p_import = sub.add_parser("import", help="turn a text/CSV spectra file into a run file",
                               description="Read spectra from text (bias in mV, conductance, "
                               "optional temperature) and write them as a run file, one sweep "
@@ -183,5 +192,13 @@ def _import(args: argparse.Namespace) -> int:
     from daqapp.storage.spectra import spectra_to_run
 
     out = spectra_to_run(args.file, args.output)
+    print(f"wrote {out}")
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from daqapp.storage.recover import recover_run
+
+    out = recover_run(args.file, args.output)
     print(f"wrote {out}")
     return 0

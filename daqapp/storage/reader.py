@@ -159,7 +159,10 @@ class RunReader:
 
     @property
     def status(self) -> str:
-        """finished | aborted | failed | running (writer alive) | interrupted (writer gone)."""
+        """finished | aborted | failed | running (writer alive) | interrupted (writer gone).
+
+        ``interrupted`` is also what a file copied by ``daqapp runs recover`` stores.
+        """
         raw = self.raw_status
         if raw == "running" and not self.is_live:
             return L.INTERRUPTED

@@ -6,10 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
+from daqapp.errors import DataFileError
 from daqapp.storage import list_runs, open_run
+from daqapp.storage.recover import recover_run
 
 CHILD = Path(__file__).with_name("swmr_child.py")
 
@@ -59,6 +62,18 @@ def test_sigkill_leaves_readable_file_with_flushed_rows(tmp_path):
     [summary] = list_runs(tmp_path)
     assert summary.status == "interrupted" and summary.n_rows == n
 
+    # other tools refuse the killed file until it is recovered into a clean copy
+    with pytest.raises(OSError):
+        h5py.File(path, "r")
+    fixed = recover_run(path)
+    with h5py.File(fixed, "r") as f:
+        assert f.attrs["status"] == "interrupted"
+        assert f["entry/data/didv"].shape == (n,)
+    with open_run(fixed) as run:
+        assert run.status == "interrupted" and not run.finished
+        np.testing.assert_array_equal(run.column("didv"), np.arange(n, dtype=float))
+        assert run.sweeps()[1].n_points == 50
+
 
 @pytest.mark.timeout(60)
 def test_second_process_follows_growing_run(tmp_path):
@@ -75,6 +90,8 @@ def test_second_process_follows_growing_run(tmp_path):
             seen.append(run.refresh())
             np.testing.assert_array_equal(run.column("didv"), np.arange(total, dtype=float))
         assert seen == [30, 75, 160]
+        with pytest.raises(DataFileError, match="still being written"):
+            recover_run(path, tmp_path / "copy.h5")
         assert [s.n_points for s in run.sweeps()] == [50, 50, 50, 10]
         assert _command(proc, "finish") == "finished"
         proc.wait(10)
