@@ -38,8 +38,17 @@ def discover_procedures() -> dict[str, type]:
     found: dict[str, type] = {}
     registry = getattr(package, "PROCEDURES", None) or getattr(package, "REGISTRY", None)
     if isinstance(registry, Mapping):
-        for key, cls in registry.items():
-            found[str(key)] = cls
+        for key, target in registry.items():
+            if isinstance(target, type):
+                found[str(key)] = target
+                continue
+            try:
+                found[str(key)] = package.load(str(key))
+            except (ImportError, AttributeError, ConfigError):
+                continue
+    if found:
+        return found
+    known: set[type] = set()
     for info in pkgutil.iter_modules(package.__path__):
         if info.name.startswith("_"):
             continue
@@ -51,6 +60,8 @@ def discover_procedures() -> dict[str, type]:
             if (issubclass(cls, ControlledProcedure) and cls is not ControlledProcedure
                     and cls.__module__ == module.__name__ and not inspect.isabstract(cls)
                     and not cls.__name__.startswith("_")):
+                if cls in known:
+                    continue
                 key = getattr(cls, "NAME", None) or _snake(cls.__name__)
                 found.setdefault(str(key), cls)
     return found

@@ -78,22 +78,25 @@ def connect_station(campaign: Campaign) -> Any:
 
 
 def station_limits_dict(campaign: Campaign) -> dict[str, float]:
-    """Field/temperature limits of a station file, for validation before connecting."""
-    if campaign.station.file is None:
-        return {}
+    """Field/temperature limits of the station (file or virtual lab), before connecting."""
     try:
         from daqapp import station as station_module
 
-        station = station_module.load_station(campaign.station.file)
+        spec = campaign.station
+        if spec.file is not None:
+            station = station_module.load_station(spec.file)
+        else:
+            station = station_module.Station.simulated(spec.preset or "la3ni2o7-cell2",
+                                                       speed=spec.speed, seed=spec.seed or 0)
     except (ImportError, AttributeError):
         return {}
     limits = getattr(station, "limits", None)
     out: dict[str, float] = {}
-    for key, names in (("field_T", ("field_T", "max_field_T", "field_max_T")),
-                       ("temperature_max_K", ("temperature_max_K", "max_temperature_K")),
-                       ("temperature_min_K", ("temperature_min_K", "min_temperature_K")),
-                       ("field_rate_T_per_min", ("field_rate_T_per_min",
-                                                 "max_field_rate_T_per_min"))):
+    for key, names in (("field_T", ("max_field_t", "field_T", "max_field_T")),
+                       ("temperature_max_K", ("temperature_max_k", "temperature_max_K")),
+                       ("temperature_min_K", ("temperature_min_k", "temperature_min_K")),
+                       ("field_rate_T_per_min", ("max_field_ramp_t_per_min",
+                                                 "field_rate_T_per_min"))):
         for name in names:
             value = (limits.get(name) if isinstance(limits, dict)
                      else getattr(limits, name, None))
@@ -280,15 +283,27 @@ class CampaignExecutor:
                        duration_s=round(result.duration, 3), run_status=result.status)
         return details
 
-    def _lab_sleep(self, lab_seconds: float) -> None:
+    def _clock_holder(self) -> Any:
+        """What carries the laboratory clock: the station, or its virtual lab."""
+        if getattr(self.conn, "clock", None) is not None:
+            return self.conn
+        lab = getattr(self.conn, "lab", None)
+        if getattr(lab, "clock", None) is not None:
+            return lab
+        return self.conn
+
+    def _real_seconds(self, lab_seconds: float) -> float:
         from daqapp.runner.roles import lab_seconds_to_real
 
-        time.sleep(max(0.01, min(lab_seconds_to_real(self.conn, lab_seconds), 0.5)))
+        return lab_seconds_to_real(self._clock_holder(), lab_seconds)
+
+    def _lab_sleep(self, lab_seconds: float) -> None:
+        time.sleep(max(0.01, min(self._real_seconds(lab_seconds), 0.5)))
 
     def _lab_now(self) -> float:
         from daqapp.runner.roles import lab_time
 
-        return lab_time(self.conn)
+        return lab_time(self._clock_holder())
 
     def _role(self, name: str) -> Any:
         from daqapp.runner.roles import station_role
@@ -329,6 +344,7 @@ class CampaignExecutor:
                                step.stabilize.timeout_s)
         if self.progress:
             self.progress.update(state=f"T → {target:g} K")
+        self._heater_on(controller)
         controller.set_setpoint(target, step.ramp_K_per_min if step.temperature_mode == "ramp"
                                 else None)
         ramp_time = 0.0
@@ -364,13 +380,25 @@ class CampaignExecutor:
                     raise StepFault(f"heater {state.value}: cannot control the temperature")
             self._lab_sleep(1.0)
 
+    def _heater_on(self, controller: Any) -> None:
+        """The safe state turns the heater off after every run; control needs it back on."""
+        get = getattr(controller, "heater_range", None)
+        put = getattr(controller, "set_heater_range", None)
+        if not (callable(get) and callable(put)) or int(get()) != 0:
+            return
+        limits = getattr(self.conn, "limits", None)
+        allowed = tuple(getattr(limits, "heater_ranges_allowed", ()) or (0, 1, 2, 3))
+        best = max(int(r) for r in allowed)
+        if best > 0:
+            put(best)
+            log.info("heater range set to %d", best)
+
     def _suspenders(self, step: PlannedStep) -> list[Any]:
-        from daqapp.runner.roles import lab_seconds_to_real
         from daqapp.runner.suspenders import MagnetHoldingSuspender, TemperatureBandSuspender
 
         out = []
         for rule in self.campaign.suspend:
-            timeout = lab_seconds_to_real(self.conn, rule.timeout_s)
+            timeout = max(0.05, self._real_seconds(rule.timeout_s))
             if rule.kind == "temperature":
                 # Only a step that holds a temperature can be out of band; a ramp is not.
                 if step.temperature_K is None:
