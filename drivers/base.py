@@ -43,6 +43,8 @@ class RoleAdapter:
     def __init__(self, instrument: Any, resource: str = "") -> None:
         self.instrument = instrument
         self.resource = resource or _resource_name(instrument)
+        self.idn: str | None = None
+        """Identity read when the station connected (``None`` until then)."""
 
     @property
     def lock(self) -> threading.RLock:

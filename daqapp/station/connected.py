@@ -50,7 +50,11 @@ def role_kwargs(station: Station, cfg: RoleConfig) -> dict[str, Any]:
 
 def open_role(station: Station, cfg: RoleConfig,
               opened: dict[str, RoleAdapter]) -> RoleAdapter:
-    """Connect one role; ``opened`` holds the roles already open (for pass-through drivers)."""
+    """Connect one role and ask its identity; ``opened`` holds roles already open.
+
+    The identity query proves the link works: pyvisa-py may "open" a socket nobody listens
+    on without complaint, and a station that connects but cannot talk is worse than an error.
+    """
     spec = DRIVERS[cfg.driver]
     kwargs = role_kwargs(station, cfg)
     where = f"{cfg.role} ({cfg.driver} at {cfg.resource or 'via ' + str(spec.via_role)})"
@@ -60,19 +64,28 @@ def open_role(station: Station, cfg: RoleConfig,
             raise InstrumentError(f"{where}: the {spec.via_role} role it talks through is not "
                                   "connected")
         try:
-            return spec.adapter(host.instrument, resource=f"via {host.resource}", **kwargs)
+            adapter = spec.adapter(host.instrument, resource=f"via {host.resource}", **kwargs)
         except Exception as exc:
             raise InstrumentError(f"{where}: {type(exc).__name__}: {exc}") from exc
-    visa = visa_kwargs(
-        cfg.read_termination if cfg.read_termination is not None else spec.read_termination,
-        cfg.write_termination if cfg.write_termination is not None else spec.write_termination,
-        cfg.timeout_s if cfg.timeout_s is not None else spec.timeout_s,
-        cfg.baud_rate,
-    )
+    else:
+        visa = visa_kwargs(
+            cfg.read_termination if cfg.read_termination is not None else spec.read_termination,
+            cfg.write_termination if cfg.write_termination is not None
+            else spec.write_termination,
+            cfg.timeout_s if cfg.timeout_s is not None else spec.timeout_s,
+            cfg.baud_rate,
+        )
+        try:
+            adapter = spec.adapter.open(cfg.resource, options=kwargs, **visa)
+        except Exception as exc:
+            raise InstrumentError(f"{where}: {exc}") from exc
     try:
-        return spec.adapter.open(cfg.resource, options=kwargs, **visa)
+        adapter.idn = adapter.identify()
     except Exception as exc:
-        raise InstrumentError(f"{where}: {exc}") from exc
+        adapter.close()
+        raise InstrumentError(f"{where}: no identification reply: {type(exc).__name__}: "
+                              f"{exc}") from exc
+    return adapter
 
 
 class ConnectedStation:
