@@ -74,6 +74,11 @@ class RunReader:
     def _open(self) -> None:
         if not os.path.exists(self.path):
             raise DataFileError(f"{self.path}: no such run file")
+        from daqapp.storage.writer import ACTIVE_PATHS
+
+        if os.path.realpath(self.path) in ACTIVE_PATHS:
+            raise DataFileError(f"{self.path}: being written by this process; read the live "
+                                "records from a RunBuffer listener instead of the file")
         try:
             f = h5py.File(self.path, "r", swmr=True)
         except OSError as exc:
@@ -111,7 +116,14 @@ class RunReader:
         """Pick up rows (and, while running, the status) written since; return the row count."""
         if self.attrs.get("status") == "running":
             self.close()
-            self._open()
+            for attempt in range(20):  # the writer may hold the file for a moment at its end
+                try:
+                    self._open()
+                    break
+                except DataFileError:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.05)
         else:
             for obj in self._datasets():
                 obj.refresh()
@@ -225,6 +237,13 @@ class RunReader:
     def columns(self) -> dict[str, np.ndarray]:
         """Column name → float64 array, all of length ``n_rows``."""
         return {name: self.column(name) for name in self.column_names}
+
+    def read_rows(self, start: int, stop: int | None = None) -> dict[str, np.ndarray]:
+        """Rows ``start:stop`` of every column, read from the file (cheap live following)."""
+        n = self.n_rows
+        stop = n if stop is None else min(stop, n)
+        start = max(0, min(start, stop))
+        return {name: self._dataset(name)[start:stop] for name in self.column_names}
 
     def iter_records(self, start: int = 0, chunk: int = 65536) -> Iterator[dict[str, float]]:
         """Yield the rows as dicts in the order they were written (the replay stream)."""

@@ -40,6 +40,10 @@ MAX_SWEEPS = 100_000
 _SWEEP_CHUNK = (4, 512)
 
 
+#: Real paths this process is writing; HDF5 cannot open them a second time in-process.
+ACTIVE_PATHS: set[str] = set()
+
+
 def now_iso() -> str:
     """Local time with UTC offset, ISO-8601, to the microsecond."""
     return datetime.now().astimezone().isoformat(timespec="microseconds")
@@ -166,6 +170,7 @@ class RunWriter:
             f.close()
             raise
         self._file = f
+        ACTIVE_PATHS.add(os.path.realpath(self.path))
         try:
             self._writer_lock = WriterLock(self.path)
         except OSError as exc:  # liveness falls back to the heartbeat
@@ -255,6 +260,7 @@ class RunWriter:
         finally:
             f.close()
             self._file = None
+            ACTIVE_PATHS.discard(os.path.realpath(self.path))
             if self._writer_lock is not None:
                 self._writer_lock.release()
             self._state = "finished"

@@ -134,6 +134,11 @@ def test_bad_configuration_is_refused(tmp_path):
     RunWriter(tmp_path / "r.h5", procedure="p", columns={"a": ""}).start().finish()
     with pytest.raises(DataFileError, match="already exists"):
         RunWriter(tmp_path / "r.h5", procedure="p", columns={"a": ""}).start()
+    live = RunWriter(tmp_path / "live.h5", procedure="p", columns={"a": ""}).start()
+    with pytest.raises(DataFileError, match="being written by this process"):
+        open_run(tmp_path / "live.h5")
+    live.finish()
+    assert open_run(tmp_path / "live.h5").status == "finished"
     with pytest.raises(RuntimeError, match="finished"):
         w = RunWriter(tmp_path / "s.h5", procedure="p", columns={"a": ""}).start()
         w.finish()

@@ -12,6 +12,7 @@ import pytest
 
 from daqapp.errors import DataFileError
 from daqapp.storage import list_runs, open_run
+from daqapp.storage import reader as reader_module
 from daqapp.storage.recover import recover_run
 
 CHILD = Path(__file__).with_name("swmr_child.py")
@@ -31,7 +32,7 @@ def _command(proc: subprocess.Popen, line: str) -> str:
 
 
 @pytest.mark.timeout(60)
-def test_sigkill_leaves_readable_file_with_flushed_rows(tmp_path):
+def test_sigkill_leaves_readable_file_with_flushed_rows(tmp_path, monkeypatch):
     path = tmp_path / "killed.h5"
     proc = _spawn(path)
     try:
@@ -59,6 +60,14 @@ def test_sigkill_leaves_readable_file_with_flushed_rows(tmp_path):
         sweeps = run.sweeps()
         assert [s.n_points for s in sweeps[:2]] == [50, 50]
         np.testing.assert_array_equal(sweeps[1].columns["didv"], np.arange(50, 100.0))
+    # without OFD locks the heartbeat decides: fresh → running, stale → interrupted
+    monkeypatch.setattr(reader_module, "writer_alive", lambda path: None)
+    with open_run(path) as run:
+        assert run.status == "running"
+        monkeypatch.setattr(reader_module, "HEARTBEAT_STALE_S", 0.0)
+        assert run.status == "interrupted"
+    monkeypatch.undo()
+
     [summary] = list_runs(tmp_path)
     assert summary.status == "interrupted" and summary.n_rows == n
 
@@ -89,6 +98,8 @@ def test_second_process_follows_growing_run(tmp_path):
             assert _command(proc, f"rows {total - seen[-1]}") == f"flushed {total}"
             seen.append(run.refresh())
             np.testing.assert_array_equal(run.column("didv"), np.arange(total, dtype=float))
+            np.testing.assert_array_equal(run.read_rows(seen[-2])["didv"],
+                                          np.arange(seen[-2], total, dtype=float))
         assert seen == [30, 75, 160]
         with pytest.raises(DataFileError, match="still being written"):
             recover_run(path, tmp_path / "copy.h5")
