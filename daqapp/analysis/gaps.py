@@ -12,6 +12,7 @@ Evaluation then costs microseconds, so simulators can call it per reading.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -325,3 +326,103 @@ def fit_gap_temperature(temperature_K: object, delta_meV: object,
         n_points=res.n_points, absolute_sigma=res.absolute_sigma, extra=extra,
         extra_err=extra_err, covariance=tuple(tuple(float(v) for v in r) for r in res.covariance),
         parameter_names=res.names)
+
+
+def fit_gaps_shared_tc(temperature_K: object, deltas_meV: Sequence[object],
+                       deltas_err_meV: Sequence[object] | None = None,
+                       forms: Sequence[str] = ("bcs", "alpha"), tc_K: float | None = None
+                       ) -> list[GapTemperatureFit]:
+    """Fit several gaps measured at the same temperatures with one common Tc.
+
+    Why: in a two-band superconductor both gaps close at the same Tc (physics.md §2.6), and
+    the small gap alone rarely pins it.  Each gap gets its own Δ0 and shape (``forms``, e.g.
+    "bcs" for Δ1 and "alpha" for a Δ2 that departs from BCS); Tc and its error are shared.
+    Returns one GapTemperatureFit per gap (the covariance given is that of the joint fit).
+    """
+    T = np.asarray(temperature_K, dtype=float).ravel()
+    n_gaps = len(deltas_meV)
+    if n_gaps < 1:
+        raise ValueError("deltas_meV must hold at least one gap series")
+    if len(forms) != n_gaps:
+        raise ValueError(f"forms must have one entry per gap ({n_gaps}), got {len(forms)}")
+    for f in forms:
+        if f not in _FORMS:
+            raise ValueError(f"form = {f!r} is not allowed (allowed: {', '.join(GAP_FORMS)})")
+    errs = list(deltas_err_meV) if deltas_err_meV is not None else [None] * n_gaps
+    if len(errs) != n_gaps:
+        raise ValueError("deltas_err_meV must have one entry per gap")
+    series = [clean_xy(T, d, e, "temperature_K", f"deltas_meV[{i}]")
+              for i, (d, e) in enumerate(zip(deltas_meV, errs, strict=True))]
+    if np.any(T < 0):
+        raise ValueError("temperature_K must be >= 0")
+    if (deltas_err_meV is None) != all(s[2] is None for s in series) or \
+            (deltas_err_meV is not None and any(s[2] is None for s in series)):
+        raise ValueError("give errors for every gap or for none")
+    for i, s in enumerate(series):
+        if s[1].max() <= 0:
+            raise ValueError(f"deltas_meV[{i}] must contain at least one value > 0")
+    if tc_K is not None:
+        check_finite_positive("tc_K", tc_K)
+
+    x = np.concatenate([s[0] for s in series])
+    y = np.concatenate([s[1] for s in series])
+    sig = None if deltas_err_meV is None else np.concatenate([s[2] for s in series])
+    group = np.concatenate([np.full(s[0].size, i) for i, s in enumerate(series)])
+    tc_guess = _initial_guess(series[0][0], series[0][1], bcs_gap_ratio)[1] \
+        if tc_K is None else float(tc_K)
+
+    names: list[str] = []
+    p0: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
+    for i, (f, s) in enumerate(zip(forms, series, strict=True)):
+        names.append(f"delta0_{i}")
+        p0.append(float(s[1].max()))
+        lo.append(0.0)
+        hi.append(np.inf)
+        if f == "alpha":
+            names.append(f"dc_over_c_{i}")
+            p0.append(1.426)
+            lo.append(1e-3)
+            hi.append(100.0)
+    if tc_K is None:
+        names.append("tc_K")
+        p0.append(tc_guess)
+        lo.append(1e-6)
+        hi.append(np.inf)
+    if y.size < len(names):
+        raise ValueError(f"need at least {len(names)} gap values in total, got {y.size}")
+
+    def model(xx: np.ndarray, *p: float) -> np.ndarray:
+        v = dict(zip(names, p, strict=True))
+        tc = v.get("tc_K", tc_guess)
+        out = np.empty_like(xx)
+        for i, f in enumerate(forms):
+            m = group == i
+            kw = {"dc_over_c": v[f"dc_over_c_{i}"]} if f == "alpha" else {}
+            out[m] = _FORMS[f](xx[m], v[f"delta0_{i}"], tc, **kw)
+        return out
+
+    res = fit_least_squares(model, x, y, sig, p0, lo, hi, names)
+    tc = res.value("tc_K") if tc_K is None else float(tc_K)
+    tc_err = res.error("tc_K") if tc_K is None else 0.0
+    cov = tuple(tuple(float(c) for c in r) for r in res.covariance)
+    fits = []
+    for i, f in enumerate(forms):
+        k_d = names.index(f"delta0_{i}")
+        k_t = names.index("tc_K") if tc_K is None else None
+
+        def ratio_fn(p: np.ndarray, k_d: int = k_d, k_t: int | None = k_t) -> float:
+            return 2 * p[k_d] / (K_B_MEV_PER_K * (p[k_t] if k_t is not None else tc))
+
+        d0 = res.value(f"delta0_{i}")
+        extra = {"dc_over_c": res.value(f"dc_over_c_{i}")} if f == "alpha" else \
+            ({"b": 1.74} if f == "tanh" else {})
+        extra_err = {"dc_over_c": res.error(f"dc_over_c_{i}")} if f == "alpha" else {}
+        fits.append(GapTemperatureFit(
+            form=f, tc_K=tc, tc_err_K=tc_err, delta0_meV=d0,
+            delta0_err_meV=res.error(f"delta0_{i}"),
+            ratio_2delta_kTc=2 * d0 / (K_B_MEV_PER_K * tc), ratio_err=res.derived_error(ratio_fn),
+            chi2_red=res.chi2_red, n_points=res.n_points, absolute_sigma=res.absolute_sigma,
+            extra=extra, extra_err=extra_err, covariance=cov, parameter_names=res.names))
+    return fits

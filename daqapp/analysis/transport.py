@@ -296,6 +296,9 @@ class Hc2Points:
     criterion: float
     skipped_fields_T: tuple[float, ...] = ()
 
+    def __iter__(self):  # ``T, H = hc2_from_rt(...)`` unpacks the two arrays
+        return iter((self.temperature_K, self.field_T))
+
     def to_dict(self) -> dict[str, object]:
         return {"temperature_K": self.temperature_K.tolist(), "field_T": self.field_T.tolist(),
                 "criterion": self.criterion, "skipped_fields_T": list(self.skipped_fields_T)}

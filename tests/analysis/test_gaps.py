@@ -10,6 +10,7 @@ from daqapp.analysis.gaps import (
     bcs_gap_ratio,
     dwave_gap_ratio,
     fit_gap_temperature,
+    fit_gaps_shared_tc,
     gap_alpha_model,
     gap_bcs,
     gap_dwave,
@@ -125,3 +126,23 @@ def test_seed_table_fixed_tc_ratio_and_serialisation():
     assert 2 * 23.0 / (K_B_MEV_PER_K * 72.0) == pytest.approx(7.41, abs=0.01)
     d = fit.to_dict()
     assert d["form"] == "bcs" and d["tc_K"] == 72.0 and len(d["covariance"]) == 1
+
+
+def test_shared_tc_fit_of_two_gaps():
+    rng = np.random.default_rng(21)
+    T = np.linspace(3, 70, 20)
+    sigma = 0.1
+    d1 = gap_bcs(T, 23.0, 72.0) + rng.normal(0, sigma, T.size)
+    d2 = gap_alpha_model(T, 6.0, 72.0, 0.6) + rng.normal(0, sigma, T.size)
+    fits = fit_gaps_shared_tc(T, [d1, d2], [np.full(T.size, sigma)] * 2, forms=("bcs", "alpha"))
+    assert len(fits) == 2
+    assert fits[0].tc_K == fits[1].tc_K
+    assert abs(fits[0].tc_K - 72.0) < 3 * fits[0].tc_err_K
+    assert abs(fits[0].delta0_meV - 23.0) < 3 * fits[0].delta0_err_meV
+    assert abs(fits[1].delta0_meV - 6.0) < 3 * fits[1].delta0_err_meV
+    assert abs(fits[1].extra["dc_over_c"] - 0.6) < 3 * fits[1].extra_err["dc_over_c"]
+    # sharing Tc constrains it better than the small gap alone
+    alone = fit_gap_temperature(T, d2, sigma, form="alpha")
+    assert fits[1].tc_err_K < alone.tc_err_K
+    with pytest.raises(ValueError, match="forms"):
+        fit_gaps_shared_tc(T, [d1, d2], forms=("bcs",))

@@ -122,6 +122,8 @@ def test_hc2_from_rt_recovers_hc2_curve():
     np.testing.assert_allclose(pts.field_T, [0.0, 20.0, 60.0, 90.0])
     np.testing.assert_allclose(hc2(pts.temperature_K), pts.field_T, atol=0.3)
     assert pts.to_dict()["criterion"] == 0.5
+    T_pts, H_pts = pts
+    np.testing.assert_array_equal(H_pts, pts.field_T)
 
 
 @pytest.mark.parametrize("kwargs,match", [
