@@ -1,0 +1,602 @@
+"""Stanford Research SR830 DSP lock-in: command set, status registers, filter and buffer.
+
+The outputs follow the junction's first-harmonic voltage through 1–4 cascaded RC stages of the
+set time constant (6–24 dB/oct), solved exactly between events on the lab clock, so a reading
+taken 5–10 τ after a bias step has settled and one taken at 1 τ has not.
+"""
+
+from __future__ import annotations
+
+import cmath
+import math
+import re
+import threading
+
+import numpy as np
+
+from simulators.bench import Bench
+from simulators.clock import SimClock
+from simulators.faults import FaultBoard
+
+IDN = "Stanford_Research_Systems,SR830,s/n48237,ver1.07"
+SENSITIVITIES = [(2, 5, 10)[i % 3] * 10 ** (i // 3) * 1e-9 for i in range(27)]
+TIME_CONSTANTS = [(10, 30)[i % 2] * 10 ** (i // 2) * 1e-6 for i in range(20)]
+ENBW_FACTOR = (1 / 4, 1 / 8, 3 / 32, 5 / 64)        # ENBW·τ for 6, 12, 18, 24 dB/oct
+RESERVE_HEADROOM = (1e3, 1e2, 1e1)                   # high reserve, normal, low noise
+INPUT_NOISE = 6e-9                                   # V/√Hz
+BUFFER_SIZE = 16383
+
+
+class _IllegalCommand(Exception):
+    """ESR bit 5."""
+
+
+class _Execution(Exception):
+    """ESR bit 4: parameter out of range."""
+
+
+def _int(arg: str, low: int, high: int) -> int:
+    try:
+        v = float(arg)
+    except ValueError:
+        raise _Execution(arg) from None
+    i = int(round(v))
+    if abs(v - i) > 1e-6 or not (low <= i <= high):
+        raise _Execution(arg)
+    return i
+
+
+def _float(arg: str, low: float, high: float) -> float:
+    try:
+        v = float(arg)
+    except ValueError:
+        raise _Execution(arg) from None
+    if not (low <= v <= high) or math.isnan(v):
+        raise _Execution(arg)
+    return v
+
+
+def _g(v: float) -> str:
+    """SR830 number format: as short as the value allows, e.g. ``-1.01026`` or ``1.2e-09``."""
+    return f"{v:.6g}"
+
+
+class SR830Emulator:
+    reply_termination = "\n"
+    role = "lockin"
+
+    def __init__(self, bench: Bench, clock: SimClock, faults: FaultBoard) -> None:
+        self.bench = bench
+        self.clock = clock
+        self.faults = faults
+        self.lock = threading.RLock()
+        self._stages: list[complex] = []
+        self._u_last = 0j
+        self._t_last = clock.now()
+        self.reset()
+        bench.add_listener(self._commit)
+
+    # ---------------------------------------------------------------------- settings
+    def reset(self) -> None:
+        """``*RST`` defaults from the manual."""
+        self.freq = 1000.0
+        self.phase = 0.0
+        self.harmonic = 1
+        self.slvl = 1.0
+        self.fmod = 1
+        self.rslp = 0
+        self.isrc = 0
+        self.ignd = 0
+        self.icpl = 0
+        self.ilin = 0
+        self.sens = 26
+        self.rmod = 1
+        self.oflt = 10
+        self.ofsl = 1
+        self.sync = 0
+        self.ddef = {1: [0, 0], 2: [0, 0]}
+        self.fpop = {1: 0, 2: 0}
+        self.oexp = {1: [0.0, 0], 2: [0.0, 0], 3: [0.0, 0]}
+        self.aux_out = [0.0, 0.0, 0.0, 0.0]
+        self.outx = 1
+        self.srat = 4
+        self.send_mode = 1
+        self.tstr = 0
+        self.buffer: list[tuple[float, float]] = []
+        self.scan = "stopped"       # stopped, running, paused, done
+        self._scan_t = 0.0
+        self._scan_done = 0
+        self.lias = 0
+        self.liae = 0
+        self.errs = 0
+        self.erre = 0
+        self.esr = 128              # power-on
+        self.ese = 0
+        self.sre = 0
+        self.saved: dict[int, dict] = {}
+        self.bench.set_sine(self.slvl)
+        self.bench.set_aux_bias(0.0)
+        with self.lock:
+            self._stages = [0j] * 4
+            self._t_last = self.clock.now()
+            self._u_last = self._target()
+            self._stages = [self._u_last] * 4
+
+    # ------------------------------------------------------------------- the filter
+    def _target(self) -> complex:
+        """Noise-free demodulated signal now (X + iY, V rms) before the output filter."""
+        v, _, _, _ = self.bench.junction_harmonic(self.harmonic)
+        if self.isrc in (2, 3):
+            v = v / (1e6 if self.isrc == 2 else 1e8)
+        if self.isrc == 0:
+            # single-ended A: the B side sits on the bias resistor's far end in this wiring,
+            # so A alone sees the same contact voltage (B is grounded at the junction)
+            pass
+        return v * cmath.exp(-1j * math.radians(self.phase))
+
+    def _advance(self) -> None:
+        """Bring the cascaded RC stages up to now with the input held piecewise constant."""
+        now = self.clock.now()
+        dt = now - self._t_last
+        if dt <= 0:
+            return
+        u_now = self._target()
+        u = 0.5 * (u_now + self._u_last)
+        tau = TIME_CONSTANTS[self.oflt]
+        x = dt / tau
+        decay = math.exp(-x) if x < 700 else 0.0
+        old = [s - u for s in self._stages]
+        new = []
+        for k in range(4):
+            acc = 0j
+            term = 1.0
+            for j in range(k, -1, -1):
+                acc += old[j] * term
+                term *= x / (k - j + 1)
+            new.append(u + acc * decay)
+        self._stages = new
+        self._t_last = now
+        self._u_last = u_now
+
+    def _commit(self) -> None:
+        """Called by the bench before any drive changes: settle the filter under the old one."""
+        with self.lock:
+            self._advance()
+
+    def _outputs(self) -> tuple[float, float, float, float]:
+        """X, Y, R, θ with noise, after the filter; sets overload bits."""
+        self._advance()
+        n_stages = self.ofsl + 1
+        z = self._stages[n_stages - 1]
+        tau = TIME_CONSTANTS[self.oflt]
+        enbw = ENBW_FACTOR[self.ofsl] / tau
+        scale = 1.0 if self.isrc in (0, 1) else (1e-6 if self.isrc == 2 else 1e-8)
+        sigma = INPUT_NOISE * scale * math.sqrt(enbw)
+        sigma += self.bench.sample.preset.contact_noise_relative * abs(z) * math.sqrt(
+            min(1.0, enbw))
+        noise = self.bench.noise(sigma, 2)
+        x = z.real + noise[0]
+        y = z.imag + noise[1]
+        fs = SENSITIVITIES[self.sens] * scale
+        overload_input = False
+        if self.faults.is_active(self.role, "overload"):
+            overload_input = True
+        else:
+            amp = abs(self._u_last)
+            if amp > min(1.0, SENSITIVITIES[self.sens] * RESERVE_HEADROOM[self.rmod]) * scale:
+                overload_input = True
+        if overload_input:
+            self.lias |= 1
+            sat = 1.09 * fs
+            x = math.copysign(sat, self.bench.noise(1.0))
+            y = math.copysign(sat, self.bench.noise(1.0))
+        r = math.hypot(x, y)
+        theta = math.degrees(math.atan2(y, x))
+        for idx, val in ((1, x), (2, y), (3, r)):
+            off, exp_ = self.oexp[idx]
+            shown = (val - off / 100.0 * fs) * 10 ** exp_
+            if abs(shown) > fs:
+                self.lias |= 4
+        return x, y, r, theta
+
+    # -------------------------------------------------------------------- the buffer
+    def _fill_buffer(self) -> None:
+        if self.scan != "running" or self.srat == 14:
+            return
+        rate = 0.0625 * 2 ** self.srat
+        due = int((self.clock.now() - self._scan_t) * rate) - self._scan_done
+        if due <= 0:
+            return
+        for _ in range(min(due, BUFFER_SIZE)):
+            self._store_point()
+            if self.scan != "running":
+                break
+        self._scan_done += due
+
+    def _store_point(self) -> None:
+        if len(self.buffer) >= BUFFER_SIZE:
+            if self.send_mode == 0:
+                self.scan = "done"
+                return
+            self.buffer.pop(0)
+        self.buffer.append((self._display(1), self._display(2)))
+        self.lias |= 64
+
+    def _display(self, channel: int) -> float:
+        x, y, r, theta = self._outputs()
+        src = self.ddef[channel][0]
+        if channel == 1:
+            return (x, r, abs(self.bench.noise(1e-9)), self._aux_in(1), self._aux_in(2))[src]
+        return (y, theta, abs(self.bench.noise(1e-9)), self._aux_in(3), self._aux_in(4))[src]
+
+    def _aux_in(self, channel: int) -> float:
+        """AUX IN 1 reads the contact's DC voltage; the others are open (noise)."""
+        if channel == 1:
+            _, _, _, v_dc = self.bench.junction_harmonic(self.harmonic)
+            v = v_dc + self.bench.noise(30e-6)
+        else:
+            v = self.bench.noise(30e-6)
+        return round(v * 3000.0) / 3000.0
+
+    def _snap_value(self, code: int) -> float:
+        x, y, r, theta = self._outputs()
+        if code in (1, 2, 3, 4):
+            return (x, y, r, theta)[code - 1]
+        if code in (5, 6, 7, 8):
+            return self._aux_in(code - 4)
+        if code == 9:
+            return self.freq
+        if code in (10, 11):
+            return self._display(code - 9)
+        raise _Execution(str(code))
+
+    # ---------------------------------------------------------------------- status
+    def _stb(self) -> int:
+        stb = 2                        # IFC: no command executing
+        if self.scan != "running":
+            stb |= 1
+        if self.errs & self.erre:
+            stb |= 4
+        if self.lias & self.liae:
+            stb |= 8
+        if self.esr & self.ese:
+            stb |= 32
+        if stb & self.sre:
+            stb |= 64
+        return stb
+
+    @staticmethod
+    def _bit_query(reg: int, args: list[str]) -> str:
+        if args:
+            return str((reg >> _int(args[0], 0, 7)) & 1)
+        return str(reg)
+
+    # ----------------------------------------------------------------- the parser
+    def greeting(self) -> list[str]:
+        return []
+
+    def handle(self, line: str) -> list[str]:
+        replies: list[str] = []
+        with self.lock:
+            self._fill_buffer()
+            for part in (p.strip() for p in line.split(";")):
+                if not part:
+                    continue
+                try:
+                    out = self._one(part)
+                except _IllegalCommand:
+                    self.esr |= 32
+                    continue
+                except _Execution:
+                    self.esr |= 16
+                    continue
+                if out is not None:
+                    replies.append(out)
+        return replies
+
+    def _one(self, part: str) -> str | None:
+        m = re.fullmatch(r"(\*?[A-Za-z]{3,4})\s*(\?)?\s*(.*)", part, re.S)
+        if not m:
+            raise _IllegalCommand(part)
+        name, query, rest = m.group(1).upper(), bool(m.group(2)), m.group(3)
+        args = [a.strip() for a in rest.replace(" ", "").split(",")] if rest.strip() else []
+        handler = getattr(self, "_c_" + name.replace("*", "star_").lower(), None)
+        if handler is None:
+            raise _IllegalCommand(name)
+        return handler(query, args)
+
+    # simple indexed settings: name -> (attribute, low, high, affects_signal)
+    _INDEXED = {
+        "SENS": ("sens", 0, 26, False), "OFLT": ("oflt", 0, 19, False),
+        "OFSL": ("ofsl", 0, 3, False), "RMOD": ("rmod", 0, 2, False),
+        "ISRC": ("isrc", 0, 3, True), "IGND": ("ignd", 0, 1, False),
+        "ICPL": ("icpl", 0, 1, False), "ILIN": ("ilin", 0, 3, False),
+        "FMOD": ("fmod", 0, 1, False), "RSLP": ("rslp", 0, 2, False),
+        "SYNC": ("sync", 0, 1, False), "SRAT": ("srat", 0, 14, False),
+        "SEND": ("send_mode", 0, 1, False), "TSTR": ("tstr", 0, 1, False),
+        "OUTX": ("outx", 0, 1, False), "HARM": ("harmonic", 1, 19999, True),
+        "LIAE": ("liae", 0, 255, False), "ERRE": ("erre", 0, 255, False),
+    }
+
+    def __getattr__(self, item: str):
+        if item.startswith("_c_") and item[3:].upper() in self._INDEXED:
+            attr, low, high, signal = self._INDEXED[item[3:].upper()]
+
+            def handler(query: bool, args: list[str]) -> str | None:
+                if query:
+                    return str(getattr(self, attr))
+                if not args:
+                    raise _Execution("missing")
+                if attr in ("liae", "erre") and len(args) == 2:
+                    bit, val = _int(args[0], 0, 7), _int(args[1], 0, 1)
+                    cur = getattr(self, attr)
+                    setattr(self, attr, (cur | (1 << bit)) if val else (cur & ~(1 << bit)))
+                    return None
+                value = _int(args[0], low, high)
+                if attr == "harmonic" and value * self.freq > 102000:
+                    raise _Execution("harmonic")
+                if signal:
+                    self._commit()
+                setattr(self, attr, value)
+                if attr == "oflt" or attr == "ofsl":
+                    self._advance()
+                if signal:
+                    self._u_last = self._target()
+                return None
+            return handler
+        raise AttributeError(item)
+
+    def _c_star_idn(self, query, args):
+        return IDN if query else None
+
+    def _c_star_cls(self, query, args):
+        self.lias = self.errs = 0
+        self.esr = 0
+
+    def _c_star_rst(self, query, args):
+        self.reset()
+        self.esr = 0
+
+    def _c_star_esr(self, query, args):
+        if args:
+            return str((self.esr >> _int(args[0], 0, 7)) & 1)
+        v, self.esr = self.esr, 0
+        return str(v)
+
+    def _c_star_ese(self, query, args):
+        if query:
+            return str(self.ese)
+        self.ese = _int(args[0], 0, 255) if len(args) == 1 else self.ese
+
+    def _c_star_sre(self, query, args):
+        if query:
+            return str(self.sre)
+        self.sre = _int(args[0], 0, 255) if len(args) == 1 else self.sre
+
+    def _c_star_stb(self, query, args):
+        return self._bit_query(self._stb(), args)
+
+    def _c_star_psc(self, query, args):
+        return "0" if query else None
+
+    def _c_star_trg(self, query, args):
+        return self._c_trig(False, [])
+
+    def _c_lias(self, query, args):
+        if args:
+            bit = _int(args[0], 0, 7)
+            v = (self.lias >> bit) & 1
+            self.lias &= ~(1 << bit)
+            return str(v)
+        v, self.lias = self.lias, 0
+        return str(v)
+
+    def _c_errs(self, query, args):
+        if args:
+            bit = _int(args[0], 0, 7)
+            v = (self.errs >> bit) & 1
+            self.errs &= ~(1 << bit)
+            return str(v)
+        v, self.errs = self.errs, 0
+        return str(v)
+
+    def _c_freq(self, query, args):
+        if query:
+            return _g(self.freq)
+        value = _float(args[0], 0.001, 102000.0)
+        if value * self.harmonic > 102000:
+            raise _Execution("freq")
+        self.freq = value
+
+    def _c_phas(self, query, args):
+        if query:
+            return _g(self.phase)
+        value = _float(args[0], -360.0, 729.99)
+        self._commit()
+        self.phase = (value + 180.0) % 360.0 - 180.0
+        self._u_last = self._target()
+
+    def _c_slvl(self, query, args):
+        if query:
+            return _g(self.slvl)
+        value = round(_float(args[0], 0.004, 5.0) / 0.002) * 0.002
+        self.slvl = round(value, 3)
+        self.bench.set_sine(self.slvl)
+        self._u_last = self._target()
+
+    def _c_auxv(self, query, args):
+        if query:
+            ch = _int(args[0], 1, 4)
+            return _g(self.aux_out[ch - 1])
+        if len(args) != 2:
+            raise _Execution("AUXV")
+        ch = _int(args[0], 1, 4)
+        value = round(_float(args[1], -10.5, 10.5), 3)
+        self.aux_out[ch - 1] = value
+        if ch == self.bench.aux_bias_channel:
+            self.bench.set_aux_bias(value)
+            self._u_last = self._target()
+
+    def _c_oaux(self, query, args):
+        return _g(self._aux_in(_int(args[0], 1, 4))) if query else None
+
+    def _c_outp(self, query, args):
+        if not query or not args:
+            raise _Execution("OUTP")
+        code = _int(args[0], 1, 4)
+        return _g(self._outputs()[code - 1])
+
+    def _c_outr(self, query, args):
+        if not query or not args:
+            raise _Execution("OUTR")
+        return _g(self._display(_int(args[0], 1, 2)))
+
+    def _c_snap(self, query, args):
+        if not query or not (2 <= len(args) <= 6):
+            raise _Execution("SNAP")
+        codes = [_int(a, 1, 11) for a in args]
+        return ",".join(_g(self._snap_value(c)) for c in codes)
+
+    def _c_ddef(self, query, args):
+        if query:
+            ch = _int(args[0], 1, 2)
+            return f"{self.ddef[ch][0]},{self.ddef[ch][1]}"
+        if len(args) != 3:
+            raise _Execution("DDEF")
+        ch = _int(args[0], 1, 2)
+        self.ddef[ch] = [_int(args[1], 0, 4), _int(args[2], 0, 2)]
+
+    def _c_fpop(self, query, args):
+        if query:
+            return str(self.fpop[_int(args[0], 1, 2)])
+        self.fpop[_int(args[0], 1, 2)] = _int(args[1], 0, 1)
+
+    def _c_oexp(self, query, args):
+        if query:
+            i = _int(args[0], 1, 3)
+            return f"{self.oexp[i][0]:.2f},{self.oexp[i][1]}"
+        if len(args) != 3:
+            raise _Execution("OEXP")
+        i = _int(args[0], 1, 3)
+        self.oexp[i] = [_float(args[1], -105.0, 105.0), _int(args[2], 0, 2)]
+
+    def _c_aoff(self, query, args):
+        i = _int(args[0], 1, 3)
+        x, y, r, _ = self._outputs()
+        fs = SENSITIVITIES[self.sens]
+        self.oexp[i][0] = max(-105.0, min(105.0, 100.0 * (x, y, r)[i - 1] / fs))
+
+    def _c_agan(self, query, args):
+        _, _, r, _ = self._outputs()
+        idx = next((i for i, s in enumerate(SENSITIVITIES) if s > 1.25 * r), 26)
+        self.sens = idx
+        self.lias &= ~4
+
+    def _c_arsv(self, query, args):
+        self.rmod = 1
+
+    def _c_aphs(self, query, args):
+        self._advance()
+        z = self._stages[self.ofsl]
+        self._commit()
+        self.phase = (self.phase + math.degrees(cmath.phase(z)) + 180.0) % 360.0 - 180.0
+        self._u_last = self._target()
+        self._stages = [s * cmath.exp(-1j * cmath.phase(z)) for s in self._stages]
+
+    def _c_rest(self, query, args):
+        self.buffer = []
+        self.scan = "stopped"
+        self._scan_done = 0
+
+    def _c_strt(self, query, args):
+        if self.scan in ("stopped", "done", "paused"):
+            if self.scan != "paused":
+                self._scan_done = 0
+                self._scan_t = self.clock.now()
+            else:
+                rate = 0.0625 * 2 ** self.srat
+                self._scan_t = self.clock.now() - self._scan_done / rate
+            self.scan = "running"
+
+    def _c_paus(self, query, args):
+        if self.scan == "running":
+            self.scan = "paused"
+
+    def _c_trig(self, query, args):
+        if self.srat == 14 and self.scan == "running":
+            self._store_point()
+        elif self.tstr and self.scan in ("stopped", "done"):
+            self._c_strt(False, [])
+
+    def _c_spts(self, query, args):
+        return str(len(self.buffer)) if query else None
+
+    def _c_trca(self, query, args):
+        ch, start, count = self._trace_args(args)
+        return "".join(f"{_g(self.buffer[i][ch - 1])}," for i in range(start, start + count))
+
+    def _c_trcl(self, query, args):
+        ch, start, count = self._trace_args(args)
+        out = []
+        for i in range(start, start + count):
+            v = self.buffer[i][ch - 1]
+            if v == 0:
+                out.append("0,124,")
+                continue
+            e = int(math.floor(math.log2(abs(v)))) - 14
+            m = int(round(v / 2.0 ** e))
+            out.append(f"{m},{e + 124},")
+        return "".join(out)
+
+    def _c_trcb(self, query, args):
+        # binary transfer: little-endian float32; served latin-1 so bytes pass unchanged
+        ch, start, count = self._trace_args(args)
+        data = np.array([self.buffer[i][ch - 1] for i in range(start, start + count)],
+                        dtype="<f4").tobytes()
+        return data.decode("latin-1")
+
+    def _trace_args(self, args: list[str]) -> tuple[int, int, int]:
+        if len(args) != 3:
+            raise _Execution("TRC")
+        ch = _int(args[0], 1, 2)
+        start = _int(args[1], 0, BUFFER_SIZE - 1)
+        count = _int(args[2], 1, BUFFER_SIZE)
+        if start + count > len(self.buffer):
+            self.esr |= 16
+            raise _Execution("TRC range")
+        return ch, start, count
+
+    def _c_fast(self, query, args):
+        return "0" if query else None
+
+    def _c_strd(self, query, args):
+        self._c_strt(False, [])
+
+    def _c_sset(self, query, args):
+        self.saved[_int(args[0], 1, 9)] = {k: getattr(self, k) for k in (
+            "freq", "phase", "harmonic", "slvl", "sens", "oflt", "ofsl", "rmod", "isrc")}
+
+    def _c_rset(self, query, args):
+        n = _int(args[0], 1, 9)
+        if n not in self.saved:
+            raise _Execution("RSET")
+        self._commit()
+        for k, v in self.saved[n].items():
+            setattr(self, k, v)
+        self.bench.set_sine(self.slvl)
+        self._u_last = self._target()
+
+    def _c_locl(self, query, args):
+        return "0" if query else None
+
+    def _c_ovrm(self, query, args):
+        return "0" if query else None
+
+    def _c_alrm(self, query, args):
+        return "0" if query else None
+
+    def _c_kclk(self, query, args):
+        return "0" if query else None
+
+    def _c_rmod_q(self, query, args):  # pragma: no cover - name reserved
+        return None
