@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 import traceback
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("daqapp: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and friends: not an error of ours. Silence the flush at exit.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
     except (DaqappError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         if args.debug:
             traceback.print_exc()
