@@ -33,8 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    import logging
+
     from daqapp.errors import InstrumentError
     from daqapp.station import load_station
+
+    if not getattr(args, "debug", False):
+        logging.getLogger("pymeasure").setLevel(logging.WARNING)  # no "Initializing ..." lines
 
     station = load_station(args.file)
     failed: list[str] = []

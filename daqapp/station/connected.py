@@ -9,6 +9,7 @@ is pointed at its loopback endpoint; nothing else differs from a real station.
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import logging
 from dataclasses import replace
 from typing import Any
@@ -148,6 +149,11 @@ class ConnectedStation:
             lab_kwargs["temperature_model"] = TEMPERATURE_MODELS.get(temperature.driver)
         if magnet is not None:
             lab_kwargs["magnet_model"] = MAGNET_MODELS.get(magnet.driver)
+        # The emulated bench is wired as the station says (bias resistor, AUX bias channel).
+        accepted = inspect.signature(VirtualLab).parameters
+        wiring = {"bias_resistor_ohm": station.wiring.bias_resistor_ohm,
+                  "aux_bias_channel": station.wiring.bias_aux_channel}
+        lab_kwargs.update({k: v for k, v in wiring.items() if k in accepted})
         sim = station.simulation
         self.lab = VirtualLab(preset=sim.preset, speed=sim.speed, seed=sim.seed,
                               **{k: v for k, v in lab_kwargs.items() if v is not None})

@@ -69,7 +69,7 @@ def test_simulated_station_starts_the_lab_and_uses_its_endpoints(stand_in_lab):
         lab = made[0]
         assert lab.running and conn.lab is lab
         assert lab.kwargs == {"preset": "la3ni2o7-cell2", "speed": 100.0, "seed": 1,
-                              "temperature_model": "ls336"}
+                              "temperature_model": "ls336"}  # stand-in takes no wiring
         assert conn.temperature.resource == servers["temperature"].resource
         assert conn.temperature.temperature() == pytest.approx(4.2153)
         # the lab serves no separate 2182A: it is read behind the 6221, as on the bench

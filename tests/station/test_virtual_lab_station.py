@@ -1,0 +1,80 @@
+"""A simulated station against the real virtual lab: same drivers, loopback sockets."""
+
+import json
+import threading
+
+import pytest
+
+pytest.importorskip("simulators.lab")
+
+from daqapp.station import Station, load_station  # noqa: E402
+from drivers.roles import MagnetState  # noqa: E402
+
+
+@pytest.fixture
+def conn():
+    station = Station.simulated(speed=100.0, seed=1,
+                                wiring={"bias_resistor_ohm": 48e3, "bias_aux_channel": 1})
+    with station.connect() as connected:
+        yield connected
+
+
+def test_every_role_identifies_and_snapshots(conn):
+    snap = json.loads(json.dumps(conn.snapshot()))
+    assert snap["simulated"] is True
+    assert set(snap["roles"]) == {"lockin", "current_source", "nanovoltmeter", "temperature",
+                                  "magnet"}
+    for role, entry in snap["roles"].items():
+        assert "error" not in entry, (role, entry)
+    assert snap["roles"]["temperature"]["idn"].startswith("LSCI,MODEL336")
+    assert snap["roles"]["magnet"]["settings"]["quenched"] is False
+
+
+def test_magnet_ramps_and_safe_state_holds_it(conn):
+    conn.magnet.ramp_to(0.5, 0.3)
+    assert conn.magnet.state() is MagnetState.RAMPING
+    conn.current_source.set_current(1e-4)
+    conn.current_source.enable()
+    assert conn.to_safe_state() == []
+    assert conn.magnet.state() is MagnetState.PAUSED
+    assert conn.current_source.is_enabled() is False
+    assert conn.current_source.current() == 0.0
+    assert conn.lockin.excitation() == pytest.approx(0.004)
+    assert conn.lockin.aux_output(1) == 0.0
+
+
+def test_monitor_thread_and_procedure_share_the_links(conn):
+    stop = threading.Event()
+    readings, errors = [], []
+
+    def monitor():
+        try:
+            while not stop.is_set():
+                readings.append((conn.temperature.temperature(), conn.magnet.field()))
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    thread = threading.Thread(target=monitor)
+    thread.start()
+    try:
+        for step in range(15):
+            conn.lockin.set_aux_output(1, 0.01 * step)
+            assert conn.lockin.aux_output(1) == pytest.approx(0.01 * step, abs=1e-3)
+            x, _ = conn.lockin.xy()
+            assert abs(x) < conn.lockin.sensitivity() * 1.1
+            conn.temperature.snapshot()
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert errors == []
+    assert readings and all(1.0 < t < 400 for t, _ in readings)
+
+
+def test_example_simulated_station_file_connects():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "station-simulated.toml"
+    with load_station(path).connect() as connected:
+        assert connected.lab is not None
+        assert connected.nanovoltmeter.identify().startswith("KEITHLEY")
+    assert connected.lab is None
