@@ -95,16 +95,37 @@ def fit_least_squares(
     dof = max(n - k, 1)
     chi2 = float(np.sum(res.fun ** 2))
     chi2_red = chi2 / dof
-    jac = res.jac
-    try:
-        cov = np.linalg.pinv(jac.T @ jac)
-    except np.linalg.LinAlgError:
-        cov = np.full((k, k), np.inf)
+    cov = _covariance(res.jac)
     if sigma is None:
         cov = cov * chi2_red
     err = np.sqrt(np.clip(np.diag(cov), 0, None))
     return LeastSquaresResult(tuple(names), res.x, err, cov, chi2, chi2_red, dof, n,
                               sigma is not None, bool(res.success), str(res.message))
+
+
+def _covariance(jac: np.ndarray) -> np.ndarray:
+    """(JᵀJ)⁻¹ via the SVD of the column-normalised Jacobian.
+
+    Normalising first matters: parameters of very different size (a diffusivity of 1e-4 m²/s
+    next to η ≈ 1) would otherwise make the small singular values fall under the pseudo-inverse
+    cut-off and silently shrink their errors.  Truly undetermined directions get infinite
+    variance instead of zero.
+    """
+    k = jac.shape[1]
+    norms = np.linalg.norm(jac, axis=0)
+    if np.any(norms == 0) or not np.all(np.isfinite(jac)):
+        cov = np.full((k, k), np.inf)
+        good = (norms > 0) & np.all(np.isfinite(jac), axis=0)
+        if good.any():
+            cov[np.ix_(good, good)] = _covariance(jac[:, good])
+        return cov
+    js = jac / norms
+    _, sv, vt = np.linalg.svd(js, full_matrices=False)
+    tiny = sv <= np.finfo(float).eps * max(js.shape) * sv[0]
+    if np.any(tiny):
+        return np.full((k, k), np.inf)
+    cov_s = (vt.T / sv ** 2) @ vt
+    return cov_s / np.outer(norms, norms)
 
 
 def check_finite_positive(name: str, value: float, allow_zero: bool = False) -> float:

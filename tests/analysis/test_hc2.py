@@ -142,3 +142,16 @@ def test_fit_two_band_recovers_truth_and_beats_whh():
     assert abs(fit.hc2_0_T - h0) < 3 * fit.hc2_0_err_T
     whh = fit_hc2(T, y, sigma, model="whh")
     assert whh.chi2_red > 3 * fit.chi2_red
+
+
+def test_two_band_fit_on_near_tc_data_reports_its_ignorance():
+    # the seed's situation: 0–8 T near Tc, Hc2(0) ~ 10x beyond the data.  η is then not
+    # determined, and the fit must say so through large errors rather than tiny ones.
+    rng = np.random.default_rng(3)
+    d1 = diffusivity_from_slope(1.2)
+    B = np.arange(0.0, 9.0)
+    T = temperature_at_field(B, lambda x: gurevich_hc2(x, 72.0, d1, 0.2), 72.0)
+    T = T + rng.normal(0, 0.2, B.size)
+    fit = fit_hc2(T, B, model="two_band")
+    assert fit.param_errors["eta"] > 1.0
+    assert fit.hc2_0_err_T > 0.2 * fit.hc2_0_T
