@@ -51,7 +51,10 @@ class LeastSquaresResult:
             up[i] += h
             dn[i] -= h
             grad[i] = (func(up) - func(dn)) / (2 * h)
-        var = float(grad @ self.covariance @ grad)
+        with np.errstate(invalid="ignore"):
+            var = float(grad @ self.covariance @ grad)
+        if not np.isfinite(var):
+            return float("inf")  # an undetermined direction: say so, never report 0
         return float(np.sqrt(var)) if var > 0 else 0.0
 
 
