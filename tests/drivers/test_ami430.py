@@ -60,3 +60,19 @@ def test_role_quench_from_qu_or_state():
 def test_role_safe_state(action, command):
     with expected_protocol(AMI430, UNITS + [(command, None)], expect_greeting=False) as ami:
         AMI430Magnet(ami, safe_action=action).to_safe_state()
+
+
+def test_no_greeting_read_on_a_non_socket_link():
+    # expected_protocol gives no resource string: like GPIB/serial, no greeting is awaited
+    with expected_protocol(AMI430, [("PERS?", "1")]) as ami:
+        assert ami.greeting == []
+        assert ami.persistent is True
+
+
+def test_units_and_ramp_segment_queries():
+    pairs = [("FIELD:UNITS?", "1"), ("RAMP:RATE:UNITS?", "0"),
+             ("RAMP:RATE:FIELD:1?", "0.0500,9.0000")]
+    with expected_protocol(AMI430, pairs, expect_greeting=False) as ami:
+        assert ami.field_units == "T"
+        assert ami.ramp_rate_units == "s"
+        assert ami.ramp_rate_field == (0.05, 9.0)

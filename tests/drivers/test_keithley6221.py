@@ -130,3 +130,15 @@ def test_current_source_safe_state_aborts_turns_off_and_zeroes():
     pairs = [("SOUR:SWE:ABOR", None), ("OUTPut 0", None), (":SOUR:CURR 0", None)]
     with expected_protocol(Keithley6221, pairs) as k:
         Keithley6221CurrentSource(k).to_safe_state()
+
+
+def test_buffer_count_reads_actual_points():
+    with expected_protocol(Keithley6221, [("TRAC:POIN:ACT?", "17")]) as k:
+        assert k.buffer_count() == 17
+
+
+def test_buffer_size_limited_to_65536():
+    with expected_protocol(Keithley6221, [("TRAC:POIN 65536", None)]) as k:
+        k.trace_points = 65536
+        with pytest.raises(ValueError):
+            k.trace_points = 65537

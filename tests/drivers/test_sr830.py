@@ -92,3 +92,10 @@ def test_safe_state_is_minimum_excitation_and_aux_zero():
 def test_outx_sent_on_connect_when_the_station_names_the_interface():
     with expected_protocol(SR830, [("OUTX1", None)]) as lia:
         SR830LockIn(lia, output_interface="gpib")
+
+
+def test_display_value_outr():
+    with expected_protocol(SR830, [("OUTR? 2", "-12.5")]) as lia:
+        assert lia.display_value(2) == -12.5
+        with pytest.raises(ValueError):
+            lia.display_value(3)
