@@ -165,8 +165,9 @@ def gap_alpha_model(temperature_K: object, delta0: float, tc: float,
                     dc_over_c: float = 1.426, a: float = 2.0 / 3.0) -> np.ndarray:
     """Gross α-model: Δ0 tanh{(πk_BTc/Δ0) √[a (ΔC/C_N)(Tc/T − 1)]}, Δ0 in meV.
 
-    With Δ0/k_BTc and ΔC/C_N free it describes strong coupling; a = 2/3 for s-wave
-    (a = 7/8·… for other symmetries, see Gross et al. Z. Phys. B 64, 175 (1986)).
+    With Δ0/k_BTc and ΔC/C_N free it describes strong coupling; a = 2/3 is the isotropic
+    s-wave value (Gross et al., Z. Phys. B 64, 175 (1986)); weak coupling is Δ0 = 1.764 k_BTc,
+    ΔC/C_N = 1.426.
     """
     T = _check_model_args(temperature_K, delta0, tc)
     check_finite_positive("dc_over_c", dc_over_c)
