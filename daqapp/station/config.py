@@ -147,10 +147,10 @@ class Station:
             "simulation": {"simulated": True, "preset": preset, "speed": float(speed),
                            "seed": int(seed)},
             **{role: {"driver": drv} for role, drv in SIMULATED_DRIVERS.items()},
+            "temperature": {"driver": temperature_driver},
+            "magnet": {"driver": magnet_driver},
             **tables,
         }
-        data["temperature"] = {"driver": temperature_driver}
-        data["magnet"] = {"driver": magnet_driver}
         return parse_station(data, f"<simulated {preset}>")
 
 
