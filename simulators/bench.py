@@ -30,7 +30,8 @@ class Bench:
     def __init__(self, clock: SimClock, sample: SampleModel, cryostat: Cryostat,
                  magnet: MagnetModel, rng: np.random.Generator,
                  bias_resistor_ohm: float = 48e3, aux_bias_channel: int = 1,
-                 current_source_circuit: str = "sample") -> None:
+                 current_source_circuit: str = "sample", bias_divider: float = 1.0,
+                 dc_voltage_aux_channel: int = 1, dc_voltage_gain: float = 1.0) -> None:
         if current_source_circuit not in ("sample", "junction"):
             raise ValueError(f"current_source_circuit = {current_source_circuit!r} "
                              "(allowed: 'sample', 'junction')")
@@ -43,6 +44,9 @@ class Bench:
         self.bias_resistor = float(bias_resistor_ohm)
         self.aux_bias_channel = int(aux_bias_channel)
         self.current_source_circuit = current_source_circuit
+        self.bias_divider = float(bias_divider)
+        self.dc_voltage_aux_channel = int(dc_voltage_aux_channel)
+        self.dc_voltage_gain = float(dc_voltage_gain)
         # drive state
         self.sine_rms_V = 0.0
         self.aux_bias_V = 0.0
@@ -91,7 +95,7 @@ class Bench:
         """
         t, b = self.conditions()
         rb = self.bias_resistor
-        drive = self.aux_bias_V + self._junction_source_current() * rb
+        drive = self.aux_bias_V * self.bias_divider + self._junction_source_current() * rb
         if drive == 0.0:
             return 0.0, 0.0
         lo, hi = sorted((0.0, drive / rb))

@@ -67,7 +67,9 @@ class VirtualLab:
                  speed: float = 1.0, seed: int | None = 0,
                  temperature_model: str = "ls336", magnet_model: str = "ami430",
                  ports: str | dict | None = None, *, bias_resistor_ohm: float = 48e3,
-                 current_source_circuit: str = "sample", aux_bias_channel: int = 1,
+                 current_source_circuit: str | None = None, aux_bias_channel: int = 1,
+                 bias_divider: float = 1.0, dc_bias_source: str = "lockin_aux",
+                 dc_voltage_aux_channel: int = 1, dc_voltage_gain: float = 1.0,
                  initial_temperature_K: float | None = None,
                  magnet_switch_installed: bool = True, conductance_model=None,
                  host: str = "127.0.0.1") -> None:
@@ -83,6 +85,21 @@ class VirtualLab:
         if not 1e3 <= bias_resistor_ohm <= 1e8:
             raise ConfigError(f"bias_resistor_ohm = {bias_resistor_ohm:g} is outside the "
                               "allowed range 1e3 to 1e8 Ω")
+        if dc_bias_source not in ("lockin_aux", "current_source"):
+            raise ConfigError(f"dc_bias_source = {dc_bias_source!r} "
+                              "(allowed: 'lockin_aux', 'current_source')")
+        if current_source_circuit is None:
+            # a station that biases the junction from the 6221 has it wired to the contact
+            current_source_circuit = ("junction" if dc_bias_source == "current_source"
+                                      else "sample")
+        if not 0 < bias_divider <= 1:
+            raise ConfigError(f"bias_divider = {bias_divider:g} is outside the allowed range "
+                              "(0, 1]")
+        if aux_bias_channel not in (1, 2, 3, 4) or dc_voltage_aux_channel not in (1, 2, 3, 4):
+            raise ConfigError("aux_bias_channel and dc_voltage_aux_channel must be 1 to 4")
+        if not 1e-3 <= dc_voltage_gain <= 1e6:
+            raise ConfigError(f"dc_voltage_gain = {dc_voltage_gain:g} is outside the allowed "
+                              "range 1e-3 to 1e6")
         if current_source_circuit not in ("sample", "junction"):
             raise ConfigError(f"current_source_circuit = {current_source_circuit!r} "
                               "(allowed: 'sample', 'junction')")
@@ -104,7 +121,10 @@ class VirtualLab:
         self.bench = Bench(self.clock, self.sample, self.cryostat, self.magnet, self.rng,
                            bias_resistor_ohm=bias_resistor_ohm,
                            aux_bias_channel=aux_bias_channel,
-                           current_source_circuit=current_source_circuit)
+                           current_source_circuit=current_source_circuit,
+                           bias_divider=bias_divider,
+                           dc_voltage_aux_channel=dc_voltage_aux_channel,
+                           dc_voltage_gain=dc_voltage_gain)
         self.temperature_model = temperature_model
         self.magnet_model = magnet_model
         self._ports_spec = ports
@@ -173,6 +193,9 @@ class VirtualLab:
     def _on_fault(self, role: str, kind: str, active: bool) -> None:
         if kind == "quench" and active:
             self.magnet.quench()
+            on_quench = getattr(self.emulators.get("magnet"), "on_quench", None)
+            if on_quench is not None:
+                on_quench()
         if kind == "drop" and active and role in self._servers:
             self._servers[role].drop_clients()
         if kind in ("heater_open", "heater_short"):

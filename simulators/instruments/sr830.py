@@ -230,16 +230,16 @@ class SR830Emulator:
         return (y, theta, abs(self.bench.noise(1e-9)), self._aux_in(3), self._aux_in(4))[src]
 
     def _aux_in(self, channel: int) -> float:
-        """AUX IN 1 reads the contact's DC voltage; the others are open (noise)."""
-        if channel == 1:
+        """The wired AUX input reads the contact's DC voltage (× preamp gain); others are open."""
+        if channel == self.bench.dc_voltage_aux_channel:
             _, _, _, v_dc = self.bench.junction_harmonic(self.harmonic)
-            v = v_dc + self.bench.noise(30e-6)
+            v = max(-10.5, min(10.5, v_dc * self.bench.dc_voltage_gain)) + self.bench.noise(30e-6)
         else:
             v = self.bench.noise(30e-6)
         return round(v * 3000.0) / 3000.0
 
-    def _snap_value(self, code: int) -> float:
-        x, y, r, theta = self._outputs()
+    def _snap_value(self, code: int, outputs: tuple[float, float, float, float]) -> float:
+        x, y, r, theta = outputs
         if code in (1, 2, 3, 4):
             return (x, y, r, theta)[code - 1]
         if code in (5, 6, 7, 8):
@@ -455,7 +455,8 @@ class SR830Emulator:
         if not query or not (2 <= len(args) <= 6):
             raise _Execution("SNAP")
         codes = [_int(a, 1, 11) for a in args]
-        return ",".join(_g(self._snap_value(c)) for c in codes)
+        outputs = self._outputs()          # one instant for every value of the snapshot
+        return ",".join(_g(self._snap_value(c, outputs)) for c in codes)
 
     def _c_ddef(self, query, args):
         if query:
@@ -598,5 +599,3 @@ class SR830Emulator:
     def _c_kclk(self, query, args):
         return "0" if query else None
 
-    def _c_rmod_q(self, query, args):  # pragma: no cover - name reserved
-        return None

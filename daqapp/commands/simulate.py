@@ -1,0 +1,81 @@
+"""``daqapp simulate``: serve the virtual lab on 127.0.0.1 until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "simulate", help="serve the virtual lab (emulated instruments on 127.0.0.1)",
+        description="Start the physics-backed virtual lab and serve every emulated instrument "
+        "on its own 127.0.0.1 TCP port; print one line per instrument "
+        "(role model VISA-resource) and run until Ctrl-C or SIGTERM. Open the resources with "
+        "pyvisa-py ('@py') and set the read termination the instrument uses.",
+        epilog="examples:\n  daqapp simulate --speed 100\n"
+        "  daqapp simulate --ports standard --fault lockin=no_reply\n"
+        "  daqapp simulate --preset my_sample.toml --temperature itc503 --magnet ips120",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="la3ni2o7-cell2",
+                        help="sample preset: la3ni2o7-cell2 (default), la3ni2o7-cell1, nb-foil, "
+                        "or a .toml file")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="simulated seconds per real second (default 1; 100-1000 "
+                        "fast-forwards a campaign)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    parser.add_argument("--ports", choices=("ephemeral", "standard"), default="ephemeral",
+                        help="ephemeral (default): free ports; standard: 6221 1394, LS336 7777, "
+                        "AMI430 7180, SR830 18830, 2182A 12182, ITC503 15003, IPS120 15120")
+    parser.add_argument("--temperature", choices=("ls336", "itc503"), default="ls336",
+                        help="temperature controller to emulate (default ls336)")
+    parser.add_argument("--magnet", choices=("ami430", "ips120"), default="ami430",
+                        help="magnet supply to emulate (default ami430)")
+    parser.add_argument("--initial-temperature", type=float, default=None, metavar="K",
+                        help="start the cryostat at this temperature (default: 1.5 K bath)")
+    parser.add_argument("--fault", action="append", default=[], metavar="ROLE=KIND",
+                        help="inject a fault at start (repeatable): KIND is latency[:SECONDS], "
+                        "no_reply, drop, garbage, overload (lockin), compliance "
+                        "(current_source), quench (magnet), heater_open, heater_short "
+                        "(temperature)")
+    parser.set_defaults(func=_simulate)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+    import threading
+
+    from daqapp.errors import ConfigError
+    from simulators.faults import FaultBoard
+    from simulators.lab import VirtualLab
+
+    faults = [FaultBoard.parse(spec) for spec in args.fault]
+    if args.initial_temperature is not None and not 1.5 <= args.initial_temperature <= 300:
+        raise ConfigError(f"--initial-temperature = {args.initial_temperature:g} K is outside "
+                          "the allowed range 1.5 to 300 K")
+    lab = VirtualLab(preset=args.preset, speed=args.speed, seed=args.seed,
+                     temperature_model=args.temperature, magnet_model=args.magnet,
+                     ports=args.ports, initial_temperature_K=args.initial_temperature)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    lab.start()
+    try:
+        for role, kind, value in faults:
+            lab.faults.set(role, kind, value)
+        for line in lab.describe():
+            print(line)
+        print(f"# preset {lab.preset.name}, speed {lab.speed:g}x, seed {args.seed}; "
+              "Ctrl-C to stop", file=sys.stderr)
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        lab.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    print("# virtual lab stopped", file=sys.stderr)
+    return 0
