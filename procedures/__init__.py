@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import daqapp.runner.pymeasure_logging  # noqa: F401 - before pymeasure is imported
 from daqapp.errors import ConfigError
 
 #: Command-line name -> "module:Class".

@@ -25,6 +25,8 @@ DIRECTIONS = ("up", "down", "up_down", "down_up")
 #: Hardware ranges used when the station file declares no tighter limit.
 HARDWARE = {
     "max_current_a": 0.105,          # Keithley 6221 DC output
+    "max_bias_current_a": 0.105,     # spectroscopy bias through the contact
+    "compliance_v": 105.0,
     "max_excitation_v": 5.0,         # SR830 sine output, V rms
     "min_excitation_v": 0.004,
     "max_field_t": 9.0,
@@ -36,14 +38,15 @@ HARDWARE = {
 
 #: Names a station's limits may use for each quantity (the station file's vocabulary).
 LIMIT_NAMES: dict[str, tuple[str, ...]] = {
-    "max_current_a": ("max_current_a", "bias_current_max_a", "current_max_a", "max_current"),
+    "max_current_a": ("max_current_a",),
+    "max_bias_current_a": ("max_bias_current_a", "max_current_a"),
+    "compliance_v": ("compliance_v", "max_compliance_v"),
     "max_excitation_v": ("max_excitation_v", "excitation_max_v", "max_lockin_amplitude_v"),
     "min_excitation_v": ("min_excitation_v",),
     "max_field_t": ("max_field_t", "field_max_t", "max_field"),
-    "max_field_rate_t_per_min": ("max_field_rate_t_per_min", "field_rate_max_t_per_min",
-                                 "max_ramp_rate_t_per_min"),
-    "min_temperature_k": ("min_temperature_k", "temperature_min_k"),
-    "max_temperature_k": ("max_temperature_k", "temperature_max_k"),
+    "max_field_rate_t_per_min": ("max_field_ramp_t_per_min", "max_field_rate_t_per_min"),
+    "min_temperature_k": ("temperature_min_k", "min_temperature_k"),
+    "max_temperature_k": ("temperature_max_k", "max_temperature_k"),
     "max_temperature_rate_k_per_min": ("max_temperature_rate_k_per_min",
                                        "temperature_rate_max_k_per_min",
                                        "max_ramp_rate_k_per_min"),
@@ -59,9 +62,22 @@ def station_limit(limits: Any, key: str) -> float:
     return HARDWARE[key]
 
 
-def check_current(name: str, amps: float, limits: Any) -> float:
-    top = station_limit(limits, "max_current_a")
-    return check_range(name, abs(amps), 0.0, top, "A") * math.copysign(1.0, amps)
+def check_current(name: str, amps: float, limits: Any, key: str = "max_current_a") -> float:
+    """|amps| within the station's ``key`` limit (``max_bias_current_a`` for a current through
+    the point contact, ``max_current_a`` for transport)."""
+    top = station_limit(limits, key)
+    if not abs(amps) <= top:
+        raise LimitError(f"{name} = {amps:g} A is outside the allowed range {-top:g} to "
+                         f"{top:g} A (station limit {key})")
+    return amps
+
+
+def check_bias(name: str, amps: float, limits: Any) -> float:
+    return check_current(name, amps, limits, "max_bias_current_a")
+
+
+def check_compliance(name: str, volts: float, limits: Any) -> float:
+    return check_range(name, volts, 0.1, station_limit(limits, "compliance_v"), "V")
 
 
 def check_temperature(name: str, kelvin: float, limits: Any) -> float:
@@ -212,6 +228,26 @@ def wait_for_temperature(procedure: Any, target_k: float, band_k: float, hold_s:
             raise TimeoutError(f"temperature {kelvin:.4g} K not stable within ±{band_k:g} K of "
                                f"{target_k:g} K after {timeout_s:g} s")
         procedure.sleep(poll_s)
+
+
+def heater_on(procedure: Any) -> None:
+    """The safe state leaves the heater off; control needs a range. Uses the highest range the
+    station allows (as campaigns do), only if the heater is off."""
+    controller = procedure.role("temperature")
+    if int(controller.heater_range()) != 0:
+        return
+    allowed = getattr(procedure.station and procedure.station.limits, "heater_ranges_allowed",
+                      None) or (0, 1, 2, 3)
+    best = max(int(r) for r in allowed)
+    if best > 0:
+        controller.set_heater_range(best)
+        log.info("heater range set to %d", best)
+
+
+def go_to_temperature(procedure: Any, kelvin: float, rate_k_per_min: float | None) -> None:
+    """Heater on, then set point (ramped at ``rate_k_per_min``; None or 0 steps)."""
+    heater_on(procedure)
+    procedure.role("temperature").set_setpoint(kelvin, rate_k_per_min or None)
 
 
 def wait_for_field(procedure: Any, target_t: float, timeout_s: float,

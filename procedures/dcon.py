@@ -18,7 +18,14 @@ from pymeasure.experiment import FloatParameter, ListParameter
 from daqapp.errors import ConfigError, InstrumentError, check_range
 from daqapp.runner import ControlledProcedure
 from drivers.keithley6221 import MAX_BUFFER_POINTS, DconSweep
-from procedures.common import check_current, log, read_field, read_temperature, wall_time
+from procedures.common import (
+    check_bias,
+    check_compliance,
+    log,
+    read_field,
+    read_temperature,
+    wall_time,
+)
 
 #: Seconds per 2182A conversion on top of the DCON delay (NPLC 1 at 50 Hz plus overhead).
 CONVERSION_S = 0.025
@@ -63,9 +70,10 @@ class DifferentialConductanceDcon(ControlledProcedure):
             raise ConfigError("bias_start and bias_stop must differ")
         for _, sweep in self.sweeps():
             peak = max(abs(sweep.start_a), abs(sweep.stop_a)) + sweep.step_a + sweep.delta_a / 2
-            check_current("DCON peak current (|bias| + step + delta/2)", peak, limits)
+            check_bias("DCON peak current (|bias| + step + delta/2)", peak, limits)
             check_range("points per sweep", sweep.points, 2, MAX_BUFFER_POINTS)
             sweep.validate()
+        check_compliance("compliance", self.compliance, limits)
 
     def estimate_duration(self) -> float:
         return sum((s.points + 2) * (self.delay + CONVERSION_S) for _, s in self.sweeps())

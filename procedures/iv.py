@@ -13,11 +13,11 @@ from typing import Any, ClassVar
 import numpy as np
 from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter
 
-from daqapp.errors import check_range
 from daqapp.runner import ControlledProcedure
 from procedures.common import (
     DIRECTIONS,
     bias_values,
+    check_compliance,
     check_current,
     log,
     read_field,
@@ -28,32 +28,13 @@ from procedures.common import (
 
 
 def find_critical_current(current: np.ndarray, voltage: np.ndarray,
-                          criterion_v: float) -> dict[str, Any]:
-    """Ic of one sweep: ``daqapp.analysis.critical.critical_current`` when available, else the
-    voltage criterion (smallest |I| per branch where |V − V(0)| exceeds ``criterion_v``)."""
-    try:
-        from daqapp.analysis.critical import critical_current
-    except ImportError:
-        critical_current = None
-    if critical_current is not None:
-        result = critical_current(current, voltage, criterion_v=criterion_v)
-        as_dict = getattr(result, "to_dict", None)
-        return dict(as_dict()) if callable(as_dict) else dict(vars(result))
-    order = np.argsort(current)
-    i, v = current[order], voltage[order]
-    offset = float(np.interp(0.0, i, v)) if i[0] <= 0 <= i[-1] else float(np.median(v))
-    out: dict[str, Any] = {"method": "voltage criterion", "criterion_v": criterion_v,
-                           "voltage_offset_v": offset}
-    for branch, mask in (("positive", i > 0), ("negative", i < 0)):
-        ib, vb = np.abs(i[mask]), np.abs(v[mask] - offset)
-        sort = np.argsort(ib)
-        ib, vb = ib[sort], vb[sort]
-        above = np.nonzero(vb > criterion_v)[0]
-        out[f"ic_{branch}_a"] = float(ib[above[0]]) if above.size else math.nan
-    both = [out["ic_positive_a"], out["ic_negative_a"]]
-    finite = [x for x in both if math.isfinite(x)]
-    out["ic_a"] = float(np.mean(finite)) if finite else math.nan
-    return out
+                          threshold_v: float) -> dict[str, Any]:
+    """Ic of one sweep by :func:`daqapp.analysis.critical.critical_current` (both polarities;
+    ``threshold_v`` 0 = five times the voltage noise of the low-current part)."""
+    from daqapp.analysis.critical import critical_current
+
+    result = critical_current(current, voltage, threshold_V=threshold_v or None)
+    return result.to_dict()
 
 
 class CriticalCurrentIV(ControlledProcedure):
@@ -74,8 +55,8 @@ class CriticalCurrentIV(ControlledProcedure):
                             minimum=0.0, maximum=60.0)
     compliance = FloatParameter("Compliance", units="V", default=10.0, minimum=0.1,
                                 maximum=105.0)
-    criterion = FloatParameter("Ic voltage criterion", units="V", default=2e-6,
-                               minimum=1e-9, maximum=1.0)
+    criterion = FloatParameter("Ic voltage criterion (0 = 5 x noise)", units="V", default=0.0,
+                               minimum=0.0, maximum=1.0)
     #: Seconds per 2182A reading assumed in estimates (NPLC 1 plus overhead).
     READING_S: ClassVar[float] = 0.05
 
@@ -84,7 +65,7 @@ class CriticalCurrentIV(ControlledProcedure):
 
     def check_limits(self, limits: Any) -> None:
         check_current("current_max", self.current_max, limits)
-        check_range("compliance", self.compliance, 0.1, 105.0, "V")
+        check_compliance("compliance", self.compliance, limits)
 
     def estimate_duration(self) -> float:
         plan = sweeps_for(self.currents(), self.directions)
@@ -116,13 +97,15 @@ class CriticalCurrentIV(ControlledProcedure):
                 self.progress(done, total)
             self.end_sweep(sweep, direction=direction, points=len(currents),
                            temperature=read_temperature(self), field=read_field(self))
-            if len(currents) >= 3:
+            if len(currents) >= 8:
                 result = find_critical_current(np.array(currents), np.array(voltages),
                                                self.criterion)
-                result.update(sweep=sweep, direction=direction,
+                result.update(model="critical_current", sweep=sweep, direction=direction,
                               temperature=read_temperature(self), field=read_field(self))
                 self.emit("fit", {"name": f"critical_current_sweep{sweep}", "result": result})
-                log.info("sweep %d: Ic = %.4g A", sweep, result.get("ic_a", math.nan))
+                ic = result.get("ic_mean")
+                log.info("sweep %d: Ic = %s", sweep, f"{ic:.4g} A" if ic is not None else
+                         "beyond the sweep range")
             if self.should_stop():
                 break
         source.set_current(0.0)

@@ -17,6 +17,7 @@ clear the overload latch, read X and Y together, and if the lock-in overloaded (
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,7 +29,7 @@ from procedures.common import (
     DIRECTIONS,
     SPACINGS,
     bias_values,
-    check_current,
+    check_bias,
     log,
     read_field,
     read_temperature,
@@ -58,6 +59,15 @@ SPECTRUM_COLUMNS: dict[str, str] = {
 AUX_MAX_V = 10.5          # SR830 AUX output range
 SENSITIVITY_STEP = 1.5    # ×1.5 then "smallest full scale ≥" = the next 1-2-5 range
 MAX_SENSITIVITY_V = 1.0
+MIN_SENSITIVITY_V = 2e-9
+AUTORANGE_HEADROOM = 3.0
+#: 99 % settling in time constants for each filter slope (dB/oct), as the SR830 manual gives.
+SETTLE_TAUS = {6: 5.0, 12: 7.0, 18: 9.0, 24: 10.0}
+#: The bias network of DESIGN.md, for procedures run without a station file.
+DEFAULT_WIRING = SimpleNamespace(bias_resistor_ohm=48e3, dc_bias_source="lockin_aux",
+                                 bias_aux_channel=1, bias_divider=1.0,
+                                 dc_voltage_reader="nanovoltmeter", dc_voltage_aux_channel=1,
+                                 dc_voltage_gain=1.0)
 #: Settling assumed for estimates when no lock-in is connected: 7τ at τ = 30 ms (12 dB/oct).
 NOMINAL_SETTLE_S = 0.21
 
@@ -68,9 +78,11 @@ class LockInSpectrumProcedure(ControlledProcedure):
     COLUMNS: ClassVar[dict[str, str]] = SPECTRUM_COLUMNS
     SWEEP_AXIS: ClassVar[str | None] = "dc_voltage"
 
-    bias_start = FloatParameter("Bias start", units="A", default=-6e-4,
+    # ±0.2 mA: ±70 mV on the seed's 350 Ω La3Ni2O7 contacts, and within what an SR830 AUX
+    # output (10.5 V) can drive through the 48 kΩ bias resistor.
+    bias_start = FloatParameter("Bias start", units="A", default=-2e-4,
                                 minimum=-0.105, maximum=0.105)
-    bias_stop = FloatParameter("Bias stop", units="A", default=6e-4,
+    bias_stop = FloatParameter("Bias stop", units="A", default=2e-4,
                                minimum=-0.105, maximum=0.105)
     points = IntegerParameter("Points per sweep", default=201, minimum=2, maximum=100_000)
     spacing = ListParameter("Bias spacing", choices=list(SPACINGS), default="dense_zero")
@@ -79,8 +91,12 @@ class LockInSpectrumProcedure(ControlledProcedure):
                                 minimum=0.004, maximum=5.0)
     frequency = FloatParameter("Lock-in frequency", units="Hz", default=1013.0,
                                minimum=0.001, maximum=102_000.0)
-    bias_resistor = FloatParameter("Bias resistor", units="Ohm", default=48e3,
-                                   minimum=1.0, maximum=1e9)
+    bias_resistor = FloatParameter("Bias resistor (0 = from the station wiring)", units="Ohm",
+                                   default=0.0, minimum=0.0, maximum=1e9)
+    time_constant = FloatParameter("Lock-in time constant (0 = leave as set)", units="s",
+                                   default=0.1, minimum=0.0, maximum=30_000.0)
+    filter_slope = ListParameter("Lock-in filter slope (0 = leave as set)", units="dB/oct",
+                                 choices=[0, 6, 12, 18, 24], default=12)
     settle_time = FloatParameter("Settle time (0 = from lock-in tau and slope)", units="s",
                                  default=0.0, minimum=0.0, maximum=3600.0)
     max_overload_steps = IntegerParameter("Sensitivity steps allowed per point", default=6,
@@ -96,25 +112,37 @@ class LockInSpectrumProcedure(ControlledProcedure):
     def points_per_spectrum(self) -> int:
         return sum(len(values) for _, values in self.sweep_plan())
 
+    def wiring(self) -> Any:
+        """The station's bias network (``station.wiring``), or the DESIGN.md defaults."""
+        wiring = getattr(self.station, "wiring", None)
+        return wiring if wiring is not None else DEFAULT_WIRING
+
+    def resistor(self) -> float:
+        return self.bias_resistor or float(self.wiring().bias_resistor_ohm)
+
     def uses_aux_bias(self) -> bool:
-        """No current source on the station: the DC bias comes from lock-in AUX OUT 1."""
-        return self.role("source", required=False) is None
+        """The DC bias comes from a lock-in AUX output (station wiring ``dc_bias_source``)."""
+        return self.wiring().dc_bias_source == "lockin_aux"
+
+    def aux_volts_per_amp(self) -> float:
+        wiring = self.wiring()
+        return self.resistor() / float(wiring.bias_divider)
 
     def check_spectrum_limits(self, limits: Any) -> None:
         edge = max(abs(self.bias_start), abs(self.bias_stop))
-        check_current("bias_start", self.bias_start, limits)
-        check_current("bias_stop", self.bias_stop, limits)
+        check_bias("bias_start", self.bias_start, limits)
+        check_bias("bias_stop", self.bias_stop, limits)
         check_range("excitation", self.excitation, station_limit(limits, "min_excitation_v"),
                     station_limit(limits, "max_excitation_v"), "V")
-        if self.station is not None and self.uses_aux_bias():
-            top = AUX_MAX_V / self.bias_resistor
+        if self.uses_aux_bias():
+            top = AUX_MAX_V / self.aux_volts_per_amp()
             if edge > top:
                 raise LimitError(f"bias_start/bias_stop = {edge:g} A needs more than the "
                                  f"lock-in AUX output's {AUX_MAX_V} V through "
-                                 f"{self.bias_resistor:g} Ohm (allowed up to {top:g} A)")
+                                 f"{self.resistor():g} Ohm (allowed up to {top:g} A)")
         # the ac current adds to the DC bias at its peak
-        peak = edge + math.sqrt(2) * self.excitation / self.bias_resistor
-        check_current("bias + excitation peak", peak, limits)
+        peak = edge + math.sqrt(2) * self.excitation / self.resistor()
+        check_bias("bias + excitation peak current", peak, limits)
 
     def check_limits(self, limits: Any) -> None:
         self.check_spectrum_limits(limits)
@@ -122,6 +150,8 @@ class LockInSpectrumProcedure(ControlledProcedure):
     def point_time(self) -> float:
         if self.settle_time > 0:
             return self.settle_time
+        if self.time_constant and self.filter_slope:
+            return self.time_constant * SETTLE_TAUS[int(self.filter_slope)]
         lockin = self.role("lockin", required=False) if self.station is not None else None
         if lockin is not None:
             try:
@@ -136,29 +166,49 @@ class LockInSpectrumProcedure(ControlledProcedure):
     # ---- acquisition ----------------------------------------------------------------------
     def prepare_spectrum(self) -> None:
         """Excitation on, DC source on at zero. Call once before the first spectrum."""
+        wiring = self.wiring()
         self._lockin = self.role("lockin")
-        self._source = self.role("source", required=False)
-        self._nvm = self.role("nanovoltmeter", required=False)
+        self._source = None if self.uses_aux_bias() else self.role("source")
+        self._nvm = (self.role("nanovoltmeter") if wiring.dc_voltage_reader == "nanovoltmeter"
+                     else None)
+        self._aux_out = int(wiring.bias_aux_channel)
+        self._aux_in = int(wiring.dc_voltage_aux_channel)
+        self._aux_in_gain = float(wiring.dc_voltage_gain)
+        self._resistor = self.resistor()
         self._lockin.set_excitation(self.excitation, self.frequency)
+        self.set_filter()
         if self._source is not None:
             self._source.set_current(0.0)
             self._source.enable()
         else:
-            self._lockin.set_aux_output(1, 0.0)
+            self._lockin.set_aux_output(self._aux_out, 0.0)
         self._sensitivity = float(self._lockin.sensitivity())
         self._settle = self.settle_time if self.settle_time > 0 else float(
             self._lockin.settle_time())
         self._bias = 0.0
         log.info("lock-in spectrum: %d points per spectrum, settle %.3g s per point, "
                  "DC bias from %s, junction voltage from %s", self.points_per_spectrum(),
-                 self._settle, "current source" if self._source is not None else "AUX OUT 1",
-                 "2182A" if self._nvm is not None else "AUX IN 1")
+                 self._settle,
+                 "current source" if self._source is not None else f"AUX OUT {self._aux_out}",
+                 "2182A" if self._nvm is not None else f"AUX IN {self._aux_in}")
+
+    def set_filter(self) -> None:
+        """τ and slope on the lock-in (through its pymeasure driver: the role has no verb)."""
+        driver = getattr(self._lockin, "instrument", None)
+        if driver is None:
+            if self.time_constant or self.filter_slope:
+                log.warning("lock-in driver exposes no time constant; left as set")
+            return
+        if self.time_constant:
+            driver.time_constant = self.time_constant
+        if self.filter_slope:
+            driver.filter_slope = int(self.filter_slope)
 
     def set_bias(self, amps: float) -> None:
         if self._source is not None:
             self._source.set_current(amps)
         else:
-            self._lockin.set_aux_output(1, amps * self.bias_resistor)
+            self._lockin.set_aux_output(self._aux_out, amps * self.aux_volts_per_amp())
         self._bias = amps
 
     def ramp_bias(self, target: float, steps: int = 10) -> None:
@@ -171,7 +221,21 @@ class LockInSpectrumProcedure(ControlledProcedure):
     def junction_dc_voltage(self) -> float:
         if self._nvm is not None:
             return float(self._nvm.voltage())
-        return float(self._lockin.aux_input(1))
+        return float(self._lockin.aux_input(self._aux_in)) / self._aux_in_gain
+
+    def autorange(self) -> None:
+        """Pick the sensitivity for the signal now (start of a sweep): the smallest full scale
+        above ``AUTORANGE_HEADROOM`` × |X, Y|, so the point-by-point overload stepping only
+        has to follow the spectrum's growth, never start from a 1 V range."""
+        lockin = self._lockin
+        x, y = lockin.xy()
+        target = max(AUTORANGE_HEADROOM * math.hypot(x, y), MIN_SENSITIVITY_V)
+        lockin.set_sensitivity(min(target, MAX_SENSITIVITY_V))
+        self._sensitivity = float(lockin.sensitivity())
+        self.sleep(self._settle)
+        lockin.is_overloaded()
+        log.info("sensitivity set to %.3g V full scale for |X,Y| = %.3g V", self._sensitivity,
+                 math.hypot(x, y))
 
     def read_lockin(self) -> tuple[float, float, int]:
         """X, Y and the number of sensitivity steps this point needed."""
@@ -202,8 +266,8 @@ class LockInSpectrumProcedure(ControlledProcedure):
         x, y, steps = self.read_lockin()
         v_dc = self.junction_dc_voltage()
         if self._source is None:  # AUX bias: the resistor's drop sets the current
-            bias = (bias * self.bias_resistor - v_dc) / self.bias_resistor
-        i_ac = (self.excitation - x) / self.bias_resistor
+            bias = (bias * self._resistor - v_dc) / self._resistor
+        i_ac = (self.excitation - x) / self._resistor
         dvdi = x / i_ac if i_ac != 0 else math.nan
         didv = 1.0 / dvdi if dvdi not in (0.0,) and math.isfinite(dvdi) else math.nan
         return {
@@ -221,6 +285,8 @@ class LockInSpectrumProcedure(ControlledProcedure):
         sweep = first_sweep
         for direction, values in self.sweep_plan():
             self.ramp_bias(float(values[0]))
+            self.sleep(self._settle)
+            self.autorange()
             taken = 0
             for bias in values:
                 if not self.checkpoint():
@@ -248,7 +314,7 @@ class LockInSpectrumProcedure(ControlledProcedure):
             source.set_current(0.0)
             source.disable()
         elif lockin is not None:
-            lockin.set_aux_output(1, 0.0)
+            lockin.set_aux_output(getattr(self, "_aux_out", 1), 0.0)
 
 
 class DifferentialConductanceLockIn(LockInSpectrumProcedure):

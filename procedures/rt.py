@@ -24,11 +24,13 @@ from daqapp.errors import ConfigError
 from daqapp.runner import ControlledProcedure
 from procedures.common import (
     FloatListParameter,
+    check_compliance,
     check_current,
     check_field,
     check_field_rate,
     check_temperature,
     check_temperature_rate,
+    go_to_temperature,
     log,
     parse_list,
     ramp_time_s,
@@ -99,6 +101,7 @@ class ResistanceTemperature(ControlledProcedure):
 
     def check_limits(self, limits: Any) -> None:
         check_current("current", self.current, limits)
+        check_compliance("compliance", self.compliance, limits)
         check_temperature("t_start", self.t_start, limits)
         check_temperature("t_stop", self.t_stop, limits)
         if self.t_start == self.t_stop:
@@ -182,7 +185,7 @@ class ResistanceTemperature(ControlledProcedure):
                                                               self.field_rate))
             log.info("R-T sweep %d at %g T: %s from %g K to %g K", sweep, tesla, self.mode,
                      self.t_start, self.t_stop)
-            controller.set_setpoint(self.t_start, self.ramp_rate)
+            go_to_temperature(self, self.t_start, self.ramp_rate)
             wait_for_temperature(self, self.t_start, max(self.band, 0.1), self.hold_time,
                                  self.stabilize_timeout + ramp_time_s(
                                      controller.temperature(), self.t_start, self.ramp_rate))

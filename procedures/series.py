@@ -22,6 +22,7 @@ from procedures.common import (
     check_field_rate,
     check_temperature,
     check_temperature_rate,
+    go_to_temperature,
     log,
     parse_list,
     ramp_time_s,
@@ -88,7 +89,7 @@ class TemperatureSeries(LockInSpectrumProcedure):
         sweep = done = 0
         for kelvin in temps:
             log.info("temperature series: going to %g K at %g K/min", kelvin, self.ramp_rate)
-            controller.set_setpoint(kelvin, self.ramp_rate or None)
+            go_to_temperature(self, kelvin, self.ramp_rate)
             wait_for_temperature(self, kelvin, self.band, self.hold_time,
                                  self.stabilize_timeout + ramp_time_s(
                                      controller.temperature(), kelvin, self.ramp_rate))
@@ -181,10 +182,17 @@ class NbCalibration(LockInSpectrumProcedure):
 
     Checks the whole chain (bias resistor, I_ac correction, voltage axis) on a known s-wave
     gap (Δ ≈ 1.5 meV): the spectrum should show the Andreev peaks near ±1.7 mV and a flat
-    background beyond ±5 mV. The defaults span ±6 mV on the nb-foil contact (R_N ≈ 8 Ω).
+    background beyond ±5 mV. The defaults (±0.75 mA) span ±6 mV on an 8 Ω Nb contact; that
+    needs the DC bias from the current source (station wiring ``dc_bias_source =
+    "current_source"``), more than an AUX output drives through 48 kΩ.
     """
 
-    SUMMARY = "Nb calibration: dI/dV at 3 K over ±6 mV (known gap 1.5 meV)"
+    SUMMARY = "Nb calibration: dI/dV at 3 K over about ±6 mV (known gap 1.5 meV)"
+
+    bias_start = FloatParameter("Bias start", units="A", default=-7.5e-4,
+                                minimum=-0.105, maximum=0.105)
+    bias_stop = FloatParameter("Bias stop", units="A", default=7.5e-4,
+                               minimum=-0.105, maximum=0.105)
 
     temperature = FloatParameter("Calibration temperature", units="K", default=3.0,
                                  minimum=1.5, maximum=9.0)
@@ -206,9 +214,8 @@ class NbCalibration(LockInSpectrumProcedure):
         return self.hold_time + super().estimate_duration()
 
     def execute(self) -> None:
-        controller = self.role("temperature")
         self.prepare_spectrum()
-        controller.set_setpoint(self.temperature, None)
+        go_to_temperature(self, self.temperature, None)
         wait_for_temperature(self, self.temperature, self.band, self.hold_time,
                              self.stabilize_timeout)
         if self.checkpoint():

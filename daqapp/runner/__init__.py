@@ -6,6 +6,7 @@ subscribers; ``RunControl`` holds the verbs; suspenders pause acquisition while 
 pymeasure's own Worker and Manager record into the same run files.
 """
 
+import daqapp.runner.pymeasure_logging  # noqa: F401 - before pymeasure is imported
 from daqapp.runner.control import RunAborted, RunControl, SuspendTimeout
 from daqapp.runner.events import RunEvent
 from daqapp.runner.procedure import ControlledProcedure

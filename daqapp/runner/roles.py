@@ -71,9 +71,18 @@ def limit_value(limits: Any, name: str, default: float | None = None) -> float |
     return default if value is None else float(value)
 
 
+def station_clock(station: Any) -> Any:
+    """The virtual lab's clock of a simulated station (``station.clock`` or
+    ``station.lab.clock``), None for a real one."""
+    clock = getattr(station, "clock", None)
+    if clock is None:
+        clock = getattr(getattr(station, "lab", None), "clock", None)
+    return clock
+
+
 def lab_seconds_to_real(station: Any, seconds: float) -> float:
     """Real seconds that ``seconds`` of instrument time take (the virtual lab runs faster)."""
-    clock = getattr(station, "clock", None)
+    clock = station_clock(station)
     converter = getattr(clock, "real_seconds", None)
     if callable(converter):
         return float(converter(seconds))
@@ -85,7 +94,7 @@ def lab_seconds_to_real(station: Any, seconds: float) -> float:
 
 def lab_time(station: Any) -> float:
     """Seconds on the station's clock (the virtual lab's, or the monotonic wall clock)."""
-    clock = getattr(station, "clock", None)
+    clock = station_clock(station)
     now = getattr(clock, "now", None)
     if callable(now):
         return float(now())

@@ -131,6 +131,11 @@ class Run:
         return self._result
 
     @property
+    def thread_id(self) -> int | None:
+        """Identity of the acquisition thread (for log filters), None before :meth:`start`."""
+        return self._thread.ident if self._thread is not None else None
+
+    @property
     def result(self) -> RunResult | None:
         return self._result
 
