@@ -61,6 +61,8 @@ class ITC503Temperature(RoleAdapter):
         self.heater_ranges_allowed = tuple(int(r) for r in heater_ranges_allowed)
         self.safe_setpoint_k = safe_setpoint_k
         self.safe_heater_range = int(safe_heater_range)
+        # Legacy Oxford controllers power up in LOCAL and refuse every set command there.
+        instrument.control_mode = "RU"
 
     def identify(self) -> str:
         return self.instrument.identify()
@@ -184,6 +186,8 @@ class IPS120Magnet(RoleAdapter):
         if safe_action not in ("hold", "zero"):
             raise LimitError(f"magnet safe_action = {safe_action!r}; allowed 'hold', 'zero'")
         self.safe_action = safe_action
+        # Legacy Oxford supplies power up in LOCAL and refuse every set command there.
+        instrument.control_mode = "RU"
 
     def identify(self) -> str:
         return self.instrument.identify()

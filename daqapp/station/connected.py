@@ -149,10 +149,13 @@ class ConnectedStation:
             lab_kwargs["temperature_model"] = TEMPERATURE_MODELS.get(temperature.driver)
         if magnet is not None:
             lab_kwargs["magnet_model"] = MAGNET_MODELS.get(magnet.driver)
-        # The emulated bench is wired as the station says (bias resistor, AUX bias channel).
+        # The emulated bench is wired as the station says (resistor, divider, AUX channels).
         accepted = inspect.signature(VirtualLab).parameters
-        wiring = {"bias_resistor_ohm": station.wiring.bias_resistor_ohm,
-                  "aux_bias_channel": station.wiring.bias_aux_channel}
+        w = station.wiring
+        wiring = {"bias_resistor_ohm": w.bias_resistor_ohm, "aux_bias_channel": w.bias_aux_channel,
+                  "bias_divider": w.bias_divider, "dc_bias_source": w.dc_bias_source,
+                  "dc_voltage_aux_channel": w.dc_voltage_aux_channel,
+                  "dc_voltage_gain": w.dc_voltage_gain}
         lab_kwargs.update({k: v for k, v in wiring.items() if k in accepted})
         sim = station.simulation
         self.lab = VirtualLab(preset=sim.preset, speed=sim.speed, seed=sim.seed,

@@ -78,3 +78,18 @@ def test_example_simulated_station_file_connects():
         assert connected.lab is not None
         assert connected.nanovoltmeter.identify().startswith("KEITHLEY")
     assert connected.lab is None
+
+
+def test_oxford_models_swap_in_by_editing_the_station():
+    station = Station.simulated(speed=100.0, seed=2, temperature_driver="ITC503",
+                                magnet_driver="IPS120_10")
+    with station.connect() as oxford:
+        assert oxford.lab.temperature_model == "itc503"
+        assert oxford.temperature.identify().startswith("ITC503")
+        oxford.temperature.set_setpoint(4.0, ramp_k_per_min=1.0)
+        assert oxford.temperature.is_ramping() is True
+        oxford.magnet.ramp_to(0.2, 0.3)
+        assert oxford.magnet.target_field() == pytest.approx(0.2)
+        assert oxford.to_safe_state() == []
+        assert oxford.magnet.state() is MagnetState.PAUSED
+        assert oxford.temperature.is_ramping() is False
