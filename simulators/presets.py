@@ -57,6 +57,7 @@ class SamplePreset:
     # --- critical current (vortex pinning, δTc form) ---------------------------------------
     ic0_A: float = 2.03e-3
     ic_tc_K: float = 32.0                        # Ic vanishes here (paper: V > 0 above ~30 K)
+    depairing_current_A: float = 20e-3           # scale of the nonlinear rise to the normal state
     thermal_emf_V: float = 2.0e-6                # offset the delta mode cancels
     thermal_emf_drift_V_per_s: float = 2.0e-9
     extras: dict = field(default_factory=dict)
@@ -157,6 +158,7 @@ BUILTIN_PRESETS: dict[str, SamplePreset] = {
         hc2_lambdas=(0.5, 0.0, 0.0, 0.5),
         ic0_A=0.1,
         ic_tc_K=9.2,
+        depairing_current_A=0.5,
     ),
 }
 

@@ -263,14 +263,39 @@ class SampleModel:
             ic *= max(0.0, 1.0 - b / hc2) ** 2 if hc2 > 0 else 0.0
         return ic
 
+    def depairing_current(self, temperature_K: float, field_T: float = 0.0) -> float:
+        """Current scale (A) on which the filamentary superconducting paths are driven normal:
+        I_d0·(1 − T/T_on(B))^1.5, vanishing at the (field-suppressed) resistive onset."""
+        p = self.preset
+        onset = p.transition_onset_K
+        b = abs(float(field_T))
+        if b > 0:
+            onset *= float(np.interp(min(b / p.hc2_0_T, 1.0), self._hc2_h[::-1],
+                                     self._hc2_t[::-1]))
+        x = 1.0 - float(temperature_K) / onset if onset > 0 else 0.0
+        return p.depairing_current_A * x ** 1.5 if x > 0 else 0.0
+
     def transport_voltage(self, current_A, temperature_K: float, field_T: float = 0.0):
-        """Four-terminal sample voltage: R(T,B)·I below Ic, flux flow √(I² − Ic²) beyond."""
+        """Four-terminal sample voltage (V).
+
+        V = R(T,B)·I + (R_N − R)·sign(I)·u²/(u + I_d), u = √(I² − Ic²) beyond Ic: zero voltage
+        below Ic where R = 0, ohmic R(T,B) at small currents, and a flux-flow rise to the
+        normal state when the current greatly exceeds Ic + I_d.
+        """
         current = np.asarray(current_A, dtype=float)
         r_lin = self.resistance(temperature_K, field_T)
         r_n = self.normal_resistance(temperature_K)
         ic = self.critical_current(temperature_K, field_T)
-        flow = np.sign(current) * np.sqrt(np.clip(current * current - ic * ic, 0.0, None))
-        return r_lin * current + (r_n - r_lin) * flow
+        i_d = self.depairing_current(temperature_K, field_T)
+        u = np.sqrt(np.clip(current * current - ic * ic, 0.0, None))
+        flow = u * u / (u + i_d) if i_d > 0 else u
+        return r_lin * current + (r_n - r_lin) * np.sign(current) * flow
+
+    def chord_resistance(self, temperature_K: float, field_T: float = 0.0,
+                         current_A: float = 2e-4) -> float:
+        """(V(I) − V(−I))/2I: what a delta-mode measurement at ±I reports (Ω)."""
+        v = self.transport_voltage(np.array([current_A, -current_A]), temperature_K, field_T)
+        return float((v[0] - v[1]) / (2 * current_A))
 
 
 def _btk_weighted(bias_mV: np.ndarray, temperature_K: float, gaps: list[GapState],

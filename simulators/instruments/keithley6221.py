@@ -367,21 +367,21 @@ class Keithley6221Emulator(ScpiEmulator):
         add("[SOURce]:DELTa:DELay", setter=delta_setter("DEL", 0.0, 9999.999),
             getter=lambda a, s: f"{self.delta['DEL']:+.6E}")
 
-        def count_setter(target: dict | None, key: str):
+        def count_setter(key: str):
             def f(a, s):
                 if a.strip().upper().startswith("INF"):
                     v = BUFFER_MAX
                 else:
                     v = int(parse_float(a, 1, BUFFER_MAX))
-                if target is None:
+                if key == "SWE":
                     self.sweep_count = v
                 else:
-                    target[key] = v
+                    self.delta[key] = v
             return f
 
-        add("[SOURce]:DELTa:COUNt", setter=count_setter(self.delta, "COUN"),
+        add("[SOURce]:DELTa:COUNt", setter=count_setter("COUN"),
             getter=lambda a, s: f"{self.delta['COUN']:+.6E}")
-        add("[SOURce]:SWEep:COUNt", setter=count_setter(None, ""),
+        add("[SOURce]:SWEep:COUNt", setter=count_setter("SWE"),
             getter=lambda a, s: f"{self.sweep_count:+.6E}")
         for key in ("CAB", "CSW"):
             add(f"[SOURce]:DELTa:{'CABort' if key == 'CAB' else 'CSWitch'}",

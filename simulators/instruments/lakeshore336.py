@@ -74,6 +74,7 @@ class LakeShore336Emulator:
         self.faults = faults
         self.noise = noise
         self.lock = threading.RLock()
+        self.loop_gain = 0.0
         self.reset()
         cryostat.controller = self
 
@@ -95,6 +96,7 @@ class LakeShore336Emulator:
                      dt: float) -> float:
         """PID and ramp of outputs 1–2 for one integration step; returns heater power W."""
         total = 0.0
+        self.loop_gain = 0.0
         for n in (1, 2):
             o = self.outputs[n]
             self._ramp(o, dt)
@@ -133,8 +135,11 @@ class LakeShore336Emulator:
                 i_max = MAX_CURRENT.get(o.max_current, o.user_current)
                 if o.max_current == 0:
                     i_max = o.user_current
-                total += (o.percent / 100.0) ** 2 * i_max ** 2 * HEATER_OHM[o.heater_res] \
-                    * RANGE_FACTOR[o.range]
+                full = i_max ** 2 * HEATER_OHM[o.heater_res] * RANGE_FACTOR[o.range]
+                total += (o.percent / 100.0) ** 2 * full
+                if o.mode in (1, 2) and measured is not None:
+                    # dP/dT of the proportional action: tells the cryostat how finely to step
+                    self.loop_gain += o.p * 2.0 * max(o.percent, 1.0) / 1e4 * full
             else:
                 # output 2: the small heater on the cell (25 Ω, 1 A max, same ranges)
                 total += (o.percent / 100.0) ** 2 * 25.0 * RANGE_FACTOR[o.range] * 0.1
