@@ -230,23 +230,41 @@ def wait_for_temperature(procedure: Any, target_k: float, band_k: float, hold_s:
         procedure.sleep(poll_s)
 
 
-def heater_on(procedure: Any) -> None:
-    """The safe state leaves the heater off; control needs a range. Uses the highest range the
-    station allows (as campaigns do), only if the heater is off."""
+#: Heater range for a target temperature (upper bound in K -> range index, Lake Shore
+#: 1 low / 2 medium / 3 high). Too much range at low temperature makes the loop oscillate
+#: (range 3 at 3 K overshoots to 70 K on the lab's cryostat); too little cannot get there
+#: (range 1 tops out near 18 K).
+HEATER_RANGE_BY_TEMPERATURE: tuple[tuple[float, int], ...] = ((14.0, 1), (200.0, 2),
+                                                             (math.inf, 3))
+
+
+def heater_range_for(kelvin: float, allowed: Any = (0, 1, 2, 3)) -> int:
+    """The heater range for ``kelvin``, limited to the station's allowed ranges."""
+    wanted = next(r for top, r in HEATER_RANGE_BY_TEMPERATURE if kelvin <= top)
+    usable = sorted(int(r) for r in allowed if int(r) > 0)
+    if not usable:
+        raise LimitError("heater_ranges_allowed: the station allows no heater range above 0, "
+                         "so no temperature can be controlled")
+    below = [r for r in usable if r <= wanted]
+    return below[-1] if below else usable[0]
+
+
+def set_heater_for(procedure: Any, kelvin: float) -> int:
+    """Put the heater on the range for ``kelvin`` (the safe state leaves it off)."""
     controller = procedure.role("temperature")
-    if int(controller.heater_range()) != 0:
-        return
-    allowed = getattr(procedure.station and procedure.station.limits, "heater_ranges_allowed",
-                      None) or (0, 1, 2, 3)
-    best = max(int(r) for r in allowed)
-    if best > 0:
-        controller.set_heater_range(best)
-        log.info("heater range set to %d", best)
+    limits = getattr(procedure.station, "limits", None)
+    allowed = getattr(limits, "heater_ranges_allowed", None) or (0, 1, 2, 3)
+    wanted = heater_range_for(kelvin, allowed)
+    if int(controller.heater_range()) != wanted:
+        controller.set_heater_range(wanted)
+        log.info("heater range set to %d for %g K", wanted, kelvin)
+    return wanted
 
 
 def go_to_temperature(procedure: Any, kelvin: float, rate_k_per_min: float | None) -> None:
-    """Heater on, then set point (ramped at ``rate_k_per_min``; None or 0 steps)."""
-    heater_on(procedure)
+    """Heater range for the target, then the set point (ramped at ``rate_k_per_min``; None or
+    0 steps)."""
+    set_heater_for(procedure, kelvin)
     procedure.role("temperature").set_setpoint(kelvin, rate_k_per_min or None)
 
 

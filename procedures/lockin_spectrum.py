@@ -252,7 +252,9 @@ class LockInSpectrumProcedure(ControlledProcedure):
                             "(bias %.4g A); point recorded as is", self._sensitivity, steps,
                             self._bias)
                 return x, y, steps
-            lockin.set_sensitivity(min(self._sensitivity * SENSITIVITY_STEP, MAX_SENSITIVITY_V))
+            # one range up, or straight to the range the (unclipped part of the) reading needs
+            wanted = max(self._sensitivity, math.hypot(x, y)) * SENSITIVITY_STEP
+            lockin.set_sensitivity(min(wanted, MAX_SENSITIVITY_V))
             self._sensitivity = float(lockin.sensitivity())
             steps += 1
             log.info("overload at bias %.4g A: sensitivity stepped up to %.3g V", self._bias,

@@ -31,10 +31,12 @@ from procedures.common import (
     check_temperature,
     check_temperature_rate,
     go_to_temperature,
+    heater_range_for,
     log,
     parse_list,
     ramp_time_s,
     read_field,
+    set_heater_for,
     wait_for_field,
     wait_for_temperature,
     wall_time,
@@ -198,10 +200,14 @@ class ResistanceTemperature(ControlledProcedure):
     def _ramp(self, controller: Any, sweep: int, n_sweeps: int) -> bool:
         controller.set_setpoint(self.t_stop, self.ramp_rate)
         span = abs(self.t_stop - self.t_start)
+        heater = None
         while True:
             if not self.checkpoint():
                 return False
             kelvin = controller.temperature()
+            wanted = heater_range_for(controller.setpoint(), self._heater_ranges())
+            if wanted != heater:  # follow the set point through the heater ranges
+                heater = set_heater_for(self, controller.setpoint())
             self.record_point(kelvin, controller.setpoint(), sweep)
             done = min(1.0, abs(kelvin - self.t_start) / span)
             self.progress(sweep + done, n_sweeps)
@@ -209,12 +215,16 @@ class ResistanceTemperature(ControlledProcedure):
                 return True
             self.sleep(self.interval)
 
+    def _heater_ranges(self) -> Any:
+        limits = getattr(self.station, "limits", None)
+        return getattr(limits, "heater_ranges_allowed", None) or (0, 1, 2, 3)
+
     def _steps(self, controller: Any, sweep: int, n_sweeps: int) -> bool:
         steps = self.temperature_steps()
         for i, target in enumerate(steps):
             if not self.checkpoint():
                 return False
-            controller.set_setpoint(float(target), self.ramp_rate)
+            go_to_temperature(self, float(target), self.ramp_rate)
             wait_for_temperature(self, float(target), self.band, self.hold_time,
                                  self.stabilize_timeout + ramp_time_s(
                                      controller.temperature(), target, self.ramp_rate))

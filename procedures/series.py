@@ -218,8 +218,18 @@ class NbCalibration(LockInSpectrumProcedure):
         go_to_temperature(self, self.temperature, None)
         wait_for_temperature(self, self.temperature, self.band, self.hold_time,
                              self.stabilize_timeout)
-        if self.checkpoint():
+        if not self.checkpoint():
+            return
+        guard = TemperatureBandSuspender(self.band, target_k=self.temperature,
+                                         hold_s=_real_timeout(self, self.hold_time),
+                                         timeout=_real_timeout(self, self.stabilize_timeout))
+        if self.control is not None:
+            self.control.add_suspender(guard)
+        try:
             self.acquire_spectrum(0, 0, self.points_per_spectrum(), setpoint=self.temperature)
+        finally:
+            if self.control is not None:
+                self.control.remove_suspender(guard)
 
     def shutdown(self) -> None:
         self.release_spectrum()
