@@ -39,9 +39,21 @@ class SimClock:
         """Real seconds that correspond to ``sim_seconds`` of simulated time."""
         return max(0.0, sim_seconds) / self.speed
 
+    @property
+    def stepped(self) -> bool:
+        """True for a practically frozen clock (speed ≤ 1e-3): waits jump time instead."""
+        return self.speed <= 1e-3
+
     def sleep(self, sim_seconds: float) -> None:
-        """Block the caller until ``sim_seconds`` of simulated time have passed."""
+        """Block the caller until ``sim_seconds`` of simulated time have passed.
+
+        On a stepped clock (tests) the wait is done by jumping simulated time forward, so an
+        instrument's own waits (2182A integration, serial replies) never block the test.
+        """
         if sim_seconds <= 0:
+            return
+        if self.stepped:
+            self.advance(sim_seconds)
             return
         end = self.now() + sim_seconds
         while True:

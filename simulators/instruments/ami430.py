@@ -208,14 +208,11 @@ class AMI430Emulator(ScpiEmulator):
         add("QUench", setter=self._set_quench, getter=lambda a, s: str(int(m.quenched)))
         add("QUench:DETect", setter=lambda a, s: setattr(self, "quench_detect", parse_bool(a)),
             getter=lambda a, s: str(int(self.quench_detect)))
-        add("PSwitch", setter=self._switch,
-            getter=lambda a, s: str(int(m.switch in ("on", "heating")
-                                        if m.switch_installed else 0)))
+        add("PSwitch", setter=self._switch, getter=lambda a, s: self._switch_state())
         add("PSwitch:INSTalled", getter=lambda a, s: str(int(m.switch_installed)))
         add("CONFigure:PSwitch", setter=lambda a, s: setattr(m, "switch_installed",
                                                              parse_bool(a)))
-        add("PERSistent", getter=lambda a, s: str(int(
-            m.switch_installed and m.switch == "off" and abs(m.magnet_current) > 1e-3)))
+        add("PERSistent", getter=lambda a, s: self._persistent())
         add("CONFigure:PSwitch:CURRent", setter=lambda a, s: setattr(
             self, "ps_current", parse_float(a, 0, 125)))
         add("PSwitch:CURRent", getter=lambda a, s: _n(self.ps_current))
@@ -227,6 +224,16 @@ class AMI430Emulator(ScpiEmulator):
         add("PSwitch:CoolTIME", getter=lambda a, s: str(int(m.cool_time)))
         add("SYSTem:LOCal", setter=lambda a, s: None)
         add("SYSTem:REMote", setter=lambda a, s: None)
+
+    def _switch_state(self) -> str:
+        m = self.magnet
+        m.advance()
+        return str(int(m.switch_installed and m.switch in ("on", "heating")))
+
+    def _persistent(self) -> str:
+        m = self.magnet
+        m.advance()
+        return str(int(m.switch_installed and m.switch == "off" and abs(m.magnet_current) > 1e-3))
 
     def _set_segments(self, a: str) -> None:
         n = int(parse_float(a, 1, 10))

@@ -17,7 +17,7 @@ def lab():
 
 @pytest.fixture
 def frozen_lab():
-    """A lab whose clock only moves when the test calls ``lab.clock.advance``.
+    """A lab whose clock only moves when the test (or an instrument wait) advances it.
 
     Physics tests drive the emulators in-process and jump the clock, so they are fast and do
     not depend on how busy the machine is.
