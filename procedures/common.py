@@ -15,7 +15,7 @@ import numpy as np
 from pymeasure.experiment import Parameter
 
 from daqapp.errors import ConfigError, LimitError, check_range
-from daqapp.runner.roles import lab_time, limit_value
+from daqapp.runner.roles import lab_seconds_to_real, lab_time, limit_value
 
 log = logging.getLogger("procedures")
 
@@ -218,6 +218,7 @@ def wait_for_temperature(procedure: Any, target_k: float, band_k: float, hold_s:
             return controller.temperature()
         now = lab_time(station)
         kelvin = controller.temperature()
+        boost_heater_if_saturated(procedure, kelvin, target_k, band_k)
         if abs(kelvin - target_k) <= band_k:
             in_band_since = now if in_band_since is None else in_band_since
             if now - in_band_since >= hold_s:
@@ -230,12 +231,39 @@ def wait_for_temperature(procedure: Any, target_k: float, band_k: float, hold_s:
         procedure.sleep(poll_s)
 
 
-#: Heater range for a target temperature (upper bound in K -> range index, Lake Shore
-#: 1 low / 2 medium / 3 high). Too much range at low temperature makes the loop oscillate
-#: (range 3 at 3 K overshoots to 70 K on the lab's cryostat); too little cannot get there
-#: (range 1 tops out near 18 K).
-HEATER_RANGE_BY_TEMPERATURE: tuple[tuple[float, int], ...] = ((14.0, 1), (200.0, 2),
+#: Starting heater range for a target temperature (upper bound in K -> range index, Lake
+#: Shore 1 low / 2 medium / 3 high): too much power at a few kelvin risks overshoot, too little
+#: cannot get there. :func:`boost_heater_if_saturated` steps up when a range proves too small.
+HEATER_RANGE_BY_TEMPERATURE: tuple[tuple[float, int], ...] = ((6.0, 1), (45.0, 2),
                                                              (math.inf, 3))
+#: Heater output (% of range) that counts as saturated.
+HEATER_SATURATED_PERCENT = 98.0
+
+
+VOLTMETERS = ("linked", "nanovoltmeter")
+
+
+def transport_voltmeter(procedure: Any, choice: str, nplc: float | None = None) -> Any:
+    """The 2182A on the sample's voltage leads.
+
+    ``linked``: the 2182A slaved to the 6221 over RS-232 (the delta-mode wiring), reached
+    through the 6221's pass-through, integrating ``nplc`` line cycles per reading;
+    ``nanovoltmeter``: the station's nanovoltmeter role (a 2182A on its own GPIB address).
+    On the virtual lab the standalone 2182A senses the point
+    contact, and the linked one the sample, as on the seed's bench.
+    """
+    if choice not in VOLTMETERS:
+        raise ConfigError(f"voltmeter = {choice!r}; allowed: {', '.join(VOLTMETERS)}")
+    if choice == "nanovoltmeter":
+        return procedure.role("nanovoltmeter")
+    from drivers.keithley2182 import Keithley2182Via6221
+
+    source = procedure.role("source")
+    if nplc is not None:  # integration time per reading (before the adapter caches it)
+        source.instrument.serial_send(f":SENS:VOLT:NPLC {nplc:g}")
+    delay = lab_seconds_to_real(procedure.station, 0.05)
+    return Keithley2182Via6221(source.instrument, resource=f"via {source.resource}",
+                               query_delay_s=delay)
 
 
 def heater_range_for(kelvin: float, allowed: Any = (0, 1, 2, 3)) -> int:
@@ -259,6 +287,23 @@ def set_heater_for(procedure: Any, kelvin: float) -> int:
         controller.set_heater_range(wanted)
         log.info("heater range set to %d for %g K", wanted, kelvin)
     return wanted
+
+
+def boost_heater_if_saturated(procedure: Any, kelvin: float, target_k: float,
+                              band_k: float) -> None:
+    """One range up when the heater is at full output and still below the target."""
+    controller = procedure.role("temperature")
+    if kelvin >= target_k - band_k or controller.heater_output() < HEATER_SATURATED_PERCENT:
+        return
+    limits = getattr(procedure.station, "limits", None)
+    allowed = sorted(int(r) for r in (getattr(limits, "heater_ranges_allowed", None)
+                                      or (0, 1, 2, 3)))
+    current = int(controller.heater_range())
+    higher = [r for r in allowed if r > current]
+    if higher:
+        controller.set_heater_range(higher[0])
+        log.info("heater saturated at %.4g K (target %g K): range %d -> %d", kelvin, target_k,
+                 current, higher[0])
 
 
 def go_to_temperature(procedure: Any, kelvin: float, rate_k_per_min: float | None) -> None:

@@ -1,5 +1,12 @@
 """I–V curve and critical current: 6221 DC current sweep, 2182A voltage (seed: ±5 mA).
 
+Thermal EMFs of a few µV that drift by nV/s sit on top of every DC reading; over a sweep the
+drift looks like a resistance and moves the point where V "leaves zero". ``offset`` removes
+it: ``reversal`` reads V(+I) and V(−I) back to back and keeps (V(+I) − V(−I))/2 (the standard
+DC-reversal technique; the curve is then odd in I by construction), ``zero`` subtracts a
+reading at I = 0 taken just before each point (keeps any asymmetry, doubles the time),
+``none`` records the raw voltage (fastest; what a plain 6221 + 2182A sweep gives).
+
 Each sweep is one row of the 2-D sweep datasets; after each sweep the critical current (where
 V leaves zero) is computed from that sweep's points and stored as a fit result, so an Ic(T) or
 Ic(B) series can be read from the fits group without re-analysing.
@@ -16,6 +23,7 @@ from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter
 from daqapp.runner import ControlledProcedure
 from procedures.common import (
     DIRECTIONS,
+    VOLTMETERS,
     bias_values,
     check_compliance,
     check_current,
@@ -23,6 +31,7 @@ from procedures.common import (
     read_field,
     read_temperature,
     sweeps_for,
+    transport_voltmeter,
     wall_time,
 )
 
@@ -42,7 +51,8 @@ class CriticalCurrentIV(ControlledProcedure):
 
     SUMMARY = "I-V curve and critical current (6221 DC sweep, 2182A voltage)"
     COLUMNS: ClassVar[dict[str, str]] = {
-        "current": "A", "voltage": "V", "resistance": "Ohm", "temperature": "K",
+        "current": "A", "voltage": "V", "voltage_raw": "V", "resistance": "Ohm",
+        "temperature": "K",
         "field": "T", "time": "s", "sweep": "", "direction": "",
     }
     SWEEP_AXIS: ClassVar[str | None] = "current"
@@ -55,10 +65,13 @@ class CriticalCurrentIV(ControlledProcedure):
                             minimum=0.0, maximum=60.0)
     compliance = FloatParameter("Compliance", units="V", default=10.0, minimum=0.1,
                                 maximum=105.0)
+    voltmeter = ListParameter("Voltmeter", choices=list(VOLTMETERS), default="linked")
+    nplc = FloatParameter("Integration (linked 2182A)", units="NPLC", default=1.0,
+                          minimum=0.01, maximum=50.0)
+    offset = ListParameter("Thermal-EMF offset removal", choices=["reversal", "zero", "none"],
+                           default="reversal")
     criterion = FloatParameter("Ic voltage criterion (0 = 5 x noise)", units="V", default=0.0,
                                minimum=0.0, maximum=1.0)
-    #: Seconds per 2182A reading assumed in estimates (NPLC 1 plus overhead).
-    READING_S: ClassVar[float] = 0.05
 
     def currents(self) -> np.ndarray:
         return bias_values(-self.current_max, self.current_max, self.points, "symmetric")
@@ -69,10 +82,13 @@ class CriticalCurrentIV(ControlledProcedure):
 
     def estimate_duration(self) -> float:
         plan = sweeps_for(self.currents(), self.directions)
-        return sum(len(v) for _, v in plan) * (self.settle + self.READING_S)
+        reading = 2 * self.nplc / 50.0 + 0.05  # integration, pass-through pause
+        per_point = 1 if self.offset == "none" else 2
+        return sum(len(v) for _, v in plan) * per_point * (self.settle + reading)
 
     def execute(self) -> None:
-        source, nvm = self.role("source"), self.role("nanovoltmeter")
+        source = self.role("source")
+        nvm = transport_voltmeter(self, self.voltmeter, self.nplc)
         source.set_current(0.0)
         source.set_compliance(self.compliance)
         source.enable()
@@ -84,12 +100,10 @@ class CriticalCurrentIV(ControlledProcedure):
             for amps in values:
                 if not self.checkpoint():
                     break
-                source.set_current(float(amps))
-                self.sleep(self.settle)
-                volts = float(nvm.voltage())
+                raw, volts = self._measure(source, nvm, float(amps))
                 currents.append(float(amps))
                 voltages.append(volts)
-                self.record(current=float(amps), voltage=volts,
+                self.record(current=float(amps), voltage=volts, voltage_raw=raw,
                             resistance=volts / amps if amps else math.nan,
                             temperature=read_temperature(self), field=read_field(self),
                             time=wall_time(), sweep=sweep, direction=direction)
@@ -109,6 +123,25 @@ class CriticalCurrentIV(ControlledProcedure):
             if self.should_stop():
                 break
         source.set_current(0.0)
+
+    def _measure(self, source: Any, nvm: Any, amps: float) -> tuple[float, float]:
+        """(raw V at ``amps``, offset-corrected V)."""
+        if self.offset == "zero":
+            source.set_current(0.0)
+            self.sleep(self.settle)
+            zero = float(nvm.voltage())
+        source.set_current(amps)
+        self.sleep(self.settle)
+        raw = float(nvm.voltage())
+        if self.offset == "none":
+            return raw, raw
+        if self.offset == "zero":
+            return raw, raw - zero
+        source.set_current(-amps)
+        self.sleep(self.settle)
+        reverse = float(nvm.voltage())
+        source.set_current(amps)
+        return raw, (raw - reverse) / 2
 
     def shutdown(self) -> None:
         source = self.role("source", required=False)

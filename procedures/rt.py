@@ -23,7 +23,9 @@ from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter
 from daqapp.errors import ConfigError
 from daqapp.runner import ControlledProcedure
 from procedures.common import (
+    VOLTMETERS,
     FloatListParameter,
+    boost_heater_if_saturated,
     check_compliance,
     check_current,
     check_field,
@@ -37,12 +39,15 @@ from procedures.common import (
     ramp_time_s,
     read_field,
     set_heater_for,
+    transport_voltmeter,
     wait_for_field,
     wait_for_temperature,
     wall_time,
 )
 
-#: Seconds per delta reading assumed in estimates (three conversions at NPLC 1).
+#: Seconds per 2182A conversion (NPLC 1 at 50 Hz plus overhead), for waits and estimates.
+DELTA_CONVERSION_S = 0.025
+#: Seconds per delta reading assumed in estimates.
 DELTA_READING_S = 0.07
 
 
@@ -81,8 +86,12 @@ class ResistanceTemperature(ControlledProcedure):
     field_rate = FloatParameter("Field ramp rate", units="T/min", default=0.2, minimum=1e-4,
                                 maximum=10.0)
     method = ListParameter("Method", choices=["delta", "reversal"], default="delta")
+    voltmeter = ListParameter("Voltmeter (reversal method)", choices=list(VOLTMETERS),
+                              default="linked")
     delta_delay = FloatParameter("Delta delay", units="s", default=0.002, minimum=0.001,
                                  maximum=10.0)
+    delta_count = IntegerParameter("Delta readings per point (median)", default=5, minimum=1,
+                                   maximum=1000)
     compliance = FloatParameter("Compliance", units="V", default=10.0, minimum=0.1,
                                 maximum=105.0)
 
@@ -141,24 +150,23 @@ class ResistanceTemperature(ControlledProcedure):
             if not instrument.delta_connected:
                 raise ConfigError("method = delta: the 6221 sees no 2182A on RS-232 "
                                   "(SOUR:DELT:NVPR? = 0); use method = reversal")
+            instrument.sweep_abort()
             instrument.delta_unit = "V"
             instrument.delta_high_source = self.current
             instrument.delta_delay = self.delta_delay
-            instrument.delta_cycles = "INF"
             instrument.delta_measurement_sets = 1
-            instrument.delta_arm()
-            instrument.delta_start()
-            self.sleep(3 * DELTA_READING_S)
+            instrument.delta_cycles = self.delta_count
+            instrument.format_elements = ("READ", "TST")
         else:
-            self._nvm = self.role("nanovoltmeter")
+            self._nvm = transport_voltmeter(self, self.voltmeter)
             source.set_current(self.current)
             source.enable()
 
     def read_voltage(self) -> float:
-        """One delta voltage (R·I): the 6221's latest delta reading, or a manual reversal."""
+        """One delta voltage (R·I): the median of a burst of ``delta_count`` delta readings
+        (a fresh arm each time, so every value belongs to this point), or a manual reversal."""
         if self.method == "delta":
-            value = float(self._source.instrument.delta_sense)
-            return math.nan if abs(value) >= 9.9e37 else value
+            return self._delta_burst()
         self._source.set_current(self.current)
         self.sleep(self.delta_delay)
         v_plus = float(self._nvm.voltage())
@@ -166,6 +174,26 @@ class ResistanceTemperature(ControlledProcedure):
         self.sleep(self.delta_delay)
         v_minus = float(self._nvm.voltage())
         return (v_plus - v_minus) / 2
+
+    def _delta_burst(self) -> float:
+        instrument = self._source.instrument
+        count = int(self.delta_count)
+        instrument.trace_clear()
+        instrument.delta_buffer_points = count
+        instrument.delta_arm()
+        instrument.delta_start()
+        expected = (count + 2) * (self.delta_delay + DELTA_CONVERSION_S)
+        self.sleep(expected)
+        waited = expected
+        while instrument.buffer_count() < count:
+            if waited > 10 * expected + 5:
+                instrument.sweep_abort()
+                raise TimeoutError(f"delta mode gave {instrument.buffer_count()} of {count} "
+                                   f"readings in {waited:.1f} s")
+            self.sleep(expected / 4)
+            waited += expected / 4
+        readings = instrument.buffer_readings(("READ", "TST"))["READ"]
+        return float(np.nanmedian(readings)) if np.isfinite(readings).any() else math.nan
 
     def record_point(self, temperature: float, setpoint: float, sweep: int,
                      volts: float | None = None) -> None:
@@ -208,6 +236,7 @@ class ResistanceTemperature(ControlledProcedure):
             wanted = heater_range_for(controller.setpoint(), self._heater_ranges())
             if wanted != heater:  # follow the set point through the heater ranges
                 heater = set_heater_for(self, controller.setpoint())
+            boost_heater_if_saturated(self, kelvin, controller.setpoint(), self.band)
             self.record_point(kelvin, controller.setpoint(), sweep)
             done = min(1.0, abs(kelvin - self.t_start) / span)
             self.progress(sweep + done, n_sweeps)
@@ -238,6 +267,6 @@ class ResistanceTemperature(ControlledProcedure):
         source = self.role("source", required=False)
         if source is not None:
             if self.method == "delta":
-                source.instrument.delta_abort()
+                source.instrument.sweep_abort()
             source.set_current(0.0)
             source.disable()

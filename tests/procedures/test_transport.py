@@ -1,0 +1,93 @@
+"""R–T in delta mode and I–V/critical current on the virtual lab; limits and abort safety."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daqapp.errors import LimitError
+from daqapp.runner import Run, events
+from procedures.iv import CriticalCurrentIV
+from procedures.lockin_spectrum import DifferentialConductanceLockIn
+from procedures.rt import ResistanceTemperature
+
+
+def transition_temperature(temperature: np.ndarray, resistance: np.ndarray) -> float:
+    """Highest temperature at which R is below half of its largest value."""
+    half = 0.5 * np.nanmax(resistance)
+    return float(np.max(temperature[resistance < half]))
+
+
+def test_rt_delta_mode_drops_at_tc_and_field_lowers_it(lab_station, run_procedure):
+    conn = lab_station(preset="nb-foil", speed=200)
+    procedure = ResistanceTemperature(t_start=12.0, t_stop=6.0, ramp_rate=2.0, interval=2.0,
+                                      fields="0, 0.2", hold_time=5.0, field_rate=0.5)
+    result, run, _ = run_procedure(procedure, conn)
+    assert result.status == "finished", result.error
+    assert run.units["resistance"] == "Ohm" and run.units["temperature"] == "K"
+    sweeps = run.sweeps()
+    assert len(sweeps) == 2
+    assert [round(s.field, 2) for s in sweeps] == [0.0, 0.2]
+    zero, field = sweeps[0].columns, sweeps[1].columns
+    # nb-foil: R_N ≈ 2 mΩ + 0.2 mΩ/K · T above the transition, zero below it
+    normal = zero["resistance"][zero["temperature"] > 10.0]
+    assert np.allclose(normal, 0.002 + 2e-4 * zero["temperature"][zero["temperature"] > 10.0],
+                       rtol=0.05)
+    cold = zero["resistance"][zero["temperature"] < 8.5]
+    assert np.all(np.abs(cold) < 0.02 * normal.min())
+    tc0 = transition_temperature(zero["temperature"], zero["resistance"])
+    tc_field = transition_temperature(field["temperature"], field["resistance"])
+    assert 8.5 < tc0 < 9.9
+    assert tc_field < tc0 - 1.0  # Hc2(0) = 0.4 T: 0.2 T moves Tc down by kelvins
+    assert not conn.current_source.is_enabled()
+
+
+def test_iv_critical_current_matches_sample(lab_station, run_procedure):
+    conn = lab_station(speed=200)
+    procedure = CriticalCurrentIV(current_max=5e-3, points=41, directions="up")
+    result, run, seen = run_procedure(procedure, conn)
+    assert result.status == "finished", result.error
+    fit = run.fits["critical_current_sweep0"]
+    temperature = float(np.mean(run.columns["temperature"]))
+    expected = conn.lab.sample.critical_current(temperature)
+    assert fit["ic_mean"] == pytest.approx(expected, rel=0.15)
+    assert not fit["ohmic"]
+    assert any(e.kind == events.FIT for e in seen)
+    data = run.columns
+    below = np.abs(data["current"]) < 0.8 * expected
+    assert np.all(np.abs(data["voltage"][below]) < 1e-6)  # zero resistance below Ic
+    assert not conn.current_source.is_enabled()
+
+
+def test_limit_breach_stops_before_any_instrument_moves(lab_station, tmp_path):
+    conn = lab_station(limits={"max_current_a": 1e-3})
+    before = conn.current_source.current(), conn.temperature.setpoint()
+    run = Run(ResistanceTemperature(current=2e-3), station=conn, output_dir=tmp_path)
+    with pytest.raises(LimitError, match=r"current = 0.002 A is outside .*0.001 A"):
+        run.start()
+    assert (conn.current_source.current(), conn.temperature.setpoint()) == before
+    assert not conn.current_source.is_enabled()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_abort_mid_spectrum_leaves_safe_state_and_keeps_rows(lab_station, tmp_path):
+    conn = lab_station(wiring={"dc_voltage_reader": "lockin_aux_in"})
+    run = Run(DifferentialConductanceLockIn(points=101, directions="up"), station=conn,
+              output_dir=tmp_path)
+
+    def abort_after_ten(event):
+        if event.kind == events.RECORD and run.rows >= 10:
+            run.control.abort()
+
+    run.subscribe(abort_after_ten)
+    result = run.execute()
+    assert result.status == "aborted"
+    assert 10 <= result.rows < 101
+    from daqapp.storage import open_run
+
+    with open_run(result.path) as stored:
+        assert stored.status == "aborted"
+        assert stored.n_rows == result.rows
+        assert stored.snapshots["end"] is not None
+    assert conn.lockin.excitation() == pytest.approx(0.004, abs=1e-3)
+    assert abs(conn.lockin.aux_output(1)) < 1e-3
