@@ -74,7 +74,7 @@ class Cryostat:
 
         Between controller updates the heater power is constant, so the stage relaxes
         exponentially towards its equilibrium (exact, stable for any step); the step is kept
-        below a fifth of the closed loop's time constant C/(G + dP/dT of the PID) so the
+        below half the closed loop's time constant C/(G + dP/dT of the PID) so the
         sampled PID behaves like the instrument's, not like a numerical artefact.
         """
         with self._lock:
@@ -86,7 +86,7 @@ class Cryostat:
                 gain = float(getattr(self.controller, "loop_gain", 0.0) or 0.0)
                 tau_s = self.sample_time_constant(self._sample)
                 tau_h = self.heater_time_constant(ts)
-                dt = min(now - self._t, 2.0, max(0.1, 0.2 * c / (g + gain)), 0.5 * tau_s,
+                dt = min(now - self._t, 2.0, max(0.1, 0.5 * c / (g + gain)), 0.5 * tau_s,
                          0.3 * tau_h)
                 power = 0.0
                 if self.controller is not None:

@@ -83,8 +83,8 @@ class FaultBoard:
             self.clear(role)
 
     def active(self, role: str, kind: str) -> Fault | None:
-        with self._lock:
-            return self._active.get((role, kind))
+        # lock-free read: a dict lookup is atomic, and the physics asks this every step
+        return self._active.get((role, kind))
 
     def is_active(self, role: str, kind: str) -> bool:
         return self.active(role, kind) is not None

@@ -69,6 +69,7 @@ class SampleModel:
         self.preset = preset
         self._conductance_model = conductance_model
         self._cache: OrderedDict[tuple[float, float], _JunctionCurve] = OrderedDict()
+        self._r_cache: dict[tuple[float, float], float] = {}
         self._lock = threading.Lock()
         delta_max = max(max(r.delta_meV) for r in preset.gap_rows)
         gamma_max = max(max(r.gamma_meV) for r in preset.gap_rows)
@@ -246,8 +247,14 @@ class SampleModel:
 
     def resistance(self, temperature_K: float, field_T: float = 0.0) -> float:
         """Low-current four-terminal resistance R(T, B) (Ω)."""
-        return self.normal_resistance(temperature_K) * self.normal_fraction(temperature_K,
-                                                                            field_T)
+        key = (float(temperature_K), float(field_T))
+        hit = self._r_cache.get(key)
+        if hit is None:
+            hit = self.normal_resistance(key[0]) * self.normal_fraction(key[0], key[1])
+            if len(self._r_cache) > 4096:
+                self._r_cache.clear()
+            self._r_cache[key] = hit
+        return hit
 
     def critical_current(self, temperature_K: float, field_T: float = 0.0) -> float:
         """Ic(T, B) in A: δTc vortex pinning (1 − t²)^{7/6}(1 + t²)^{5/6}, reduced in field."""
