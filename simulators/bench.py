@@ -48,6 +48,7 @@ class Bench:
         self.dc_voltage_aux_channel = int(dc_voltage_aux_channel)
         self.dc_voltage_gain = float(dc_voltage_gain)
         # drive state
+        self.external_reference = False   # nothing is cabled to the lock-in's REF IN
         self.sine_rms_V = 0.0
         self.aux_bias_V = 0.0
         self.source_current_A = 0.0      # what the 6221 is putting out now (0 when off)

@@ -179,6 +179,10 @@ class SR830Emulator:
         y = z.imag + noise[1]
         fs = SENSITIVITIES[self.sens] * scale
         overload_input = False
+        if self.fmod == 0 and not self.bench.external_reference:
+            # external reference selected with nothing on REF IN: the PLL cannot lock
+            self.lias |= 8
+            x, y = self.bench.noise(3.0 * sigma + 0.05 * fs, 2)
         if self.faults.is_active(self.role, "overload"):
             overload_input = True
         else:
@@ -335,6 +339,8 @@ class SR830Emulator:
                 value = _int(args[0], low, high)
                 if attr == "harmonic" and value * self.freq > 102000:
                     raise _Execution("harmonic")
+                if attr == "oflt" and value > 13 and self.freq * self.harmonic > 200.0:
+                    raise _Execution("time constant > 30 s above 200 Hz")
                 if signal:
                     self._commit()
                 setattr(self, attr, value)
@@ -342,6 +348,8 @@ class SR830Emulator:
                     self._advance()
                 if signal:
                     self._u_last = self._target()
+                if attr == "harmonic":
+                    self._limit_time_constant()
                 return None
             return handler
         raise AttributeError(item)
@@ -407,6 +415,20 @@ class SR830Emulator:
         if value * self.harmonic > 102000:
             raise _Execution("freq")
         self.freq = value
+        self._limit_time_constant()
+
+    def _limit_time_constant(self) -> None:
+        """Above 200 Hz detection frequency τ > 30 s is not allowed: the unit lowers τ itself
+        and flags it (LIAS bit 5), crossing 200 Hz sets bit 4."""
+        detect = self.freq * self.harmonic
+        above = detect > 200.0
+        if above != getattr(self, "_above_200", above):
+            self.lias |= 16
+        self._above_200 = above
+        if above and self.oflt > 13:
+            self._advance()
+            self.oflt = 13
+            self.lias |= 32
 
     def _c_phas(self, query, args):
         if query:

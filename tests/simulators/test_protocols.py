@@ -199,3 +199,18 @@ def test_oxford_framing(frozen_lab):
     ips = lab.emulators["magnet"]
     assert ask(ips, "X") == "X00A4C0H1M00P00"
     assert ask(ips, "R24") == "R+12.000"
+
+
+def test_sr830_time_constant_limit_and_reference_unlock(frozen_lab):
+    lia = frozen_lab.emulators["lockin"]
+    lia.handle("FREQ 100;OFLT 15;LIAS?")
+    assert ask(lia, "OFLT?") == "15"             # 300 s is allowed at 100 Hz
+    lia.handle("FREQ 1000")                      # crossing 200 Hz lowers τ to 30 s itself
+    assert ask(lia, "OFLT?") == "13"
+    lias = int(ask(lia, "LIAS?"))
+    assert lias & 32 and lias & 16
+    lia.handle("OFLT 14")
+    assert ask(lia, "OFLT?") == "13" and int(ask(lia, "*ESR?")) & 16
+    lia.handle("FMOD 0")                         # external reference, nothing on REF IN
+    float(ask(lia, "OUTP?1"))
+    assert int(ask(lia, "LIAS? 3")) == 1
