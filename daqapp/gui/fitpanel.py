@@ -43,6 +43,7 @@ class FitPanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         boxes = QtWidgets.QHBoxLayout()
+        boxes.setSpacing(6)
         boxes.addWidget(QtWidgets.QLabel("Models:"))
         self.model_boxes: dict[str, QtWidgets.QCheckBox] = {}
         for name in MODELS:
@@ -52,14 +53,18 @@ class FitPanel(QtWidgets.QWidget):
             boxes.addWidget(box)
             self.model_boxes[name] = box
         boxes.addStretch(1)
+        layout.addLayout(boxes)
+        buttons = QtWidgets.QHBoxLayout()
         self.refit_button = QtWidgets.QPushButton("Refit")
         self.refit_button.setToolTip("Fit the spectra shown again with the checked models")
         self.refit_button.clicked.connect(lambda: self.refit_requested.emit(self.models()))
-        boxes.addWidget(self.refit_button)
+        buttons.addWidget(self.refit_button)
         self.export_button = QtWidgets.QPushButton("Export CSV…")
-        self.export_button.clicked.connect(self._export_dialog)
-        boxes.addWidget(self.export_button)
-        layout.addLayout(boxes)
+        self.export_button.setToolTip("Save the parameter table and the model comparison")
+        self.export_button.clicked.connect(self.export_dialog)
+        buttons.addWidget(self.export_button)
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
         self.status = QtWidgets.QLabel("No fit yet.")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
@@ -152,7 +157,7 @@ class FitPanel(QtWidgets.QWidget):
                                  repr(c.bic), repr(c.delta_bic), c.n_free, c.n_points])
         return path
 
-    def _export_dialog(self) -> None:
+    def export_dialog(self) -> None:
         name, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export fit table", "fits.csv",
                                                         "CSV (*.csv)")
         if name:

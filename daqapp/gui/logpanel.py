@@ -23,7 +23,7 @@ class QtLogHandler(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.emitter = _Emitter()
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
                                             "%H:%M:%S"))
 
     def emit(self, record: logging.LogRecord) -> None:

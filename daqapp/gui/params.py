@@ -107,6 +107,7 @@ class _Field(QtWidgets.QWidget):
         self.hint.setStyleSheet("color: #555555;")
         row.addWidget(self.hint)
         self.setToolTip(tip)
+        self.external_error: str | None = None
 
     def _numeric(self) -> bool:
         return isinstance(self.parameter, (FloatParameter, IntegerParameter))
@@ -155,6 +156,8 @@ class _Field(QtWidgets.QWidget):
         """Show and return the error message, or clear it and return None."""
         try:
             self.value()
+            if self.external_error:
+                raise LimitError(self.external_error)
         except (LimitError, ValueError) as exc:
             message = str(exc)
             self.error.setText(message)
@@ -168,6 +171,7 @@ class _Field(QtWidgets.QWidget):
         return None
 
     def _on_change(self, *_args) -> None:
+        self.external_error = None
         self.validate()
         self.changed.emit()
 
@@ -209,6 +213,17 @@ class ParameterForm(QtWidgets.QWidget):
             if key in self.fields:
                 self.fields[key].set_value(value)
 
+    def set_external_error(self, message: str | None) -> None:
+        """Show a limit the procedure or station reported (e.g. a station limit checked by the
+        procedure's ``check_limits``) at the field the message names; None clears them."""
+        for field in self.fields.values():
+            field.external_error = None
+        target = field_named_in(message, self.fields) if message else None
+        if target is not None:
+            self.fields[target].external_error = message
+        for field in self.fields.values():
+            field.validate()
+
     def _emit_validity(self) -> None:
         self.validity_changed.emit(self.is_valid())
 
@@ -221,3 +236,14 @@ def procedure_parameters(procedure_class: type) -> dict[str, Parameter]:
             if isinstance(value, Parameter):
                 found[key] = value
     return found
+
+
+def field_named_in(message: str, keys) -> str | None:
+    """The parameter a limit message is about: errors start with ``name = value …``."""
+    head = message.split("=", 1)[0].strip().split(":")[0].strip()
+    if head in keys:
+        return head
+    for key in sorted(keys, key=len, reverse=True):
+        if key in message:
+            return key
+    return None

@@ -30,6 +30,8 @@ class _Trace:
     item: pg.PlotDataItem
     x: np.ndarray
     y: np.ndarray
+    view: pg.ViewBox
+    name: str | None = None
 
 
 class LivePlot(pg.PlotWidget):
@@ -54,6 +56,8 @@ class LivePlot(pg.PlotWidget):
         self.legend = (self.plotItem.addLegend(offset=(-8, 8), labelTextSize="8pt")
                        if legend else None)
         self._traces: dict[str, _Trace] = {}
+        self._error_bars: dict[str, pg.ErrorBarItem] = {}
+        self.right_view: pg.ViewBox | None = None
         self.setMinimumSize(220, 160)
         view = self.plotItem.getViewBox()
         view.sigXRangeChanged.connect(self._on_range_changed)
@@ -65,21 +69,40 @@ class LivePlot(pg.PlotWidget):
     # -- traces ----------------------------------------------------------------------------
     def set_trace(self, key: str, x: np.ndarray, y: np.ndarray, *, pen=None,
                   symbol: str | None = None, symbol_size: int = 4, name: str | None = None,
-                  z: int = 0) -> None:
-        """Show ``y`` against ``x`` as trace ``key`` (created on first use) and draw it."""
+                  z: int = 0, right: bool = False, brush=None) -> None:
+        """Show ``y`` against ``x`` as trace ``key`` (created on first use) and draw it.
+
+        ``right=True`` puts the trace on the right-hand axis (see :meth:`add_right_axis`).
+        """
         trace = self._traces.get(key)
         if trace is None:
             colour = PALETTE[len(self._traces) % len(PALETTE)]
             if pen is None and symbol is None:
                 pen = pg.mkPen(colour, width=1.5)
-            brush = pen.color() if pen is not None else colour
+            if brush is None:
+                brush = pen.color() if pen is not None else colour
             item = pg.PlotDataItem(pen=pen, symbol=symbol, symbolSize=symbol_size,
                                    symbolPen=None, symbolBrush=brush, name=name,
                                    connect="finite")
             item.setZValue(z)
-            self.plotItem.addItem(item)
-            trace = _Trace(item, x, y)
+            if right:
+                if self.right_view is None:
+                    raise ValueError(f"trace {key!r}: this plot has no right-hand axis")
+                view = self.right_view
+                view.addItem(item)
+                if self.legend is not None and name:
+                    self.legend.addItem(item, name)
+            else:
+                view = self.plotItem.getViewBox()
+                self.plotItem.addItem(item)
+            trace = _Trace(item, x, y, view, name)
             self._traces[key] = trace
+        elif name != trace.name and self.legend is not None:
+            self.legend.removeItem(trace.item)
+            trace.item.opts["name"] = name
+            if name:
+                self.legend.addItem(trace.item, name)
+            trace.name = name
         trace.x = np.asarray(x)
         trace.y = np.asarray(y)
         self._draw(trace)
@@ -87,13 +110,58 @@ class LivePlot(pg.PlotWidget):
     def remove_trace(self, key: str) -> None:
         trace = self._traces.pop(key, None)
         if trace is not None:
-            self.plotItem.removeItem(trace.item)
+            if trace.view is self.right_view:
+                trace.view.removeItem(trace.item)
+            else:
+                self.plotItem.removeItem(trace.item)
             if self.legend is not None:
                 self.legend.removeItem(trace.item)
+        bars = self._error_bars.pop(key, None)
+        if bars is not None:
+            self.plotItem.removeItem(bars)
 
     def clear_traces(self) -> None:
         for key in list(self._traces):
             self.remove_trace(key)
+
+    def set_error_bars(self, key: str, x: np.ndarray, y: np.ndarray, err: np.ndarray,
+                       colour: str | None = None) -> None:
+        """Vertical ±``err`` bars at (x, y) for trace ``key`` (few points: not decimated)."""
+        x, y, err = (np.asarray(a, dtype=float) for a in (x, y, err))
+        good = np.isfinite(x) & np.isfinite(y)
+        err = np.where(np.isfinite(err), err, 0.0)
+        bars = self._error_bars.get(key)
+        if bars is None:
+            bars = pg.ErrorBarItem(beam=0.0, pen=pg.mkPen(colour or "#444444", width=1))
+            self.plotItem.addItem(bars)
+            self._error_bars[key] = bars
+        bars.setData(x=x[good], y=y[good], height=2 * err[good])
+
+    def add_right_axis(self, label: str, unit: str, colour: str = "#D55E00") -> pg.ViewBox:
+        """A second y axis on the right with its own view, sharing x (e.g. field vs time)."""
+        if self.right_view is not None:
+            return self.right_view
+        view = pg.ViewBox()
+        self.plotItem.showAxis("right")
+        self.plotItem.scene().addItem(view)
+        axis = self.plotItem.getAxis("right")
+        axis.linkToView(view)
+        axis.setGrid(False)
+        axis.enableAutoSIPrefix(False)
+        axis.setLabel(f"{label} ({unit})" if unit else label, color=colour)
+        axis.setPen(pg.mkPen(colour))
+        axis.setTextPen(pg.mkPen(colour))
+        view.setXLink(self.plotItem)
+        main = self.plotItem.getViewBox()
+
+        def sync() -> None:
+            view.setGeometry(main.sceneBoundingRect())
+            view.linkedViewChanged(main, view.XAxis)
+
+        main.sigResized.connect(sync)
+        sync()
+        self.right_view = view
+        return view
 
     def trace_keys(self) -> list[str]:
         return list(self._traces)

@@ -1,0 +1,552 @@
+"""The operator window: queue procedures, watch them live, fit on-line, keep an eye on the cryostat.
+
+Layout (all panels are docks the operator can move, tab or float):
+left — *Measurement* (procedure, parameters, queue button), *Queue*, *Runs* (past runs),
+*Instruments* (monitor); centre — dI/dV with the fit; right — *Fits* and *Δ(T)*;
+bottom — I–V, R–T, temperature/field against time, a free X/Y plot, and the *Log*.
+Run verbs (stop, pause/resume, abort), the progress and the time left sit in the tool bar.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from PyQt5 import QtCore, QtGui, QtWidgets
+
+from daqapp.errors import DaqappError
+from daqapp.fitworker import FitUpdate, FitWorker
+from daqapp.gui.catalogue import discover_procedures, summary
+from daqapp.gui.fitpanel import FitPanel
+from daqapp.gui.logpanel import LogPanel
+from daqapp.gui.monitor import InstrumentPoller, MonitorPanel, MonitorReading
+from daqapp.gui.params import ParameterForm
+from daqapp.gui.plotset import PlotSet
+from daqapp.gui.runs_browser import RunsBrowser
+from daqapp.gui.session import QueuedRun, RunQueue
+from daqapp.runner import events
+from daqapp.runner.procedure import format_duration
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZE = (1600, 1000)
+
+
+class _Bridge(QtCore.QObject):
+    """Carries callbacks from worker threads to the GUI thread."""
+
+    fit = QtCore.pyqtSignal(object)
+    reading = QtCore.pyqtSignal(object)
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """The operator GUI on one station (connected roles) and one output folder."""
+
+    def __init__(self, station: Any = None, output_dir: str | Path = "runs",
+                 procedures: Mapping[str, type] | None = None,
+                 models: Sequence[str] = ("s+s",), dimension: int = 2,
+                 monitor_interval_s: float = 1.0, redraw_hz: float = 10.0,
+                 metadata: Mapping[str, Any] | None = None, title: str = "daqapp",
+                 fitter: Any = None) -> None:
+        super().__init__()
+        self.setWindowTitle(title)
+        self.station = station
+        self.output_dir = Path(output_dir)
+        self.procedures = dict(procedures) if procedures is not None else discover_procedures()
+        self.bridge = _Bridge(self)
+        self.queue = RunQueue(station, self.output_dir, metadata,
+                              run_listeners=[self._before_run], parent=self)
+        self.fitter = fitter
+        self.fitworker = FitWorker(models=models, dimension=dimension, fitter=fitter)
+        self.fitworker.add_listener(self.bridge.fit.emit)
+        self.bridge.fit.connect(self._on_fit)
+        self.bridge.reading.connect(self._on_reading)
+        self.shown: QueuedRun | None = None
+        self.last_fit: FitUpdate | None = None
+        self._monitor_dirty = False
+        self.replay_windows: list[QtWidgets.QWidget] = []
+
+        self.plots = PlotSet(self)
+        self.setCentralWidget(self._framed(self.plots.didv, "dI/dV against bias (live fit in red)"))
+        self._build_toolbar()
+        self._build_docks(models)
+        self._build_menu()
+        self.statusBar().showMessage(f"Runs are saved in {self.output_dir.resolve()}")
+
+        self.queue.event.connect(self._on_run_event)
+        self.queue.run_started.connect(self._on_run_started)
+        self.queue.run_ended.connect(self._on_run_ended)
+        self.queue.queue_changed.connect(self._refresh_queue)
+
+        self.redraw_timer = QtCore.QTimer(self)
+        self.redraw_timer.setInterval(max(50, int(1000 / redraw_hz)))  # capped redraw rate
+        self.redraw_timer.timeout.connect(self._redraw)
+        self.redraw_timer.start()
+
+        self.poller: InstrumentPoller | None = None
+        if station is not None:
+            self.poller = InstrumentPoller(station, self.bridge.reading.emit, monitor_interval_s)
+            self.poller.start()
+        self.resize(*DEFAULT_SIZE)
+        self._update_buttons()
+
+    # ----------------------------------------------------------------------------- building
+    @staticmethod
+    def _framed(widget: QtWidgets.QWidget, tip: str) -> QtWidgets.QWidget:
+        widget.setToolTip(tip)
+        return widget
+
+    def _build_toolbar(self) -> None:
+        bar = self.addToolBar("Run")
+        bar.setObjectName("run-toolbar")
+        bar.setMovable(False)
+        self.stop_button = QtWidgets.QPushButton("■ Stop")
+        self.stop_button.setToolTip("Finish the point being taken, save, and end the run")
+        self.stop_button.clicked.connect(self.queue.stop)
+        self.pause_button = QtWidgets.QPushButton("❚❚ Pause")
+        self.pause_button.setCheckable(True)
+        self.pause_button.setToolTip("Hold the run at its next point; press again to resume")
+        self.pause_button.toggled.connect(self._pause_toggled)
+        self.abort_button = QtWidgets.QPushButton("⚠ Abort")
+        self.abort_button.setToolTip("Stop at once, put every instrument in the safe state and "
+                                     "drop the queued runs")
+        self.abort_button.setStyleSheet(
+            "QPushButton { background: #C00000; color: white; font-weight: bold; "
+            "padding: 3px 10px; } QPushButton:disabled { background: #E8B0B0; }")
+        self.abort_button.clicked.connect(self.abort)
+        for w in (self.stop_button, self.pause_button, self.abort_button):
+            bar.addWidget(w)
+        bar.addSeparator()
+        self.run_label = QtWidgets.QLabel("Idle")
+        self.run_label.setMinimumWidth(220)
+        bar.addWidget(self.run_label)
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setFixedWidth(200)
+        self.progress.setFormat("%p %")
+        bar.addWidget(self.progress)
+        self.eta_label = QtWidgets.QLabel("")
+        self.eta_label.setMinimumWidth(200)
+        bar.addWidget(self.eta_label)
+
+    def _dock(self, title: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea,
+              name: str) -> QtWidgets.QDockWidget:
+        dock = QtWidgets.QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QtWidgets.QDockWidget.DockWidgetMovable
+                         | QtWidgets.QDockWidget.DockWidgetFloatable
+                         | QtWidgets.QDockWidget.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        self.docks[name] = dock
+        return dock
+
+    def _build_docks(self, models: Sequence[str]) -> None:
+        self.docks: dict[str, QtWidgets.QDockWidget] = {}
+        self.setDockNestingEnabled(True)
+        left, right = QtCore.Qt.LeftDockWidgetArea, QtCore.Qt.RightDockWidgetArea
+        bottom = QtCore.Qt.BottomDockWidgetArea
+        self.setCorner(QtCore.Qt.BottomLeftCorner, left)
+        self.setCorner(QtCore.Qt.BottomRightCorner, right)
+
+        self._dock("Measurement", self._build_measurement(), left, "measurement")
+        self.queue_panel = self._build_queue_panel()
+        self._dock("Queue", self.queue_panel, left, "queue")
+        self.runs_browser = RunsBrowser(self.output_dir)
+        self.runs_browser.open_requested.connect(self.open_replay)
+        self._dock("Runs", self.runs_browser, left, "runs")
+        self.tabifyDockWidget(self.docks["queue"], self.docks["runs"])
+        self.docks["queue"].raise_()
+        self.monitor = MonitorPanel()
+        self._dock("Instruments", self.monitor, left, "monitor")
+
+        self.fit_panel = FitPanel(models)
+        self.fit_panel.models_changed.connect(self._models_changed)
+        self.fit_panel.refit_requested.connect(self._refit_shown)
+        self._dock("Fits", self.fit_panel, right, "fits")
+        self._dock("Δ(T) and BCS fit", self.plots.gap, right, "gap")
+
+        self._dock("I–V", self.plots.iv, bottom, "iv")
+        self._dock("Temperature and field", self.plots.tb, bottom, "tb")
+        self.log_panel = LogPanel()
+        self._dock("Log", self.log_panel, bottom, "log")
+        self.splitDockWidget(self.docks["iv"], self.docks["tb"], QtCore.Qt.Horizontal)
+        self.splitDockWidget(self.docks["tb"], self.docks["log"], QtCore.Qt.Horizontal)
+        self._dock("R–T", self.plots.rt, bottom, "rt")
+        self._dock("X–Y", self.plots.custom, bottom, "custom")
+        self.tabifyDockWidget(self.docks["iv"], self.docks["rt"])
+        self.tabifyDockWidget(self.docks["rt"], self.docks["custom"])
+        self.docks["iv"].raise_()
+
+        self.resizeDocks([self.docks["measurement"], self.docks["fits"]], [400, 440],
+                         QtCore.Qt.Horizontal)
+        self.resizeDocks([self.docks["measurement"], self.docks["queue"],
+                          self.docks["monitor"]], [440, 200, 250], QtCore.Qt.Vertical)
+        self.resizeDocks([self.docks["fits"], self.docks["gap"]], [420, 330],
+                         QtCore.Qt.Vertical)
+        self.resizeDocks([self.docks["iv"]], [270], QtCore.Qt.Vertical)
+        self.resizeDocks([self.docks["iv"], self.docks["tb"], self.docks["log"]],
+                         [360, 420, 420], QtCore.Qt.Horizontal)
+
+    def _build_measurement(self) -> QtWidgets.QWidget:
+        panel = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(panel)
+        layout.setContentsMargins(4, 4, 4, 4)
+        self.procedure_combo = QtWidgets.QComboBox()
+        for name in self.procedures:
+            self.procedure_combo.addItem(name)
+        self.procedure_combo.currentTextChanged.connect(self._procedure_changed)
+        layout.addWidget(self.procedure_combo)
+        self.procedure_summary = QtWidgets.QLabel()
+        self.procedure_summary.setWordWrap(True)
+        self.procedure_summary.setStyleSheet("color: #444444;")
+        layout.addWidget(self.procedure_summary)
+        self.form_area = QtWidgets.QScrollArea()
+        self.form_area.setWidgetResizable(True)
+        self.form_area.setFrameShape(QtWidgets.QFrame.NoFrame)
+        layout.addWidget(self.form_area, 1)
+        row = QtWidgets.QHBoxLayout()
+        self.estimate_label = QtWidgets.QLabel("")
+        row.addWidget(self.estimate_label, 1)
+        self.queue_button = QtWidgets.QPushButton("Queue run")
+        self.queue_button.setDefault(True)
+        self.queue_button.clicked.connect(self.queue_current)
+        row.addWidget(self.queue_button)
+        layout.addLayout(row)
+        self.form: ParameterForm | None = None
+        self._procedure_changed(self.procedure_combo.currentText())
+        return panel
+
+    def _build_queue_panel(self) -> QtWidgets.QWidget:
+        panel = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(panel)
+        layout.setContentsMargins(4, 4, 4, 4)
+        self.queue_list = QtWidgets.QListWidget()
+        layout.addWidget(self.queue_list, 1)
+        row = QtWidgets.QHBoxLayout()
+        self.remove_button = QtWidgets.QPushButton("Remove")
+        self.remove_button.setToolTip("Remove the selected run (if it has not started)")
+        self.remove_button.clicked.connect(self._remove_selected)
+        row.addWidget(self.remove_button)
+        self.hold_box = QtWidgets.QCheckBox("Hold queue after this run")
+        self.hold_box.toggled.connect(self._hold_toggled)
+        row.addWidget(self.hold_box)
+        row.addStretch(1)
+        self.queue_total = QtWidgets.QLabel("")
+        row.addWidget(self.queue_total)
+        layout.addLayout(row)
+        return panel
+
+    def _build_menu(self) -> None:
+        menu = self.menuBar().addMenu("&File")
+        act = menu.addAction("Open run for replay…")
+        act.setShortcut(QtGui.QKeySequence.Open)
+        act.triggered.connect(self._open_dialog)
+        act = menu.addAction("Export plots (PNG/SVG)…")
+        act.triggered.connect(self._export_dialog)
+        act = menu.addAction("Export fit table (CSV)…")
+        act.triggered.connect(self.fit_panel.export_dialog)
+        menu.addSeparator()
+        menu.addAction("Quit", self.close)
+        view = self.menuBar().addMenu("&View")
+        for dock in self.docks.values():
+            view.addAction(dock.toggleViewAction())
+
+    # ----------------------------------------------------------------------------- procedures
+    def _procedure_changed(self, name: str) -> None:
+        cls = self.procedures.get(name)
+        if cls is None:
+            self.procedure_summary.setText("No procedures found." if not self.procedures else "")
+            self.form_area.setWidget(QtWidgets.QWidget())
+            self.form = None
+            self._update_buttons()
+            return
+        self.procedure_summary.setText(summary(cls))
+        self.form = ParameterForm(cls)
+        self.form.validity_changed.connect(lambda _ok: self._check_form())
+        self.form_area.setWidget(self.form)
+        self._check_form()
+
+    def select_procedure(self, name: str) -> ParameterForm:
+        """Show ``name``'s parameters (as if the operator picked it) and return the form."""
+        index = self.procedure_combo.findText(name)
+        if index < 0:
+            raise DaqappError(f"procedure {name!r} is not available "
+                              f"(available: {', '.join(self.procedures)})")
+        self.procedure_combo.setCurrentIndex(index)
+        self._procedure_changed(name)
+        assert self.form is not None
+        return self.form
+
+    def _check_form(self) -> bool:
+        """Field-level check plus the procedure's own station-limit check (no instrument I/O)."""
+        form = self.form
+        if form is None:
+            return False
+        form.set_external_error(None)
+        if form.errors():
+            self.estimate_label.setText("")
+            self._update_buttons()
+            return False
+        try:
+            procedure = self.queue.make_procedure(form.procedure_class, form.values())
+            from daqapp.runner import Run
+
+            Run(procedure, station=self.station, output_dir=self.output_dir).validate()
+        except DaqappError as exc:
+            form.set_external_error(str(exc))
+            self.estimate_label.setText("")
+            self._update_buttons()
+            return False
+        estimate = procedure.estimate_duration() if hasattr(procedure, "estimate_duration") \
+            else math.nan
+        self.estimate_label.setText(f"≈ {format_duration(estimate)}" if estimate == estimate
+                                    else "")
+        self._update_buttons()
+        return True
+
+    def queue_current(self) -> QueuedRun | None:
+        """Queue the procedure shown with the values in its form (refused if any is bad)."""
+        if self.form is None or not self._check_form():
+            errors = self.form.errors() if self.form is not None else ["no procedure"]
+            self.statusBar().showMessage("Not queued: " + "; ".join(errors), 10000)
+            return None
+        try:
+            item = self.queue.enqueue(self.form.procedure_class, self.form.values())
+        except DaqappError as exc:
+            self.form.set_external_error(str(exc))
+            self.statusBar().showMessage(f"Not queued: {exc}", 10000)
+            return None
+        self.statusBar().showMessage(f"Queued #{item.number} {item.label}", 5000)
+        return item
+
+    # ----------------------------------------------------------------------------- run verbs
+    def abort(self) -> None:
+        if self.queue.current is None:
+            self.statusBar().showMessage("Nothing to abort", 5000)
+            return
+        self.queue.abort()
+        self.run_label.setText(f"ABORTING #{self.queue.current.number}: going to the safe state")
+
+    def _pause_toggled(self, paused: bool) -> None:
+        if paused:
+            if self.queue.pause():
+                self.pause_button.setText("▶ Resume")
+            else:
+                self.pause_button.setChecked(False)
+        else:
+            self.queue.resume()
+            self.pause_button.setText("❚❚ Pause")
+
+    def _hold_toggled(self, hold: bool) -> None:
+        self.queue.paused_after_current = hold
+        if not hold:
+            self.queue.start_next()
+
+    def _remove_selected(self) -> None:
+        for entry in self.queue_list.selectedItems():
+            item = entry.data(QtCore.Qt.UserRole)
+            self.queue.remove(item)
+
+    def _update_buttons(self) -> None:
+        running = self.queue.current is not None
+        for w in (self.stop_button, self.pause_button, self.abort_button):
+            w.setEnabled(running)
+        valid = self.form is not None and not self.form.errors()
+        self.queue_button.setEnabled(valid)
+
+    # ----------------------------------------------------------------------------- run events
+    def _before_run(self, item: QueuedRun, run: Any) -> None:
+        """Called on the GUI thread just before a run starts: the fit worker follows it."""
+        new_series = True
+        self.fitworker.attach(run, units=item.buffer.units if item.buffer else None,
+                              new_series=new_series)
+        item.listeners.append(self._mark_overload)
+        if self.poller is not None:
+            self.poller.run_active.set()
+
+    def _mark_overload(self, event: Any) -> None:
+        if event.kind == events.RECORD:
+            value = event.payload.get("overload")
+            if value is not None and value == value:
+                self.monitor.show_run_overload(bool(value))
+
+    def _on_run_started(self, item: QueuedRun) -> None:
+        self.shown = item
+        self.last_fit = None
+        self.plots.clear_run()
+        self.fit_panel.show_fit([], [], f"Run #{item.number} {item.label}: waiting for the "
+                                        "first complete spectrum")
+        self.pause_button.setChecked(False)
+        self._update_buttons()
+        self._update_run_label()
+
+    def _on_run_ended(self, item: QueuedRun) -> None:
+        if self.poller is not None and self.queue.current is None:
+            self.poller.run_active.clear()
+        self.monitor.show_run_overload(None)
+        self.pause_button.blockSignals(True)
+        self.pause_button.setChecked(False)
+        self.pause_button.setText("❚❚ Pause")
+        self.pause_button.blockSignals(False)
+        self._update_buttons()
+        self._update_run_label(item)
+        self.runs_browser.refresh()
+        self._redraw(force=True)
+
+    def _on_run_event(self, item: QueuedRun, event: Any) -> None:
+        if event.kind == events.STATUS:
+            status = event.payload.get("status", "")
+            reason = event.payload.get("reason", "")
+            if status == events.PAUSED:
+                self.run_label.setText(f"#{item.number} {item.label}: PAUSED")
+            elif status == events.SUSPENDED:
+                self.run_label.setText(f"#{item.number} {item.label}: SUSPENDED — {reason}")
+            else:
+                self._update_run_label(item)
+        elif event.kind == events.LOG:
+            level = getattr(logging, str(event.payload.get("level", "INFO")).upper(),
+                            logging.INFO)
+            logging.getLogger("run").log(level, "#%d %s", item.number,
+                                         event.payload.get("message", ""))
+        elif event.kind == events.PROGRESS:
+            self.progress.setValue(int(10 * item.progress))
+
+    def _update_run_label(self, item: QueuedRun | None = None) -> None:
+        item = item or self.queue.current
+        if item is None:
+            self.run_label.setText("Idle")
+            return
+        text = f"#{item.number} {item.label}: {item.status}"
+        if item.finished and item.error:
+            text += f" — {item.error}"
+        self.run_label.setText(text)
+        self.run_label.setToolTip(str(item.path or ""))
+        if item.finished and item.status == events.FINISHED:
+            self.progress.setValue(1000)
+
+    def _refresh_queue(self) -> None:
+        self.queue_list.clear()
+        for item in self.queue.items[-200:]:
+            left = item.remaining_s()
+            when = (f"≈ {format_duration(left)}" if not item.finished and left == left else "")
+            text = f"#{item.number} {item.label} — {item.status} {when}".rstrip()
+            entry = QtWidgets.QListWidgetItem(text)
+            entry.setData(QtCore.Qt.UserRole, item)
+            entry.setToolTip(", ".join(f"{k} = {v}" for k, v in item.values.items())
+                             + (f"\n{item.path}" if item.path else "")
+                             + (f"\n{item.error}" if item.error else ""))
+            if item.status in (events.ABORTED, events.FAILED):
+                entry.setForeground(QtGui.QBrush(QtGui.QColor("#C00000")))
+            elif item.status == "queued":
+                entry.setForeground(QtGui.QBrush(QtGui.QColor("#555555")))
+            self.queue_list.addItem(entry)
+        total = self.queue.total_remaining_s()
+        self.queue_total.setText(f"queue ≈ {format_duration(total)}" if total > 0 else "")
+        self._update_buttons()
+
+    # ----------------------------------------------------------------------------- redraw
+    def _redraw(self, force: bool = False) -> None:
+        item = self.shown
+        if item is not None and item.buffer is not None:
+            self.plots.show_buffer(item.buffer, item.started, force=force)
+        if self._monitor_dirty:
+            self.plots.draw_monitor()
+            self._monitor_dirty = False
+        current = self.queue.current
+        if current is not None:
+            left = current.remaining_s()
+            elapsed = time.time() - (current.started or time.time())
+            self.progress.setValue(int(10 * current.progress))
+            self.eta_label.setText(f"elapsed {format_duration(elapsed)}, left "
+                                   f"≈ {format_duration(left)}" if left == left else
+                                   f"elapsed {format_duration(elapsed)}")
+        else:
+            self.eta_label.setText("")
+
+    def _on_reading(self, reading: MonitorReading) -> None:
+        self.monitor.show_reading(reading)
+        self.plots.add_monitor(reading)
+        self._monitor_dirty = True
+
+    # ----------------------------------------------------------------------------- fits
+    def _on_fit(self, update: FitUpdate) -> None:
+        self.last_fit = update
+        self.fit_panel.show_fit(update.parameters, update.comparison, update.status)
+        self.plots.show_fit(update)
+
+    def _models_changed(self, models: list[str]) -> None:
+        if models:
+            self.fitworker.set_models(models)
+            log.info("on-line fit models: %s", ", ".join(models))
+
+    def _refit_shown(self, models: list[str]) -> None:
+        item = self.shown
+        if item is None or item.buffer is None or not models:
+            return
+        from daqapp.gui.replay import spectra_from_columns
+
+        spectra = spectra_from_columns(item.buffer.snapshot(), item.buffer.units)
+        store = self.fitworker.store
+        self.fitworker.refit(spectra, models, store)
+
+    # ----------------------------------------------------------------------------- replay, export
+    def open_replay(self, paths: Sequence[str]) -> QtWidgets.QWidget:
+        from daqapp.gui.replay import ReplayWindow
+
+        window = ReplayWindow(paths, models=self.fit_panel.models(), fitter=self.fitter,
+                              dimension=self.fitworker.dimension)
+        window.show()
+        self.replay_windows.append(window)
+        return window
+
+    def _open_dialog(self) -> None:
+        names, _ = QtWidgets.QFileDialog.getOpenFileNames(self, "Open run files",
+                                                          str(self.output_dir),
+                                                          "Run files (*.h5 *.hdf5 *.nxs)")
+        if names:
+            self.open_replay(names)
+
+    def export_plots(self, folder: str | Path, suffix: str = ".png") -> list[Path]:
+        """Every plot as ``<folder>/<name><suffix>`` (PNG or SVG)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return [plot.export(folder / f"{name}{suffix}")
+                for name, plot in self.plots.plots().items()]
+
+    def _export_dialog(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Export plots to folder",
+                                                            str(self.output_dir))
+        if folder:
+            written = self.export_plots(folder, ".png") + self.export_plots(folder, ".svg")
+            self.statusBar().showMessage(f"Wrote {len(written)} figures to {folder}", 8000)
+
+    # ----------------------------------------------------------------------------- closing
+    def shutdown(self) -> None:
+        """Abort any run (safe state), stop the monitor and the fit worker."""
+        if self.queue.current is not None:
+            self.queue.abort()
+            self.queue.wait_idle(30)
+        if self.poller is not None:
+            self.poller.stop()
+        self.fitworker.stop()
+        self.redraw_timer.stop()
+        self.log_panel.detach()
+        for window in self.replay_windows:
+            window.close()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt API
+        if self.queue.current is not None:
+            answer = QtWidgets.QMessageBox.question(
+                self, "Run in progress",
+                "A run is in progress. Abort it (instruments to the safe state) and quit?",
+                QtWidgets.QMessageBox.Abort | QtWidgets.QMessageBox.Cancel)
+            if answer != QtWidgets.QMessageBox.Abort:
+                event.ignore()
+                return
+        self.shutdown()
+        event.accept()

@@ -1,0 +1,292 @@
+"""The standard plots of a run, drawn from an in-memory buffer — the same for live and replay.
+
+:class:`PlotSet` owns the plot widgets (dI/dV with its fit, I–V, R–T, temperature and field
+against time, Δ(T) with its BCS fit, and a free X/Y plot) and one method that draws a
+:class:`~daqapp.storage.RunBuffer` into them. The live window and the replay viewer both call
+it, so a replayed file is drawn by exactly the code that drew the live run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt5 import QtCore, QtWidgets
+
+from daqapp.gui.channels import Channel, PlotChannels, display
+from daqapp.gui.plots import FIT_PEN, PALETTE, LivePlot
+
+#: earlier sweeps kept on the dI/dV plot, faded, behind the current one
+HISTORY_SWEEPS = 6
+_EPOCH_2001 = 978307200.0  # times below this are relative seconds, not unix time
+
+
+def _values(columns: Mapping[str, np.ndarray], channel: Channel | None) -> np.ndarray | None:
+    if channel is None or channel.column not in columns:
+        return None
+    values = columns[channel.column]
+    return values * channel.factor if channel.factor != 1.0 else values
+
+
+def sweep_slices(sweep: np.ndarray) -> list[tuple[int, slice]]:
+    """(sweep index, row slice) of each run of equal sweep numbers, in order."""
+    n = len(sweep)
+    if n == 0:
+        return []
+    s = np.where(np.isfinite(sweep), sweep, -1.0)
+    edges = np.flatnonzero(np.diff(s)) + 1
+    starts = np.concatenate(([0], edges))
+    stops = np.concatenate((edges, [n]))
+    return [(int(s[a]), slice(int(a), int(b))) for a, b in zip(starts, stops, strict=True)]
+
+
+class CustomPlot(QtWidgets.QWidget):
+    """Any column against any other: what a procedure with unusual columns still gets."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(QtWidgets.QLabel("X:"))
+        self.x_combo = QtWidgets.QComboBox()
+        row.addWidget(self.x_combo, 1)
+        row.addWidget(QtWidgets.QLabel("Y:"))
+        self.y_combo = QtWidgets.QComboBox()
+        row.addWidget(self.y_combo, 1)
+        layout.addLayout(row)
+        self.plot = LivePlot("X", "", "Y", "", legend=False)
+        layout.addWidget(self.plot, 1)
+        self.units: dict[str, str] = {}
+        self.x_combo.currentIndexChanged.connect(self._axes_changed)
+        self.y_combo.currentIndexChanged.connect(self._axes_changed)
+        self._columns: Mapping[str, np.ndarray] = {}
+
+    def set_units(self, units: Mapping[str, str], x: str | None, y: str | None) -> None:
+        if dict(units) == self.units:
+            return
+        self.units = dict(units)
+        for combo, default in ((self.x_combo, x), (self.y_combo, y)):
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(list(units))
+            if default in units:
+                combo.setCurrentText(default)
+            combo.blockSignals(False)
+        self._axes_changed()
+
+    def _axes_changed(self) -> None:
+        x, y = self.x_combo.currentText(), self.y_combo.currentText()
+        if not x or not y:
+            return
+        cx, cy = display(x, self.units.get(x, "")), display(y, self.units.get(y, ""))
+        self.plot.plotItem.setLabel("bottom", f"{x} ({cx.unit})" if cx.unit else x)
+        self.plot.plotItem.setLabel("left", f"{y} ({cy.unit})" if cy.unit else y)
+        self.plot.getViewBox().enableAutoRange()
+        self.draw(self._columns)
+
+    def draw(self, columns: Mapping[str, np.ndarray]) -> None:
+        self._columns = columns
+        x, y = self.x_combo.currentText(), self.y_combo.currentText()
+        if x in columns and y in columns:
+            cx, cy = display(x, self.units.get(x, "")), display(y, self.units.get(y, ""))
+            self.plot.set_trace("data", _values(columns, cx), _values(columns, cy),
+                                pen=pg.mkPen(PALETTE[0], width=1), symbol="o", symbol_size=3)
+
+
+class PlotSet(QtCore.QObject):
+    """All plots of the window and how a run's buffer and fits are drawn into them."""
+
+    def __init__(self, parent: QtCore.QObject | None = None) -> None:
+        super().__init__(parent)
+        self.didv = LivePlot("Bias voltage", "mV", "dI/dV", "mS")
+        self.iv = LivePlot("Current", "mA", "Voltage", "mV")
+        self.rt = LivePlot("Temperature", "K", "Resistance", "Ω")
+        self.tb = LivePlot("Time", "", "Temperature", "K", time_axis=True)
+        self.tb.add_right_axis("Field", "T")
+        self.gap = LivePlot("Temperature", "K", "Δ", "meV")
+        self.custom = CustomPlot()
+        self.channels: PlotChannels | None = None
+        self.run_start_epoch: float | None = None
+        self._version = -1
+        self._buffer: Any = None
+        self._monitor_t: list[float] = []
+        self._monitor_T: list[float] = []
+        self._monitor_B: list[float] = []
+        self.fit_sweep: int | None = None
+
+    def plots(self) -> dict[str, LivePlot]:
+        return {"didv": self.didv, "iv": self.iv, "rt": self.rt, "tb": self.tb,
+                "gap": self.gap, "custom": self.custom.plot}
+
+    # -- run data --------------------------------------------------------------------------
+    def clear_run(self) -> None:
+        for key, plot in self.plots().items():
+            if key == "tb":
+                for trace in plot.trace_keys():
+                    if trace.startswith("run"):
+                        plot.remove_trace(trace)
+            else:
+                plot.clear_traces()
+        self._version = -1
+        self._buffer = None
+        self.channels = None
+        self.fit_sweep = None
+
+    def show_buffer(self, buffer: Any, start_epoch: float | None = None,
+                    force: bool = False) -> bool:
+        """Draw ``buffer`` (a RunBuffer) if it changed since the last call; True if drawn."""
+        if buffer is not self._buffer:
+            self.clear_run()
+            self._buffer = buffer
+            self.channels = PlotChannels.find(buffer.units)
+            self.run_start_epoch = start_epoch
+        if not force and buffer.version == self._version:
+            return False
+        self._version = buffer.version
+        columns = buffer.snapshot()
+        self.draw_columns(columns, buffer.units)
+        return True
+
+    def draw_columns(self, columns: Mapping[str, np.ndarray], units: Mapping[str, str]) -> None:
+        ch = self.channels or PlotChannels.find(units)
+        self.channels = ch
+        self._draw_spectra(columns, ch)
+        current, voltage = _values(columns, ch.current), _values(columns, ch.voltage)
+        if current is not None and voltage is not None and ch.current != ch.voltage:
+            self.iv.set_trace("run", current, voltage, pen=pg.mkPen(PALETTE[0], width=1.5),
+                              symbol="o", symbol_size=3)
+        temperature = _values(columns, ch.temperature)
+        resistance = _values(columns, ch.resistance)
+        if temperature is not None and resistance is not None:
+            self.rt.set_trace("run", temperature, resistance, pen=pg.mkPen(PALETTE[0], width=1.5),
+                              symbol="o", symbol_size=3)
+        times = _values(columns, ch.time)
+        if times is not None and len(times):
+            epoch = times
+            first = times[np.isfinite(times)][:1]
+            if first.size and first[0] < _EPOCH_2001:
+                epoch = times + (self.run_start_epoch or 0.0)
+            if temperature is not None:
+                self.tb.set_trace("run T", epoch, temperature, pen=None, symbol="o",
+                                  symbol_size=4, name="T (run)", z=2)
+            field = _values(columns, ch.field)
+            if field is not None:
+                self.tb.set_trace("run B", epoch, field, pen=None, symbol="t", symbol_size=5,
+                                  name="B (run)", right=True, z=2)
+        self.custom.set_units(units, ch.bias.column if ch.bias else None,
+                              ch.didv.column if ch.didv else None)
+        self.custom.draw(columns)
+
+    def _draw_spectra(self, columns: Mapping[str, np.ndarray], ch: PlotChannels) -> None:
+        bias, didv = _values(columns, ch.bias), _values(columns, ch.didv)
+        if bias is None or didv is None:
+            return
+        if ch.didv is not None and ch.didv.label != self.didv.plotItem.getAxis("left").labelText:
+            self.didv.plotItem.setLabel("left", f"{ch.didv.label} ({ch.didv.unit})")
+        sweep = columns.get(ch.sweep.column) if ch.sweep else None
+        if sweep is None:
+            self.didv.set_trace("sweep current", bias, didv, pen=pg.mkPen(PALETTE[0], width=2),
+                                name="data", z=1)
+            return
+        slices = sweep_slices(sweep)
+        shown = slices[-(HISTORY_SWEEPS + 1):]
+        wanted = set()
+        for rank, (index, rows) in enumerate(reversed(shown)):
+            key = "sweep current" if rank == 0 else f"sweep -{rank}"
+            wanted.add(key)
+            if rank == 0:
+                pen = pg.mkPen(PALETTE[0], width=2)
+            else:
+                grey = int(120 + 100 * rank / (HISTORY_SWEEPS + 1))
+                pen = pg.mkPen((grey, grey, 255 if rank < 3 else grey), width=1)
+            label = f"sweep {index}" if rank == 0 else None
+            temperature = _values(columns, ch.temperature)
+            if rank == 0 and temperature is not None:
+                t = temperature[rows]
+                t = t[np.isfinite(t)]
+                if t.size:
+                    label = f"sweep {index}, {float(np.mean(t)):.3g} K"
+            self.didv.set_trace(key, bias[rows], didv[rows], pen=pen, name=label, z=-rank)
+        for key in self.didv.trace_keys():
+            if key.startswith("sweep") and key not in wanted:
+                self.didv.remove_trace(key)
+
+    # -- fits ------------------------------------------------------------------------------
+    def show_fit(self, update: Any) -> None:
+        """Overlay the latest spectrum fit and redraw Δ(T) with its BCS fit."""
+        ch = self.channels
+        if update.fit_bias_mV is not None and update.fit_didv is not None and ch is not None \
+                and ch.didv is not None:
+            factor = ch.didv.factor
+            self.didv.set_trace("fit", update.fit_bias_mV, np.asarray(update.fit_didv) * factor,
+                                pen=FIT_PEN, name=f"fit {update.best_model} (sweep {update.sweep})",
+                                z=5)
+            self.fit_sweep = update.sweep
+        self.show_gaps(update)
+
+    def show_gaps(self, update: Any) -> None:
+        series = update.gap_series
+        if series is None or len(series.temperature_K) == 0:
+            return
+        tops = [np.nanmax(v + np.nan_to_num(e)) for v, e in
+                ((series.delta1, series.delta1_err), (series.delta2, series.delta2_err))
+                if v is not None and np.isfinite(v).any()]
+        t_hi = max([float(np.nanmax(series.temperature_K))]
+                   + [f.tc_K for f in update.gap_fits if f is not None and math.isfinite(f.tc_K)])
+        if tops:
+            # headroom above the points for the legend; Δ = 0 and T = 0 always in view
+            self.gap.plotItem.setYRange(0.0, 1.45 * max(tops), padding=0.02)
+            self.gap.plotItem.setXRange(0.0, 1.08 * t_hi, padding=0.0)
+        colours = (PALETTE[0], PALETTE[1])
+        for i, (values, errors) in enumerate(((series.delta1, series.delta1_err),
+                                               (series.delta2, series.delta2_err))):
+            if values is None or not np.isfinite(values).any():
+                continue
+            key = f"Δ{i + 1}"
+            self.gap.set_trace(key, series.temperature_K, values, pen=None, symbol="o",
+                               symbol_size=7, name=key, brush=colours[i])
+            self.gap.set_error_bars(key, series.temperature_K, values, errors, colours[i])
+        for i, fit in enumerate(update.gap_fits):
+            if fit is None:
+                self.gap.remove_trace(f"BCS Δ{i + 1}")
+                continue
+            tmax = max(float(np.nanmax(series.temperature_K)), fit.tc_K) * 1.05
+            grid = np.linspace(0.0, tmax, 300)
+            curve = np.nan_to_num(fit.curve(grid), nan=0.0)
+            name = f"BCS Δ{i + 1}: Tc = {fit.tc_K:.1f} ± {_err(fit.tc_err_K)} K"
+            self.gap.set_trace(f"BCS Δ{i + 1}", grid, curve,
+                               pen=pg.mkPen(colours[i], width=1.5, style=QtCore.Qt.DashLine),
+                               name=name)
+
+    # -- monitor history -------------------------------------------------------------------
+    MONITOR_HISTORY = 200_000
+
+    def add_monitor(self, reading: Any) -> None:
+        """Append a monitor reading to the temperature/field history (kept bounded)."""
+        self._monitor_t.append(reading.time)
+        self._monitor_T.append(reading.temperature_K)
+        self._monitor_B.append(reading.field_T)
+        if len(self._monitor_t) > self.MONITOR_HISTORY:
+            drop = len(self._monitor_t) - self.MONITOR_HISTORY
+            del self._monitor_t[:drop], self._monitor_T[:drop], self._monitor_B[:drop]
+
+    def draw_monitor(self) -> None:
+        if not self._monitor_t:
+            return
+        t = np.asarray(self._monitor_t)
+        temperature = np.asarray(self._monitor_T)
+        field = np.asarray(self._monitor_B)
+        if np.isfinite(temperature).any():
+            self.tb.set_trace("monitor T", t, temperature, pen=pg.mkPen(PALETTE[0], width=1.5),
+                              name="T (monitor)")
+        if np.isfinite(field).any():
+            self.tb.set_trace("monitor B", t, field, pen=pg.mkPen(PALETTE[1], width=1.5),
+                              name="B (monitor)", right=True)
+
+
+def _err(value: float) -> str:
+    return f"{value:.1g}" if math.isfinite(value) else "?"

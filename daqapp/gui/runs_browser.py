@@ -1,0 +1,96 @@
+"""A browser of the run files in a folder (storage ``list_runs``), newest first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PyQt5 import QtCore, QtGui, QtWidgets
+
+from daqapp.errors import DataFileError
+from daqapp.storage import list_runs
+
+_STATUS_COLOURS = {"finished": "#006000", "running": "#0050A0", "aborted": "#A06000",
+                   "failed": "#C00000", "interrupted": "#C00000", "unreadable": "#C00000"}
+
+
+class RunsBrowser(QtWidgets.QWidget):
+    """Table of past runs; double-click (or *Replay*) opens one in the replay viewer."""
+
+    open_requested = QtCore.pyqtSignal(list)
+    HEADERS = ("start", "procedure", "status", "points", "sample", "file")
+
+    def __init__(self, folder: str | Path, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.folder = Path(folder)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        row = QtWidgets.QHBoxLayout()
+        self.folder_label = QtWidgets.QLabel()
+        self.folder_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.folder_label.setSizePolicy(QtWidgets.QSizePolicy.Ignored,
+                                        QtWidgets.QSizePolicy.Preferred)
+        row.addWidget(self.folder_label, 1)
+        choose = QtWidgets.QPushButton("Folder…")
+        choose.clicked.connect(self._choose_folder)
+        row.addWidget(choose)
+        refresh = QtWidgets.QPushButton("Refresh")
+        refresh.clicked.connect(self.refresh)
+        row.addWidget(refresh)
+        self.replay_button = QtWidgets.QPushButton("Replay")
+        self.replay_button.setToolTip("Open the selected runs in the replay viewer")
+        self.replay_button.clicked.connect(self._open_selected)
+        row.addWidget(self.replay_button)
+        layout.addLayout(row)
+        self.table = QtWidgets.QTableWidget(0, len(self.HEADERS))
+        self.table.setHorizontalHeaderLabels(list(self.HEADERS))
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table.horizontalHeader().setSectionResizeMode(
+            QtWidgets.QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.doubleClicked.connect(lambda _index: self._open_selected())
+        layout.addWidget(self.table, 1)
+        self.refresh()
+
+    def set_folder(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.refresh()
+
+    def _choose_folder(self) -> None:
+        name = QtWidgets.QFileDialog.getExistingDirectory(self, "Run folder", str(self.folder))
+        if name:
+            self.set_folder(name)
+
+    def refresh(self) -> None:
+        self.folder_label.setText(str(self.folder))
+        self.folder_label.setToolTip(str(self.folder.resolve()))
+        try:
+            runs = list_runs(self.folder) if self.folder.is_dir() else []
+        except DataFileError:
+            runs = []
+        runs = list(reversed(runs))
+        self.table.setRowCount(len(runs))
+        for i, run in enumerate(runs):
+            procedure = run.procedure.rsplit(".", 1)[-1]
+            cells = (run.start[:19].replace("T", " "), procedure, run.status, str(run.n_rows),
+                     run.sample, Path(run.path).name)
+            for j, text in enumerate(cells):
+                item = QtWidgets.QTableWidgetItem(text)
+                item.setData(QtCore.Qt.UserRole, run.path)
+                if run.error:
+                    item.setToolTip(run.error)
+                if j == 2 and run.status in _STATUS_COLOURS:
+                    item.setForeground(QtGui.QBrush(QtGui.QColor(_STATUS_COLOURS[run.status])))
+                self.table.setItem(i, j, item)
+
+    def paths(self) -> list[str]:
+        return [self.table.item(i, 0).data(QtCore.Qt.UserRole)
+                for i in range(self.table.rowCount())]
+
+    def _open_selected(self) -> None:
+        rows = sorted({index.row() for index in self.table.selectedIndexes()})
+        paths = [self.table.item(r, 0).data(QtCore.Qt.UserRole) for r in rows]
+        if paths:
+            self.open_requested.emit(paths)
