@@ -41,7 +41,10 @@ class SamplePreset:
     background_linear_per_mV: float = 4e-4       # odd term: the spectra's slight asymmetry
     background_quadratic_per_mV2: float = 1.5e-5
     series_resistance_ohm: float = 25.0          # spreading/lead resistance in the 3-terminal path
-    series_sample_fraction: float = 0.5          # share of the sample's own voltage in that path
+    spreading_resistance_ohm: float = 20.0       # superconducting region under the contact
+                                                 # (normal-state value at the onset) ...
+    spreading_ic0_A: float = 4e-4                # ... and its own Ic(0): it switches where the
+                                                 # contact current crosses Ic -> dI/dV dips
     contact_noise_relative: float = 2e-4         # junction (1/f-like) noise relative to signal
     # --- transport: normal state and transition --------------------------------------------
     r0_ohm: float = 0.25                         # R_N(T) = r0 + slope·T (+ curvature above 140 K)
@@ -134,6 +137,8 @@ BUILTIN_PRESETS: dict[str, SamplePreset] = {
         transition_zero_K=32.0,
         transition_exponent=1.2,
         series_resistance_ohm=15.0,
+        spreading_resistance_ohm=10.0,
+        spreading_ic0_A=6e-4,
     ),
     "nb-foil": SamplePreset(
         name="nb-foil",
@@ -146,7 +151,7 @@ BUILTIN_PRESETS: dict[str, SamplePreset] = {
         background_linear_per_mV=2e-3,
         background_quadratic_per_mV2=2e-4,
         series_resistance_ohm=0.5,
-        series_sample_fraction=0.0,
+        spreading_resistance_ohm=0.0,
         r0_ohm=0.002,
         r_slope_ohm_per_K=2.0e-4,
         r_curvature_per_K=0.0,

@@ -173,16 +173,40 @@ class SampleModel:
         return total
 
     def contact_voltage(self, current_A, temperature_K: float, field_T: float = 0.0):
-        """What the three-terminal contact measurement sees: junction + series resistance +
-        part of the sample's own voltage (which carries the critical-current features)."""
+        """What the three-terminal contact measurement sees: junction + lead/series resistance
+        + the superconducting region under the contact, whose switching where the current
+        crosses its critical current gives the well-known dips in dI/dV."""
         p = self.preset
         current = np.asarray(current_A, dtype=float)
         v = self.junction_voltage(current, temperature_K, field_T)
         v = v + p.series_resistance_ohm * current
-        if p.series_sample_fraction:
-            v = v + p.series_sample_fraction * self.transport_voltage(current, temperature_K,
-                                                                      field_T)
+        if p.spreading_resistance_ohm:
+            v = v + self.spreading_voltage(current, temperature_K, field_T)
         return v
+
+    def spreading_critical_current(self, temperature_K: float, field_T: float = 0.0) -> float:
+        """Ic (A) of the small superconducting region under the contact (δTc pinning form)."""
+        p = self.preset
+        bulk = self.critical_current(temperature_K, field_T)
+        return bulk * p.spreading_ic0_A / p.ic0_A if p.ic0_A > 0 else 0.0
+
+    def spreading_voltage(self, current_A, temperature_K: float, field_T: float = 0.0):
+        """Voltage (V) of the region under the contact: its low-current resistive share of
+        R_spread below its Ic, switching abruptly to the full R_spread above it. Current-biased,
+        the switch is a sharp peak in dV/dI (a dip in dI/dV) at the crossing."""
+        p = self.preset
+        current = np.asarray(current_A, dtype=float)
+        scale = self.normal_resistance(temperature_K) / self.normal_resistance(
+            p.transition_onset_K)
+        r_spread = p.spreading_resistance_ohm * scale
+        fraction = min(1.0, self.resistance(temperature_K, field_T)
+                       / max(self.normal_resistance(temperature_K), 1e-12))
+        ic = self.spreading_critical_current(temperature_K, field_T)
+        if ic <= 0 or fraction >= 1.0:
+            return r_spread * current
+        x = np.abs(current) / ic
+        switched = 0.5 * (1.0 + np.tanh((x - 1.0) / 0.05))
+        return r_spread * current * (fraction + (1.0 - fraction) * switched)
 
     def differential_resistance(self, current_A, temperature_K: float,
                                 field_T: float = 0.0, delta_A: float = 1e-8):

@@ -261,3 +261,30 @@ def test_seeded_runs_are_reproducible():
 
     assert run(11) == run(11)
     assert run(11) != run(12)
+
+
+def test_critical_current_dips_where_the_contact_current_crosses_ic(frozen_lab):
+    lab = frozen_lab
+    lia = _lockin_setup(lab, slvl=0.01)
+    for kelvin in (3.0, 30.0):
+        _hold_temperature(lab, kelvin)
+        ic = lab.sample.spreading_critical_current(lab.cryostat.temperature)
+        currents, dvdi = [], []
+        for aux in np.linspace(0.5, 10.5, 81):
+            lia.handle(f"AUXV1,{aux:.3f}")
+            lab.clock.advance(1.0)
+            x = float(ask(lia, "OUTP?1"))
+            i_dc, _ = lab.bench.junction_dc()
+            currents.append(i_dc)
+            dvdi.append(x / (0.01 / 48e3))
+        currents, dvdi = np.array(currents), np.array(dvdi)
+        # sharpness: each point against the mean of its neighbours 4 steps away
+        sharp = dvdi[4:-4] / (0.5 * (dvdi[:-8] + dvdi[8:]))
+        peak = int(np.argmax(sharp)) + 4
+        if ic < currents.max():
+            # dI/dV dip = dV/dI spike where the region under the contact switches
+            assert currents[peak] == pytest.approx(ic, rel=0.08)
+            assert sharp.max() > 1.1
+        else:
+            assert sharp.max() < 1.02               # the Andreev structure is smooth
+    assert lab.sample.spreading_critical_current(3.0) > 2.2e-4 > ic
