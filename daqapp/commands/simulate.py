@@ -8,10 +8,11 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "simulate", help="serve the virtual lab (emulated instruments on 127.0.0.1)",
-        description="Start the physics-backed virtual lab and serve every emulated instrument "
-        "on its own 127.0.0.1 TCP port; print one line per instrument "
-        "(role model VISA-resource) and run until Ctrl-C or SIGTERM. Open the resources with "
-        "pyvisa-py ('@py') and set the read termination the instrument uses.",
+        description="Start the physics-backed virtual lab and serve every emulated instrument\n"
+        "on its own 127.0.0.1 TCP port; print one line per instrument\n"
+        "(role model VISA-resource) and run until Ctrl-C or SIGTERM. Open the resources with\n"
+        "pyvisa-py ('@py') and set the read termination the instrument uses\n"
+        "(SR830 and Keithley LF, Lake Shore and AMI CR LF, Oxford CR).",
         epilog="examples:\n  daqapp simulate --speed 100\n"
         "  daqapp simulate --ports standard --fault lockin=no_reply\n"
         "  daqapp simulate --preset my_sample.toml --temperature itc503 --magnet ips120",
@@ -32,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="magnet supply to emulate (default ami430)")
     parser.add_argument("--initial-temperature", type=float, default=None, metavar="K",
                         help="start the cryostat at this temperature (default: 1.5 K bath)")
+    parser.add_argument("--list-presets", action="store_true",
+                        help="print the built-in sample presets and exit")
     parser.add_argument("--fault", action="append", default=[], metavar="ROLE=KIND",
                         help="inject a fault at start (repeatable): KIND is latency[:SECONDS], "
                         "no_reply, drop, garbage, overload (lockin), compliance "
@@ -48,6 +51,12 @@ def _simulate(args: argparse.Namespace) -> int:
     from daqapp.errors import ConfigError
     from simulators.faults import FaultBoard
     from simulators.lab import VirtualLab
+    from simulators.presets import BUILTIN_PRESETS
+
+    if args.list_presets:
+        for name in sorted(BUILTIN_PRESETS):
+            print(f"{name:16s} {BUILTIN_PRESETS[name].description}")
+        return 0
 
     faults = [FaultBoard.parse(spec) for spec in args.fault]
     if args.initial_temperature is not None and not 1.5 <= args.initial_temperature <= 300:
