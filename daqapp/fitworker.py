@@ -154,7 +154,7 @@ class SweepCollector:
         index = self._sweep if self._sweep is not None else int((info or {}).get("sweep", 0))
         if not rows:
             return None
-        keys = rows[0].keys()
+        keys = set().union(*(r.keys() for r in rows[:50]))
         bias = self.bias_column or _first(keys, BIAS_COLUMNS)
         cond = self.conductance_column or _first(keys, CONDUCTANCE_COLUMNS)
         if bias is None or cond is None:

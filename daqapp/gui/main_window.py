@@ -30,6 +30,7 @@ from daqapp.gui.runs_browser import RunsBrowser
 from daqapp.gui.session import QueuedRun, RunQueue
 from daqapp.runner import events
 from daqapp.runner.procedure import format_duration
+from daqapp.runner.roles import lab_seconds_to_real
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class MainWindow(QtWidgets.QMainWindow):
         left, right = QtCore.Qt.LeftDockWidgetArea, QtCore.Qt.RightDockWidgetArea
         bottom = QtCore.Qt.BottomDockWidgetArea
         self.setCorner(QtCore.Qt.BottomLeftCorner, left)
-        self.setCorner(QtCore.Qt.BottomRightCorner, right)
+        self.setCorner(QtCore.Qt.BottomRightCorner, bottom)
 
         self._dock("Measurement", self._build_measurement(), left, "measurement")
         self.queue_panel = self._build_queue_panel()
@@ -186,11 +187,11 @@ class MainWindow(QtWidgets.QMainWindow):
                          QtCore.Qt.Horizontal)
         self.resizeDocks([self.docks["measurement"], self.docks["queue"],
                           self.docks["monitor"]], [440, 200, 250], QtCore.Qt.Vertical)
-        self.resizeDocks([self.docks["fits"], self.docks["gap"]], [420, 330],
+        self.resizeDocks([self.docks["iv"]], [250], QtCore.Qt.Vertical)
+        self.resizeDocks([self.docks["fits"], self.docks["gap"]], [390, 300],
                          QtCore.Qt.Vertical)
-        self.resizeDocks([self.docks["iv"]], [270], QtCore.Qt.Vertical)
         self.resizeDocks([self.docks["iv"], self.docks["tb"], self.docks["log"]],
-                         [360, 420, 420], QtCore.Qt.Horizontal)
+                         [360, 400, 460], QtCore.Qt.Horizontal)
 
     def _build_measurement(self) -> QtWidgets.QWidget:
         panel = QtWidgets.QWidget()
@@ -304,8 +305,11 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         estimate = procedure.estimate_duration() if hasattr(procedure, "estimate_duration") \
             else math.nan
-        self.estimate_label.setText(f"≈ {format_duration(estimate)}" if estimate == estimate
-                                    else "")
+        real = lab_seconds_to_real(self.station, estimate) if estimate == estimate else estimate
+        text = f"≈ {format_duration(real)}" if real == real else ""
+        if real == real and abs(real - estimate) > 1.0:
+            text += f" (lab clock {format_duration(estimate)})"
+        self.estimate_label.setText(text)
         self._update_buttons()
         return True
 

@@ -187,8 +187,10 @@ class ParameterForm(QtWidgets.QWidget):
         self.procedure_class = procedure_class
         self.fields: dict[str, _Field] = {}
         layout = QtWidgets.QFormLayout(self)
+        # labels above their fields (as pymeasure's inputs): a narrow dock never clips them
+        layout.setRowWrapPolicy(QtWidgets.QFormLayout.WrapAllRows)
         layout.setFieldGrowthPolicy(QtWidgets.QFormLayout.AllNonFixedFieldsGrow)
-        layout.setLabelAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignTop)
+        layout.setVerticalSpacing(2)
         limits = dict(station_limits or {})
         for key, parameter in procedure_parameters(procedure_class).items():
             field = _Field(key, parameter, limits.get(key))

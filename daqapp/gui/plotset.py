@@ -235,8 +235,9 @@ class PlotSet(QtCore.QObject):
         tops = [np.nanmax(v + np.nan_to_num(e)) for v, e in
                 ((series.delta1, series.delta1_err), (series.delta2, series.delta2_err))
                 if v is not None and np.isfinite(v).any()]
-        t_hi = max([float(np.nanmax(series.temperature_K))]
-                   + [f.tc_K for f in update.gap_fits if f is not None and math.isfinite(f.tc_K)])
+        t_max = float(np.nanmax(series.temperature_K))
+        fits = [f if plausible_gap_fit(f, t_max) else None for f in update.gap_fits]
+        t_hi = max([t_max] + [f.tc_K for f in fits if f is not None])
         if tops:
             # headroom above the points for the legend; Δ = 0 and T = 0 always in view
             self.gap.plotItem.setYRange(0.0, 1.45 * max(tops), padding=0.02)
@@ -250,7 +251,7 @@ class PlotSet(QtCore.QObject):
             self.gap.set_trace(key, series.temperature_K, values, pen=None, symbol="o",
                                symbol_size=7, name=key, brush=colours[i])
             self.gap.set_error_bars(key, series.temperature_K, values, errors, colours[i])
-        for i, fit in enumerate(update.gap_fits):
+        for i, fit in enumerate(fits):
             if fit is None:
                 self.gap.remove_trace(f"BCS Δ{i + 1}")
                 continue
@@ -286,6 +287,13 @@ class PlotSet(QtCore.QObject):
         if np.isfinite(field).any():
             self.tb.set_trace("monitor B", t, field, pen=pg.mkPen(PALETTE[1], width=1.5),
                               name="B (monitor)", right=True)
+
+
+def plausible_gap_fit(fit: Any, t_max_K: float) -> bool:
+    """Worth drawing: Tc and its error finite, and Tc not beyond 5× the warmest point (a BCS
+    fit of points far below Tc can run off to absurd values)."""
+    return (fit is not None and math.isfinite(fit.tc_K) and math.isfinite(fit.tc_err_K)
+            and 0 < fit.tc_K < 5 * max(t_max_K, 1.0))
 
 
 def _err(value: float) -> str:

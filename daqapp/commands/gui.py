@@ -1,0 +1,90 @@
+"""``daqapp gui``: the operator window on a station file or on the virtual lab."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "gui",
+        help="operator window: queue runs, live plots and fits, instrument monitor, replay",
+        description="Open the operator window. Queue procedures with checked parameters, watch "
+        "dI/dV, I-V, R-T, temperature and field live, fit spectra on-line (BTK models, Δ(T) "
+        "with its BCS fit), monitor the instruments, stop/pause/abort runs, browse and replay "
+        "past runs. Closing the window aborts a running run into the safe state.",
+        epilog="examples:\n"
+        "  daqapp gui --simulate --speed 100 --output runs\n"
+        "  daqapp gui --station lab.toml --output /data/cell2 --models s+s,d+d",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--station", type=Path, metavar="FILE", help="station file (TOML)")
+    where.add_argument("--simulate", action="store_true",
+                       help="use the in-process virtual lab instead of instruments")
+    parser.add_argument("--preset", default="la3ni2o7-cell2",
+                        help="virtual lab sample preset (with --simulate; default %(default)s)")
+    parser.add_argument("--speed", type=float, default=100.0,
+                        help="virtual lab time speed-up (with --simulate; default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="virtual lab noise seed")
+    parser.add_argument("--output", type=Path, default=Path("runs"), metavar="DIR",
+                        help="folder for run files (default %(default)s)")
+    parser.add_argument("--models", default="s+s", metavar="LIST",
+                        help="on-line fit models, comma-separated from s, d, s+s, s+d, d+s, d+d "
+                             "(default %(default)s)")
+    parser.add_argument("--dimension", type=int, choices=(1, 2, 3), default=2,
+                        help="BTK convention for on-line fits (default %(default)s, the seed's)")
+    parser.add_argument("--monitor-interval", type=float, default=1.0, metavar="S",
+                        help="instrument monitor poll interval in s (default %(default)s)")
+    parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                        help="run metadata for every queued run: operator, sample, cell, ...")
+    parser.set_defaults(func=main)
+
+
+def parse_models(text: str) -> list[str]:
+    from daqapp.errors import ConfigError
+    from daqapp.fitworker import MODELS
+
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in models if m not in MODELS]
+    if bad or not models:
+        raise ConfigError(f"--models {text!r}: choose from {', '.join(MODELS)}")
+    return models
+
+
+def main(args: argparse.Namespace) -> int:
+    from daqapp.errors import ConfigError
+
+    if not args.monitor_interval > 0:
+        raise ConfigError(f"--monitor-interval {args.monitor_interval}: must be > 0 s")
+    models = parse_models(args.models)
+    metadata = {}
+    for item in args.meta:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--meta {item!r}: expected KEY=VALUE")
+        metadata[key.strip()] = value.strip()
+    from daqapp.station import Station, load_station
+
+    if args.station is not None:
+        config = load_station(args.station)
+    elif args.simulate:
+        config = Station.simulated(preset=args.preset, speed=args.speed, seed=args.seed)
+    else:
+        raise ConfigError("give --station FILE or --simulate")
+
+    from PyQt5 import QtWidgets
+
+    from daqapp.gui.main_window import MainWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["daqapp"])
+    with config.connect() as conn:
+        window = MainWindow(conn, output_dir=args.output, models=models,
+                            dimension=args.dimension,
+                            monitor_interval_s=args.monitor_interval, metadata=metadata,
+                            title=f"daqapp — {config.name}")
+        window.show()
+        app.exec_()
+        window.shutdown()
+    return 0
