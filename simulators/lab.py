@@ -221,8 +221,12 @@ class VirtualLab:
         return self
 
     def stop(self) -> None:
-        for server in self._servers.values():
-            server.stop()
+        """Close every port and client connection; idempotent."""
+        servers = list(self._servers.values())
+        for server in servers:
+            server.stop(wait=False)
+        for server in servers:
+            server.join()
         self._servers.clear()
         self._started = False
 

@@ -59,14 +59,19 @@ class InstrumentServer:
         t.start()
         self._threads.append(t)
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """Close the port and every client; ``wait`` joins the threads (at most 2 s each)."""
         self._stopping.set()
         if self._sock is not None:
-            self._sock.close()
+            _close(self._sock)          # shutdown wakes a blocked accept() at once on Linux
         with self._conn_lock:
             conns = list(self._conns)
         for c in conns:
             _close(c)
+        if wait:
+            self.join()
+
+    def join(self) -> None:
         for t in self._threads:
             t.join(timeout=2.0)
 

@@ -126,12 +126,10 @@ class SR830Emulator:
     def _target(self) -> complex:
         """Noise-free demodulated signal now (X + iY, V rms) before the output filter."""
         v, _, _, _ = self.bench.junction_harmonic(self.harmonic)
+        # A and A−B both see the contact voltage (B sits on the grounded junction lead);
+        # the current inputs see it through their 1 MΩ / 100 MΩ transimpedance
         if self.isrc in (2, 3):
             v = v / (1e6 if self.isrc == 2 else 1e8)
-        if self.isrc == 0:
-            # single-ended A: the B side sits on the bias resistor's far end in this wiring,
-            # so A alone sees the same contact voltage (B is grounded at the junction)
-            pass
         return v * cmath.exp(-1j * math.radians(self.phase))
 
     def _advance(self) -> None:
