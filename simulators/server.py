@@ -9,6 +9,7 @@ import random
 import socket
 import threading
 import time
+import zlib
 from typing import Protocol
 
 from simulators.faults import FaultBoard
@@ -43,7 +44,7 @@ class InstrumentServer:
         self._conns: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
         self._stopping = threading.Event()
-        self._rng = random.Random(hash(role) & 0xFFFF)
+        self._rng = random.Random(zlib.crc32(role.encode()))
         self.port = port
 
     def start(self) -> None:
