@@ -238,20 +238,25 @@ class LockInSpectrumProcedure(ControlledProcedure):
                  math.hypot(x, y))
 
     def read_lockin(self) -> tuple[float, float, int]:
-        """X, Y and the number of sensitivity steps this point needed."""
+        """X, Y and the number of sensitivity steps this point needed.
+
+        The overload latch also catches the transient of the bias step, so a latched overload
+        with an in-range reading is re-read once (latch now cleared) before stepping; a
+        clean point costs one ``SNAP?`` and one ``LIAS?``.
+        """
         steps = 0
         lockin = self._lockin
-        lockin.is_overloaded()  # clear the latch left by the bias step
-        while True:
+        x, y = lockin.xy()
+        latched = lockin.is_overloaded()
+        if latched and math.hypot(x, y) < self._sensitivity:
             x, y = lockin.xy()
-            overloaded = lockin.is_overloaded() or math.hypot(x, y) >= self._sensitivity
-            if not overloaded:
-                return x, y, steps
+            latched = lockin.is_overloaded()
+        while latched or math.hypot(x, y) >= self._sensitivity:
             if steps >= self.max_overload_steps or self._sensitivity >= MAX_SENSITIVITY_V:
                 log.warning("lock-in still overloaded at %.3g V full scale after %d steps "
                             "(bias %.4g A); point recorded as is", self._sensitivity, steps,
                             self._bias)
-                return x, y, steps
+                break
             # one range up, or straight to the range the (unclipped part of the) reading needs
             wanted = max(self._sensitivity, math.hypot(x, y)) * SENSITIVITY_STEP
             lockin.set_sensitivity(min(wanted, MAX_SENSITIVITY_V))
@@ -260,7 +265,10 @@ class LockInSpectrumProcedure(ControlledProcedure):
             log.info("overload at bias %.4g A: sensitivity stepped up to %.3g V", self._bias,
                      self._sensitivity)
             self.sleep(self._settle)
-            lockin.is_overloaded()
+            lockin.is_overloaded()  # the range change itself may latch
+            x, y = lockin.xy()
+            latched = lockin.is_overloaded()
+        return x, y, steps
 
     def measure_point(self, bias: float, sweep: int, direction: int) -> dict[str, float]:
         self.set_bias(bias)

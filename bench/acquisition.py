@@ -1,0 +1,262 @@
+"""Acquisition speed through the whole stack, daqapp's HDF5 path against pymeasure's CSV path.
+
+One lock-in dI/dV spectrum procedure (``DifferentialConductanceLockIn``) runs on the virtual
+lab at a speed factor of 10^4, so the instruments' own waits (lock-in settling, 2182A
+integration) are effectively zero and what is measured is the stack: pymeasure driver →
+pyvisa-py TCP socket → instrument emulator → procedure → storage. The same procedure, on the
+same lab, is recorded twice in this one process:
+
+* daqapp: ``daqapp.runner.Run`` → HDF5 ``RunWriter`` (writer thread, SWMR) + RunBuffer;
+* pymeasure stock: ``pymeasure.experiment.Worker`` + ``Results`` (CSV via the Recorder).
+
+Each is measured headless and with a live plot that refreshes every 0.1 s (pymeasure's plot
+reads ``Results.data``, which re-reads the CSV; daqapp's reads the in-memory RunBuffer).
+Then ``bench/storage.py`` gives the rows/s the HDF5 writer sustains and the memory of a 10^6-
+point run. Every figure is printed beside its target.
+
+Usage: ``python bench/acquisition.py [--points N] [--repeats R] [--skip-storage]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+import daqapp.runner.pymeasure_logging  # noqa: E402,F401 - before pymeasure is imported
+
+#: The daqapp path must beat pymeasure's stock CSV path (ratio of points per second).
+TARGET_SPEEDUP = 1.0
+#: Points per second through the whole stack with instrument delays at zero (one core share).
+TARGET_POINTS_PER_S = 100.0
+PLOT_REFRESH_S = 0.1
+
+
+def _procedure(points: int):
+    from procedures.lockin_spectrum import DifferentialConductanceLockIn
+
+    return DifferentialConductanceLockIn(points=points, directions="up", spacing="linear",
+                                         time_constant=0.0, filter_slope=0)
+
+
+class _Plotter(threading.Thread):
+    """A live plot's refresh loop: every 0.1 s fetch the whole curve, as a plot widget does."""
+
+    def __init__(self, fetch) -> None:
+        super().__init__(daemon=True)
+        self.fetch = fetch
+        self.stop = threading.Event()
+        self.refreshes = 0
+
+    def run(self) -> None:
+        while not self.stop.wait(PLOT_REFRESH_S):
+            self.fetch()
+            self.refreshes += 1
+
+
+def steady_rate(times) -> float:
+    """Points per second between the first and the last point (the ``time`` column), i.e.
+    the acquisition loop alone, without the run's bookends (file creation, start and end
+    snapshots, safe state), which pymeasure's stock path does not have."""
+    times = [float(t) for t in times]
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def run_daqapp(conn, folder: Path, points: int, plot: bool) -> tuple[float, int, float]:
+    from daqapp.runner import Run, events
+    from daqapp.storage import RunBuffer
+
+    procedure = _procedure(points)
+    buffer = RunBuffer(procedure.column_units())
+    run = Run(procedure, station=conn, output_dir=folder)
+    run.subscribe(lambda e: buffer.append(e.payload) if e.kind == events.RECORD else None)
+    plotter = _Plotter(lambda: buffer.column("didv")) if plot else None
+    if plotter:
+        plotter.start()
+    t0 = time.perf_counter()
+    result = run.execute()
+    elapsed = time.perf_counter() - t0
+    if plotter:
+        plotter.stop.set()
+        plotter.join()
+    if result.status != "finished":
+        raise SystemExit(f"daqapp run failed: {result.error}")
+    from daqapp.storage import open_run
+
+    with open_run(result.path) as stored:
+        rate = steady_rate(stored.column("time"))
+    return elapsed, result.rows, rate
+
+
+def run_pymeasure(conn, folder: Path, points: int, plot: bool) -> tuple[float, int, float]:
+    from pymeasure.experiment import Results, Worker
+
+    procedure = _procedure(points)
+    procedure.station = conn
+    procedure.validate()
+    path = folder / f"pymeasure_{time.monotonic_ns()}.csv"
+    t0 = time.perf_counter()
+    results = Results(procedure, str(path))
+    worker = Worker(results)
+    plotter = _Plotter(lambda: results.data["didv"]) if plot else None
+    if plotter:
+        plotter.start()
+    worker.start()
+    worker.join(timeout=3600)
+    elapsed = time.perf_counter() - t0
+    if plotter:
+        plotter.stop.set()
+        plotter.join()
+    conn.to_safe_state()  # pymeasure's Worker knows nothing of the station's safe state
+    data = Results.load(str(path)).data
+    if len(data) == 0:
+        raise SystemExit("pymeasure run recorded no rows")
+    return elapsed, len(data), steady_rate(data["time"])
+
+
+def set_nodelay(conn, on: bool) -> list[str]:
+    """TCP_NODELAY on every socket connection.
+
+    With Nagle's algorithm on (the socket default, and what the drivers open today), a query
+    that follows a write waits for the delayed ACK of the write: tens of ms per point.
+    pyvisa-py 0.7 refuses VI_ATTR_TCPIP_NODELAY on SOCKET sessions, so the option is set on
+    the session's socket itself."""
+    import socket
+
+    changed = []
+    for role, adapter in conn.roles.items():
+        resource = getattr(getattr(getattr(adapter, "instrument", None), "adapter", None),
+                           "connection", None)
+        if resource is None or not str(getattr(resource, "resource_name", "")).endswith(
+                "SOCKET"):
+            continue
+        session = resource.visalib.sessions[resource.session]
+        session.interface.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(on))
+        changed.append(role)
+    return changed
+
+
+def measure(points: int, repeats: int, nodelay: bool) -> dict[str, float]:
+    from daqapp.station import Station
+
+    rates: dict[str, list[float]] = {}
+    totals: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, \
+            Station.simulated(speed=1e4, wiring={"dc_voltage_reader": "lockin_aux_in"}) \
+            .connect() as conn:
+        if nodelay:
+            set_nodelay(conn, True)
+        folder = Path(tmp)
+        run_daqapp(conn, folder, 21, False)  # warm-up: imports, first h5py file, sockets
+        for _ in range(repeats):  # interleaved, so drifts of the shared machine hit both
+            for plot in (False, True):
+                for name, runner in (("daqapp", run_daqapp), ("pymeasure", run_pymeasure)):
+                    elapsed, rows, rate = runner(conn, folder, points, plot)
+                    key = f"{name}{'+plot' if plot else ''}"
+                    rates.setdefault(key, []).append(rate)
+                    totals.setdefault(key, []).append(elapsed)
+    return ({key: statistics.median(values) for key, values in rates.items()},
+            {key: statistics.median(values) for key, values in totals.items()})
+
+
+def recording_cost(rows: int) -> dict[str, float]:
+    """µs per point that recording costs the acquisition thread, and total CPU per point
+    (all threads, so daqapp's writer thread counts), without instruments: the same record
+    emitted ``rows`` times into each path."""
+    from pymeasure.experiment import Results, Worker
+
+    from daqapp.runner.recording import RunRecorder
+    from procedures.lockin_spectrum import SPECTRUM_COLUMNS
+
+    record = {name: 1.234567e-6 * (i + 1) for i, name in enumerate(SPECTRUM_COLUMNS)}
+    record["sweep"] = 0
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        procedure = _procedure(rows)
+        recorder = RunRecorder(Path(tmp) / "cost.h5", procedure, None, {})
+        recorder.open()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(rows):
+            recorder.handle("results", record)
+        out["daqapp_us"] = (time.perf_counter() - t0) / rows * 1e6
+        recorder.close("finished")
+        out["daqapp_cpu_us"] = (time.process_time() - cpu0) / rows * 1e6
+
+        results = Results(_procedure(rows), str(Path(tmp) / "cost.csv"))
+        worker = Worker(results)
+        from pymeasure.experiment.listeners import Recorder
+
+        worker.recorder = Recorder(results, worker.recorder_queue)
+        worker.recorder.start()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(rows):
+            worker.emit("results", record)
+        out["pymeasure_us"] = (time.perf_counter() - t0) / rows * 1e6
+        worker.recorder.stop()
+        out["pymeasure_cpu_us"] = (time.process_time() - cpu0) / rows * 1e6
+    return out
+
+
+def _verdict(ok: bool) -> str:
+    return "OK" if ok else "MISSED"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=500, help="points per spectrum")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per path (median kept)")
+    parser.add_argument("--cost-rows", type=int, default=20_000,
+                        help="records for the per-point recording cost")
+    parser.add_argument("--storage-rows", type=int, default=300_000,
+                        help="rows for the HDF5 writer rate (bench/storage.py)")
+    parser.add_argument("--nagle", action="store_true",
+                        help="leave Nagle's algorithm on (sockets as the drivers open them)")
+    parser.add_argument("--skip-storage", action="store_true",
+                        help="skip the HDF5 writer rate and 10^6-point memory figures")
+    args = parser.parse_args()
+
+    print(f"Lock-in dI/dV spectrum, {args.points} points, virtual lab at speed 10^4 "
+          f"(instrument delays ~0), median of {args.repeats}, TCP_NODELAY "
+          f"{'off (Nagle on)' if args.nagle else 'on'}")
+    rates, totals = measure(args.points, args.repeats, nodelay=not args.nagle)
+    for plot in (False, True):
+        suffix = "+plot" if plot else ""
+        ours, theirs = rates[f"daqapp{suffix}"], rates[f"pymeasure{suffix}"]
+        label = "with a live plot refreshed every 0.1 s" if plot else "headless"
+        print(f"  {label} (acquisition loop, first to last point):")
+        print(f"    daqapp (HDF5 RunWriter)      {ours:10.1f} points/s   target >= "
+              f"{TARGET_POINTS_PER_S:.0f} points/s   {_verdict(ours >= TARGET_POINTS_PER_S)}")
+        print(f"    pymeasure (Worker + CSV)     {theirs:10.1f} points/s")
+        print(f"    speed-up daqapp / pymeasure  {ours / theirs:10.2f} x        target >  "
+              f"{TARGET_SPEEDUP:.0f} x           {_verdict(ours / theirs > TARGET_SPEEDUP)}")
+        print(f"    whole run incl. bookends     daqapp {totals[f'daqapp{suffix}']:.2f} s "
+              f"(file, start/end snapshots of 5 instruments, safe state), pymeasure "
+              f"{totals[f'pymeasure{suffix}']:.2f} s (none of these)")
+    cost = recording_cost(args.cost_rows)
+    print(f"Recording cost per point, {args.cost_rows:,} records of the spectrum's 14 columns "
+          "(no instruments)")
+    print(f"  acquisition thread   daqapp {cost['daqapp_us']:8.1f} us   pymeasure "
+          f"{cost['pymeasure_us']:8.1f} us   target daqapp < pymeasure   "
+          f"{_verdict(cost['daqapp_us'] < cost['pymeasure_us'])}")
+    print(f"  all threads (CPU)    daqapp {cost['daqapp_cpu_us']:8.1f} us   pymeasure "
+          f"{cost['pymeasure_cpu_us']:8.1f} us   (daqapp incl. its HDF5 writer thread)")
+    sys.stdout.flush()
+    if not args.skip_storage:
+        storage = ROOT / "bench" / "storage.py"
+        subprocess.run([sys.executable, str(storage), "--rows", str(args.storage_rows)],
+                       check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
