@@ -38,9 +38,11 @@ class SamplePreset:
     dimension: int = 2                           # BTK angular average (the paper used 2D)
     # --- point-contact junction -----------------------------------------------------------
     junction_normal_resistance_ohm: float = 350.0
-    background_linear_per_mV: float = 4e-4       # odd term: the spectra's slight asymmetry
+    background_linear_per_mV: float = 2e-4       # odd term of the normal-state background
     background_quadratic_per_mV2: float = 1.5e-5
-    series_resistance_ohm: float = 25.0          # spreading/lead resistance in the 3-terminal path
+    series_resistance_ohm: float = 25.0          # lead resistance in the 3-terminal path ...
+    series_heating_per_A: float = 700.0          # ... whose Joule heating adds a thermovoltage
+                                                 # ∝ I²: the spectra's slight asymmetry
     spreading_resistance_ohm: float = 20.0       # superconducting region under the contact
                                                  # (normal-state value at the onset) ...
     spreading_ic0_A: float = 4e-4                # ... and its own Ic(0): it switches where the
@@ -151,6 +153,7 @@ BUILTIN_PRESETS: dict[str, SamplePreset] = {
         background_linear_per_mV=2e-3,
         background_quadratic_per_mV2=2e-4,
         series_resistance_ohm=0.5,
+        series_heating_per_A=0.0,
         spreading_resistance_ohm=0.0,
         r0_ohm=0.002,
         r_slope_ohm_per_K=2.0e-4,

@@ -180,6 +180,12 @@ class SampleModel:
         current = np.asarray(current_A, dtype=float)
         v = self.junction_voltage(current, temperature_K, field_T)
         v = v + p.series_resistance_ohm * current
+        if p.series_heating_per_A:
+            # thermovoltage of the Joule-heated series lead: even in I, so dV/dI gets an odd
+            # part (asymmetric spectra); saturates above 1 mA so V(I) stays monotonic
+            i0 = 1e-3
+            v = v + p.series_resistance_ohm * p.series_heating_per_A * i0 * i0 * np.log1p(
+                (current / i0) ** 2)
         if p.spreading_resistance_ohm:
             v = v + self.spreading_voltage(current, temperature_K, field_T)
         return v
