@@ -35,6 +35,9 @@ def test_cell2_follows_the_seed_paper():
     assert model.resistance(71.0) < model.normal_resistance(71.0)         # onset ~72 K
     assert model.resistance(40.0, 8.0) > model.resistance(40.0, 0.0)      # field broadens
     assert model.critical_current(0.0) == pytest.approx(2.03e-3)
+    # three-terminal contact: slightly asymmetric spectra (a few percent at the largest bias)
+    r_pos, r_neg = (float(model.differential_resistance(i, 80.0)) for i in (1.5e-4, -1.5e-4))
+    assert 0.005 < abs(r_pos - r_neg) / r_pos < 0.05
 
 
 def test_cell1_is_sharper_and_nb_is_conventional():
