@@ -164,9 +164,12 @@ class StorageWorker(Worker):
         station = self.results.station
         if station is not None:
             try:
-                station.to_safe_state()
+                unsafe = station.to_safe_state()
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"safe state failed: {type(exc).__name__}: {exc}")
+            else:
+                if isinstance(unsafe, (list, tuple)) and unsafe:
+                    problems.append(f"safe state incomplete: {'; '.join(map(str, unsafe))}")
         status = _FILE_STATUS.get(self.procedure.status, "failed")
         error = "; ".join(filter(None, [self._error_text, *problems])) or None
         self.results.recorder.log("INFO", f"run ended: {status} (pymeasure Worker)")

@@ -200,9 +200,12 @@ class Run:
             problems.append(f"shutdown failed: {_describe(exc)}")
         if self.station is not None:
             try:
-                self.station.to_safe_state()
+                unsafe = self.station.to_safe_state()
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"safe state failed: {_describe(exc)}")
+            else:  # a station reports the roles it could not make safe instead of raising
+                if isinstance(unsafe, (list, tuple)) and unsafe:
+                    problems.append(f"safe state incomplete: {'; '.join(map(str, unsafe))}")
         text = "; ".join(problems) or None
         if opened:
             if status == events.STOPPED:
