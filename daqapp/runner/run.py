@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 from daqapp.errors import DaqappError
 from daqapp.runner import events
 from daqapp.runner.control import RunAborted, RunControl
+from daqapp.runner.events import RunEvent
 from daqapp.runner.recording import RunRecorder, WriterFactory, unique_run_path
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,16 @@ class Run:
         if self._recorder is not None:
             self._recorder.listeners.append(listener)
         return listener
+
+    def subscribe_records(self, callback: Callable[[dict[str, float]], Any]) -> events.Listener:
+        """Call ``callback(record)`` for each record only, e.g. ``RunBuffer.append`` of the
+        plots; returns the listener (for :meth:`unsubscribe`)."""
+
+        def records_only(event: RunEvent) -> None:
+            if event.kind == events.RECORD:
+                callback(event.payload)
+
+        return self.subscribe(records_only)
 
     def unsubscribe(self, listener: events.Listener) -> None:
         for group in (self._listeners, self._recorder.listeners if self._recorder else []):

@@ -42,6 +42,18 @@ def test_rt_delta_mode_drops_at_tc_and_field_lowers_it(lab_station, run_procedur
     assert not conn.current_source.is_enabled()
 
 
+def test_rt_stepped_mode_waits_for_each_temperature(lab_station, run_procedure):
+    conn = lab_station(preset="nb-foil", speed=1000)
+    procedure = ResistanceTemperature(mode="step", t_start=10.0, t_stop=8.0, t_step=1.0,
+                                      band=0.05, hold_time=5.0, readings=3, ramp_rate=5.0)
+    result, run, _ = run_procedure(procedure, conn)
+    assert result.status == "finished", result.error
+    data = run.columns
+    assert list(data["setpoint"]) == [10.0, 9.0, 8.0]
+    assert np.allclose(data["temperature"], data["setpoint"], atol=0.05)
+    assert data["resistance"][0] > 0.002 and abs(data["resistance"][2]) < 1e-4
+
+
 def test_iv_critical_current_matches_sample(lab_station, run_procedure):
     conn = lab_station(speed=200)
     procedure = CriticalCurrentIV(current_max=5e-3, points=41, directions="up")

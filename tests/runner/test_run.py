@@ -175,6 +175,18 @@ def test_magnet_quench_fails_at_once(station, ramp_procedure, tmp_path):
     assert result.rows == 2 and result.duration < 30
 
 
+def test_records_reach_an_in_memory_buffer(station, ramp_procedure, tmp_path):
+    from daqapp.storage import RunBuffer
+
+    procedure = ramp_procedure(points=9, current_max=8e-4)
+    buffer = RunBuffer(procedure.column_units())
+    run = Run(procedure, station=station, output_dir=tmp_path)
+    run.subscribe_records(buffer.append)
+    run.execute()
+    assert len(buffer) == 9
+    assert buffer.column("current")[-1] == pytest.approx(8e-4)
+
+
 def test_broken_listener_does_not_stop_acquisition(station, ramp_procedure, tmp_path):
     run = make_run(ramp_procedure, station, tmp_path, points=5)
 
