@@ -441,19 +441,19 @@ class AnalysisFitter:
 
     def rows(self, result: Any, model: str, spectrum: Spectrum) -> list[ParameterRow]:
         rows = []
-        held = self.anchors.get(model, {})
         for name in result.param_names:
             p = result.params[name]
-            if (not p["vary"] and name not in held) or p.get("shared_with"):
-                continue
             base = name.rstrip("0123456789")
+            held = not p["vary"] and base in self.series_shared
+            if (not p["vary"] and not held) or p.get("shared_with"):
+                continue
             index = name[len(base):]
             label = _PRETTY.get(base, base) + index
             err = p["stderr"]
             rows.append(ParameterRow(model, label, float(p["value"]),
-                                     math.nan if err is None else float(err),
-                                     _UNITS.get(base, ""), name in held,
-                                     spectrum.temperature_K, spectrum.sweep))
+                                     math.nan if err is None or held else float(err),
+                                     _UNITS.get(base, ""), held, spectrum.temperature_K,
+                                     spectrum.sweep))
         return rows
 
     def gaps(self, result: Any) -> tuple[float, float, float, float] | None:

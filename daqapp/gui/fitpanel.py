@@ -75,6 +75,7 @@ class FitPanel(QtWidgets.QWidget):
         split.addWidget(self.compare_table)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
+        split.setSizes([260, 90])
         layout.addWidget(split, 1)
         self._params: list[ParameterRow] = []
         self._compare: list[ComparisonRow] = []
@@ -86,7 +87,8 @@ class FitPanel(QtWidgets.QWidget):
         table.verticalHeader().setVisible(False)
         table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         table.setAlternatingRowColors(True)
-        table.verticalHeader().setDefaultSectionSize(20)
+        table.verticalHeader().setDefaultSectionSize(19)
+        table.verticalHeader().setMinimumSectionSize(16)
         table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
         table.horizontalHeader().setStretchLastSection(True)
         return table

@@ -188,7 +188,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.resizeDocks([self.docks["measurement"], self.docks["queue"],
                           self.docks["monitor"]], [440, 200, 250], QtCore.Qt.Vertical)
         self.resizeDocks([self.docks["iv"]], [250], QtCore.Qt.Vertical)
-        self.resizeDocks([self.docks["fits"], self.docks["gap"]], [390, 300],
+        self.resizeDocks([self.docks["fits"], self.docks["gap"]], [420, 250],
                          QtCore.Qt.Vertical)
         self.resizeDocks([self.docks["iv"], self.docks["tb"], self.docks["log"]],
                          [360, 400, 460], QtCore.Qt.Horizontal)

@@ -13,6 +13,19 @@ _STATUS_COLOURS = {"finished": "#006000", "running": "#0050A0", "aborted": "#A06
                    "failed": "#C00000", "interrupted": "#C00000", "unreadable": "#C00000"}
 
 
+class ElidedLabel(QtWidgets.QLabel):
+    """A one-line label that shows "…" in the middle when narrower than its text (a path)."""
+
+    def minimumSizeHint(self) -> QtCore.QSize:  # noqa: N802 - Qt API
+        hint = super().minimumSizeHint()
+        return QtCore.QSize(min(hint.width(), 60), hint.height())
+
+    def paintEvent(self, event: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt API
+        painter = QtGui.QPainter(self)
+        text = self.fontMetrics().elidedText(self.text(), QtCore.Qt.ElideMiddle, self.width())
+        painter.drawText(self.rect(), int(self.alignment()), text)
+
+
 class RunsBrowser(QtWidgets.QWidget):
     """Table of past runs; double-click (or *Replay*) opens one in the replay viewer."""
 
@@ -25,8 +38,8 @@ class RunsBrowser(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         row = QtWidgets.QHBoxLayout()
-        self.folder_label = QtWidgets.QLabel()
-        self.folder_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.folder_label = ElidedLabel()
+        self.folder_label.setAlignment(QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter)
         self.folder_label.setSizePolicy(QtWidgets.QSizePolicy.Ignored,
                                         QtWidgets.QSizePolicy.Preferred)
         row.addWidget(self.folder_label, 1)
