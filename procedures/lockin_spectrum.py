@@ -278,8 +278,8 @@ class LockInSpectrumProcedure(ControlledProcedure):
         if self._source is None:  # AUX bias: the resistor's drop sets the current
             bias = (bias * self._resistor - v_dc) / self._resistor
         i_ac = (self.excitation - x) / self._resistor
-        dvdi = x / i_ac if i_ac != 0 else math.nan
-        didv = 1.0 / dvdi if dvdi not in (0.0,) and math.isfinite(dvdi) else math.nan
+        dvdi = x / i_ac if i_ac else math.nan
+        didv = 1.0 / dvdi if dvdi and math.isfinite(dvdi) else math.nan
         return {
             "bias_current": bias, "dc_voltage": v_dc, "x": x, "y": y, "i_ac": i_ac,
             "dvdi": dvdi, "didv": didv, "sensitivity": self._sensitivity,

@@ -133,7 +133,8 @@ class _RowBatcher:
 
 
 class RunRecorder:
-    """Writer + listeners for one run. Not thread-safe: call from the acquisition thread."""
+    """Writer + listeners for one run. Records and logs come from the acquisition thread;
+    :meth:`fit` may come from a fit worker thread (the writer's queue is thread-safe)."""
 
     def __init__(self, path: Path, procedure: Any, station: Any = None,
                  metadata: dict[str, Any] | None = None,
@@ -250,7 +251,8 @@ class RunRecorder:
                 listener(event)
             except Exception:  # noqa: BLE001 - a broken plot must not stop acquisition
                 log.exception("run listener %r failed; removing it", listener)
-                self.listeners.remove(listener)
+                if listener in self.listeners:  # another thread may have removed it already
+                    self.listeners.remove(listener)
 
 
 def _column_units(procedure: Any) -> dict[str, str]:

@@ -141,6 +141,24 @@ class Run:
             return None
         return self._result
 
+    def add_fit(self, name: str, result: dict[str, Any]) -> bool:
+        """Store a fit result in the open run file and tell listeners (any thread; the fit
+        worker calls it). False once the file is closed: use ``daqapp.storage.append_fit``
+        on :attr:`path` then."""
+        recorder = self._recorder
+        if recorder is None or recorder.writer is None:
+            return False
+        try:
+            recorder.fit(name, result)
+        except RuntimeError:  # the run ended between the check and the write
+            return False
+        return True
+
+    @property
+    def recorder(self) -> RunRecorder | None:
+        """The run's record fan-out (its ``writer`` is the open RunWriter), None before start."""
+        return self._recorder
+
     @property
     def thread_id(self) -> int | None:
         """Identity of the acquisition thread (for log filters), None before :meth:`start`."""

@@ -187,6 +187,31 @@ def test_records_reach_an_in_memory_buffer(station, ramp_procedure, tmp_path):
     assert buffer.column("current")[-1] == pytest.approx(8e-4)
 
 
+def test_fit_from_another_thread_lands_in_file_and_events(station, read_run, ramp_procedure,
+                                                          tmp_path):
+    run = make_run(ramp_procedure, station, tmp_path, points=4)
+    stored = []
+    seen = []
+    run.subscribe(seen.append)
+
+    def fit_from_worker_thread(i):
+        if i == 2:
+            worker = threading.Thread(target=lambda: stored.append(
+                run.add_fit("btk_sweep0", {"model": "s", "delta_meV": 1.5})))
+            worker.start()
+            worker.join()
+
+    run.procedure.on_point = fit_from_worker_thread
+    result = run.execute()
+    assert stored == [True]
+    assert run.add_fit("late", {"model": "s"}) is False  # file closed: caller appends itself
+    from daqapp.storage import open_run
+
+    with open_run(result.path) as reader:
+        assert reader.fits["btk_sweep0"]["delta_meV"] == 1.5
+    assert [e.payload["name"] for e in seen if e.kind == events.FIT] == ["btk_sweep0"]
+
+
 def test_broken_listener_does_not_stop_acquisition(station, ramp_procedure, tmp_path):
     run = make_run(ramp_procedure, station, tmp_path, points=5)
 
