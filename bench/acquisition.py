@@ -166,16 +166,20 @@ def measure(points: int, repeats: int, nodelay: bool) -> dict[str, float]:
                     rates.setdefault(key, []).append(rate)
                     totals.setdefault(key, []).append(elapsed)
     return ({key: statistics.median(values) for key, values in rates.items()},
-            {key: statistics.median(values) for key, values in totals.items()})
+            {key: statistics.median(values) for key, values in totals.items()},
+            {key: (min(values), max(values)) for key, values in rates.items()})
 
 
-def recording_cost(rows: int) -> dict[str, float]:
+def recording_cost(rows: int, plot: bool) -> dict[str, float]:
     """µs per point that recording costs the acquisition thread, and total CPU per point
     (all threads, so daqapp's writer thread counts), without instruments: the same record
-    emitted ``rows`` times into each path."""
+    emitted ``rows`` times into each path. With ``plot``, a plot refreshes every 0.1 s
+    meanwhile (pymeasure: ``Results.data`` re-reads the CSV; daqapp: the RunBuffer)."""
     from pymeasure.experiment import Results, Worker
+    from pymeasure.experiment.listeners import Recorder
 
     from daqapp.runner.recording import RunRecorder
+    from daqapp.storage import RunBuffer
     from procedures.lockin_spectrum import SPECTRUM_COLUMNS
 
     record = {name: 1.234567e-6 * (i + 1) for i, name in enumerate(SPECTRUM_COLUMNS)}
@@ -184,24 +188,37 @@ def recording_cost(rows: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         procedure = _procedure(rows)
         recorder = RunRecorder(Path(tmp) / "cost.h5", procedure, None, {})
+        buffer = RunBuffer(procedure.column_units())
+        recorder.listeners.append(lambda e: buffer.append(e.payload) if e.kind == "record"
+                                  else None)
         recorder.open()
+        plotter = _Plotter(lambda: buffer.column("didv")) if plot else None
+        if plotter:
+            plotter.start()
         cpu0, t0 = time.process_time(), time.perf_counter()
         for _ in range(rows):
             recorder.handle("results", record)
         out["daqapp_us"] = (time.perf_counter() - t0) / rows * 1e6
+        if plotter:
+            plotter.stop.set()
+            plotter.join()
         recorder.close("finished")
         out["daqapp_cpu_us"] = (time.process_time() - cpu0) / rows * 1e6
 
         results = Results(_procedure(rows), str(Path(tmp) / "cost.csv"))
         worker = Worker(results)
-        from pymeasure.experiment.listeners import Recorder
-
         worker.recorder = Recorder(results, worker.recorder_queue)
         worker.recorder.start()
+        plotter = _Plotter(lambda: results.data["didv"]) if plot else None
+        if plotter:
+            plotter.start()
         cpu0, t0 = time.process_time(), time.perf_counter()
         for _ in range(rows):
             worker.emit("results", record)
         out["pymeasure_us"] = (time.perf_counter() - t0) / rows * 1e6
+        if plotter:
+            plotter.stop.set()
+            plotter.join()
         worker.recorder.stop()
         out["pymeasure_cpu_us"] = (time.process_time() - cpu0) / rows * 1e6
     return out
@@ -215,7 +232,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=500, help="points per spectrum")
     parser.add_argument("--repeats", type=int, default=3, help="runs per path (median kept)")
-    parser.add_argument("--cost-rows", type=int, default=20_000,
+    parser.add_argument("--cost-rows", type=int, default=50_000,
                         help="records for the per-point recording cost")
     parser.add_argument("--storage-rows", type=int, default=300_000,
                         help="rows for the HDF5 writer rate (bench/storage.py)")
@@ -228,7 +245,7 @@ def main() -> int:
     print(f"Lock-in dI/dV spectrum, {args.points} points, virtual lab at speed 10^4 "
           f"(instrument delays ~0), median of {args.repeats}, TCP_NODELAY "
           f"{'off (Nagle on)' if args.nagle else 'on'}")
-    rates, totals = measure(args.points, args.repeats, nodelay=not args.nagle)
+    rates, totals, spread = measure(args.points, args.repeats, nodelay=not args.nagle)
     for plot in (False, True):
         suffix = "+plot" if plot else ""
         ours, theirs = rates[f"daqapp{suffix}"], rates[f"pymeasure{suffix}"]
@@ -237,19 +254,24 @@ def main() -> int:
         print(f"    daqapp (HDF5 RunWriter)      {ours:10.1f} points/s   target >= "
               f"{TARGET_POINTS_PER_S:.0f} points/s   {_verdict(ours >= TARGET_POINTS_PER_S)}")
         print(f"    pymeasure (Worker + CSV)     {theirs:10.1f} points/s")
+        low, high = spread[f"daqapp{suffix}"]
+        plow, phigh = spread[f"pymeasure{suffix}"]
+        print(f"    run-to-run range             daqapp {low:.0f}-{high:.0f}, pymeasure "
+              f"{plow:.0f}-{phigh:.0f} points/s (shared machine)")
         print(f"    speed-up daqapp / pymeasure  {ours / theirs:10.2f} x        target >  "
               f"{TARGET_SPEEDUP:.0f} x           {_verdict(ours / theirs > TARGET_SPEEDUP)}")
         print(f"    whole run incl. bookends     daqapp {totals[f'daqapp{suffix}']:.2f} s "
               f"(file, start/end snapshots of 5 instruments, safe state), pymeasure "
               f"{totals[f'pymeasure{suffix}']:.2f} s (none of these)")
-    cost = recording_cost(args.cost_rows)
-    print(f"Recording cost per point, {args.cost_rows:,} records of the spectrum's 14 columns "
-          "(no instruments)")
-    print(f"  acquisition thread   daqapp {cost['daqapp_us']:8.1f} us   pymeasure "
-          f"{cost['pymeasure_us']:8.1f} us   target daqapp < pymeasure   "
-          f"{_verdict(cost['daqapp_us'] < cost['pymeasure_us'])}")
-    print(f"  all threads (CPU)    daqapp {cost['daqapp_cpu_us']:8.1f} us   pymeasure "
-          f"{cost['pymeasure_cpu_us']:8.1f} us   (daqapp incl. its HDF5 writer thread)")
+    for plot in (False, True):
+        cost = recording_cost(args.cost_rows, plot)
+        print(f"Recording cost per point, {args.cost_rows:,} records of the spectrum's 14 "
+              f"columns, no instruments, {'plot refreshed every 0.1 s' if plot else 'no plot'}")
+        print(f"  acquisition thread   daqapp {cost['daqapp_us']:8.1f} us   pymeasure "
+              f"{cost['pymeasure_us']:8.1f} us   target daqapp < pymeasure   "
+              f"{_verdict(cost['daqapp_us'] < cost['pymeasure_us'])}")
+        print(f"  all threads (CPU)    daqapp {cost['daqapp_cpu_us']:8.1f} us   pymeasure "
+              f"{cost['pymeasure_cpu_us']:8.1f} us   (daqapp incl. its HDF5 writer thread)")
     sys.stdout.flush()
     if not args.skip_storage:
         storage = ROOT / "bench" / "storage.py"
