@@ -190,16 +190,25 @@ def _nanmean(values: np.ndarray) -> float:
 
 # ----------------------------------------------------------------------------- storing
 class RunFitStore:
-    """Stores fits in a run file: through the live writer while the run is open, afterwards
-    by appending to the closed file (a spectrum's fit often ends after its run does)."""
+    """Stores fits in a run file: through the live run while it is open, afterwards by
+    appending to the closed file (a spectrum's fit often ends after its run does).
+
+    ``adder(name, fit) -> bool`` is the open run's ``Run.add_fit`` (False once closed);
+    ``writer_getter`` an open ``RunWriter`` (or None); ``path_getter`` the file.
+    """
 
     def __init__(self, writer_getter: Callable[[], Any] | None = None,
-                 path_getter: Callable[[], str | Path | None] | None = None) -> None:
+                 path_getter: Callable[[], str | Path | None] | None = None,
+                 adder: Callable[[str, Mapping[str, Any]], bool] | None = None) -> None:
         self.writer_getter = writer_getter
         self.path_getter = path_getter
+        self.adder = adder
         self.stored: list[str] = []
 
     def __call__(self, name: str, fit: Mapping[str, Any]) -> None:
+        if self.adder is not None and self.adder(name, dict(fit)):
+            self.stored.append(name)
+            return
         writer = self.writer_getter() if self.writer_getter else None
         if writer is not None:
             try:
@@ -213,6 +222,7 @@ class RunFitStore:
             return
         from daqapp.storage import append_fit
 
+        last: Exception | None = None
         for _attempt in range(50):  # the writer may still be closing the file
             try:
                 append_fit(path, name, fit)
@@ -225,16 +235,14 @@ class RunFitStore:
 
     @classmethod
     def for_run(cls, run: Any) -> RunFitStore:
-        """The store of a :class:`daqapp.runner.Run` (its recorder's writer, then its file)."""
-        def writer() -> Any:
-            recorder = getattr(run, "recorder", None) or getattr(run, "_recorder", None)
-            return getattr(recorder, "writer", None)
-
+        """The store of a :class:`daqapp.runner.Run`: ``Run.add_fit`` while the file is open
+        (listeners hear a ``fit`` event too), then ``append_fit`` on its file."""
         def path() -> Any:
             result = getattr(run, "result", None)
             return getattr(result, "path", None) or getattr(run, "path", None)
 
-        return cls(writer, path)
+        adder = getattr(run, "add_fit", None)
+        return cls(None, path, adder if callable(adder) else None)
 
 
 # ----------------------------------------------------------------------------- fitting
