@@ -98,15 +98,22 @@ class DconSweep:
     def points(self) -> int:
         return int(round(abs(self.stop_a - self.start_a) / self.step_a)) + 1
 
+    @property
+    def peak_current_a(self) -> float:
+        """Largest |current| the sweep drives: the extreme staircase level plus the full dI."""
+        return max(abs(self.start_a), abs(self.stop_a)) + self.step_a + self.delta_a
+
     def validate(self, max_current_a: float = MAX_CURRENT_A) -> None:
         for name in ("start_a", "stop_a"):
             check_range(f"DCON {name}", getattr(self, name), -max_current_a, max_current_a, "A")
         check_range("DCON step_a", self.step_a, 1e-13, max_current_a, "A")
         check_range("DCON delta_a", self.delta_a, 1e-13, max_current_a, "A")
         check_range("DCON delay_s", self.delay_s, 1e-3, 9999.999, "s")
-        peak = max(abs(self.start_a), abs(self.stop_a)) + self.step_a + self.delta_a / 2
+        # The staircase runs from start-step to stop+step and dI is added to alternate levels;
+        # counting the whole dI keeps the check conservative whichever sign the unit starts with.
+        peak = self.peak_current_a
         if peak > max_current_a:
-            raise LimitError(f"DCON peak current {peak:g} A (|start|/|stop| + step + delta/2) "
+            raise LimitError(f"DCON peak current {peak:g} A (|start|/|stop| + step + delta) "
                              f"exceeds the allowed {max_current_a:g} A")
         if self.points > MAX_BUFFER_POINTS:
             raise LimitError(f"DCON sweep has {self.points} points; the 6221 buffer holds "

@@ -53,9 +53,15 @@ def test_configure_dcon_sizes_buffer_and_selects_elements():
         k.configure_dcon(sweep)
 
 
-def test_dcon_sweep_limits_include_step_and_half_delta():
+def test_dcon_sweep_limits_include_step_and_full_delta():
     with pytest.raises(LimitError, match="peak current"):
         DconSweep(start_a=-0.1, stop_a=0.1, step_a=0.004, delta_a=0.002).validate()
+    # 1 mA + 0.1 mA step + 0.2 mA dI = 1.3 mA: over a 1.25 mA limit although start+step+dI/2 is not.
+    sweep = DconSweep(start_a=-1e-3, stop_a=1e-3, step_a=1e-4, delta_a=2e-4)
+    assert sweep.peak_current_a == pytest.approx(1.3e-3)
+    with pytest.raises(LimitError, match="peak current 0.0013 A"):
+        sweep.validate(max_current_a=1.25e-3)
+    sweep.validate(max_current_a=1.3e-3)
     with pytest.raises(LimitError, match="65536"):
         DconSweep(start_a=-1e-3, stop_a=1e-3, step_a=1e-8, delta_a=1e-9).validate()
 
