@@ -61,7 +61,7 @@ def test_dcon_sweep_limits_include_step_and_full_delta():
     assert sweep.peak_current_a == pytest.approx(1.3e-3)
     with pytest.raises(LimitError, match="peak current 0.0013 A"):
         sweep.validate(max_current_a=1.25e-3)
-    sweep.validate(max_current_a=1.3e-3)
+    sweep.validate(max_current_a=1.31e-3)
     with pytest.raises(LimitError, match="65536"):
         DconSweep(start_a=-1e-3, stop_a=1e-3, step_a=1e-8, delta_a=1e-9).validate()
 
