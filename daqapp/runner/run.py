@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daqapp.errors import DaqappError
+from daqapp.errors import DaqappError, DataFileError
 from daqapp.runner import events
 from daqapp.runner.control import RunAborted, RunControl
 from daqapp.runner.events import RunEvent
@@ -105,6 +105,9 @@ class Run:
     def validate(self) -> None:
         """Check parameters and station limits; raises ConfigError/LimitError naming the
         parameter. Touches no instrument and creates no file."""
+        if self.filename and (self.output_dir / self.filename).exists():
+            raise DataFileError(f"{self.output_dir / self.filename}: run file already exists; "
+                                "choose another name (runs are never overwritten)")
         self.procedure.station = self.station
         self.procedure.control = self.control
         validate = getattr(self.procedure, "validate", None)

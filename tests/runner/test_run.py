@@ -127,6 +127,17 @@ def test_limit_violation_raises_before_anything_moves(station, ramp_procedure, t
     assert list(tmp_path.iterdir()) == []
 
 
+def test_existing_run_file_is_refused_before_anything_moves(station, ramp_procedure,
+                                                            tmp_path):
+    from daqapp.errors import DataFileError
+
+    (tmp_path / "taken.h5").write_bytes(b"")
+    run = Run(ramp_procedure(), station=station, output_dir=tmp_path, filename="taken.h5")
+    with pytest.raises(DataFileError, match="already exists"):
+        run.start()
+    assert station.calls == []
+
+
 def test_temperature_suspender_holds_and_resumes(station, read_run, ramp_procedure, tmp_path):
     controller = station.roles["temperature"]
     suspender = TemperatureBandSuspender(band_k=0.05, timeout=30)
