@@ -340,9 +340,3 @@ def ramp_time_s(start: float, stop: float, rate_per_min: float) -> float:
 def wall_time() -> float:
     """Epoch seconds for the ``time`` column (comparable across runs and with the log)."""
     return time.time()
-
-
-def require_positive(name: str, value: float, unit: str = "") -> float:
-    if not (value > 0):
-        raise LimitError(f"{name} = {value:g}{' ' + unit if unit else ''} must be > 0")
-    return value

@@ -9,24 +9,20 @@ waiting (a quenched magnet) raises :class:`SuspenderFault` at once.
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Callable
 from typing import Any
 
 from daqapp.errors import ConfigError
+from daqapp.runner.roles import station_role
 
 
 class SuspenderFault(RuntimeError):
     """The watched condition is a fault that waiting cannot fix: fail the run now."""
 
 
-def _role(station: Any, name: str) -> Any:
-    from daqapp.runner.roles import station_role
-
-    return station_role(station, name)
-
-
-class Suspender:
+class Suspender(abc.ABC):
     """Base class: subclasses implement :meth:`reason`; ``timeout`` None waits for ever."""
 
     def __init__(self, timeout: float | None = None) -> None:
@@ -37,8 +33,9 @@ class Suspender:
     def check(self, station: Any) -> str | None:
         return self.reason(station)
 
-    def reason(self, station: Any) -> str | None:  # pragma: no cover - abstract
-        raise TypeError(f"{type(self).__name__} must define reason(station)")
+    @abc.abstractmethod
+    def reason(self, station: Any) -> str | None:
+        """Why acquisition must wait now (one line for the log), or None to go on."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(timeout={self.timeout})"
@@ -66,7 +63,7 @@ class TemperatureBandSuspender(Suspender):
         self._was_out = False
 
     def reason(self, station: Any) -> str | None:
-        controller = _role(station, "temperature")
+        controller = station_role(station, "temperature")
         temperature = controller.temperature()
         target = self.target_k if self.target_k is not None else controller.setpoint()
         if abs(temperature - target) > self.band_k:
@@ -89,7 +86,7 @@ class MagnetHoldingSuspender(Suspender):
     """Hold acquisition while the magnet is ramping (not at its target); fail on a quench."""
 
     def reason(self, station: Any) -> str | None:
-        magnet = _role(station, "magnet")
+        magnet = station_role(station, "magnet")
         if magnet.is_quenched():
             raise SuspenderFault(f"magnet quenched at {magnet.field():.4g} T")
         if not magnet.is_holding():
