@@ -158,9 +158,10 @@ def measure(points: int, repeats: int, nodelay: bool) -> dict[str, float]:
             set_nodelay(conn, True)
         folder = Path(tmp)
         run_daqapp(conn, folder, 21, False)  # warm-up: imports, first h5py file, sockets
-        for _ in range(repeats):  # interleaved, so drifts of the shared machine hit both
-            for plot in (False, True):
-                for name, runner in (("daqapp", run_daqapp), ("pymeasure", run_pymeasure)):
+        paths = [("daqapp", run_daqapp), ("pymeasure", run_pymeasure)]
+        for repeat in range(repeats):  # interleaved, order alternating, so drifts of the
+            for plot in (False, True):  # shared machine hit both paths alike
+                for name, runner in (paths if repeat % 2 == 0 else paths[::-1]):
                     elapsed, rows, rate = runner(conn, folder, points, plot)
                     key = f"{name}{'+plot' if plot else ''}"
                     rates.setdefault(key, []).append(rate)
