@@ -704,8 +704,11 @@ class FitWorker:
                      else ")")
                   + (f"; failed: {', '.join(errors)}" if errors else ""))
         gap_fit = self.gap_fits[0]
-        if gap_fit is not None:
+        if gap_fit is not None and tc_determined(gap_fit, float(np.max(self._series()
+                                                                          .temperature_K))):
             status += f"; Tc(Δ1) = {gap_fit.tc_K:.1f} ± {gap_fit.tc_err_K:.1g} K"
+        elif gap_fit is not None:
+            status += "; Tc(Δ1) not determined yet (need spectra closer to Tc)"
         log.info(status)
         return FitUpdate(spectrum.sweep, spectrum.temperature_K, spectrum.field_T, results,
                          best, parameters, comparison, curve_bias, curve, self._series(),
@@ -759,6 +762,13 @@ class FitWorker:
             fits.append(fit)
             self._store(store, f"gap_T_{label}_{self.gap_form}", fit.to_dict())
         self.gap_fits = tuple(fits)
+
+
+def tc_determined(fit: Any, t_max_K: float) -> bool:
+    """A Δ(T) fit whose Tc means something: finite, with a finite error smaller than itself,
+    and not beyond 5× the warmest spectrum (points far below Tc leave Tc unconstrained)."""
+    return (fit is not None and math.isfinite(fit.tc_K) and math.isfinite(fit.tc_err_K)
+            and 0 < fit.tc_err_K < fit.tc_K < 5 * max(t_max_K, 1.0))
 
 
 def compare(results: Mapping[str, Any], fitter: SpectrumFitter) -> list[ComparisonRow]:

@@ -374,10 +374,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self.poller.run_active.set()
 
     def _mark_overload(self, event: Any) -> None:
+        """The lock-in overload as the run saw it (the monitor leaves the latch to the run):
+        a point that needed sensitivity steps overloaded first."""
         if event.kind == events.RECORD:
-            value = event.payload.get("overload")
-            if value is not None and value == value:
-                self.monitor.show_run_overload(bool(value))
+            for key in ("overload_steps", "overload"):
+                value = event.payload.get(key)
+                if value is not None and value == value:
+                    self.monitor.show_run_overload(bool(value))
+                    return
 
     def _on_run_started(self, item: QueuedRun) -> None:
         self.shown = item
@@ -462,6 +466,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.plots.draw_monitor()
             self._monitor_dirty = False
         current = self.queue.current
+        now = time.monotonic()
+        if current is not None and now - getattr(self, "_queue_refreshed", 0.0) > 1.0:
+            self._queue_refreshed = now
+            self._refresh_queue()  # keeps the time left of each queued run current
         if current is not None:
             left = current.remaining_s()
             elapsed = time.time() - (current.started or time.time())

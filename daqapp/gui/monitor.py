@@ -187,8 +187,10 @@ class MonitorPanel(QtWidgets.QWidget):
         v["field"].setText(_q(r.field_T, "T", 4))
         v["magnet"].setText(r.magnet_state or "—")
         v["excitation"].setText(_q(r.lockin_excitation_V * 1e3, "mV rms", 4))
+        from_run = r.lockin_overload is None and self.run_overload is not None
         overload = r.lockin_overload if r.lockin_overload is not None else self.run_overload
-        text = _yes_no(overload, "OVERLOAD", "ok")
+        text = _yes_no(overload, "OVERLOAD", "ok") + (" (last point of the run)" if from_run
+                                                      else "")
         v["overload"].setText(text)
         v["overload"].setStyleSheet("color: #C00000; font-weight: bold;" if overload else "")
         if r.source_enabled is None:

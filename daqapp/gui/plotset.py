@@ -108,6 +108,8 @@ class PlotSet(QtCore.QObject):
         self.tb = LivePlot("Time", "", "Temperature", "K", time_axis=True)
         self.tb.add_right_axis("Field", "T")
         self.gap = LivePlot("Temperature", "K", "Δ", "meV")
+        if self.gap.legend is not None:
+            self.gap.legend.setColumnCount(3)  # wide and short: stays above the points
         self.custom = CustomPlot()
         self.channels: PlotChannels | None = None
         self.run_start_epoch: float | None = None
@@ -240,7 +242,7 @@ class PlotSet(QtCore.QObject):
         t_hi = max([t_max] + [f.tc_K for f in fits if f is not None])
         if tops:
             # headroom above the points for the legend; Δ = 0 and T = 0 always in view
-            self.gap.plotItem.setYRange(0.0, 1.45 * max(tops), padding=0.02)
+            self.gap.plotItem.setYRange(0.0, 1.7 * max(tops), padding=0.02)
             self.gap.plotItem.setXRange(0.0, 1.08 * t_hi, padding=0.0)
         colours = (PALETTE[0], PALETTE[1])
         for i, (values, errors) in enumerate(((series.delta1, series.delta1_err),
@@ -290,10 +292,10 @@ class PlotSet(QtCore.QObject):
 
 
 def plausible_gap_fit(fit: Any, t_max_K: float) -> bool:
-    """Worth drawing: Tc and its error finite, and Tc not beyond 5× the warmest point (a BCS
-    fit of points far below Tc can run off to absurd values)."""
-    return (fit is not None and math.isfinite(fit.tc_K) and math.isfinite(fit.tc_err_K)
-            and 0 < fit.tc_K < 5 * max(t_max_K, 1.0))
+    """Worth drawing: see :func:`daqapp.fitworker.tc_determined`."""
+    from daqapp.fitworker import tc_determined
+
+    return tc_determined(fit, t_max_K)
 
 
 def _err(value: float) -> str:
