@@ -33,11 +33,13 @@ def run_procedure(tmp_path):
     """Run a procedure on a station into ``tmp_path``; returns (result, reader, events)."""
     readers = []
 
-    def run(procedure, conn, **kwargs):
+    def run(procedure, conn, listeners=(), **kwargs):
         events = []
         run = Run(procedure, station=conn, output_dir=tmp_path,
                   metadata={"sample": "virtual", "operator": "pytest"}, **kwargs)
         run.subscribe(events.append)
+        for listener in listeners:
+            run.subscribe(listener)
         result = run.execute()
         reader = open_run(result.path) if result.path else None
         if reader is not None:

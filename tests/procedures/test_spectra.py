@@ -124,3 +124,39 @@ def test_field_sweep_one_sweep_per_field(lab_station, run_procedure):
     assert result.status == "finished", result.error
     sweeps = run.sweeps()
     assert [round(s.field, 2) for s in sweeps] == [0.0, 0.5]
+
+
+def test_temperature_series_suspends_while_out_of_band(lab_station, run_procedure):
+    import threading
+
+    conn = lab_station(speed=1000, wiring=AUX_READOUT)
+    procedure = TemperatureSeries(temperatures="4", points=41, directions="up",
+                                  hold_time=5.0, band=0.05, ramp_rate=5.0)
+    faults = conn.lab.faults
+    state = {"records": 0, "suspended": False}
+
+    def excursion(event):
+        if event.kind == events.RECORD:
+            state["records"] += 1
+            if state["records"] == 10:
+                faults.set("temperature", "heater_open")  # the sample cools off the setpoint
+        elif (event.kind == events.STATUS and event.payload["status"] == events.SUSPENDED
+              and not state["suspended"]):
+            state["suspended"] = True
+
+            def operator_fixes_heater():  # the controller latched its heater off
+                faults.clear_all()
+                conn.temperature.set_heater_range(1)
+
+            threading.Timer(0.3, operator_fixes_heater).start()
+
+    result, run, seen = run_procedure(procedure, conn, listeners=[excursion])
+    assert result.status == "finished", result.error
+    assert state["suspended"] and result.rows == 41
+    reasons = [e.payload["reason"] for e in seen
+               if e.kind == events.STATUS and e.payload["status"] == events.SUSPENDED]
+    assert "outside 4 ± 0.05 K" in reasons[0]
+    temperature = run.columns["temperature"]
+    # no point was taken while out of band (the one in flight when it left may be off)
+    assert np.sum(np.abs(temperature - 4.0) > 0.05) <= 1
+    assert any("suspended" in entry.message for entry in run.log)
