@@ -131,7 +131,8 @@ def test_temperature_series_suspends_while_out_of_band(lab_station, run_procedur
 
     conn = lab_station(speed=1000, wiring=AUX_READOUT)
     procedure = TemperatureSeries(temperatures="4", points=41, directions="up",
-                                  hold_time=5.0, band=0.05, ramp_rate=5.0)
+                                  hold_time=5.0, band=0.05, ramp_rate=5.0,
+                                  suspend_timeout=20_000.0)  # 20 s real: margin for slow CI
     faults = conn.lab.faults
     state = {"records": 0, "suspended": False}
 
