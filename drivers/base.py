@@ -9,6 +9,7 @@ property access from another thread is serialised too.
 
 from __future__ import annotations
 
+import socket
 import threading
 from typing import Any, ClassVar
 
@@ -59,6 +60,7 @@ class RoleAdapter:
             instrument = cls.driver_class(resource, **visa)
         except Exception as exc:  # pyvisa raises many types; the station names the role
             raise InstrumentError(f"cannot open {resource}: {type(exc).__name__}: {exc}") from exc
+        disable_nagle(instrument)
         try:
             return cls(instrument, resource=resource, **options)
         except Exception as exc:  # set-up messages on connect failed: do not leak the link
@@ -92,3 +94,22 @@ def finite(value: float, what: str) -> float:
     if not (abs(v) < 9.0e37):
         raise InstrumentError(f"{what}: instrument returned an invalid reading ({v:g})")
     return v
+
+
+def disable_nagle(instrument: Any) -> bool:
+    """Send small SCPI messages at once on raw TCP sockets; True if the option was set.
+
+    With Nagle's algorithm on, a query written right after a command waits for the peer's
+    delayed ACK (~20-40 ms), which made a lock-in spectrum ~7x slower. pyvisa-py refuses
+    ``VI_ATTR_TCPIP_NODELAY`` on SOCKET sessions, so the option is set on its socket directly.
+    """
+    connection = getattr(getattr(instrument, "adapter", None), "connection", None)
+    visalib = getattr(connection, "visalib", None)
+    sessions = getattr(visalib, "sessions", None)
+    if not isinstance(sessions, dict):
+        return False
+    sock = getattr(sessions.get(connection.session), "interface", None)
+    if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_STREAM:
+        return False
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return True

@@ -1,14 +1,13 @@
 """A simulated station against the real virtual lab: same drivers, loopback sockets."""
 
 import json
+import socket
 import threading
 
 import pytest
 
-pytest.importorskip("simulators.lab")
-
-from daqapp.station import Station, load_station  # noqa: E402
-from drivers.roles import MagnetState  # noqa: E402
+from daqapp.station import Station, load_station
+from drivers.roles import MagnetState
 
 
 @pytest.fixture
@@ -28,6 +27,14 @@ def test_every_role_identifies_and_snapshots(conn):
         assert "error" not in entry, (role, entry)
     assert snap["roles"]["temperature"]["idn"].startswith("LSCI,MODEL336")
     assert snap["roles"]["magnet"]["settings"]["quenched"] is False
+
+
+def test_every_socket_link_sends_without_nagle_delay(conn):
+    # A write followed by a query must not wait for a delayed ACK: TCP_NODELAY on every role.
+    for role in ("lockin", "current_source", "nanovoltmeter", "temperature", "magnet"):
+        adapter = getattr(conn, role).instrument.adapter.connection
+        sock = adapter.visalib.sessions[adapter.session].interface
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), role
 
 
 def test_magnet_ramps_and_safe_state_holds_it(conn):
