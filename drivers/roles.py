@@ -117,6 +117,14 @@ class LockIn(Instrumented, Protocol):
     def time_constant(self) -> float:
         """Output filter time constant in s."""
 
+    def set_time_constant(self, seconds: float) -> None:
+        """Set the smallest available time constant ≥ ``seconds``."""
+
+    def filter_slope(self) -> int:
+        """Output filter slope in dB/oct (6, 12, 18 or 24)."""
+
+    def set_filter_slope(self, db_per_octave: int) -> None: ...
+
     def settle_time(self) -> float:
         """Seconds to wait after a step for 99 % settling (from τ and the filter slope)."""
 

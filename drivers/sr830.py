@@ -145,6 +145,16 @@ class SR830LockIn(RoleAdapter):
     def filter_slope(self) -> int:
         return int(self.instrument.filter_slope)
 
+    def set_time_constant(self, seconds: float) -> None:
+        """Smallest table τ ≥ ``seconds`` (10 µs … 30 ks); refused outside that range."""
+        check_range("lockin time_constant", seconds, 10e-6, 30e3, "s")
+        self.instrument.time_constant = float(seconds)
+
+    def set_filter_slope(self, db_per_octave: int) -> None:
+        if int(db_per_octave) not in SETTLE_TAUS:
+            raise LimitError(f"lockin filter_slope = {db_per_octave} dB/oct; allowed 6, 12, 18, 24")
+        self.instrument.filter_slope = int(db_per_octave)
+
     def settle_time(self) -> float:
         with self.lock:
             tau = self.time_constant()

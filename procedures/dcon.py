@@ -69,8 +69,7 @@ class DifferentialConductanceDcon(ControlledProcedure):
         if self.bias_start == self.bias_stop:
             raise ConfigError("bias_start and bias_stop must differ")
         for _, sweep in self.sweeps():
-            peak = max(abs(sweep.start_a), abs(sweep.stop_a)) + sweep.step_a + sweep.delta_a / 2
-            check_bias("DCON peak current (|bias| + step + delta/2)", peak, limits)
+            check_bias("DCON peak current (|bias| + step + delta)", sweep.peak_current_a, limits)
             check_range("points per sweep", sweep.points, 2, MAX_BUFFER_POINTS)
             sweep.validate()
         check_compliance("compliance", self.compliance, limits)

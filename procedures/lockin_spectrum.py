@@ -193,16 +193,11 @@ class LockInSpectrumProcedure(ControlledProcedure):
                  "2182A" if self._nvm is not None else f"AUX IN {self._aux_in}")
 
     def set_filter(self) -> None:
-        """τ and slope on the lock-in (through its pymeasure driver: the role has no verb)."""
-        driver = getattr(self._lockin, "instrument", None)
-        if driver is None:
-            if self.time_constant or self.filter_slope:
-                log.warning("lock-in driver exposes no time constant; left as set")
-            return
+        """τ and slope on the lock-in (0 leaves the front-panel setting)."""
         if self.time_constant:
-            driver.time_constant = self.time_constant
+            self._lockin.set_time_constant(self.time_constant)
         if self.filter_slope:
-            driver.filter_slope = int(self.filter_slope)
+            self._lockin.set_filter_slope(int(self.filter_slope))
 
     def set_bias(self, amps: float) -> None:
         if self._source is not None:

@@ -67,6 +67,19 @@ def test_role_settle_time_from_tau_and_slope():
         assert SR830LockIn(lia).settle_time() == pytest.approx(0.7)
 
 
+def test_role_time_constant_rounds_up_and_slope_is_in_db_per_octave():
+    with expected_protocol(SR830, [("OFLT8", None), ("OFSL3", None)]) as lia:
+        role = SR830LockIn(lia)
+        role.set_time_constant(0.05)  # next table value up is 100 ms = index 8
+        role.set_filter_slope(24)
+    with expected_protocol(SR830, []) as lia:
+        role = SR830LockIn(lia)
+        with pytest.raises(LimitError, match="filter_slope = 15 dB/oct; allowed 6, 12, 18, 24"):
+            role.set_filter_slope(15)
+        with pytest.raises(LimitError, match="time_constant"):
+            role.set_time_constant(1e5)
+
+
 def test_role_overload_reads_lias_bits_0_to_2():
     with expected_protocol(SR830, [("LIAS?", "8"), ("LIAS?", "4")]) as lia:
         role = SR830LockIn(lia)
