@@ -16,8 +16,7 @@ from pymeasure.instruments import Instrument
 from pymeasure.instruments.ami.ami430 import AMI430 as _PymeasureAMI430
 from pymeasure.instruments.validators import strict_discrete_set
 
-from daqapp.errors import check_range
-from drivers.base import RoleAdapter
+from drivers.base import MagnetAdapter
 from drivers.locking import SerializedInstrument
 from drivers.roles import MagnetState
 
@@ -107,19 +106,14 @@ class AMI430(SerializedInstrument, _PymeasureAMI430):
         self.write("QU 0")
 
 
-class AMI430Magnet(RoleAdapter):
+class AMI430Magnet(MagnetAdapter):
     """The magnet role on an AMI 430, in tesla and tesla per minute (set on connect)."""
 
     driver_class = AMI430
 
     def __init__(self, instrument: AMI430, resource: str = "", max_field_t: float = 9.0,
                  max_ramp_t_per_min: float = 0.5, safe_action: str = "hold") -> None:
-        super().__init__(instrument, resource)
-        self.max_field_t = float(max_field_t)
-        self.max_ramp_t_per_min = float(max_ramp_t_per_min)
-        if safe_action not in ("hold", "zero"):
-            raise ValueError(f"magnet safe_action = {safe_action!r}; allowed 'hold', 'zero'")
-        self.safe_action = safe_action
+        super().__init__(instrument, resource, max_field_t, max_ramp_t_per_min, safe_action)
         with self.lock:
             instrument.field_units = "T"
             instrument.ramp_rate_units = "min"
@@ -131,8 +125,7 @@ class AMI430Magnet(RoleAdapter):
         return float(self.instrument.target_field)
 
     def ramp_to(self, tesla: float, rate_t_per_min: float) -> None:
-        check_range("magnet field", tesla, -self.max_field_t, self.max_field_t, "T")
-        check_range("magnet ramp rate", rate_t_per_min, 1e-4, self.max_ramp_t_per_min, "T/min")
+        self.check_ramp(tesla, rate_t_per_min)
         with self.lock:
             self.instrument.ramp_rate_field = (rate_t_per_min, self.max_field_t)
             self.instrument.target_field = tesla
@@ -177,17 +170,6 @@ class AMI430Magnet(RoleAdapter):
                 "coil_constant_t_per_a": float(inst.coilconst),
                 "quenched": bool(inst.quenched),
                 "persistent_switch_heated": self.persistent_switch_heated(),
-                "limits": {"max_field_t": self.max_field_t,
-                           "max_ramp_t_per_min": self.max_ramp_t_per_min},
+                "limits": self.limits_snapshot(),
             }
 
-    def state_line(self) -> str:
-        with self.lock:
-            return f"B {self.field():.4f} T, {self.state().value}"
-
-    def to_safe_state(self) -> None:
-        """Hold where it is (PAUSE) or ramp to zero, per the station's ``[safe_state] magnet``."""
-        if self.safe_action == "zero":
-            self.ramp_to_zero()
-        else:
-            self.pause()

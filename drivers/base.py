@@ -13,7 +13,7 @@ import socket
 import threading
 from typing import Any, ClassVar
 
-from daqapp.errors import InstrumentError
+from daqapp.errors import InstrumentError, LimitError, check_range
 
 
 def visa_kwargs(
@@ -94,6 +94,43 @@ def finite(value: float, what: str) -> float:
     if not (abs(v) < 9.0e37):
         raise InstrumentError(f"{what}: instrument returned an invalid reading ({v:g})")
     return v
+
+
+
+class MagnetAdapter(RoleAdapter):
+    """What every magnet-supply role shares: the station's field limits and safe-state policy.
+
+    Subclasses talk to their supply; the checks and the hold/zero choice live here once, so an
+    AMI 430 and an IPS120-10 refuse the same ramp with the same message.
+    """
+
+    def __init__(self, instrument: Any, resource: str = "", max_field_t: float = 9.0,
+                 max_ramp_t_per_min: float = 0.5, safe_action: str = "hold") -> None:
+        super().__init__(instrument, resource)
+        self.max_field_t = float(max_field_t)
+        self.max_ramp_t_per_min = float(max_ramp_t_per_min)
+        if safe_action not in ("hold", "zero"):
+            raise LimitError(f"magnet safe_action = {safe_action!r}; allowed 'hold', 'zero'")
+        self.safe_action = safe_action
+
+    def check_ramp(self, tesla: float, rate_t_per_min: float) -> None:
+        """Raise before anything is sent if the target or the rate breaks the station limits."""
+        check_range("magnet field", tesla, -self.max_field_t, self.max_field_t, "T")
+        check_range("magnet ramp rate", rate_t_per_min, 1e-4, self.max_ramp_t_per_min, "T/min")
+
+    def limits_snapshot(self) -> dict[str, float]:
+        return {"max_field_t": self.max_field_t, "max_ramp_t_per_min": self.max_ramp_t_per_min}
+
+    def state_line(self) -> str:
+        with self.lock:
+            return f"B {self.field():.4f} T, {self.state().value}"
+
+    def to_safe_state(self) -> None:
+        """Hold where it is, or ramp to zero, per the station's ``[safe_state] magnet``."""
+        if self.safe_action == "zero":
+            self.ramp_to_zero()
+        else:
+            self.pause()
 
 
 def disable_nagle(instrument: Any) -> bool:

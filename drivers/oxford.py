@@ -17,7 +17,7 @@ from pymeasure.instruments.oxfordinstruments.itc503 import ITC503 as _PymeasureI
 from pymeasure.instruments.validators import strict_range
 
 from daqapp.errors import InstrumentError, LimitError, check_range
-from drivers.base import RoleAdapter
+from drivers.base import MagnetAdapter, RoleAdapter
 from drivers.locking import SerializedInstrument
 from drivers.roles import HeaterStatus, MagnetState
 
@@ -173,19 +173,14 @@ class IPS120_10(SerializedInstrument, _PymeasureIPS120_10):
         return str(self.version).strip()
 
 
-class IPS120Magnet(RoleAdapter):
+class IPS120Magnet(MagnetAdapter):
     """The magnet role on an IPS120-10 (fields in T, rates in T/min)."""
 
     driver_class = IPS120_10
 
     def __init__(self, instrument: IPS120_10, resource: str = "", max_field_t: float = 9.0,
                  max_ramp_t_per_min: float = 0.5, safe_action: str = "hold") -> None:
-        super().__init__(instrument, resource)
-        self.max_field_t = float(max_field_t)
-        self.max_ramp_t_per_min = float(max_ramp_t_per_min)
-        if safe_action not in ("hold", "zero"):
-            raise LimitError(f"magnet safe_action = {safe_action!r}; allowed 'hold', 'zero'")
-        self.safe_action = safe_action
+        super().__init__(instrument, resource, max_field_t, max_ramp_t_per_min, safe_action)
         # Legacy Oxford supplies power up in LOCAL and refuse every set command there.
         instrument.control_mode = "RU"
 
@@ -205,8 +200,7 @@ class IPS120Magnet(RoleAdapter):
         return float(self.instrument.field_setpoint)
 
     def ramp_to(self, tesla: float, rate_t_per_min: float) -> None:
-        check_range("magnet field", tesla, -self.max_field_t, self.max_field_t, "T")
-        check_range("magnet ramp rate", rate_t_per_min, 1e-4, self.max_ramp_t_per_min, "T/min")
+        self.check_ramp(tesla, rate_t_per_min)
         with self.lock:
             self.instrument.sweep_rate = rate_t_per_min
             self.instrument.field_setpoint = tesla
@@ -259,17 +253,6 @@ class IPS120Magnet(RoleAdapter):
                 "current_target_a": float(inst.current_setpoint),
                 "activity": IPS_ACTIVITY.get(int(status[4]), status[4]),
                 "switch_heater": int(status[8]),
-                "limits": {"max_field_t": self.max_field_t,
-                           "max_ramp_t_per_min": self.max_ramp_t_per_min},
+                "limits": self.limits_snapshot(),
             }
 
-    def state_line(self) -> str:
-        with self.lock:
-            return f"B {self.field():.4f} T, {self.state().value}"
-
-    def to_safe_state(self) -> None:
-        """Hold where it is, or sweep to zero, per the station's ``[safe_state] magnet``."""
-        if self.safe_action == "zero":
-            self.ramp_to_zero()
-        else:
-            self.pause()
