@@ -85,6 +85,30 @@ def main(args: argparse.Namespace) -> int:
                             monitor_interval_s=args.monitor_interval, metadata=metadata,
                             title=f"daqapp — {config.name}")
         window.show()
+        quit_on_interrupt(app, window.shutdown)
         app.exec_()
         window.shutdown()
     return 0
+
+
+def quit_on_interrupt(app: Any, before_quit: Any) -> Any:
+    """Ctrl-C in the terminal: ``before_quit()`` (abort into the safe state), then quit.
+
+    Qt's event loop runs in C++, where Python signal handlers never get a turn; a 200 ms
+    no-op timer hands control back to Python often enough. Returns the timer (keep it).
+    """
+    import logging
+    import signal
+
+    from PyQt5 import QtCore
+
+    def interrupted(*_args: Any) -> None:
+        logging.getLogger("daqapp.gui").warning("interrupted: aborting any run (safe state)")
+        before_quit()
+        app.quit()
+
+    signal.signal(signal.SIGINT, interrupted)
+    timer = QtCore.QTimer(app)
+    timer.timeout.connect(lambda: None)
+    timer.start(200)
+    return timer

@@ -415,6 +415,9 @@ def open_replay_window(paths: Sequence[str | Path], speed: float | None = None,
     window = ReplayWindow(paths, speed=speed, models=models, fit=fit)
     window.show()
     if block:
+        from daqapp.commands.gui import quit_on_interrupt
+
+        quit_on_interrupt(app, window.close)
         app.exec_()
     return window
 

@@ -129,3 +129,28 @@ def test_poll_survives_faults_and_leaves_the_overload_latch_to_the_run():
     assert got.wait(5)
     poller.stop()
     assert not poller.is_running()
+
+
+def test_a_million_point_trace_is_drawn_decimated_but_kept_whole(qtbot, tmp_path):
+    from daqapp.gui.plots import LivePlot
+
+    plot = LivePlot("Time", "s", "Temperature", "K")
+    qtbot.addWidget(plot)
+    plot.resize(800, 400)
+    n = 1_000_000
+    t = np.arange(n, dtype=float)
+    temperature = 3 + 1e-5 * t + np.random.default_rng(2).normal(0, 0.01, n)
+    temperature[123_457] = 400.0  # a glitch the operator must see
+    plot.set_trace("T", t, temperature)
+    x_all, _ = plot.trace_data("T")
+    x_drawn, y_drawn = plot.drawn_data("T")
+    assert len(x_all) == n
+    assert len(x_drawn) <= plot.budget() + 2 < n // 100
+    assert y_drawn.max() == 400.0
+    # zoomed in, the budget is spent on what is in view
+    plot.getViewBox().setXRange(1000, 2000, padding=0)
+    plot.redraw()
+    x_zoom, _ = plot.drawn_data("T")
+    assert len(x_zoom) == 1003  # every sample in view, plus one neighbour each side
+    assert plot.export(tmp_path / "t.svg").stat().st_size > 0
+    assert plot.export(tmp_path / "t.png").stat().st_size > 0
