@@ -526,6 +526,7 @@ class FitWorker:
         self.gap_points: list[tuple[int, float, float, float, float, float]] = []
         self.gap_fits: tuple[Any, ...] = (None, None)
         self.updates: list[FitUpdate] = []
+        self._primary = ""
 
     # -- configuration ---------------------------------------------------------------------
     def set_models(self, models: Sequence[str]) -> None:
@@ -554,6 +555,7 @@ class FitWorker:
             self.gap_points = []
             self.gap_fits = (None, None)
             self.updates = []
+            self._primary = ""
         self._collector = SweepCollector(self._collector.units, self._collector.source)
 
     def attach(self, run: Any, units: Mapping[str, str] | None = None,
@@ -645,6 +647,18 @@ class FitWorker:
                     self._pending -= 1
                     self._idle.notify_all()
 
+    def primary_model(self, models: Sequence[str]) -> str:
+        """The model that settles the background and gives Δ(T), kept for the whole series so
+        Δ(T) never mixes models: s+s if chosen, else the first two-gap model, else the first
+        (a one-gap model would fold the second gap into the background)."""
+        if not models:
+            return ""
+        if self._primary in models:
+            return self._primary
+        two_gap = [m for m in models if "+" in m]
+        self._primary = "s+s" if "s+s" in two_gap else (two_gap[0] if two_gap else models[0])
+        return self._primary
+
     # -- one spectrum ----------------------------------------------------------------------
     def _process(self, job: _Job) -> FitUpdate | None:
         started = time.perf_counter()
@@ -656,7 +670,7 @@ class FitWorker:
         if callable(settle):
             # settle the normal-state background with the primary model, then fit every
             # model to the same normalised data (comparable χ², AIC, BIC)
-            primary_model = job.models[0]
+            primary_model = self.primary_model(job.models)
             try:
                 first, prepared = settle(prepared, np.asarray(spectrum.conductance, float),
                                          primary_model, self.warm.get(primary_model))
@@ -687,7 +701,7 @@ class FitWorker:
             parameters.extend(self.fitter.rows(result, model, spectrum))
             self._store(job.store, f"sweep{spectrum.sweep:04d}_{model}",
                         self.fitter.to_dict(result, spectrum))
-        primary = next((m for m in job.models if m in results), best)
+        primary = self.primary_model([m for m in job.models if m in results]) or best
         gaps = self.fitter.gaps(results[primary])
         if gaps is not None and math.isfinite(spectrum.temperature_K):
             d1, e1, d2, e2 = gaps
