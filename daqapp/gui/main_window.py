@@ -458,10 +458,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_buttons()
 
     # ----------------------------------------------------------------------------- redraw
+    #: share of the GUI thread's time plot redraws may take; beyond it the rate drops
+    REDRAW_BUDGET = 0.25
+
     def _redraw(self, force: bool = False) -> None:
         item = self.shown
-        if item is not None and item.buffer is not None:
+        now = time.monotonic()
+        if item is not None and item.buffer is not None and (
+                force or now >= getattr(self, "_next_redraw", 0.0)):
+            started = time.perf_counter()
             self.plots.show_buffer(item.buffer, item.started, force=force)
+            took = time.perf_counter() - started
+            # a huge run makes a redraw slow: wait long enough that the window stays usable
+            self._next_redraw = now + took * (1.0 / self.REDRAW_BUDGET - 1.0)
         if self._monitor_dirty:
             self.plots.draw_monitor()
             self._monitor_dirty = False
