@@ -22,6 +22,7 @@ from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter
 
 from daqapp.errors import ConfigError
 from daqapp.runner import ControlledProcedure
+from daqapp.runner.roles import lab_time
 from procedures.common import (
     VOLTMETERS,
     FloatListParameter,
@@ -118,6 +119,11 @@ class ResistanceTemperature(ControlledProcedure):
         if self.t_start == self.t_stop:
             raise ConfigError("t_start and t_stop must differ")
         check_temperature_rate("ramp_rate", self.ramp_rate, limits)
+        span = abs(self.t_stop - self.t_start)
+        if self.mode == "ramp" and self.ramp_step() > span / 2:
+            raise ConfigError(f"ramp_rate × interval = {self.ramp_step():.4g} K between rows "
+                              f"leaves fewer than 2 rows on the {span:g} K ramp; lower the "
+                              f"rate or the interval")
         fields = self.field_list()
         for tesla in fields:
             check_field("fields", tesla, limits)
@@ -128,8 +134,9 @@ class ResistanceTemperature(ControlledProcedure):
 
     def estimate_duration(self) -> float:
         span = abs(self.t_stop - self.t_start)
-        if self.mode == "ramp":
-            per_field = ramp_time_s(self.t_start, self.t_stop, self.ramp_rate)
+        if self.mode == "ramp":  # paced: one row per step, each at least a reading long
+            rows = math.ceil(span / self.ramp_step())
+            per_field = rows * max(self.interval, self.reading_time())
         else:
             steps = len(self.temperature_steps())
             per_field = (ramp_time_s(0, span, self.ramp_rate) + steps * (
@@ -216,6 +223,8 @@ class ResistanceTemperature(ControlledProcedure):
             log.info("R-T sweep %d at %g T: %s from %g K to %g K", sweep, tesla, self.mode,
                      self.t_start, self.t_stop)
             go_to_temperature(self, self.t_start, self.ramp_rate)
+            if self.mode == "ramp":  # one heater range for the whole ramp, see _ramp_heater
+                self._ramp_heater(controller)
             wait_for_temperature(self, self.t_start, max(self.band, 0.1), self.hold_time,
                                  self.stabilize_timeout + ramp_time_s(
                                      controller.temperature(), self.t_start, self.ramp_rate))
@@ -225,24 +234,78 @@ class ResistanceTemperature(ControlledProcedure):
             if not completed:
                 return
 
+    def ramp_step(self) -> float:
+        """Kelvin the set point moves between two rows of a ramp (ramp rate × interval)."""
+        return self.ramp_rate / 60.0 * self.interval
+
+    def reading_time(self) -> float:
+        """Instrument seconds one delta reading needs at least (conversions and delays)."""
+        if self.method == "delta":
+            return (self.delta_count + 2) * (self.delta_delay + DELTA_CONVERSION_S)
+        return 2 * (self.delta_delay + DELTA_CONVERSION_S)
+
     def _ramp(self, controller: Any, sweep: int, n_sweeps: int) -> bool:
-        controller.set_setpoint(self.t_stop, self.ramp_rate)
+        """Ramp-paced readings: the set point is moved on by one :meth:`ramp_step` per row
+        (ramped at ``ramp_rate``, so it moves smoothly), never further ahead of the last row.
+
+        A row that takes longer than ``interval`` (a slow bus, a loaded computer, a delta
+        burst longer than the interval) holds the ramp at the end of its step instead of
+        letting the temperature run on unrecorded, so consecutive rows are one step apart
+        on the set point whatever the readings cost; the ramp is then slower than asked, and
+        the log says so.
+        """
+        station = self.station
+        direction = 1.0 if self.t_stop > self.t_start else -1.0
+        step = self.ramp_step()
         span = abs(self.t_stop - self.t_start)
-        heater = None
+        tolerance = max(self.band, 0.1)
+        target = self.t_start
+        reached_at = None
+        slow_rows = 0
         while True:
             if not self.checkpoint():
                 return False
+            began = lab_time(station)
             kelvin = controller.temperature()
-            wanted = heater_range_for(controller.setpoint(), self._heater_ranges())
-            if wanted != heater:  # follow the set point through the heater ranges
-                heater = set_heater_for(self, controller.setpoint())
-            boost_heater_if_saturated(self, kelvin, controller.setpoint(), self.band)
-            self.record_point(kelvin, controller.setpoint(), sweep)
-            done = min(1.0, abs(kelvin - self.t_start) / span)
-            self.progress(sweep + done, n_sweeps)
-            if not controller.is_ramping() and abs(kelvin - self.t_stop) <= max(self.band, 0.1):
-                return True
-            self.sleep(self.interval)
+            setpoint = controller.setpoint()
+            boost_heater_if_saturated(self, kelvin, setpoint, self.band)
+            if target != self.t_stop:  # the next step starts now, with this row's reading
+                target = (self.t_stop if abs(self.t_stop - target) <= step * (1 + 1e-9)
+                          else target + direction * step)
+                controller.set_setpoint(target, self.ramp_rate)
+            self.record_point(kelvin, setpoint, sweep)
+            self.progress(sweep + min(1.0, abs(setpoint - self.t_start) / span), n_sweeps)
+            if target == self.t_stop and not controller.is_ramping():
+                if abs(kelvin - self.t_stop) <= tolerance:
+                    return True
+                reached_at = began if reached_at is None else reached_at
+                if began - reached_at > self.stabilize_timeout:
+                    raise TimeoutError(f"ramp: temperature {kelvin:.4g} K not within "
+                                       f"{tolerance:g} K of t_stop = {self.t_stop:g} K "
+                                       f"{self.stabilize_timeout:g} s after the set point")
+            took = lab_time(station) - began
+            if took > self.interval:
+                slow_rows += 1
+                if slow_rows == 3:
+                    log.warning("R-T ramp: a row takes %.3g s, longer than the interval "
+                                "(%g s); the ramp waits for the readings, at about "
+                                "%.3g K/min instead of %g K/min", took, self.interval,
+                                step / took * 60.0, self.ramp_rate)
+            self.sleep(max(0.0, self.interval - took))
+
+    def _ramp_heater(self, controller: Any) -> int:
+        """The heater range for the warmer end of the ramp, set before the ramp starts.
+
+        Switching range mid-ramp keeps the PID's output in percent, so the power jumps by
+        the range ratio (×10 on a Lake Shore): down a range the sample plunges until the
+        integral winds up again, up a range it spikes. One range that can hold the warm end
+        controls the whole span; :func:`boost_heater_if_saturated` still steps up if it
+        proves too small.
+        """
+        wanted = heater_range_for(max(self.t_start, self.t_stop), self._heater_ranges())
+        if int(controller.heater_range()) < wanted:
+            set_heater_for(self, max(self.t_start, self.t_stop))
+        return int(controller.heater_range())
 
     def _heater_ranges(self) -> Any:
         limits = getattr(self.station, "limits", None)

@@ -15,7 +15,7 @@ from pymeasure.experiment import FloatParameter
 
 from daqapp.errors import ConfigError, LimitError, check_range
 from daqapp.runner import MagnetHoldingSuspender, TemperatureBandSuspender
-from daqapp.runner.roles import lab_seconds_to_real
+from daqapp.runner.roles import lab_seconds_to_real, lab_time
 from procedures.common import (
     FloatListParameter,
     check_field,
@@ -35,6 +35,16 @@ from procedures.lockin_spectrum import LockInSpectrumProcedure
 def _real_timeout(procedure: Any, lab_seconds: float) -> float:
     """Suspender timeouts run on the wall clock; scale lab seconds for the virtual lab."""
     return max(lab_seconds_to_real(procedure.station, lab_seconds), 0.05)
+
+
+def _band_guard(procedure: Any, band_k: float, target_k: float, timeout_s: float
+                ) -> TemperatureBandSuspender:
+    """Suspend while out of ``target ± band``; the hold after an excursion is timed on the
+    station's clock (the instruments' seconds), like the hold before the spectrum."""
+    station = procedure.station
+    return TemperatureBandSuspender(band_k, target_k=target_k, hold_s=procedure.hold_time,
+                                    timeout=_real_timeout(procedure, timeout_s),
+                                    clock=lambda: lab_time(station))
 
 
 class TemperatureSeries(LockInSpectrumProcedure):
@@ -95,9 +105,7 @@ class TemperatureSeries(LockInSpectrumProcedure):
                                      controller.temperature(), kelvin, self.ramp_rate))
             if not self.checkpoint():
                 return
-            guard = TemperatureBandSuspender(self.band, target_k=kelvin,
-                                             hold_s=_real_timeout(self, self.hold_time),
-                                             timeout=_real_timeout(self, self.suspend_timeout))
+            guard = _band_guard(self, self.band, kelvin, self.suspend_timeout)
             if self.control is not None:
                 self.control.add_suspender(guard)
             try:
@@ -220,9 +228,7 @@ class NbCalibration(LockInSpectrumProcedure):
                              self.stabilize_timeout)
         if not self.checkpoint():
             return
-        guard = TemperatureBandSuspender(self.band, target_k=self.temperature,
-                                         hold_s=_real_timeout(self, self.hold_time),
-                                         timeout=_real_timeout(self, self.stabilize_timeout))
+        guard = _band_guard(self, self.band, self.temperature, self.stabilize_timeout)
         if self.control is not None:
             self.control.add_suspender(guard)
         try:

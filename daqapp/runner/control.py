@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from daqapp.runner.events import PAUSED, RUNNING, SUSPENDED
+from daqapp.runner.roles import lab_time
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,11 @@ class RunControl:
     acquisition thread) whenever the run pauses, suspends or resumes.
     """
 
-    #: Default seconds between suspender checks while running (instrument reads cost time).
+    #: Default seconds of instrument time (the station's clock: the virtual lab's, or the wall
+    #: clock on a real station) between suspender checks while running. On the instruments'
+    #: clock, not the wall clock, so a check is not skipped because the bus answered quickly:
+    #: a condition that lasts this long is always seen before the next point (instrument
+    #: reads cost time, so points closer than this share one check).
     CHECK_INTERVAL = 0.5
     #: Seconds between polls while paused or suspended.
     POLL_INTERVAL = 0.05
@@ -136,7 +141,7 @@ class RunControl:
             raise RunAborted("aborted by operator")
 
     def _active_reason(self, force: bool = False) -> tuple[Any, str] | None:
-        now = time.monotonic()
+        now = lab_time(self.station)
         if not force and now - self._last_check < self.check_interval:
             return None
         self._last_check = now

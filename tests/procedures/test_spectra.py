@@ -127,16 +127,17 @@ def test_field_sweep_one_sweep_per_field(lab_station, run_procedure):
 
 
 def test_temperature_series_suspends_while_out_of_band(lab_station, run_procedure):
-    import threading
-
     conn = lab_station(speed=1000, wiring=AUX_READOUT)
     procedure = TemperatureSeries(temperatures="4", points=41, directions="up",
                                   hold_time=5.0, band=0.05, ramp_rate=5.0,
                                   suspend_timeout=20_000.0)  # 20 s real: margin for slow CI
     faults = conn.lab.faults
-    state = {"records": 0, "suspended": False}
+    state = {"records": 0, "suspended": False, "records_at_suspension": None}
 
     def excursion(event):
+        # Event-driven, no wall-clock timers: the heater fails at the 10th point and the
+        # operator fixes it when the run reports the suspension (listeners run on the
+        # acquisition thread, so the fix lands before the suspender checks again).
         if event.kind == events.RECORD:
             state["records"] += 1
             if state["records"] == 10:
@@ -144,16 +145,15 @@ def test_temperature_series_suspends_while_out_of_band(lab_station, run_procedur
         elif (event.kind == events.STATUS and event.payload["status"] == events.SUSPENDED
               and not state["suspended"]):
             state["suspended"] = True
-
-            def operator_fixes_heater():  # the controller latched its heater off
-                faults.clear_all()
-                conn.temperature.set_heater_range(1)
-
-            threading.Timer(0.3, operator_fixes_heater).start()
+            state["records_at_suspension"] = state["records"]
+            faults.clear_all()  # the operator fixes the heater; the controller latched it
+            conn.temperature.set_heater_range(1)  # off, so they switch it back on
 
     result, run, seen = run_procedure(procedure, conn, listeners=[excursion])
     assert result.status == "finished", result.error
     assert state["suspended"] and result.rows == 41
+    # the cooling is seen within a few points of the fault (the spectrum had 31 to go)
+    assert 10 <= state["records_at_suspension"] < 41
     reasons = [e.payload["reason"] for e in seen
                if e.kind == events.STATUS and e.payload["status"] == events.SUSPENDED]
     assert "outside 4 ± 0.05 K" in reasons[0]

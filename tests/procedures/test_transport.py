@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daqapp.errors import LimitError
+from daqapp.errors import ConfigError, LimitError
 from daqapp.runner import Run, events
 from procedures.iv import CriticalCurrentIV
 from procedures.lockin_spectrum import DifferentialConductanceLockIn
@@ -20,7 +20,9 @@ def transition_temperature(temperature: np.ndarray, resistance: np.ndarray) -> f
 
 def test_rt_delta_mode_drops_at_tc_and_field_lowers_it(lab_station, run_procedure):
     conn = lab_station(preset="nb-foil", speed=200)
-    procedure = ResistanceTemperature(t_start=12.0, t_stop=6.0, ramp_rate=2.0, interval=2.0,
+    # nb-foil: Tc 9.2 K, Hc2(0) 0.4 T (two-band shape), so 0.2 T puts the onset near 5.8 K:
+    # the ramp must go below that for the field sweep to contain its transition
+    procedure = ResistanceTemperature(t_start=12.0, t_stop=4.5, ramp_rate=2.0, interval=2.0,
                                       fields="0, 0.2", hold_time=5.0, field_rate=0.5)
     result, run, _ = run_procedure(procedure, conn)
     assert result.status == "finished", result.error
@@ -39,7 +41,49 @@ def test_rt_delta_mode_drops_at_tc_and_field_lowers_it(lab_station, run_procedur
     tc_field = transition_temperature(field["temperature"], field["resistance"])
     assert 8.5 < tc0 < 9.9
     assert tc_field < tc0 - 1.0  # Hc2(0) = 0.4 T: 0.2 T moves Tc down by kelvins
+    # ramp-paced rows: never more than ~one ramp step (2 K/min × 2 s) between rows
+    for sweep in (zero, field):
+        assert np.max(np.abs(np.diff(sweep["temperature"]))) < 2 * procedure.ramp_step()
     assert not conn.current_source.is_enabled()
+
+
+def test_rt_ramp_rows_stay_one_step_apart_on_a_slow_bus(lab_station, run_procedure):
+    """Every reply 5 ms late (a slow GPIB bus): at speed 200 a row costs ~15 s of lab time,
+    far more than the 2 s interval. The ramp must wait for its readings rather than let the
+    temperature run on between rows, so the transition is still sampled finely."""
+    conn = lab_station(preset="nb-foil", speed=200)
+    procedure = ResistanceTemperature(t_start=10.0, t_stop=8.0, ramp_rate=2.0, interval=2.0,
+                                      fields="0", hold_time=5.0)
+    step = procedure.ramp_step()  # 2 K/min × 2 s
+    assert step == pytest.approx(2.0 / 60 * 2.0)
+
+    def slow_bus(event):
+        if event.kind == events.STATUS and event.payload["status"] == events.RUNNING:
+            for role in ("temperature", "current_source"):
+                conn.lab.faults.set(role, "latency", 0.005)
+
+    result, run, _ = run_procedure(procedure, conn, listeners=[slow_bus])
+    conn.lab.faults.clear_all()
+    assert result.status == "finished", result.error
+    data = run.columns
+    setpoints, temperatures = data["setpoint"], data["temperature"]
+    # one step of the set point per row (the first row is taken before the ramp starts)
+    assert np.allclose(np.diff(setpoints)[1:], -step, atol=1e-3)
+    assert len(setpoints) >= round(2.0 / step)
+    # the sample follows: no gap between rows beyond what one step allows (lag and noise)
+    assert np.max(np.abs(np.diff(temperatures))) < 2 * step
+    tc = transition_temperature(temperatures, data["resistance"])
+    assert 8.5 < tc < 9.9
+    assert any("waits for the readings" in entry.message for entry in run.log)
+
+
+def test_rt_ramp_refuses_fewer_than_two_rows(lab_station, tmp_path):
+    conn = lab_station(preset="nb-foil")
+    run = Run(ResistanceTemperature(t_start=10.0, t_stop=9.0, ramp_rate=20.0, interval=10.0),
+              station=conn, output_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"interval = 3.333 K between rows .* 1 K ramp"):
+        run.start()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_rt_stepped_mode_waits_for_each_temperature(lab_station, run_procedure):
