@@ -267,7 +267,7 @@ class SpectrumFitter(Protocol):
     def curve(self, result: Any, prepared: Any, bias_mV: np.ndarray) -> np.ndarray:
         """The fitted conductance at ``bias_mV`` in the measured units (for the overlay)."""
 
-    def to_dict(self, result: Any, spectrum: Spectrum) -> dict[str, Any]:
+    def to_dict(self, result: Any, prepared: Any, spectrum: Spectrum) -> dict[str, Any]:
         """JSON-serialisable result for the run file."""
 
 
@@ -292,6 +292,51 @@ class PreparedSpectrum:
     background: np.ndarray  # polynomial coefficients (np.polyval), measured units
     temperature_K: float
     sigma: float
+    keep: np.ndarray  # False at points left out of the fit (critical-current dips)
+
+    def excluded_mV(self) -> list[float]:
+        return sorted(float(v) for v in self.bias_mV[~self.keep])
+
+
+#: smoothing window (points) and order of the Savitzky–Golay curve dips are measured against
+DIP_WINDOW, DIP_ORDER = 11, 3
+#: a dip: below the smooth curve by more than this many robust σ and this fraction of it
+DIP_SIGMAS, DIP_FRACTION = 8.0, 0.01
+#: never exclude more than this share of a spectrum (beyond it, it is not dips but the shape)
+DIP_MAX_SHARE = 0.25
+#: neighbours on each side excluded with a dip point (its shoulders are not BTK either)
+DIP_NEIGHBOURS = 2
+
+
+def dip_mask(bias_mV: np.ndarray, conductance: np.ndarray) -> np.ndarray:
+    """True at points of narrow conductance dips (and their neighbours).
+
+    Sharp dips above the gap appear where the current through the contact reaches its
+    critical current (physics.md §4.7, Sheet et al. 2004); they follow Jc(T, B), not Δ, and a
+    BTK fit that tries to follow them distorts every parameter. They are found against a
+    Savitzky–Golay smooth of the spectrum (which follows BTK structure, Γ-broadened over many
+    points): deeper than ``DIP_SIGMAS`` robust σ and ``DIP_FRACTION`` of the level.
+    """
+    from scipy.signal import savgol_filter
+
+    n = len(bias_mV)
+    dips = np.zeros(n, dtype=bool)
+    if n < 3 * DIP_WINDOW:
+        return dips
+    order = np.argsort(bias_mV, kind="stable")
+    g = np.asarray(conductance, dtype=float)[order]
+    smooth = savgol_filter(g, DIP_WINDOW, DIP_ORDER)
+    d = g - smooth
+    mad = 1.4826 * float(np.median(np.abs(d - np.median(d))))
+    sorted_dips = (d < -DIP_SIGMAS * mad) & (d < -DIP_FRACTION * np.abs(smooth))
+    widened = sorted_dips.copy()
+    for shift in range(1, DIP_NEIGHBOURS + 1):
+        widened[shift:] |= sorted_dips[:-shift]
+        widened[:-shift] |= sorted_dips[shift:]
+    if widened.sum() > DIP_MAX_SHARE * n:
+        return dips
+    dips[order] = widened
+    return dips
 
 
 class AnalysisFitter:
@@ -353,6 +398,8 @@ class AnalysisFitter:
         outer = np.abs(v) >= (1.0 - BACKGROUND_FRACTION) * edge
         if outer.sum() < BACKGROUND_DEGREE + 2 or edge <= 0:
             raise ValueError(f"sweep {spectrum.sweep}: too few high-bias points to normalise")
+        keep = ~dip_mask(v, g)
+        outer &= keep
         coeffs = np.polyfit(v[outer], g[outer], BACKGROUND_DEGREE)
         if self._last_background is not None:
             last, last_outer_mean = self._last_background
@@ -363,8 +410,12 @@ class AnalysisFitter:
         if np.any(background <= 0):
             raise ValueError(f"sweep {spectrum.sweep}: normal-state background is not positive")
         normalised = g / background
+        if not keep.all():
+            log.info("sweep %d: %d points in narrow dips left out of the fit (at %s mV)",
+                     spectrum.sweep, int((~keep).sum()),
+                     ", ".join(f"{x:.1f}" for x in sorted(v[~keep])))
         return PreparedSpectrum(v, normalised, coeffs, float(spectrum.temperature_K),
-                                float(estimate_noise(v, normalised)))
+                                float(estimate_noise(v[keep], normalised[keep])), keep)
 
     def fit(self, prepared: PreparedSpectrum, model: str, warm_start: Any | None) -> Any:
         from daqapp.analysis.fit import BTKModel, fit_spectrum
@@ -380,7 +431,8 @@ class AnalysisFitter:
         for name, value in self.anchors.get(model, {}).items():
             if name in btk.params:
                 btk.set(name, value=value, vary=False)
-        return fit_spectrum(prepared.bias_mV, prepared.normalised, btk,
+        keep = prepared.keep
+        return fit_spectrum(prepared.bias_mV[keep], prepared.normalised[keep], btk,
                             temperature_K=prepared.temperature_K, dimension=self.dimension,
                             sigma=prepared.sigma, warm_start=warm_start)
 
@@ -398,7 +450,7 @@ class AnalysisFitter:
 
         v = prepared.bias_mV
         edge = float(np.max(np.abs(v)))
-        outer = np.abs(v) >= (1.0 - BACKGROUND_FRACTION) * edge
+        outer = (np.abs(v) >= (1.0 - BACKGROUND_FRACTION) * edge) & prepared.keep
         probe = np.array([-edge, 0.0, edge])
         coeffs = np.asarray(prepared.background, dtype=float)
         initial, initial_prepared = coeffs, prepared
@@ -428,8 +480,9 @@ class AnalysisFitter:
                                          - 1.0)))
             coeffs = new
             normalised = raw / background
+            keep = prepared.keep
             prepared = PreparedSpectrum(v, normalised, coeffs, prepared.temperature_K,
-                                        float(estimate_noise(v, normalised)))
+                                        float(estimate_noise(v[keep], normalised[keep])), keep)
             if change < BACKGROUND_TOLERANCE:
                 break
         drift = float(np.max(np.abs(np.polyval(coeffs, probe) / np.polyval(initial, probe) - 1)))
@@ -479,11 +532,18 @@ class AnalysisFitter:
     def curve(self, result: Any, prepared: PreparedSpectrum, bias_mV: np.ndarray) -> np.ndarray:
         return np.asarray(result.eval(bias_mV)) * np.polyval(prepared.background, bias_mV)
 
-    def to_dict(self, result: Any, spectrum: Spectrum) -> dict[str, Any]:
+    def to_dict(self, result: Any, prepared: PreparedSpectrum,
+                spectrum: Spectrum) -> dict[str, Any]:
         out = dict(result.to_dict())
-        out.update({"sweep": int(spectrum.sweep), "field_T": float(spectrum.field_T),
-                    "normalisation": f"polynomial degree {BACKGROUND_DEGREE} through the outer "
-                                     f"{BACKGROUND_FRACTION:.0%} of the bias range per side"})
+        out.update({
+            "sweep": int(spectrum.sweep), "field_T": float(spectrum.field_T),
+            "normalisation": f"measured / polynomial (degree {BACKGROUND_DEGREE}, settled with "
+                             f"the fit in the outer {BACKGROUND_FRACTION:.0%} of the bias "
+                             "range per side)",
+            "background_coefficients": [float(c) for c in prepared.background],
+            "excluded_bias_mV": prepared.excluded_mV(),
+            "series_held": sorted(self.anchors.get(result.model, {})),
+        })
         return out
 
 
@@ -700,7 +760,7 @@ class FitWorker:
         for model, result in results.items():
             parameters.extend(self.fitter.rows(result, model, spectrum))
             self._store(job.store, f"sweep{spectrum.sweep:04d}_{model}",
-                        self.fitter.to_dict(result, spectrum))
+                        self.fitter.to_dict(result, prepared, spectrum))
         primary = self.primary_model([m for m in job.models if m in results]) or best
         gaps = self.fitter.gaps(results[primary])
         if gaps is not None and math.isfinite(spectrum.temperature_K):

@@ -82,7 +82,7 @@ class _BCSFitter:
     def curve(self, result, prepared, bias_mV):
         return np.ones_like(bias_mV)
 
-    def to_dict(self, result, spectrum):
+    def to_dict(self, result, prepared, spectrum):
         return {"delta1": result["d1"], "sweep": spectrum.sweep}
 
 
@@ -152,3 +152,18 @@ def test_bad_model_names_are_refused_with_the_allowed_list():
     fitter = AnalysisFitter()
     with pytest.raises(ValueError, match="temperature unknown"):
         fitter.prepare(Spectrum(0, BIAS_MV, measured_spectrum(3.0), math.nan))
+
+
+def test_critical_current_dips_are_left_out_but_btk_structure_is_not():
+    from daqapp.fitworker import dip_mask
+
+    clean = measured_spectrum(3.0, seed=5)
+    assert not dip_mask(BIAS_MV, clean).any()  # gap peaks and the zero-bias dip stay in
+    dipped = clean.copy()
+    for centre in (-35.0, 35.0):  # Ic dips: narrow, 15 % deep, symmetric
+        dipped *= 1 - 0.15 * np.exp(-0.5 * ((BIAS_MV - centre) / 0.6) ** 2)
+    mask = dip_mask(BIAS_MV, dipped)
+    assert mask.any() and mask.sum() < 0.05 * BIAS_MV.size
+    assert np.all(np.abs(np.abs(BIAS_MV[mask]) - 35.0) < 3.0)
+    prepared = AnalysisFitter().prepare(Spectrum(0, BIAS_MV, dipped, 3.0))
+    assert prepared.excluded_mV() == sorted(BIAS_MV[mask].tolist())
