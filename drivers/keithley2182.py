@@ -73,24 +73,34 @@ class Keithley2182Nanovoltmeter(RoleAdapter):
 class Keithley2182Via6221(RoleAdapter):
     """The nanovoltmeter role on a 2182A reached through a 6221's RS-232 pass-through.
 
-    ``query_delay_s`` is the pause between forwarding a query and fetching the reply; a
-    triggered ``:READ?`` also needs the integration time, so it is added from NPLC.
+    ``query_delay_s`` is the pause between forwarding a query and the first fetch of the
+    reply (the RS-232 transfer). The reply is then polled for, up to ``reply_timeout_s``
+    (plus, for a triggered ``:READ?``, a generous bound on the integration time from NPLC):
+    the 2182A's answer arriving is what says the reading is ready, so no fixed integration
+    sleep is spent on the wall clock, whatever clock the instrument runs on.
     """
 
     driver_class = Keithley6221
 
     def __init__(self, instrument: Keithley6221, resource: str = "",
-                 query_delay_s: float = 0.05, line_frequency_hz: float = 50.0) -> None:
+                 query_delay_s: float = 0.05, line_frequency_hz: float = 50.0,
+                 reply_timeout_s: float = 1.0, poll_s: float = 0.005) -> None:
         super().__init__(instrument, resource)
+        check_range("2182A via 6221 reply_timeout_s", reply_timeout_s, 0.0, 600.0, "s")
         self.query_delay_s = float(query_delay_s)
         self.line_frequency_hz = float(line_frequency_hz)
+        self.reply_timeout_s = float(reply_timeout_s)
+        self.poll_s = float(poll_s)
         self._nplc: float | None = None
 
-    def ask(self, command: str, extra_delay_s: float = 0.0) -> str:
+    def ask(self, command: str, extra_timeout_s: float = 0.0) -> str:
         """A 2182A query through the 6221; the 6221 lock is held for SEND and ENT? together."""
-        reply = self.instrument.serial_query(command, self.query_delay_s + extra_delay_s)
+        timeout = self.reply_timeout_s + extra_timeout_s
+        reply = self.instrument.serial_query(command, self.query_delay_s, timeout_s=timeout,
+                                             poll_s=self.poll_s)
         if not reply:
-            raise InstrumentError(f"2182A (via 6221) gave no reply to {command}")
+            raise InstrumentError(f"2182A (via 6221) gave no reply to {command} within "
+                                  f"{self.query_delay_s + timeout:.3g} s")
         return reply
 
     def nplc(self) -> float:
@@ -103,8 +113,10 @@ class Keithley2182Via6221(RoleAdapter):
 
     def voltage(self) -> float:
         with self.lock:
+            # a triggered reading takes the integration (twice with autozero) and then some:
+            # allow four times that before calling it lost, but use the reply when it comes
             integration = self.nplc() / self.line_frequency_hz
-            return finite(float(self.ask(":READ?", extra_delay_s=2 * integration)),
+            return finite(float(self.ask(":READ?", extra_timeout_s=4 * integration)),
                           "2182A (via 6221) :READ?")
 
     def latest_voltage(self) -> float:

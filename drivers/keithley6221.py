@@ -10,6 +10,7 @@ buffer size is limited to the instrument's 65536 points, and a default LF read t
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -250,13 +251,28 @@ class Keithley6221(SerializedInstrument, _PymeasureKeithley6221):
         """The last reply the 2182A sent over RS-232."""
         return self.ask("SYST:COMM:SER:ENT?").strip()
 
-    def serial_query(self, command: str, delay_s: float = 0.05) -> str:
-        """Send ``command`` to the 2182A and return its reply, holding the link throughout."""
+    def serial_query(self, command: str, delay_s: float = 0.05, timeout_s: float = 0.0,
+                     poll_s: float = 0.01) -> str:
+        """Send ``command`` to the 2182A and return its reply, holding the link throughout.
+
+        ``delay_s`` covers the RS-232 transfer. The 6221 answers ``ENT?`` with an empty string
+        until the 2182A has replied (a triggered reading comes after its integration), so with
+        ``timeout_s`` > 0 the reply is polled for every ``poll_s`` seconds, up to about
+        ``timeout_s``, instead of sleeping a worst-case time: the answer is used when it is
+        there. An empty string means no reply in that time.
+        """
+        polls = math.ceil(timeout_s / poll_s) if timeout_s > 0 and poll_s > 0 else 0
         with self.lock:
             self.serial_send(command)
             if delay_s > 0:
                 time.sleep(delay_s)
-            return self.serial_enter()
+            reply = self.serial_enter()
+            for _ in range(polls):
+                if reply:
+                    break
+                time.sleep(poll_s)
+                reply = self.serial_enter()
+            return reply
 
 
 class Keithley6221CurrentSource(RoleAdapter):

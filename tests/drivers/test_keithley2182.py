@@ -33,4 +33,23 @@ def test_empty_pass_through_reply_is_an_error():
     pairs = [('SYST:COMM:SER:SEND "*IDN?"', None), ("SYST:COMM:SER:ENT?", "")]
     with expected_protocol(Keithley6221, pairs) as k:
         with pytest.raises(InstrumentError, match="no reply"):
-            Keithley2182Via6221(k, query_delay_s=0).identify()
+            Keithley2182Via6221(k, query_delay_s=0, reply_timeout_s=0).identify()
+
+
+def test_reading_through_6221_is_polled_until_the_2182a_answers():
+    """ENT? is empty while the 2182A integrates; the reading is taken when it arrives, with
+    no fixed integration sleep (NPLC 10 at 50 Hz would be 0.4 s of sleeping)."""
+    pairs = [('SYST:COMM:SER:SEND ":SENS:VOLT:NPLC?"', None), ("SYST:COMM:SER:ENT?", "10"),
+             ('SYST:COMM:SER:SEND ":READ?"', None), ("SYST:COMM:SER:ENT?", ""),
+             ("SYST:COMM:SER:ENT?", ""), ("SYST:COMM:SER:ENT?", "+4.2E-07")]
+    with expected_protocol(Keithley6221, pairs) as k:
+        role = Keithley2182Via6221(k, query_delay_s=0, reply_timeout_s=0, poll_s=0.05)
+        assert role.voltage() == pytest.approx(4.2e-7)  # third fetch, after 0.1 s
+
+
+def test_pass_through_gives_up_after_its_timeout():
+    pairs = [('SYST:COMM:SER:SEND "*IDN?"', None)] + [("SYST:COMM:SER:ENT?", "")] * 3
+    with expected_protocol(Keithley6221, pairs) as k:
+        with pytest.raises(InstrumentError, match=r"no reply to \*IDN\? within 0.02 s"):
+            Keithley2182Via6221(k, query_delay_s=0, reply_timeout_s=0.02,
+                                poll_s=0.01).identify()
