@@ -149,8 +149,12 @@ def test_temperature_suspender_holds_and_resumes(station, read_run, ramp_procedu
     def excursion(i):
         if i == 3:
             controller.kelvin = 3.5  # out of band before point 4's checkpoint
-            threading.Timer(0.3, lambda: setattr(controller, "kelvin", 3.01)).start()
 
+    def back_in_band(event):  # event-driven: no race between a timer and the next check
+        if event.kind == events.STATUS and event.payload["status"] == events.SUSPENDED:
+            controller.kelvin = 3.01
+
+    run.subscribe(back_in_band)
     run.procedure.on_point = excursion
     run.control.check_interval = 0.0
     result = run.execute()
