@@ -150,6 +150,17 @@ def test_live_spectrum_is_plotted_fitted_stored_and_replayed_identically(qtbot, 
 def test_pause_stop_and_abort_leave_the_instruments_safe(qtbot, aux_station, source_station,
                                                          tmp_path):
     window = open_window(qtbot, aux_station, tmp_path / "aux")
+    # a value beyond a station limit is refused at its field, naming the limit
+    form = window.select_procedure("didv-lockin")
+    field = form.fields["bias_stop"]
+    field.editor.setText("0.05")
+    assert not field.error.isHidden()
+    assert "bias_stop = 0.05 A is outside the allowed range" in field.error.text()
+    assert "max_bias_current_a" in field.error.text()
+    assert not window.queue_button.isEnabled() and window.queue_current() is None
+    assert window.queue.items == []
+    field.editor.setText("0.0002")
+    assert field.error.isHidden() and window.queue_button.isEnabled()
     set_fields(window, "didv-lockin", points="3001", directions="up")
     item = window.queue_current()
     qtbot.waitUntil(lambda: item.buffer is not None and len(item.buffer) >= 5, timeout=60_000)
