@@ -74,18 +74,19 @@ def main(args: argparse.Namespace) -> int:
     else:
         raise ConfigError("give --station FILE or --simulate")
 
-    from PyQt5 import QtWidgets
+    from PyQt5 import QtCore, QtWidgets
 
     from daqapp.gui.main_window import MainWindow
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["daqapp"])
+    settings = QtCore.QSettings("daqapp", "gui")
     with config.connect() as conn:
         window = MainWindow(conn, output_dir=args.output, models=models,
                             dimension=args.dimension,
                             monitor_interval_s=args.monitor_interval, metadata=metadata,
-                            title=f"daqapp — {config.name}")
+                            title=f"daqapp — {config.name}", settings=settings)
         window.show()
-        quit_on_interrupt(app, window.shutdown)
+        quit_on_interrupt(app, lambda: (window.save_layout(), window.shutdown()))
         app.exec_()
         window.shutdown()
     return 0

@@ -52,9 +52,13 @@ class MainWindow(QtWidgets.QMainWindow):
                  models: Sequence[str] = ("s+s",), dimension: int = 2,
                  monitor_interval_s: float = 1.0, redraw_hz: float = 10.0,
                  metadata: Mapping[str, Any] | None = None, title: str = "daqapp",
-                 fitter: Any = None) -> None:
+                 fitter: Any = None, settings: QtCore.QSettings | None = None) -> None:
+        """``settings``: where the dock layout and each procedure's last queued values are
+        kept between sessions (the ``daqapp gui`` command passes the user's; None: not kept).
+        """
         super().__init__()
         self.setWindowTitle(title)
+        self.settings = settings
         self.station = station
         self.output_dir = Path(output_dir)
         self.procedures = dict(procedures) if procedures is not None else discover_procedures()
@@ -93,6 +97,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.poller = InstrumentPoller(station, self.bridge.reading.emit, monitor_interval_s)
             self.poller.start()
         self.resize(*DEFAULT_SIZE)
+        self._default_state = self.saveState()
+        self._restore_layout()
         self._update_buttons()
 
     # ----------------------------------------------------------------------------- building
@@ -256,6 +262,8 @@ class MainWindow(QtWidgets.QMainWindow):
         view = self.menuBar().addMenu("&View")
         for dock in self.docks.values():
             view.addAction(dock.toggleViewAction())
+        view.addSeparator()
+        view.addAction("Reset layout", self.reset_layout)
 
     # ----------------------------------------------------------------------------- procedures
     def _procedure_changed(self, name: str) -> None:
@@ -268,6 +276,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.procedure_summary.setText(summary(cls))
         self.form = ParameterForm(cls)
+        remembered = self._remembered_values(name)
+        if remembered:
+            self.form.set_values(remembered)
         self.form.validity_changed.connect(lambda _ok: self._check_form())
         self.form_area.setWidget(self.form)
         self._check_form()
@@ -326,6 +337,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.statusBar().showMessage(f"Not queued: {exc}", 10000)
             return None
         self.statusBar().showMessage(f"Queued #{item.number} {item.label}", 5000)
+        self._remember_values(self.procedure_combo.currentText(), item.values)
         return item
 
     # ----------------------------------------------------------------------------- run verbs
@@ -560,6 +572,49 @@ class MainWindow(QtWidgets.QMainWindow):
         for window in self.replay_windows:
             window.close()
 
+    # ----------------------------------------------------------------------------- settings
+    def _restore_layout(self) -> None:
+        if self.settings is None:
+            return
+        geometry = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    def save_layout(self) -> None:
+        if self.settings is not None:
+            self.settings.setValue("window/geometry", self.saveGeometry())
+            self.settings.setValue("window/state", self.saveState())
+
+    def reset_layout(self) -> None:
+        """Docks back where they start, window at its default size."""
+        self.restoreState(self._default_state)
+        self.resize(*DEFAULT_SIZE)
+
+    def _remember_values(self, name: str, values: Mapping[str, Any]) -> None:
+        if self.settings is None or not name:
+            return
+        import json
+
+        try:
+            self.settings.setValue(f"procedures/{name}", json.dumps(dict(values)))
+        except (TypeError, ValueError):
+            log.debug("values of %s not kept: not JSON", name)
+
+    def _remembered_values(self, name: str) -> dict[str, Any]:
+        if self.settings is None:
+            return {}
+        import json
+
+        text = self.settings.value(f"procedures/{name}")
+        try:
+            values = json.loads(text) if text else {}
+        except (TypeError, ValueError):
+            return {}
+        return values if isinstance(values, dict) else {}
+
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt API
         if self.queue.current is not None:
             answer = QtWidgets.QMessageBox.question(
@@ -569,5 +624,6 @@ class MainWindow(QtWidgets.QMainWindow):
             if answer != QtWidgets.QMessageBox.Abort:
                 event.ignore()
                 return
+        self.save_layout()
         self.shutdown()
         event.accept()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PyQt5 import QtWidgets
+from PyQt5 import QtCore, QtWidgets
 
 from daqapp.gui.main_window import DEFAULT_SIZE, MainWindow
 from daqapp.gui.replay import ReplayWindow
@@ -37,8 +37,9 @@ def source_station():
         yield conn
 
 
-def open_window(qtbot, station, tmp_path) -> MainWindow:
-    window = MainWindow(station, output_dir=tmp_path, monitor_interval_s=0.2)
+def open_window(qtbot, station, tmp_path, settings=None) -> MainWindow:
+    window = MainWindow(station, output_dir=tmp_path, monitor_interval_s=0.2,
+                        settings=settings)
     qtbot.addWidget(window)
     window.show()
     return window
@@ -88,11 +89,17 @@ def clipped_widgets(window: QtWidgets.QWidget) -> list[str]:
 
 def test_live_spectrum_is_plotted_fitted_stored_and_replayed_identically(qtbot, aux_station,
                                                                          tmp_path):
-    window = open_window(qtbot, aux_station, tmp_path)
+    settings = QtCore.QSettings(str(tmp_path / "gui.ini"), QtCore.QSettings.IniFormat)
+    window = open_window(qtbot, aux_station, tmp_path, settings)
     set_fields(window, "didv-lockin", bias_start="-0.0002", bias_stop="0.0002", points="81",
                directions="up")
     item = window.queue_current()
     assert item is not None
+    # the next session offers the values last queued
+    later = open_window(qtbot, aux_station, tmp_path, settings)
+    form = later.select_procedure("didv-lockin")
+    assert form.values()["points"] == 81 and form.values()["directions"] == "up"
+    later.shutdown()
     qtbot.waitUntil(lambda: item.finished, timeout=120_000)
     assert item.status == "finished", item.error
     qtbot.waitUntil(lambda: window.last_fit is not None, timeout=120_000)
