@@ -8,7 +8,9 @@ also go, as record and sweep-end events, to a :class:`~daqapp.fitworker.FitWorke
 are fitted as they "complete", with any model the operator picks. Playback runs at a chosen
 multiple of the recorded pace (from the ``time`` column) or all at once.
 
-``open_replay_window(paths, speed)`` is the entry point other commands use (``daqapp replay``).
+``open_replay_window(paths, speed)`` is the entry point other commands use (``daqapp replay``);
+a folder among ``paths`` stands for its run files (a campaign), played oldest first, with one
+Δ(T) across all of them.
 """
 
 from __future__ import annotations
@@ -58,6 +60,20 @@ def spectra_from_columns(columns: Mapping[str, np.ndarray], units: Mapping[str, 
     last = collector.finish()
     if last is not None:
         out.append(last)
+    return out
+
+
+def expand_run_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; a folder (a campaign) becomes its readable runs, oldest first."""
+    from daqapp.storage import list_runs
+
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out += [Path(r.path) for r in list_runs(path) if r.status != "unreadable"]
+        else:
+            out.append(path)
     return out
 
 
@@ -118,9 +134,9 @@ class ReplayWindow(QtWidgets.QMainWindow):
                  fitter: Any = None, dimension: int = 2,
                  parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        if not paths:
-            raise DataFileError("replay: no run file given")
-        self.paths = [Path(p) for p in paths]
+        self.paths = expand_run_paths(paths)
+        if not self.paths:
+            raise DataFileError("replay: no run file given (or the folders hold none)")
         self.players = [_Player(p) for p in self.paths]  # opens (and checks) every file first
         self.index = 0
         self.speed = speed
