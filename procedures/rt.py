@@ -246,7 +246,10 @@ class ResistanceTemperature(ControlledProcedure):
 
     def _ramp(self, controller: Any, sweep: int, n_sweeps: int) -> bool:
         """Ramp-paced readings: the set point is moved on by one :meth:`ramp_step` per row
-        (ramped at ``ramp_rate``, so it moves smoothly), never further ahead of the last row.
+        (ramped at ``ramp_rate``, so it moves smoothly), never further ahead of the last row;
+        the next row is read once that step is complete, so rows are exactly one step apart
+        on the set point (the ramp runs slower than ``ramp_rate`` by the time the
+        temperature and set point reads take).
 
         A row that takes longer than ``interval`` (a slow bus, a loaded computer, a delta
         burst longer than the interval) holds the ramp at the end of its step instead of
@@ -267,12 +270,14 @@ class ResistanceTemperature(ControlledProcedure):
                 return False
             began = lab_time(station)
             kelvin = controller.temperature()
-            setpoint = controller.setpoint()
-            boost_heater_if_saturated(self, kelvin, setpoint, self.band)
-            if target != self.t_stop:  # the next step starts now, with this row's reading
+            setpoint = controller.setpoint()  # the previous step is complete: its end
+            if target != self.t_stop:  # the next step starts right after this row's reading
                 target = (self.t_stop if abs(self.t_stop - target) <= step * (1 + 1e-9)
                           else target + direction * step)
                 controller.set_setpoint(target, self.ramp_rate)
+                controller.is_ramping()  # answered only after the controller took the step
+            stepped_at = lab_time(station)
+            boost_heater_if_saturated(self, kelvin, setpoint, self.band)
             self.record_point(kelvin, setpoint, sweep)
             self.progress(sweep + min(1.0, abs(setpoint - self.t_start) / span), n_sweeps)
             if target == self.t_stop and not controller.is_ramping():
@@ -291,7 +296,8 @@ class ResistanceTemperature(ControlledProcedure):
                                 "(%g s); the ramp waits for the readings, at about "
                                 "%.3g K/min instead of %g K/min", took, self.interval,
                                 step / took * 60.0, self.ramp_rate)
-            self.sleep(max(0.0, self.interval - took))
+            # the next row comes a full interval after the step began, when the step is done
+            self.sleep(max(0.0, self.interval - (lab_time(station) - stepped_at)))
 
     def _ramp_heater(self, controller: Any) -> int:
         """The heater range for the warmer end of the ramp, set before the ramp starts.
