@@ -1,0 +1,746 @@
+"""Least-squares fits of normalised PCAR spectra with BTK/TK models, and model comparison.
+
+Small lmfit-like objects written for this use: a :class:`BTKModel` holds named
+:class:`Parameter` objects (fixable, bounded, or shared with another parameter); :meth:`guess`
+starts from the spectrum itself; :func:`fit_spectrum` runs ``scipy.optimize.least_squares``
+(TRF, bounds, ``x_scale='jac'``) from one or several starts and returns a :class:`FitResult`
+carrying everything a lab notebook, the HDF5 run file and a later refit need: values, standard
+errors, covariance and correlation, χ², χ²_red, AIC, BIC, the noise σ used, the bias window and
+the convention (dimension). :func:`compare_models` ranks models by AIC and says when the data
+cannot decide.
+
+Why σ matters: AIC = χ² + 2k and BIC = χ² + k ln N are only meaningful with a real noise σ;
+unless given, it is estimated from the point-to-point scatter (second differences) of the
+spectrum, which a smooth BTK curve does not contribute to.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from daqapp.analysis.btk import Gap, conductance
+
+MODEL_ALIASES = {"s": ("s",), "d": ("d",), "s+s": ("s", "s"), "s+d": ("s", "d"),
+                 "d+s": ("d", "s"), "d+d": ("d", "d")}
+STANDARD_MODELS = ("s+s", "s+d", "d+s", "d+d")
+_ALPHA_MAX = math.pi / 4
+
+
+@dataclass
+class Parameter:
+    """A named model parameter: value, whether it varies, bounds, or a tie to another one."""
+
+    name: str
+    value: float
+    vary: bool = True
+    min: float = -math.inf
+    max: float = math.inf
+    shared_with: str | None = None
+    stderr: float | None = None
+
+    def set(self, value: float | None = None, vary: bool | None = None,
+            min: float | None = None, max: float | None = None,  # noqa: A002
+            shared_with: str | None = None) -> Parameter:
+        """Change attributes in place (``None`` leaves an attribute alone); returns self."""
+        if value is not None:
+            self.value = float(value)
+        if vary is not None:
+            self.vary = bool(vary)
+        if min is not None:
+            self.min = float(min)
+        if max is not None:
+            self.max = float(max)
+        if shared_with is not None:
+            self.shared_with = shared_with or None
+        return self
+
+
+def parse_model(model: str | Sequence[str]) -> tuple[str, ...]:
+    """``"s+d"`` → ("s", "d"); also "s+s+s" for n gaps, "s_aniso" components, or a tuple."""
+    if isinstance(model, str):
+        parts = tuple(p.strip() for p in model.lower().split("+"))
+    else:
+        parts = tuple(model)
+    if not parts or any(p not in ("s", "d", "s_aniso") for p in parts):
+        raise ValueError(f"model = {model!r} is not allowed (allowed: components 's', 'd' or "
+                         "'s_aniso' joined by '+', e.g. 's+s', 'd+d', 's+s+s')")
+    return parts
+
+
+class BTKModel:
+    """A composite BTK/TK conductance model with named parameters.
+
+    Parameters per component i (1-based): ``delta{i}``, ``gamma{i}``, ``z{i}`` and, for angular
+    gaps, ``alpha{i}`` (and ``anisotropy{i}`` for s_aniso); ``weight{i}`` for i < n, where for
+    n > 2 weight{i} is the fraction of the conductance left by the earlier channels
+    (stick-breaking, so every value in [0, 1] is valid). Global: ``scale`` and ``slope`` of a
+    linear background (G_model = scale·(1 + slope·V)·G(V − v0)), ``v0`` (bias offset, mV) and
+    ``temperature`` (K); all four are fixed unless you free them.
+    """
+
+    def __init__(self, model: str | Sequence[str] = "s+s", temperature_K: float = 3.0,
+                 dimension: int = 2) -> None:
+        self.components = parse_model(model)
+        if dimension not in (1, 2, 3):
+            raise ValueError(f"dimension = {dimension!r} is not allowed (allowed: 1, 2 or 3)")
+        self.dimension = int(dimension)
+        if not (math.isfinite(temperature_K) and temperature_K >= 0):
+            raise ValueError(f"temperature_K = {temperature_K!r} is outside the allowed range "
+                             "0 to inf K")
+        self.params: dict[str, Parameter] = {}
+        n = len(self.components)
+        for i, sym in enumerate(self.components, start=1):
+            self._add(f"delta{i}", 10.0 / i, min=0.01, max=500.0)
+            self._add(f"gamma{i}", 1.0, min=1e-3, max=500.0)
+            self._add(f"z{i}", 0.5, min=0.0, max=10.0)
+            if sym in ("d", "s_aniso"):
+                self._add(f"alpha{i}", 0.0, min=0.0, max=_ALPHA_MAX)
+            if sym == "s_aniso":
+                self._add(f"anisotropy{i}", 0.3, min=0.0, max=1.0)
+            if i < n:
+                self._add(f"weight{i}", 0.5 if n == 2 else 1.0 / (n - i + 1), min=0.0, max=1.0)
+        # one α per model: later angular components share the first one's α by default
+        alphas = [f"alpha{i}" for i in range(1, n + 1) if f"alpha{i}" in self.params]
+        for name in alphas[1:]:
+            self.params[name].shared_with = alphas[0]
+        self._add("scale", 1.0, vary=False, min=0.5, max=2.0)
+        self._add("slope", 0.0, vary=False, min=-0.1, max=0.1)
+        self._add("v0", 0.0, vary=False, min=-5.0, max=5.0)
+        self._add("temperature", float(temperature_K), vary=False, min=0.0, max=1000.0)
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.components)
+
+    def _add(self, name: str, value: float, vary: bool = True, min: float = -math.inf,  # noqa: A002
+             max: float = math.inf) -> None:
+        self.params[name] = Parameter(name, float(value), vary, float(min), float(max))
+
+    def __getitem__(self, name: str) -> Parameter:
+        try:
+            return self.params[name]
+        except KeyError:
+            raise KeyError(f"no parameter {name!r} in model {self.name} (parameters: "
+                           f"{', '.join(self.params)})") from None
+
+    def set(self, name: str, **kwargs) -> BTKModel:
+        """Shortcut: ``model.set("z1", value=0.5, vary=False)``; returns the model."""
+        self[name].set(**kwargs)
+        return self
+
+    def copy(self) -> BTKModel:
+        new = BTKModel(self.components, self.params["temperature"].value, self.dimension)
+        for k, p in self.params.items():
+            new.params[k] = Parameter(p.name, p.value, p.vary, p.min, p.max, p.shared_with,
+                                      p.stderr)
+        return new
+
+    # ----------------------------------------------------------------- evaluation
+    def weights(self, values: dict[str, float]) -> list[float]:
+        n = len(self.components)
+        out, left = [], 1.0
+        for i in range(1, n):
+            w = left * min(max(values[f"weight{i}"], 0.0), 1.0)
+            out.append(w)
+            left -= w
+        out.append(max(left, 0.0))
+        s = sum(out)
+        return [w / s for w in out]
+
+    def gaps(self, values: dict[str, float] | None = None) -> list[Gap]:
+        """The :class:`Gap` list for a parameter set (default: current values)."""
+        v = self.values() if values is None else values
+        ws = self.weights(v)
+        out = []
+        for i, sym in enumerate(self.components, start=1):
+            out.append(Gap(delta=v[f"delta{i}"], gamma=v[f"gamma{i}"], z=v[f"z{i}"],
+                           symmetry=sym, alpha=v.get(f"alpha{i}", 0.0), weight=ws[i - 1],
+                           anisotropy=v.get(f"anisotropy{i}", 0.0)))
+        return out
+
+    def values(self) -> dict[str, float]:
+        vals = {k: p.value for k, p in self.params.items()}
+        return self._resolve_shared(vals)
+
+    def _resolve_shared(self, vals: dict[str, float]) -> dict[str, float]:
+        for k, p in self.params.items():
+            if p.shared_with:
+                vals[k] = vals[self[p.shared_with].name]
+        return vals
+
+    def eval(self, bias_mV, values: dict[str, float] | None = None) -> np.ndarray:
+        """Model conductance at ``bias_mV`` for ``values`` (default: current values)."""
+        v = self.values() if values is None else values
+        bias = np.asarray(bias_mV, dtype=float)
+        shifted = bias - v["v0"]
+        g = conductance(shifted, v["temperature"], self.gaps(v), self.dimension)
+        return v["scale"] * (1.0 + v["slope"] * shifted) * g
+
+    def free_names(self) -> list[str]:
+        return [k for k, p in self.params.items() if p.vary and not p.shared_with]
+
+    # ----------------------------------------------------------------- initial values
+    def guess(self, bias_mV, conductance_data) -> BTKModel:
+        """Set starting values from the spectrum: peak and shoulder positions, G(0), widths.
+
+        Δ1 ≈ 0.85 × the outer conductance-peak bias (the peak moves above Δ with Γ and 2D/3D
+        averaging), smaller gaps from inner peaks or shoulders (minima of d²G/dV²), Γ from the
+        peak width, Z from G(0) relative to the peak and w from the relative feature heights.
+        Returns the model (changed in place) for chaining.
+        """
+        bias = np.asarray(bias_mV, dtype=float)
+        g = np.asarray(conductance_data, dtype=float)
+        u, gs = _folded(bias, g)
+        n = len(self.components)
+        t = self.params["temperature"].value
+        kt = 0.08617333262 * t
+        energies = _feature_energies(u, gs, n)
+        g0 = float(np.interp(0.0, u, gs))
+        g_peak = float(np.interp(energies[0], u, gs))
+        for i, e in enumerate(energies, start=1):
+            delta = max(0.85 * e, 0.05)
+            self[f"delta{i}"].set(value=delta)
+            width = _half_width(u, gs, e)
+            gamma = max(0.5 * width - 1.75 * kt, 0.05 * delta)
+            self[f"gamma{i}"].set(value=min(gamma, 0.6 * delta))
+            # Andreev enhancement at zero bias means small Z; a dip means a barrier.
+            z = 0.3 if g0 >= 1.0 else min(0.3 + 1.2 * (g_peak - g0) / max(g_peak, 1e-3), 3.0)
+            self[f"z{i}"].set(value=z)
+        for i in range(1, n):
+            self[f"weight{i}"].set(value=0.5 if n == 2 else 1.0 / (n - i + 1))
+        for k in ("delta", "gamma", "z"):
+            for i in range(1, n + 1):
+                p = self[f"{k}{i}"]
+                p.value = min(max(p.value, p.min), p.max)
+        return self
+
+
+def _folded(bias: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spectrum as a function of |V| (average of both branches) on a uniform grid."""
+    order = np.argsort(bias)
+    b, gg = bias[order], g[order]
+    vmax = min(abs(b[0]), abs(b[-1])) if b[0] < 0 < b[-1] else float(np.max(np.abs(b)))
+    npts = max(64, min(2000, int(np.sum(np.abs(b) <= vmax) // 2)))
+    u = np.linspace(0.0, vmax, npts)
+    pos = np.interp(u, b, gg)
+    neg = np.interp(-u, b, gg)
+    both = 0.5 * (pos + neg) if b[0] < 0 < b[-1] else np.interp(u, np.abs(b), gg)
+    k = max(1, npts // 100)
+    if k > 1:  # light smoothing: guesses should not chase noise
+        kernel = np.ones(2 * k + 1) / (2 * k + 1)
+        padded = np.concatenate([both[k:0:-1], both, both[-2:-k - 2:-1]])
+        both = np.convolve(padded, kernel, mode="valid")
+    return u, both
+
+
+def _feature_energies(u: np.ndarray, g: np.ndarray, n: int) -> list[float]:
+    """n feature energies, largest first: conductance peaks, then d²G/dV² minima (shoulders)."""
+    from scipy.signal import find_peaks
+
+    span = u[-1] - u[0]
+    inner = u < 0.8 * u[-1]
+    peaks, props = find_peaks(np.where(inner, g, -np.inf), prominence=1e-3)
+    cands: list[tuple[float, float]] = []
+    if peaks.size:
+        for p, prom in zip(peaks, props["prominences"], strict=True):
+            cands.append((float(prom) * 10.0, float(u[p])))
+    d2 = np.gradient(np.gradient(g, u), u)
+    sh, sprops = find_peaks(np.where(inner & (u > 0.02 * span), -d2, -np.inf),
+                            prominence=0.0)
+    scale_d2 = max(float(np.max(np.abs(d2[inner]))), 1e-12)
+    for p, prom in zip(sh, sprops["prominences"], strict=True):
+        cands.append((float(prom) / scale_d2, float(u[p])))
+    cands.sort(reverse=True)
+    chosen: list[float] = []
+    for _, e in cands:
+        if all(abs(e - c) > max(0.15 * max(e, c), 2 * (u[1] - u[0])) for c in chosen):
+            chosen.append(e)
+        if len(chosen) == n:
+            break
+    if not chosen:
+        chosen = [float(u[int(np.argmax(g))]) or 0.1 * span]
+    while len(chosen) < n:
+        chosen.append(min(chosen) / 3.0)
+    chosen.sort(reverse=True)
+    return [max(c, 1e-3 * span) for c in chosen]
+
+
+def _half_width(u: np.ndarray, g: np.ndarray, e: float) -> float:
+    """Rough half width at half height of the feature at ``e`` above the high-bias level."""
+    base = float(np.median(g[u > 0.8 * u[-1]])) if np.any(u > 0.8 * u[-1]) else 1.0
+    top = float(np.interp(e, u, g))
+    half = base + 0.5 * (top - base)
+    above = np.where((u > e) & ((g - half) * np.sign(top - base) < 0))[0]
+    if above.size:
+        return float(u[above[0]] - e) * 2.0
+    return 0.5 * e
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass
+class FitResult:
+    """Outcome of one fit; JSON-serialisable via :meth:`to_dict`."""
+
+    model: str
+    dimension: int
+    param_names: list[str]
+    params: dict[str, dict]
+    covariance: np.ndarray
+    chi2: float
+    n_points: int
+    n_varying: int
+    noise_sigma: float
+    noise_source: str
+    bias_window_mV: tuple[float, float]
+    temperature_K: float
+    success: bool
+    message: str
+    nfev: int = 0
+    elapsed_s: float = 0.0
+    weights: list[float] = field(default_factory=list)
+
+    @property
+    def values(self) -> dict[str, float]:
+        return {k: v["value"] for k, v in self.params.items()}
+
+    @property
+    def stderr(self) -> dict[str, float | None]:
+        return {k: v["stderr"] for k, v in self.params.items()}
+
+    @property
+    def varying(self) -> list[str]:
+        return [k for k, v in self.params.items() if v["vary"] and not v.get("shared_with")]
+
+    @property
+    def correlation(self) -> np.ndarray:
+        c = np.asarray(self.covariance, dtype=float)
+        if c.size == 0:
+            return c
+        d = np.sqrt(np.clip(np.diag(c), 0, None))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = c / np.outer(d, d)
+        return np.where(np.isfinite(r), r, 0.0)
+
+    @property
+    def chi2_red(self) -> float:
+        dof = self.n_points - self.n_varying
+        return self.chi2 / dof if dof > 0 else math.nan
+
+    @property
+    def aic(self) -> float:
+        return self.chi2 + 2.0 * self.n_varying
+
+    @property
+    def bic(self) -> float:
+        return self.chi2 + self.n_varying * math.log(max(self.n_points, 1))
+
+    def gaps(self) -> list[Gap]:
+        model = self.to_model()
+        return model.gaps(model.values())
+
+    def to_model(self) -> BTKModel:
+        """A model holding these values, e.g. to warm-start the next spectrum of a series."""
+        m = BTKModel(self.model, self.temperature_K, self.dimension)
+        for k, p in self.params.items():
+            if k in m.params:
+                m.params[k].set(value=p["value"], vary=p["vary"], min=p["min"], max=p["max"])
+                m.params[k].shared_with = p.get("shared_with")
+                m.params[k].stderr = p["stderr"]
+        return m
+
+    def eval(self, bias_mV) -> np.ndarray:
+        return self.to_model().eval(bias_mV)
+
+    def to_dict(self) -> dict:
+        def num(x):
+            return None if x is None or not math.isfinite(float(x)) else float(x)
+        cov = np.asarray(self.covariance, dtype=float)
+        return {
+            "model": self.model, "dimension": self.dimension,
+            "convention": f"{self.dimension}D",
+            "param_names": list(self.param_names),
+            "params": {k: {"value": num(v["value"]), "stderr": num(v["stderr"]),
+                           "vary": bool(v["vary"]), "min": num(v["min"]), "max": num(v["max"]),
+                           "shared_with": v.get("shared_with")}
+                       for k, v in self.params.items()},
+            "varying": self.varying,
+            "covariance": [[num(x) for x in row] for row in cov.tolist()],
+            "correlation": [[num(x) for x in row] for row in self.correlation.tolist()],
+            "chi2": num(self.chi2), "chi2_red": num(self.chi2_red), "aic": num(self.aic),
+            "bic": num(self.bic), "n_points": int(self.n_points),
+            "n_varying": int(self.n_varying), "noise_sigma": num(self.noise_sigma),
+            "noise_source": self.noise_source,
+            "bias_window_mV": [float(self.bias_window_mV[0]), float(self.bias_window_mV[1])],
+            "temperature_K": float(self.temperature_K), "weights": list(self.weights),
+            "success": bool(self.success), "message": self.message, "nfev": int(self.nfev),
+            "elapsed_s": float(self.elapsed_s),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FitResult:
+        def f(x):
+            return math.nan if x is None else float(x)
+        params = {k: {"value": f(v["value"]), "stderr": v.get("stderr"), "vary": v["vary"],
+                      "min": -math.inf if v.get("min") is None else v["min"],
+                      "max": math.inf if v.get("max") is None else v["max"],
+                      "shared_with": v.get("shared_with")}
+                  for k, v in d["params"].items()}
+        cov = np.array([[f(x) for x in row] for row in d.get("covariance", [])], dtype=float)
+        return cls(model=d["model"], dimension=int(d["dimension"]),
+                   param_names=list(d["param_names"]), params=params, covariance=cov,
+                   chi2=f(d["chi2"]), n_points=int(d["n_points"]),
+                   n_varying=int(d["n_varying"]), noise_sigma=f(d["noise_sigma"]),
+                   noise_source=d.get("noise_source", ""),
+                   bias_window_mV=tuple(d["bias_window_mV"]),
+                   temperature_K=f(d["temperature_K"]), success=bool(d["success"]),
+                   message=d.get("message", ""), nfev=int(d.get("nfev", 0)),
+                   elapsed_s=float(d.get("elapsed_s", 0.0)), weights=list(d.get("weights", [])))
+
+    def summary(self) -> str:
+        """Readable table of parameters with errors and fit statistics."""
+        lines = [f"model {self.model} ({self.dimension}D), T = {self.temperature_K:g} K, "
+                 f"bias {self.bias_window_mV[0]:g} to {self.bias_window_mV[1]:g} mV, "
+                 f"N = {self.n_points}, σ = {self.noise_sigma:.3g} ({self.noise_source})"]
+        for k in self.param_names:
+            p = self.params[k]
+            if not p["vary"] and k in ("scale", "slope", "v0"):
+                continue
+            if p.get("shared_with"):
+                state = f"= {p['shared_with']}"
+            elif not p["vary"]:
+                state = "fixed"
+            else:
+                state = f"± {p['stderr']:.3g}" if p["stderr"] is not None else "± ?"
+            lines.append(f"  {k:<12s} {p['value']:12.5g}  {state}")
+        lines.append(f"  χ²_red = {self.chi2_red:.3f}, AIC = {self.aic:.1f}, "
+                     f"BIC = {self.bic:.1f}, {'converged' if self.success else 'FAILED'}: "
+                     f"{self.message}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- noise
+
+def estimate_noise(bias_mV, conductance_data) -> float:
+    """Noise σ from the point-to-point scatter: robust std of second differences / √6.
+
+    A smooth spectrum contributes ≈ h²G'' to a second difference, negligible at lab bias
+    steps, so this measures the white noise without needing a model. Uses the high-bias
+    quarter on each side when it has enough points (features there are weakest).
+    """
+    bias = np.asarray(bias_mV, dtype=float)
+    g = np.asarray(conductance_data, dtype=float)
+    order = np.argsort(bias)
+    b, gg = bias[order], g[order]
+    vmax = np.max(np.abs(b))
+    outer = np.abs(b) >= 0.6 * vmax
+    segments = []
+    for mask in (outer & (b < 0), outer & (b > 0)):
+        if mask.sum() >= 12:
+            segments.append(gg[mask])
+    if not segments:
+        segments = [gg]
+    d2 = np.concatenate([np.diff(s, 2) for s in segments if s.size >= 3])
+    if d2.size == 0:
+        return math.nan
+    mad = np.median(np.abs(d2 - np.median(d2)))
+    sigma = 1.4826 * mad / math.sqrt(6.0)
+    return float(sigma) if sigma > 0 else float(np.std(d2) / math.sqrt(6.0))
+
+
+# --------------------------------------------------------------------------- fitting
+
+def _bounds(model: BTKModel, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.array([model.params[n].min for n in names])
+    hi = np.array([model.params[n].max for n in names])
+    return lo, hi
+
+
+def _clip_into(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    span = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
+    eps = 1e-9 * np.maximum(span, 1.0)
+    return np.minimum(np.maximum(x, lo + eps), hi - eps)
+
+
+def _start_points(model: BTKModel, names: list[str], n_starts: int) -> list[dict[str, float]]:
+    """Starts around the guess: Γ, Z and w varied, Δ kept (it is well located by the peaks)."""
+    base = model.values()
+    if n_starts <= 1:
+        return [base]
+    n = len(model.components)
+    variants = []
+    factors = [(1.0, 1.0, None), (0.5, 0.6, 0.3), (1.6, 1.5, 0.7), (0.7, 2.0, 0.5),
+               (1.3, 0.4, 0.4), (0.4, 1.0, 0.6)]
+    for gf, zf, w in factors[:n_starts]:
+        v = dict(base)
+        for i in range(1, n + 1):
+            if f"gamma{i}" in names:
+                v[f"gamma{i}"] = base[f"gamma{i}"] * gf
+            if f"z{i}" in names:
+                v[f"z{i}"] = min(max(base[f"z{i}"] * zf, 0.05), 5.0)
+            if f"alpha{i}" in names:
+                v[f"alpha{i}"] = (0.1 + 0.6 * (len(variants) % 2)) * _ALPHA_MAX
+        if w is not None and "weight1" in names:
+            v["weight1"] = w
+        variants.append(v)
+    # a start with the smaller gap placed at the alternative shoulder guards against d+d's
+    # known degeneracy (physics.md §3: Δ2 ends in different minima from different starts)
+    if n >= 2 and "delta2" in names and len(variants) < n_starts + 1:
+        v = dict(base)
+        v["delta2"] = min(base["delta1"] * 0.6, max(base["delta2"] * 2.0, base["delta2"]))
+        variants.append(v)
+    return variants
+
+
+def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
+                 temperature_K: float | None = None, dimension: int | None = None,
+                 sigma: float | None = None, bias_window: tuple[float, float] | None = None,
+                 guess: bool = True, n_starts: int | None = None,
+                 warm_start: FitResult | BTKModel | None = None,
+                 max_nfev: int | None = None) -> FitResult:
+    """Fit a normalised spectrum and return a :class:`FitResult`.
+
+    ``model``: a :class:`BTKModel` (its fixed/bounded/shared settings are honoured) or a name
+    such as ``"s+s"``. ``sigma``: the noise of one point (default: estimated, see
+    :func:`estimate_noise`). ``bias_window``: (min, max) mV range of points used.
+    ``warm_start``: a previous result or model whose values start this fit (no guess).
+    ``n_starts``: number of starts (default 1, 4 for d+d where the problem is degenerate).
+    """
+    t0 = time.perf_counter()
+    bias = np.asarray(bias_mV, dtype=float).ravel()
+    g = np.asarray(conductance_data, dtype=float).ravel()
+    if bias.shape != g.shape or bias.size < 8:
+        raise ValueError(f"bias_mV and conductance must have the same length ≥ 8 "
+                         f"(got {bias.size} and {g.size})")
+    ok = np.isfinite(bias) & np.isfinite(g)
+    bias, g = bias[ok], g[ok]
+    if bias_window is not None:
+        lo, hi = float(bias_window[0]), float(bias_window[1])
+        if not lo < hi:
+            raise ValueError(f"bias_window = {bias_window!r}: allowed is (min, max), min < max")
+        keep = (bias >= lo) & (bias <= hi)
+        bias, g = bias[keep], g[keep]
+        if bias.size < 8:
+            raise ValueError(f"bias_window = {bias_window!r} keeps {bias.size} points; "
+                             "need at least 8")
+    if isinstance(model, str):
+        model = BTKModel(model, 3.0 if temperature_K is None else temperature_K,
+                         2 if dimension is None else dimension)
+    else:
+        model = model.copy()
+        if temperature_K is not None:
+            model["temperature"].set(value=temperature_K)
+        if dimension is not None:
+            model.dimension = int(dimension)
+    if warm_start is not None:
+        src = warm_start.to_model() if isinstance(warm_start, FitResult) else warm_start
+        for k, p in src.params.items():
+            if k in model.params and k != "temperature" and model.params[k].vary:
+                model.params[k].value = min(max(p.value, model.params[k].min),
+                                            model.params[k].max)
+    elif guess:
+        model.guess(bias, g)
+    if sigma is None:
+        sigma = estimate_noise(bias, g)
+        source = "estimated from point-to-point scatter"
+    else:
+        source = "given"
+    if not (sigma and math.isfinite(sigma) and sigma > 0):
+        sigma, source = 1.0, "unknown (σ = 1 used; χ² is a plain sum of squares)"
+    names = model.free_names()
+    if not names:
+        raise ValueError(f"model {model.name} has no varying parameters")
+    lo, hi = _bounds(model, names)
+
+    def unpack(x: np.ndarray) -> dict[str, float]:
+        vals = {k: p.value for k, p in model.params.items()}
+        vals.update(zip(names, x, strict=True))
+        return model._resolve_shared(vals)
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        return (model.eval(bias, unpack(x)) - g) / sigma
+
+    if n_starts is None:
+        n_starts = 1 if warm_start is not None else (3 if model.components.count("d") >= 2
+                                                      else 1)
+    starts = _start_points(model, names, n_starts)
+    # a cheap screen: one evaluation per start, then full fits from the best few
+    scored = []
+    for v in starts:
+        x0 = _clip_into(np.array([v[k] for k in names]), lo, hi)
+        r = residual(x0)
+        scored.append((float(r @ r), x0))
+    scored.sort(key=lambda s: s[0])
+    n_full = 1 if n_starts <= 1 else 2
+    best = None
+    nfev = len(starts)
+    for _, x0 in scored[:n_full]:
+        sol = least_squares(residual, x0, bounds=(lo, hi), method="trf", x_scale="jac",
+                            max_nfev=max_nfev or 150, xtol=1e-8,
+                            ftol=1e-8, gtol=1e-8)
+        nfev += sol.nfev * (len(names) + 1)
+        if best is None or sol.cost < best.cost:
+            best = sol
+    assert best is not None
+    values = unpack(best.x)
+    values, cov, swapped = _order_gaps(model, names, values, best.jac)
+    stderr = np.sqrt(np.clip(np.diag(cov), 0, None)) if cov.size else np.array([])
+    params = {}
+    for k, p in model.params.items():
+        err = None
+        if k in names:
+            i = names.index(k)
+            err = float(stderr[i]) if np.isfinite(stderr[i]) else None
+        elif p.shared_with and p.shared_with in names:
+            i = names.index(p.shared_with)
+            err = float(stderr[i]) if np.isfinite(stderr[i]) else None
+        params[k] = {"value": float(values[k]), "stderr": err, "vary": p.vary,
+                     "min": p.min, "max": p.max, "shared_with": p.shared_with}
+    message = best.message
+    if swapped:
+        message += "; components relabelled so that delta1 > delta2"
+    if _ordering_violated(model, values):
+        message += ("; delta1 < delta2 for a mixed-symmetry model: this is the swapped "
+                    "model, compare it with the reversed order")
+    at_bound = [k for k in names if np.isclose(values[k], model.params[k].min, atol=1e-6)
+                or np.isclose(values[k], model.params[k].max, atol=1e-6)]
+    if at_bound:
+        message += f"; at a bound: {', '.join(at_bound)}"
+    chi2 = 2.0 * float(best.cost)
+    return FitResult(model=model.name, dimension=model.dimension,
+                     param_names=list(model.params), params=params, covariance=cov,
+                     chi2=chi2, n_points=int(bias.size), n_varying=len(names),
+                     noise_sigma=float(sigma), noise_source=source,
+                     bias_window_mV=(float(bias.min()), float(bias.max())),
+                     temperature_K=float(values["temperature"]),
+                     success=bool(best.status > 0), message=message, nfev=int(nfev),
+                     elapsed_s=time.perf_counter() - t0, weights=model.weights(values))
+
+
+def _covariance(jac: np.ndarray) -> np.ndarray:
+    jtj = jac.T @ jac
+    try:
+        return np.linalg.inv(jtj)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(jtj)
+
+
+def _order_gaps(model: BTKModel, names: list[str], values: dict[str, float],
+                jac: np.ndarray) -> tuple[dict[str, float], np.ndarray, bool]:
+    """Relabel a two-gap same-symmetry result so Δ1 > Δ2 (the model is swap-symmetric)."""
+    cov = _covariance(jac)
+    comps = model.components
+    if not (len(comps) == 2 and comps[0] == comps[1] and values["delta2"] > values["delta1"]):
+        return values, cov, False
+    perm_names = {}
+    for base in ("delta", "gamma", "z", "alpha", "anisotropy"):
+        if f"{base}1" in values:
+            perm_names[f"{base}1"] = f"{base}2"
+            perm_names[f"{base}2"] = f"{base}1"
+    new = dict(values)
+    for a, b in perm_names.items():
+        new[a] = values[b]
+    new["weight1"] = 1.0 - values["weight1"]
+    # covariance of the relabelled vector: permutation, with weight1 → 1 − weight1 (sign flip)
+    t = np.zeros((len(names), len(names)))
+    for i, n in enumerate(names):
+        src = perm_names.get(n, n)
+        if src in names:
+            t[i, names.index(src)] = -1.0 if n == "weight1" else 1.0
+    if all(perm_names.get(n, n) in names for n in names):
+        cov = t @ cov @ t.T
+    return new, cov, True
+
+
+def _ordering_violated(model: BTKModel, values: dict[str, float]) -> bool:
+    comps = model.components
+    return len(comps) == 2 and comps[0] != comps[1] and values["delta2"] > values["delta1"]
+
+
+# --------------------------------------------------------------------------- comparison
+
+@dataclass
+class ModelComparison:
+    """Models ranked by AIC, with ΔAIC, ΔBIC, Akaike weights and a verdict."""
+
+    results: list[FitResult]
+    verdict: str
+
+    def table(self) -> list[dict]:
+        best_aic = min(r.aic for r in self.results)
+        best_bic = min(r.bic for r in self.results)
+        rel = np.array([math.exp(-0.5 * (r.aic - best_aic)) for r in self.results])
+        w = rel / rel.sum()
+        return [{"model": r.model, "n_varying": r.n_varying, "chi2_red": r.chi2_red,
+                 "aic": r.aic, "bic": r.bic, "delta_aic": r.aic - best_aic,
+                 "delta_bic": r.bic - best_bic, "akaike_weight": float(wi),
+                 "delta1": r.values.get("delta1"), "delta2": r.values.get("delta2"),
+                 "success": r.success}
+                for r, wi in zip(self.results, w, strict=True)]
+
+    def to_dict(self) -> dict:
+        return {"ranking": self.table(), "verdict": self.verdict,
+                "results": [r.to_dict() for r in self.results]}
+
+    def summary(self) -> str:
+        rows = [f"{'model':<8s}{'k':>3s}{'χ²_red':>9s}{'AIC':>11s}{'ΔAIC':>9s}{'ΔBIC':>9s}"
+                f"{'weight':>8s}{'Δ1':>9s}{'Δ2':>9s}"]
+        for t in self.table():
+            d2 = "" if t["delta2"] is None else f"{t['delta2']:9.3f}"
+            rows.append(f"{t['model']:<8s}{t['n_varying']:>3d}{t['chi2_red']:9.3f}"
+                        f"{t['aic']:11.1f}{t['delta_aic']:9.1f}{t['delta_bic']:9.1f}"
+                        f"{t['akaike_weight']:8.3f}{t['delta1']:9.3f}{d2}")
+        rows.append(self.verdict)
+        return "\n".join(rows)
+
+
+def verdict(results: Sequence[FitResult]) -> str:
+    """Burnham-Anderson reading of ΔAIC: < 2 undecided, 2-10 favoured, > 10 decisive.
+
+    ΔAIC < 2 means the runner-up keeps > 37 % of the best model's likelihood weight, i.e. the
+    data cannot tell them apart; > 10 leaves it < 0.7 %. BIC is checked too: when AIC and BIC
+    pick different models the verdict says so (AIC favours extra parameters at large N).
+    """
+    ranked = sorted(results, key=lambda r: r.aic)
+    best = ranked[0]
+    if len(ranked) == 1:
+        return f"only {best.model} was fitted"
+    second = ranked[1]
+    d = second.aic - best.aic
+    bic_best = min(results, key=lambda r: r.bic)
+    note = "" if bic_best.model == best.model else (
+        f" (BIC prefers {bic_best.model}: the extra parameters are not clearly needed)")
+    sigma_note = "" if best.noise_source == "given" else (
+        " [σ estimated from the data; correlated lock-in noise makes ΔAIC overconfident]")
+    if d < 2.0:
+        tied = [r.model for r in ranked if r.aic - best.aic < 2.0]
+        return (f"cannot decide: {', '.join(tied)} fit equally well (ΔAIC < 2)" + note
+                + sigma_note)
+    if d < 10.0:
+        return (f"{best.model} favoured over {second.model} (ΔAIC = {d:.1f}; 2-10 is positive "
+                "but not decisive)" + note + sigma_note)
+    return f"{best.model} decisively preferred (ΔAIC = {d:.1f} > 10 to {second.model})" + note \
+        + sigma_note
+
+
+def compare_models(bias_mV, conductance_data,
+                   models: Iterable[str | BTKModel] = STANDARD_MODELS, *,
+                   temperature_K: float = 3.0, dimension: int = 2, sigma: float | None = None,
+                   bias_window: tuple[float, float] | None = None) -> ModelComparison:
+    """Fit each model to the same data with the same σ and rank them by AIC."""
+    if sigma is None:
+        sigma = estimate_noise(bias_mV, conductance_data)
+    results = []
+    for m in models:
+        model = BTKModel(m, temperature_K, dimension) if isinstance(m, str) else m
+        results.append(fit_spectrum(bias_mV, conductance_data, model, sigma=sigma,
+                                    temperature_K=temperature_K, dimension=dimension,
+                                    bias_window=bias_window))
+    results.sort(key=lambda r: r.aic)
+    return ModelComparison(results, verdict(results))

@@ -1,0 +1,48 @@
+"""``daqapp fit`` on a CSV spectrum: table, JSON, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from daqapp import cli
+from daqapp.analysis.btk import Gap, conductance
+
+
+@pytest.fixture()
+def cell2_csv(tmp_path):
+    v = np.linspace(-100, 100, 401)
+    g = conductance(v, 3.0, [Gap(23, 6.6, 0.58, weight=0.5), Gap(6, 4, 0.4, weight=0.5)])
+    g = g + np.random.default_rng(2).normal(0, 0.003, v.size)
+    path = tmp_path / "cell2_3K.csv"
+    np.savetxt(path, np.c_[v, g], delimiter=",", header="bias_mV,G_norm", comments="")
+    return path
+
+
+def test_fit_json(cell2_csv, capsys):
+    assert cli.main(["fit", str(cell2_csv), "--temperature", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    res = out[0]["result"]
+    assert res["model"] == "s+s" and res["dimension"] == 2
+    assert res["params"]["delta1"]["value"] == pytest.approx(23, rel=0.03)
+
+
+def test_fit_table(cell2_csv, capsys):
+    assert cli.main(["fit", str(cell2_csv), "--model", "s", "--bias-window", "-60", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "delta1" in out and "χ²_red" in out and "-60 to 60 mV" in out
+
+
+def test_unreadable_file_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("not numbers\n")
+    assert cli.main(["fit", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.csv" in err
+
+
+def test_bad_model_exit_2(cell2_csv, capsys):
+    assert cli.main(["fit", str(cell2_csv), "--model", "p+s"]) == 2
+    assert "--model" in capsys.readouterr().err
