@@ -744,3 +744,113 @@ def compare_models(bias_mV, conductance_data,
                                     bias_window=bias_window))
     results.sort(key=lambda r: r.aic)
     return ModelComparison(results, verdict(results))
+
+
+# --------------------------------------------------------------------------- temperature series
+
+def fit_series(spectra: Sequence[tuple[np.ndarray, np.ndarray, float]],
+               model: BTKModel | str = "s+s", *, dimension: int = 2,
+               sigma: float | None = None,
+               bias_window: tuple[float, float] | None = None) -> list[FitResult]:
+    """Fit each (bias, G, T) spectrum in turn, each warm-started from the previous result.
+
+    Order the spectra from low to high temperature: the well-resolved low-T gaps then guide
+    the broadened high-T ones. Δ(T) → Tc is ``daqapp.analysis.gaps.fit_gap_temperature``.
+    """
+    results: list[FitResult] = []
+    base = model if isinstance(model, BTKModel) else BTKModel(model, 3.0, dimension)
+    for bias, g, t in spectra:
+        m = base.copy()
+        m["temperature"].set(value=float(t))
+        prev = results[-1] if results else None
+        results.append(fit_spectrum(bias, g, m, sigma=sigma, bias_window=bias_window,
+                                    warm_start=prev))
+    return results
+
+
+@dataclass
+class GlobalFitResult:
+    """A joint fit of several spectra with some parameters shared by all of them."""
+
+    shared: list[str]
+    results: list[FitResult]
+    chi2: float
+    n_points: int
+    n_varying: int
+
+    @property
+    def aic(self) -> float:
+        return self.chi2 + 2.0 * self.n_varying
+
+    @property
+    def bic(self) -> float:
+        return self.chi2 + self.n_varying * math.log(max(self.n_points, 1))
+
+    def to_dict(self) -> dict:
+        return {"shared": list(self.shared), "chi2": self.chi2, "n_points": self.n_points,
+                "n_varying": self.n_varying, "aic": self.aic, "bic": self.bic,
+                "results": [r.to_dict() for r in self.results]}
+
+
+def fit_global(spectra: Sequence[tuple[np.ndarray, np.ndarray, float]],
+               model: BTKModel | str = "s+s", *,
+               shared: Sequence[str] = ("gamma1", "gamma2", "z1", "z2", "weight1"),
+               dimension: int = 2, sigma: float | None = None) -> GlobalFitResult:
+    """Fit all spectra at once with ``shared`` parameters common to all (Δᵢ(T) per spectrum).
+
+    Sharing Z, Γ and w across a temperature series is the physical way to break the Δ-Γ-Z and
+    w-Z2-Γ2 degeneracies (physics.md §3). Starts from independent warm-started fits.
+    """
+    singles = fit_series(spectra, model, dimension=dimension, sigma=sigma)
+    base = singles[0].to_model()
+    free = [k for k in base.free_names()]
+    shared = [k for k in shared if k in free]
+    local = [k for k in free if k not in shared]
+    models = [r.to_model() for r in singles]
+    sigmas = [r.noise_sigma for r in singles]
+    x0 = [float(np.mean([r.values[k] for r in singles])) for k in shared]
+    for r in singles:
+        x0 += [r.values[k] for k in local]
+    lo = [base.params[k].min for k in shared] + [base.params[k].min for k in local] * len(models)
+    hi = [base.params[k].max for k in shared] + [base.params[k].max for k in local] * len(models)
+    lo_a, hi_a = np.array(lo), np.array(hi)
+    ns, nl = len(shared), len(local)
+
+    def values_for(x: np.ndarray, i: int) -> dict[str, float]:
+        m = models[i]
+        vals = {k: p.value for k, p in m.params.items()}
+        vals.update(zip(shared, x[:ns], strict=True))
+        vals.update(zip(local, x[ns + i * nl: ns + (i + 1) * nl], strict=True))
+        return m._resolve_shared(vals)
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([(models[i].eval(b, values_for(x, i)) - g) / sigmas[i]
+                               for i, (b, g, _t) in enumerate(spectra)])
+
+    sol = least_squares(residual, _clip_into(np.array(x0), lo_a, hi_a), bounds=(lo_a, hi_a),
+                        method="trf", x_scale="jac", max_nfev=100)
+    cov = _covariance(sol.jac)
+    err = np.sqrt(np.clip(np.diag(cov), 0, None))
+    results = []
+    for i, (b, g, t) in enumerate(spectra):
+        vals = values_for(sol.x, i)
+        cols = list(range(ns)) + list(range(ns + i * nl, ns + (i + 1) * nl))
+        names = shared + local
+        sub = cov[np.ix_(cols, cols)]
+        params = {}
+        for k, p in models[i].params.items():
+            e = float(err[cols[names.index(k)]]) if k in names else None
+            params[k] = {"value": float(vals[k]), "stderr": e, "vary": p.vary, "min": p.min,
+                         "max": p.max, "shared_with": p.shared_with}
+        r = (models[i].eval(b, vals) - g) / sigmas[i]
+        results.append(FitResult(
+            model=models[i].name, dimension=models[i].dimension,
+            param_names=list(models[i].params), params=params, covariance=sub,
+            chi2=float(r @ r), n_points=int(np.size(b)), n_varying=len(names),
+            noise_sigma=sigmas[i], noise_source=singles[i].noise_source,
+            bias_window_mV=(float(np.min(b)), float(np.max(b))), temperature_K=float(t),
+            success=bool(sol.status > 0),
+            message=f"global fit, shared: {', '.join(shared)}; {sol.message}",
+            weights=models[i].weights(vals)))
+    n_points = int(sum(np.size(b) for b, _, _ in spectra))
+    return GlobalFitResult(shared, results, 2.0 * float(sol.cost), n_points, sol.x.size)
