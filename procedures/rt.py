@@ -245,17 +245,15 @@ class ResistanceTemperature(ControlledProcedure):
         return 2 * (self.delta_delay + DELTA_CONVERSION_S)
 
     def _ramp(self, controller: Any, sweep: int, n_sweeps: int) -> bool:
-        """Ramp-paced readings: the set point is moved on by one :meth:`ramp_step` per row
-        (ramped at ``ramp_rate``, so it moves smoothly), never further ahead of the last row;
-        the next row is read once that step is complete, so rows are exactly one step apart
-        on the set point (the ramp runs slower than ``ramp_rate`` by the time the
-        temperature and set point reads take).
+        """Ramp-paced readings: after each row's temperature reading the set point is moved
+        on by one :meth:`ramp_step` (ramped at ``ramp_rate``, so it moves smoothly), and the
+        next row is read a full ``interval`` after the controller took that step. Rows are
+        therefore exactly one step apart on the set point, whatever the readings cost.
 
-        A row that takes longer than ``interval`` (a slow bus, a loaded computer, a delta
-        burst longer than the interval) holds the ramp at the end of its step instead of
-        letting the temperature run on unrecorded, so consecutive rows are one step apart
-        on the set point whatever the readings cost; the ramp is then slower than asked, and
-        the log says so.
+        With a continuous ramp to ``t_stop`` a row that took longer than the interval (a slow
+        bus, a loaded computer, a long delta burst) let the temperature run on unrecorded and
+        a transition could fall between two rows; here such a row holds the ramp at the end
+        of its step instead: the ramp is slower than asked, and the log says so.
         """
         station = self.station
         direction = 1.0 if self.t_stop > self.t_start else -1.0
