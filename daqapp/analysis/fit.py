@@ -546,6 +546,12 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
                                             model.params[k].max)
     elif guess:
         model.guess(bias, g)
+    v_edge = float(np.max(np.abs(bias)))
+    for i in range(1, len(model.components) + 1):
+        p = model.params[f"delta{i}"]
+        if p.max == 500.0 and p.vary:  # default bound: a gap beyond the data is unconstrained
+            p.max = v_edge
+            p.value = min(p.value, 0.9 * v_edge)
     if sigma is None:
         sigma = estimate_noise(bias, g)
         source = "estimated from point-to-point scatter"
@@ -577,12 +583,12 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
         r = residual(x0)
         scored.append((float(r @ r), x0))
     scored.sort(key=lambda s: s[0])
-    n_full = 1 if n_starts <= 1 else 2
+    n_full = 1 if n_starts <= 3 else 2  # the one-evaluation screen picks the basin
     best = None
     nfev = len(starts)
     for _, x0 in scored[:n_full]:
         sol = least_squares(residual, x0, bounds=(lo, hi), method="trf", x_scale="jac",
-                            max_nfev=max_nfev or 150, xtol=1e-8,
+                            max_nfev=max_nfev or 100, xtol=1e-8,
                             ftol=1e-8, gtol=1e-8)
         nfev += sol.nfev * (len(names) + 1)
         if best is None or sol.cost < best.cost:
