@@ -36,8 +36,9 @@ DIMENSIONS = (1, 2, 3)
 
 _KERNEL_HALF_WIDTH_KT = 16.0  # −∂f/∂E truncated at ±16 k_BT: tail weight 2e-7
 _MAX_ANGLES = 4096
-_CHUNK = 1_000_000  # complex elements per block of the (E, θ) arrays
-_MAX_WORK = 40_000_000  # E points × angular nodes; bounds memory and time for extreme Γ ≪ k_BT
+_CHUNK = 250_000  # complex elements per block of the (E, θ) arrays: ~4 MB each, < 40 MB live
+_MAX_WORK = 40_000_000  # E points × angular nodes; bounds time for extreme Γ ≪ k_BT
+_KERNEL_BLOCK = 1_000_000  # bias × kernel-node elements per block of the thermal sum (8 MB)
 
 
 @dataclass(frozen=True)
@@ -227,16 +228,19 @@ def _g0_s(energy: np.ndarray, gap: Gap, dimension: int) -> np.ndarray:
     return (num / den) @ w
 
 
-def _g0_aniso(energy: np.ndarray, gap: Gap, dimension: int) -> np.ndarray:
+def _g0_aniso(energy: np.ndarray, gap: Gap, dimension: int,
+              resolution: float = 1.0) -> np.ndarray:
     """Zero-temperature conductance of an angle-dependent gap (d-wave or anisotropic s)."""
     n = _n_angles(gap)
+    if resolution > 1.0:
+        n = 8 * max(2, int(math.ceil(n / resolution / 8)))
     alpha = float(gap.alpha) % (math.pi / 2) if gap.symmetry == "d" else float(gap.alpha)
     tau, w, dp, dm, mirror = _aniso_geometry(n, gap.z, dimension, gap.symmetry, alpha,
                                              float(gap.anisotropy))
     n_nodes = tau.size
     block = max(1, _CHUNK // n_nodes)
     if energy.size > block:
-        return np.concatenate([_g0_aniso(energy[i:i + block], gap, dimension)
+        return np.concatenate([_g0_aniso(energy[i:i + block], gap, dimension, resolution)
                                for i in range(0, energy.size, block)])
     e = energy[:, None]
     gp = _g(e, gap.gamma, gap.delta * np.abs(dp)[None, :])
@@ -253,7 +257,8 @@ def _g0_aniso(energy: np.ndarray, gap: Gap, dimension: int) -> np.ndarray:
     return (num / den) @ w
 
 
-def _g0(energy: np.ndarray, gaps: list[Gap], dimension: int) -> np.ndarray:
+def _g0(energy: np.ndarray, gaps: list[Gap], dimension: int,
+        resolution: float = 1.0) -> np.ndarray:
     """Unsmeared composite conductance Σ wᵢ Gᵢ(E) at energies E ≥ 0."""
     total = np.zeros(energy.shape, dtype=float)
     for gap in gaps:
@@ -264,7 +269,7 @@ def _g0(energy: np.ndarray, gaps: list[Gap], dimension: int) -> np.ndarray:
         elif gap.symmetry == "s":
             total += gap.weight * _g0_s(energy, gap, dimension)
         else:
-            total += gap.weight * _g0_aniso(energy, gap, dimension)
+            total += gap.weight * _g0_aniso(energy, gap, dimension, resolution)
     return total
 
 
@@ -287,6 +292,14 @@ def _grid_kernel(bias: np.ndarray, kt: float, step: float, n_half: int):
     if hit is not None:
         _KERNEL_CACHE.move_to_end(key)
         return hit
+    hit = _kernel_block(bias, kt, step, n_half)
+    _KERNEL_CACHE[key] = hit
+    if len(_KERNEL_CACHE) > _KERNEL_CACHE_SIZE:
+        _KERNEL_CACHE.popitem(last=False)
+    return hit
+
+
+def _kernel_block(bias: np.ndarray, kt: float, step: float, n_half: int):
     half_width = _KERNEL_HALF_WIDTH_KT * kt
     nk = int(math.ceil(2.0 * half_width / step)) + 2
     j0 = np.floor((bias - half_width) / step).astype(np.int64)
@@ -295,11 +308,7 @@ def _grid_kernel(bias: np.ndarray, kt: float, step: float, n_half: int):
     weights = step * _kernel(x, kt)
     idx = np.abs(j)  # G₀(−E) = G₀(E)
     np.clip(idx, 0, n_half - 1, out=idx)
-    hit = (idx, weights)
-    _KERNEL_CACHE[key] = hit
-    if len(_KERNEL_CACHE) > _KERNEL_CACHE_SIZE:
-        _KERNEL_CACHE.popitem(last=False)
-    return hit
+    return idx, weights
 
 
 def _energy_step(temperature_K: float, gaps: list[Gap]) -> float:
@@ -324,9 +333,10 @@ def _work_per_energy(gaps: list[Gap], dimension: int) -> int:
 
 
 def _smeared(bias: np.ndarray, temperature_K: float, gaps: list[Gap],
-             dimension: int) -> np.ndarray:
+             dimension: int, resolution: float = 1.0) -> np.ndarray:
+    """Thermal convolution; ``resolution`` > 1 coarsens the energy and angle grids (screening)."""
     kt = K_B_MEV_PER_K * temperature_K
-    step = _energy_step(temperature_K, gaps)
+    step = _energy_step(temperature_K, gaps) * resolution
     half_width = _KERNEL_HALF_WIDTH_KT * kt
     e_max = float(np.max(np.abs(bias))) + half_width + 2.0 * step
     per_e = _work_per_energy(gaps, dimension)
@@ -341,17 +351,30 @@ def _smeared(bias: np.ndarray, temperature_K: float, gaps: list[Gap],
         nk = 2.0 * half_width / step + 2
         local_cost = bias.size * nk
     if local_cost < n_half:
-        # Few biases, or k_BT tiny against the bias range: quadrature nodes around each bias.
+        # Few biases, or k_BT tiny against the bias range: quadrature nodes around each bias,
+        # a block of biases at a time so the (bias, node) arrays stay a few MB.
         m = int(math.ceil(half_width / step))
         offs = np.arange(-m, m + 1) * step
         w = step * _kernel(offs, kt)
-        energies = np.abs(bias[:, None] + offs[None, :])
-        g0 = _g0(energies.ravel(), gaps, dimension).reshape(energies.shape)
-        return (g0 - 1.0) @ w + 1.0
+        rows = max(1, _KERNEL_BLOCK // offs.size)
+        out = np.empty(bias.size)
+        for i in range(0, bias.size, rows):
+            energies = np.abs(bias[i:i + rows, None] + offs[None, :])
+            g0 = _g0(energies.ravel(), gaps, dimension, resolution).reshape(energies.shape)
+            out[i:i + rows] = (g0 - 1.0) @ w + 1.0
+        return out
     energies = np.arange(n_half) * step
-    g0 = _g0(energies, gaps, dimension) - 1.0
-    idx, weights = _grid_kernel(bias, kt, step, n_half)
-    return np.einsum("ij,ij->i", g0[idx], weights) + 1.0
+    g0 = _g0(energies, gaps, dimension, resolution) - 1.0
+    nk_int = int(math.ceil(2.0 * half_width / step)) + 2
+    if bias.size * nk_int <= _KERNEL_BLOCK:
+        idx, weights = _grid_kernel(bias, kt, step, n_half)
+        return np.einsum("ij,ij->i", g0[idx], weights) + 1.0
+    rows = max(1, _KERNEL_BLOCK // nk_int)  # wide kernel: build it block by block, no cache
+    out = np.empty(bias.size)
+    for i in range(0, bias.size, rows):
+        idx, weights = _kernel_block(bias[i:i + rows], kt, step, n_half)
+        out[i:i + rows] = np.einsum("ij,ij->i", g0[idx], weights) + 1.0
+    return out
 
 
 # ----------------------------------------------------------------------------- public API
@@ -375,6 +398,21 @@ def conductance(bias_mV, temperature_K: float, gaps, dimension: int = 2) -> np.n
     else:
         out = _smeared(flat, temperature, gaps, dimension)
     return out.reshape(shape)
+
+
+def screening_conductance(bias_mV, temperature_K: float, gaps, dimension: int = 2,
+                          resolution: float = 3.0) -> np.ndarray:
+    """:func:`conductance` on grids ``resolution`` times coarser (energy step, angular nodes).
+
+    For the global search stage of fits, where only the ranking of many candidate parameter
+    sets matters: ~3× faster for d-wave at a few 1e-3 absolute error. Not for final values.
+    """
+    bias, temperature, gaps = _validate(bias_mV, temperature_K, gaps, dimension)
+    flat = bias.ravel()
+    if temperature == 0.0 or flat.size == 0:
+        return conductance(bias_mV, temperature_K, gaps, dimension)
+    res = max(1.0, float(resolution))
+    return _smeared(flat, temperature, gaps, dimension, res).reshape(bias.shape)
 
 
 def zero_temperature_conductance(energy_meV, gaps, dimension: int = 2) -> np.ndarray:
