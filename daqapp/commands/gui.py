@@ -6,6 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from daqapp.commands._station_options import (
+    add_station_options,
+    parse_pairs,
+    station_from_options,
+)
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -19,15 +25,7 @@ def register(subparsers: Any) -> None:
         "  daqapp gui --simulate --speed 100 --output runs\n"
         "  daqapp gui --station lab.toml --output /data/cell2 --models s+s,d+d",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--station", type=Path, metavar="FILE", help="station file (TOML)")
-    where.add_argument("--simulate", action="store_true",
-                       help="use the in-process virtual lab instead of instruments")
-    parser.add_argument("--preset", default="la3ni2o7-cell2",
-                        help="virtual lab sample preset (with --simulate; default %(default)s)")
-    parser.add_argument("--speed", type=float, default=100.0,
-                        help="virtual lab time speed-up (with --simulate; default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="virtual lab noise seed")
+    add_station_options(parser, default_speed=100.0)
     parser.add_argument("--output", type=Path, default=Path("runs"), metavar="DIR",
                         help="folder for run files (default %(default)s)")
     parser.add_argument("--models", default="s+s", metavar="LIST",
@@ -59,20 +57,8 @@ def main(args: argparse.Namespace) -> int:
     if not args.monitor_interval > 0:
         raise ConfigError(f"--monitor-interval {args.monitor_interval}: must be > 0 s")
     models = parse_models(args.models)
-    metadata = {}
-    for item in args.meta:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--meta {item!r}: expected KEY=VALUE")
-        metadata[key.strip()] = value.strip()
-    from daqapp.station import Station, load_station
-
-    if args.station is not None:
-        config = load_station(args.station)
-    elif args.simulate:
-        config = Station.simulated(preset=args.preset, speed=args.speed, seed=args.seed)
-    else:
-        raise ConfigError("give --station FILE or --simulate")
+    metadata = parse_pairs("--meta", args.meta)
+    config = station_from_options(args)
 
     from PyQt5 import QtCore, QtWidgets
 

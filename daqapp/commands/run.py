@@ -14,6 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from daqapp.commands._station_options import (
+    add_station_options,
+    parse_pairs,
+    station_from_options,
+)
+
 EXIT_FAILED = 1
 
 
@@ -31,17 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("procedure", nargs="?", help="procedure name (see --list)")
     parser.add_argument("--list", action="store_true",
                         help="list procedures and their parameters (units, defaults, limits)")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--station", type=Path, metavar="FILE", help="station file (TOML)")
-    where.add_argument("--simulate", action="store_true",
-                       help="use the in-process virtual lab instead of instruments")
-    parser.add_argument("--preset", default="la3ni2o7-cell2",
-                        help="virtual lab sample preset (with --simulate; default %(default)s)")
-    parser.add_argument("--speed", type=float, default=1.0,
-                        help="virtual lab time speed-up (with --simulate; default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="virtual lab noise seed")
-    parser.add_argument("--wiring", action="append", default=[], metavar="KEY=VALUE",
-                        help="station wiring for --simulate, e.g. dc_bias_source=current_source")
+    add_station_options(parser, default_speed=1.0)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         dest="assignments", help="set a procedure parameter (repeatable)")
     parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
@@ -62,9 +58,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("procedure: name one (daqapp run --list shows them)")
     if args.output is None:
         raise ConfigError("--output DIR is required (the folder for the run file)")
-    if args.station is None and not args.simulate:
-        raise ConfigError("give --station FILE or --simulate")
-    station = load_station_config(args)
+    station = station_from_options(args)
     procedure = build_procedure(args.procedure, args.assignments, station)
     metadata = parse_pairs("--meta", args.meta)
     if not getattr(args, "debug", False):
@@ -73,39 +67,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 # ---- building blocks (also used by tests) ------------------------------------------------
-def load_station_config(args: argparse.Namespace) -> Any:
-    from daqapp.errors import ConfigError
-    from daqapp.station import Station, load_station
-
-    if args.station is not None:
-        if args.wiring:
-            raise ConfigError("--wiring is for --simulate; edit [wiring] in the station file")
-        return load_station(args.station)
-    wiring: dict[str, Any] = {}
-    for key, text in parse_pairs("--wiring", args.wiring).items():
-        try:
-            wiring[key] = float(text) if key not in ("dc_bias_source", "dc_voltage_reader") \
-                else text
-        except ValueError:
-            raise ConfigError(f"--wiring {key}={text}: expected a number") from None
-        if key.endswith("_channel"):
-            wiring[key] = int(wiring[key])
-    tables = {"wiring": wiring} if wiring else {}
-    return Station.simulated(preset=args.preset, speed=args.speed, seed=args.seed, **tables)
-
-
-def parse_pairs(option: str, items: list[str]) -> dict[str, str]:
-    from daqapp.errors import ConfigError
-
-    pairs = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"{option} {item!r}: expected NAME=VALUE")
-        pairs[name.strip()] = value.strip()
-    return pairs
-
-
 def build_procedure(name: str, assignments: list[str], station: Any) -> Any:
     """The procedure with ``--set`` values applied and validated against ``station`` (a
     station *config*: limits and wiring, no connection)."""
