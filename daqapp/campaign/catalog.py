@@ -70,9 +70,13 @@ def discover_procedures() -> dict[str, type]:
 class ProcedureCatalog:
     """Names, parameter checks, time estimates and construction of procedures."""
 
-    def __init__(self, classes: Mapping[str, type] | None = None) -> None:
+    def __init__(self, classes: Mapping[str, type] | None = None,
+                 station: Any = None) -> None:
         self.classes: dict[str, type] = dict(classes) if classes is not None \
             else discover_procedures()
+        #: The (unconnected) station checks and estimates are made against: its wiring and
+        #: limits decide what a parameter may be, before anything is connected.
+        self.station = station
         self._by_class = {cls.__name__: cls for cls in self.classes.values()}
 
     def names(self) -> list[str]:
@@ -95,7 +99,9 @@ class ProcedureCatalog:
     def build(self, name: str, params: Mapping[str, Any], station: Any = None) -> Any:
         """A procedure instance with ``params`` set and validated (no instrument touched)."""
         cls = self.resolve(name)
+        station = self.station if station is None else station
         proc = cls()
+        proc.station = station
         allowed = proc.parameter_objects()
         unknown = sorted(set(params) - set(allowed))
         if unknown:

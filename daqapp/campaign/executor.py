@@ -15,19 +15,26 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from daqapp.campaign import manifest as M
 from daqapp.campaign.progress import ProgressLine
-from daqapp.campaign.spec import Campaign, PlannedStep, SuspendRule, load_campaign, with_estimates
+from daqapp.campaign.spec import (
+    Campaign,
+    PlannedStep,
+    SuspendRule,
+    load_campaign,
+    with_estimates,
+    zone_for,
+)
 from daqapp.errors import ConfigError, DaqappError
 
 log = logging.getLogger(__name__)
@@ -70,11 +77,30 @@ def connect_station(campaign: Campaign) -> Any:
     if spec.file is not None:
         station = station_module.load_station(spec.file)
     else:
-        kwargs: dict[str, Any] = {"speed": spec.speed}
-        if spec.seed is not None:
-            kwargs["seed"] = spec.seed
-        station = station_module.Station.simulated(spec.preset, **kwargs)
+        station = _simulated_station(campaign)
     return station.connect()
+
+
+def _simulated_station(campaign: Campaign) -> Any:
+    from daqapp import station as station_module
+
+    spec = campaign.station
+    kwargs: dict[str, Any] = {"speed": spec.speed, **spec.tables}
+    if spec.seed is not None:
+        kwargs["seed"] = spec.seed
+    return station_module.Station.simulated(spec.preset or "la3ni2o7-cell2", **kwargs)
+
+
+def unconnected_station(campaign: Campaign) -> Any:
+    """The campaign's station as configured (wiring, limits), without connecting."""
+    try:
+        from daqapp import station as station_module
+
+        if campaign.station.file is not None:
+            return station_module.load_station(campaign.station.file)
+        return _simulated_station(campaign)
+    except (ImportError, AttributeError):
+        return None
 
 
 def station_limits_dict(campaign: Campaign) -> dict[str, float]:
@@ -86,8 +112,7 @@ def station_limits_dict(campaign: Campaign) -> dict[str, float]:
         if spec.file is not None:
             station = station_module.load_station(spec.file)
         else:
-            station = station_module.Station.simulated(spec.preset or "la3ni2o7-cell2",
-                                                       speed=spec.speed, seed=spec.seed or 0)
+            station = _simulated_station(campaign)
     except (ImportError, AttributeError):
         return {}
     limits = getattr(station, "limits", None)
@@ -131,8 +156,8 @@ class CampaignExecutor:
         self.fitter = fitter
         self.conn: Any = None
         self._run: Any = None
-        self._fit_pool = ThreadPoolExecutor(1, thread_name_prefix="campaign-fit")
-        self._fits: list[Future] = []
+        self._fit_queue: queue.Queue = queue.Queue()
+        self._fit_thread: threading.Thread | None = None
 
     # -- top level
     def execute(self) -> CampaignOutcome:
@@ -158,12 +183,9 @@ class CampaignExecutor:
         finally:
             self._safe_state()
             self._close_station()
-            for fut in self._fits:
-                try:
-                    fut.result(timeout=60)
-                except Exception:  # noqa: BLE001 - a fit failing never fails the campaign
-                    pass
-            self._fit_pool.shutdown(wait=False)
+            self._fit_queue.put(None)
+            if self._fit_thread is not None:
+                self._fit_thread.join(timeout=30)  # a preview fit may not hold up the end
             counts = self.manifest.counts()
             if status == M.FINISHED and (counts[M.PENDING] or counts[M.RUNNING]
                                          or counts[M.FAILED]):
@@ -234,8 +256,7 @@ class CampaignExecutor:
             if self.progress:
                 self.progress.end(step.key, "done", step.estimate_s)
             if details.get("file") and self.fitter is not None and _is_spectrum(step):
-                self._fits.append(self._fit_pool.submit(self._fit_step, step,
-                                                        self.folder / details["file"]))
+                self._queue_fit(step, self.folder / details["file"])
             return
 
     def _abandon_attempt(self, step: PlannedStep, status: str, error: str) -> None:
@@ -344,7 +365,7 @@ class CampaignExecutor:
                                step.stabilize.timeout_s)
         if self.progress:
             self.progress.update(state=f"T → {target:g} K")
-        self._heater_on(controller)
+        self._prepare_heater(controller, target)
         controller.set_setpoint(target, step.ramp_K_per_min if step.temperature_mode == "ramp"
                                 else None)
         ramp_time = 0.0
@@ -380,18 +401,47 @@ class CampaignExecutor:
                     raise StepFault(f"heater {state.value}: cannot control the temperature")
             self._lab_sleep(1.0)
 
-    def _heater_on(self, controller: Any) -> None:
-        """The safe state turns the heater off after every run; control needs it back on."""
+    def _prepare_heater(self, controller: Any, target_k: float) -> None:
+        """Heater range (and PID) for ``target_k`` from the campaign's zones.
+
+        Needed before every step: the safe state at the end of each run turns the heater off.
+        Without zones, a heater found off is switched to the highest range the station allows.
+        """
         get = getattr(controller, "heater_range", None)
         put = getattr(controller, "set_heater_range", None)
-        if not (callable(get) and callable(put)) or int(get()) != 0:
+        if not (callable(get) and callable(put)):
             return
-        limits = getattr(self.conn, "limits", None)
-        allowed = tuple(getattr(limits, "heater_ranges_allowed", ()) or (0, 1, 2, 3))
-        best = max(int(r) for r in allowed)
-        if best > 0:
-            put(best)
-            log.info("heater range set to %d", best)
+        zone = zone_for(self.campaign.heater_zones, target_k)
+        if zone is None:
+            if int(get()) != 0:
+                return
+            limits = getattr(self.conn, "limits", None)
+            allowed = tuple(getattr(limits, "heater_ranges_allowed", ()) or (0, 1, 2, 3))
+            best = max(int(r) for r in allowed)
+            if best > 0:
+                put(best)
+                log.info("heater range set to %d", best)
+            return
+        if zone.pid is not None:
+            _set_pid(controller, zone.pid)
+        if int(get()) != zone.range:
+            put(zone.range)
+        log.info("heater zone below %g K: range %d%s", zone.below_K, zone.range,
+                 f", PID {zone.pid}" if zone.pid else "")
+
+    def _prepare_for_procedure(self, step: PlannedStep) -> None:
+        """Heater ready for the temperature the procedure starts at (its own ramps need it)."""
+        try:
+            controller = self._role("temperature")
+        except ConfigError:
+            return
+        target = step.temperature_K
+        for key in ("t_start", "temperature"):
+            if target is None and isinstance(step.params.get(key), int | float):
+                target = float(step.params[key])
+        if target is None:
+            target = float(controller.temperature())
+        self._prepare_heater(controller, target)
 
     def _suspenders(self, step: PlannedStep) -> list[Any]:
         from daqapp.runner.suspenders import MagnetHoldingSuspender, TemperatureBandSuspender
@@ -408,6 +458,9 @@ class CampaignExecutor:
                     hold_s=step.stabilize.time_s / 4.0, timeout=timeout,
                     clock=self._lab_now))
             elif rule.kind == "magnet":
+                # Only a step that set a field relies on the magnet holding it.
+                if step.field_T is None:
+                    continue
                 try:
                     self._role("magnet")
                 except ConfigError:
@@ -450,6 +503,7 @@ class CampaignExecutor:
                     self.progress.fit(text)
 
         run.subscribe(listen)
+        self._prepare_for_procedure(step)
         if self.progress:
             self.progress.update(0.2, state=f"measuring ({step.procedure})")
         self._run = run
@@ -471,6 +525,25 @@ class CampaignExecutor:
             raise StepFault(f"run {result.status}: {result.error or 'no error text'}")
         return result
 
+    def _queue_fit(self, step: PlannedStep, path: Path) -> None:
+        """Preview fits run one at a time on a daemon thread, off the acquisition path."""
+        if self._fit_thread is None:
+            def work() -> None:
+                while True:
+                    item = self._fit_queue.get()
+                    if item is None:
+                        return
+                    while not self._fit_queue.empty():  # only the latest spectrum matters
+                        newer = self._fit_queue.get()
+                        if newer is None:
+                            return
+                        item = newer
+                    self._fit_step(*item)
+
+            self._fit_thread = threading.Thread(target=work, name="campaign-fit", daemon=True)
+            self._fit_thread.start()
+        self._fit_queue.put((step, path))
+
     def _fit_step(self, step: PlannedStep, path: Path) -> None:
         try:
             found = self.fitter(path) if self.fitter else None
@@ -484,6 +557,24 @@ class CampaignExecutor:
         if self.progress:
             self.progress.fit(f"{step.key}: {text}")
         log.info("fit %s: %s", step.key, text)
+
+
+def _set_pid(controller: Any, pid: tuple[float, float, float]) -> None:
+    """PID gains through the adapter (``set_pid``) or its Lake Shore output channel."""
+    setter = getattr(controller, "set_pid", None)
+    if callable(setter):
+        setter(*pid)
+        return
+    output = getattr(controller, "output", None)
+    if output is not None and hasattr(output, "pid"):
+        lock = getattr(controller, "lock", None)
+        if lock is not None:
+            with lock:
+                output.pid = pid
+        else:
+            output.pid = pid
+        return
+    log.warning("this temperature controller offers no PID setting; zone PID ignored")
 
 
 def _is_spectrum(step: PlannedStep) -> bool:
@@ -635,26 +726,48 @@ def default_output(campaign: Campaign) -> Path:
     return Path.cwd() / f"{campaign.path.stem}-{stamp}"
 
 
-def load_for_run(path: Path, catalog: Any) -> Campaign:
+def with_speed(campaign: Campaign, speed: float | None) -> Campaign:
+    """The campaign with its virtual lab's speed-up replaced (``daqapp demo --speed``)."""
+    from dataclasses import replace
+
+    if speed is None:
+        return campaign
+    if not campaign.station.simulated:
+        raise ConfigError(f"{campaign.path}: a speed-up applies only to a simulated station")
+    if not 0.01 <= speed <= 1e6:
+        raise ConfigError(f"speed = {speed:g} is outside the allowed range 0.01 to 1e6")
+    return replace(campaign, station=replace(campaign.station, speed=float(speed)))
+
+
+def load_for_run(path: Path, catalog: Any, speed: float | None = None) -> Campaign:
     """Validate a campaign fully (station limits included) and attach estimates."""
-    campaign = load_campaign(path, catalog=catalog)
+    campaign = with_speed(load_campaign(path), speed)
+    if getattr(catalog, "station", "absent") is None:
+        catalog.station = unconnected_station(campaign)
+    campaign = with_speed(load_campaign(path, catalog=catalog), speed)
     limits = station_limits_dict(campaign)
     if limits:
-        campaign = load_campaign(path, catalog=catalog, limits=limits)
+        campaign = with_speed(load_campaign(path, catalog=catalog, limits=limits), speed)
     return with_estimates(campaign, catalog)
 
 
 def run_campaign(path: Path, output: Path | None = None, catalog: Any = None,
                  connect: Callable[[Campaign], Any] | None = None, show_progress: bool = True,
                  fitter: Callable[[Path], Any] | None = None,
-                 quiet_console: bool = True) -> CampaignOutcome:
-    """Validate ``path`` entirely, create the campaign folder and run every step."""
+                 quiet_console: bool = True, speed: float | None = None) -> CampaignOutcome:
+    """Validate ``path`` entirely, create the campaign folder and run every step.
+
+    ``speed`` overrides the virtual lab's speed-up (kept in the manifest for ``resume``).
+    """
     from daqapp.campaign.catalog import ProcedureCatalog
 
     catalog = catalog or ProcedureCatalog()
-    campaign = load_for_run(Path(path), catalog)
+    campaign = load_for_run(Path(path), catalog, speed=speed)
     folder = Path(output) if output else default_output(campaign)
     manifest = prepare_folder(campaign, folder)
+    if speed is not None:
+        manifest.data["overrides"] = {"speed": float(speed)}
+        manifest.save()
     return _execute(campaign, folder, manifest, catalog, connect, show_progress, fitter,
                     quiet_console)
 
@@ -678,8 +791,11 @@ def resume_campaign(folder: Path, catalog: Any = None,
 
     # Parse the stored copy as if it sat where the original did, so relative paths (station
     # file) resolve as they did when the campaign started.
-    campaign = parse_campaign(text, source if source.parent.is_dir() else copy,
-                              catalog=catalog)
+    where = source if source.parent.is_dir() else copy
+    if getattr(catalog, "station", "absent") is None:
+        catalog.station = unconnected_station(parse_campaign(text, where))
+    campaign = parse_campaign(text, where, catalog=catalog)
+    campaign = with_speed(campaign, manifest.data.get("overrides", {}).get("speed"))
     campaign = with_estimates(campaign, catalog)
     manifest.check_matches([s.key for s in campaign.steps])
     detach = _attach_log(folder, quiet_console)

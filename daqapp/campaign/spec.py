@@ -7,10 +7,11 @@ what is allowed.
 
 The file has these tables (see ``examples/*.toml``)::
 
-    [campaign]   name, sample, cell, pressure_GPa, operator, output
+    [campaign]   name, sample, cell, pressure_GPa, operator, output, series_resistance_ohm
     [station]    file = "station.toml"  |  simulated = true, preset, speed, seed
     [defaults]   field_ramp_T_per_min, temperature_ramp_K_per_min, stabilize, on_fault
     [[suspend]]  kind = "temperature" (band_K, timeout_s) | "magnet" (timeout_s)
+    [[heater_zone]]  below_K, range, pid = [P, I, D]  (heater range/PID by target temperature)
     [[step]]     name, procedure, params, field_T, temperature_K, temperature_mode,
                  ramp_K_per_min, stabilize, on_fault, loop
 
@@ -83,6 +84,19 @@ class SuspendRule:
 
 
 @dataclass(frozen=True)
+class HeaterZone:
+    """Heater range (and optionally PID) used for targets below ``below_K``.
+
+    Like a Lake Shore zone table: the right range and gains depend on temperature (a range
+    strong enough for 100 K makes a PID tuned there oscillate at 15 K).
+    """
+
+    below_K: float
+    range: int
+    pid: tuple[float, float, float] | None = None
+
+
+@dataclass(frozen=True)
 class StationSpec:
     """Where the instruments come from: a station file, or the in-process virtual lab."""
 
@@ -91,6 +105,8 @@ class StationSpec:
     preset: str | None = None
     speed: float = 1.0
     seed: int | None = None
+    #: Extra station tables for the virtual lab (``wiring``, ``limits``, ``safe_state``).
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def describe(self) -> str:
         if self.file is not None:
@@ -143,6 +159,7 @@ class Campaign:
     station: StationSpec
     steps: tuple[PlannedStep, ...]
     suspend: tuple[SuspendRule, ...] = ()
+    heater_zones: tuple[HeaterZone, ...] = ()
     output: Path | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     source_text: str = ""
@@ -202,10 +219,11 @@ class _Reader:
 
     # -- top level
     def read(self, doc: dict[str, Any], text: str) -> Campaign:
-        self.keys(doc, "", {"campaign", "station", "defaults", "suspend", "step"})
+        self.keys(doc, "", {"campaign", "station", "defaults", "suspend", "step",
+                            "heater_zone"})
         head = self.table(doc, "campaign", required=True)
         self.keys(head, "campaign", {"name", "sample", "cell", "pressure_GPa", "operator",
-                                     "output", "description"})
+                                     "output", "description", "series_resistance_ohm"})
         name = self.string(head, "campaign", "name", required=True)
         metadata = {k: head[k] for k in ("sample", "cell", "pressure_GPa", "operator",
                                          "description") if k in head}
@@ -214,6 +232,11 @@ class _Reader:
                 raise self.fail(f"campaign.{k}", "must be a string")
         if "pressure_GPa" in metadata:
             metadata["pressure_GPa"] = self.number(head, "campaign", "pressure_GPa", 0, 1000)
+        if "series_resistance_ohm" in head:
+            # lead/spreading resistance in series with the contact (3-terminal), measured
+            # separately; stored with every run so the report can remove it (V_c = V − I·R_s)
+            metadata["series_resistance_ohm"] = self.number(head, "campaign",
+                                                            "series_resistance_ohm", 0, 1e6)
         output = None
         if "output" in head:
             output = self.resolve(self.string(head, "campaign", "output"))
@@ -233,6 +256,11 @@ class _Reader:
         )
         suspend = tuple(self.suspend_rule(rule, f"suspend[{i}]")
                         for i, rule in enumerate(self.array(doc, "suspend")))
+        zones = tuple(self.heater_zone(z, f"heater_zone[{i}]")
+                      for i, z in enumerate(self.array(doc, "heater_zone")))
+        bounds = [z.below_K for z in zones]
+        if bounds != sorted(bounds) or len(set(bounds)) != len(bounds):
+            raise self.fail("heater_zone", "zones must be listed by increasing below_K")
         blocks = self.array(doc, "step")
         if not blocks:
             raise self.fail("step", "a campaign needs at least one [[step]] block")
@@ -241,15 +269,24 @@ class _Reader:
         for i, block in enumerate(blocks):
             steps.extend(self.block(block, i, base, seen_names, len(steps)))
         return Campaign(path=self.path, name=name, station=station, steps=tuple(steps),
-                        suspend=suspend, output=output, metadata=metadata, source_text=text)
+                        suspend=suspend, heater_zones=zones, output=output, metadata=metadata,
+                        source_text=text)
 
     # -- station
     def station(self, table: dict[str, Any]) -> StationSpec:
-        self.keys(table, "station", {"file", "simulated", "preset", "speed", "seed"})
+        self.keys(table, "station", {"file", "simulated", "preset", "speed", "seed", "wiring",
+                                     "limits", "safe_state"})
         simulated = table.get("simulated", False)
         if not isinstance(simulated, bool):
             raise self.fail("station.simulated", "must be true or false")
+        tables = {k: table[k] for k in ("wiring", "limits", "safe_state") if k in table}
+        for key, value in tables.items():
+            if not isinstance(value, dict):
+                raise self.fail(f"station.{key}", "must be a table (as in a station file)")
         if "file" in table:
+            if tables:
+                raise self.fail(f"station.{next(iter(tables))}", "belongs in the station file "
+                                "when one is given")
             if simulated or "preset" in table:
                 raise self.fail("station", "give either file = \"...\" or simulated = true "
                                            "with a preset, not both")
@@ -265,7 +302,7 @@ class _Reader:
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
                                  or seed < 0):
             raise self.fail("station.seed", f"must be a non-negative integer, got {seed!r}")
-        return StationSpec(simulated=True, preset=preset, speed=speed, seed=seed)
+        return StationSpec(simulated=True, preset=preset, speed=speed, seed=seed, tables=tables)
 
     # -- step blocks
     def block(self, block: Any, i: int, base: _BlockDefaults, seen: set[str],
@@ -446,6 +483,23 @@ class _Reader:
         timeout = self.number(raw, where, "timeout_s", 1, 7 * 86400, default=600.0)
         return SuspendRule(kind=kind, band_K=band, timeout_s=timeout)
 
+    def heater_zone(self, raw: Any, where: str) -> HeaterZone:
+        if not isinstance(raw, dict):
+            raise self.fail(where, "must be a table ([[heater_zone]])")
+        self.keys(raw, where, {"below_K", "range", "pid"})
+        below = self.number(raw, where, "below_K", 0.0, 1000.0)
+        rng = raw.get("range")
+        if not isinstance(rng, int) or isinstance(rng, bool) or not 0 <= rng <= 10:
+            raise self.fail(f"{where}.range", f"{rng!r}: must be a heater range index 0 to 10")
+        pid = raw.get("pid")
+        if pid is not None:
+            if (not isinstance(pid, list) or len(pid) != 3 or any(
+                    isinstance(v, bool) or not isinstance(v, int | float) or v < 0
+                    for v in pid)):
+                raise self.fail(f"{where}.pid", f"{pid!r}: must be [P, I, D], each >= 0")
+            pid = tuple(float(v) for v in pid)
+        return HeaterZone(below_K=below, range=rng, pid=pid)
+
     # -- primitives
     def keys(self, table: dict[str, Any], where: str, allowed: set[str]) -> None:
         unknown = sorted(set(table) - allowed)
@@ -507,6 +561,14 @@ class _BlockDefaults:
     t_ramp: float | None
     stabilize: Stabilize
     on_fault: FaultPolicy
+
+
+def zone_for(zones: tuple[HeaterZone, ...], kelvin: float) -> HeaterZone | None:
+    """The first zone whose ``below_K`` exceeds ``kelvin`` (None: no zones, or above all)."""
+    for zone in zones:
+        if kelvin < zone.below_K:
+            return zone
+    return None
 
 
 def _substitute(value: Any, temperature: float | None, field_t: float | None) -> Any:

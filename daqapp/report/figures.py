@@ -1,0 +1,273 @@
+"""The report's figures, drawn headless with matplotlib's Agg backend like the seed's panels.
+
+One function per figure; each takes :class:`~daqapp.report.results.ReportData`, writes one PNG
+and returns its path, or None when the data for it are absent (a campaign without I–V runs
+simply has no I–V figure).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import cm  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+
+from daqapp.report.results import ReportData, SpectrumResult  # noqa: E402
+
+DPI = 110
+STYLE = {
+    "font.size": 10,
+    "axes.labelsize": 11,
+    "axes.titlesize": 11,
+    "legend.fontsize": 8.5,
+    "legend.frameon": False,
+    "xtick.direction": "in",
+    "ytick.direction": "in",
+    "xtick.top": True,
+    "ytick.right": True,
+    "axes.linewidth": 1.0,
+    "savefig.bbox": "tight",
+}
+
+
+def _colors(values: list[float], cmap: str = "turbo") -> list:
+    if not values:
+        return []
+    lo, hi = min(values), max(values)
+    norm = Normalize(lo, hi if hi > lo else lo + 1)
+    colormap = cm.get_cmap(cmap) if hasattr(cm, "get_cmap") else matplotlib.colormaps[cmap]
+    return [colormap(0.08 + 0.84 * norm(v)) for v in values]
+
+
+def _panel_label(ax, letter: str) -> None:
+    ax.text(0.02, 0.97, f"({letter})", transform=ax.transAxes, va="top", ha="left",
+            fontweight="bold")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def write_all(data: ReportData, folder: Path) -> list[Path]:
+    """Write every figure the data allow; return the written paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    with plt.rc_context(STYLE):
+        for fn, name in ((rt_figure, "rt_fields.png"), (hc2_figure, "hc2.png"),
+                         (spectra_figure, "spectra.png"), (gap_figure, "gap_temperature.png"),
+                         (iv_figure, "iv_critical_current.png"),
+                         (calibration_figure, "nb_calibration.png")):
+            path = fn(data, folder / name)
+            if path is not None:
+                written.append(path)
+    return written
+
+
+# --------------------------------------------------------------------------- R–T
+
+
+def rt_figure(data: ReportData, path: Path) -> Path | None:
+    """R–T at each field (seed Fig. 1c): full range and the transition region."""
+    curves = sorted(data.rt_curves, key=lambda c: c.field_T)
+    if not curves:
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    colors = _colors([c.field_T for c in curves], "viridis")
+    for curve, color in zip(curves, colors, strict=True):
+        order = np.argsort(curve.temperature_K)
+        t, r = curve.temperature_K[order], curve.resistance_ohm[order]
+        ax1.plot(t, r, "-", color=color, lw=1.4, label=f"{curve.field_T:g} T")
+        ax2.plot(t, r, "-", color=color, lw=1.4, label=f"{curve.field_T:g} T")
+    ax1.set_xlabel("Temperature (K)")
+    ax1.set_ylabel("Resistance (Ω)")
+    ax1.legend(title="μ₀H", loc="lower right")
+    _panel_label(ax1, "a")
+    # Zoom on the transition: up to a little above the zero-field onset, if known.
+    onset = data.summary.get("tc_onset_K")
+    t_hi = 1.35 * onset.value if onset is not None and math.isfinite(onset.value) else None
+    if t_hi is None:
+        t_hi = float(np.nanmax(np.concatenate([c.temperature_K for c in curves])))
+    ax2.set_xlim(0, t_hi)
+    in_zoom = np.concatenate([c.resistance_ohm[c.temperature_K <= t_hi] for c in curves])
+    if in_zoom.size:
+        ax2.set_ylim(min(0.0, float(np.nanmin(in_zoom))) - 0.02 * float(np.nanmax(in_zoom)),
+                     1.05 * float(np.nanmax(in_zoom)))
+    for key, style in (("tc_onset_K", "--"), ("tc_zero_K", ":")):
+        v = data.summary.get(key)
+        if v is not None and math.isfinite(v.value):
+            label = "$T_c^{onset}$" if key == "tc_onset_K" else "$T_c^{zero}$"
+            ax2.axvline(v.value, color="0.4", ls=style, lw=1,
+                        label=f"{label} = {v.value:.1f} K (0 T)")
+    ax2.set_xlabel("Temperature (K)")
+    ax2.set_ylabel("Resistance (Ω)")
+    ax2.legend(loc="upper left", ncol=2, bbox_to_anchor=(0.05, 0.98))
+    _panel_label(ax2, "b")
+    fig.suptitle(f"{data.title}: R–T under magnetic field")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def hc2_figure(data: ReportData, path: Path) -> Path | None:
+    """Upper critical field with single-band (WHH) and two-band fits (seed Fig. 1d)."""
+    if data.hc2_points is None or len(data.hc2_points[0]) == 0:
+        return None
+    t_pts, b_pts = data.hc2_points
+    fig, ax = plt.subplots(figsize=(5.6, 4.4))
+    ax.plot(t_pts, b_pts, "o", color="k", mfc="white", ms=6, mew=1.3,
+            label=f"data ({data.hc2_criterion})" if data.hc2_criterion else "data")
+    styles = {"whh": ("--", "tab:blue"), "two_band": ("-", "tab:red")}
+    for key, fit in data.hc2_fits.items():
+        ls, color = styles.get(key, ("-.", "tab:green"))
+        h0 = fit.values.get("hc2_0_T")
+        extra = f", $\\mu_0H_{{c2}}(0)$ = {h0.text(3)}" if h0 is not None else ""
+        ax.plot(fit.x, fit.y, ls, color=color, lw=1.6, label=f"{fit.label}{extra}")
+    ax.set_xlabel("Temperature (K)")
+    ax.set_ylabel("$\\mu_0H_{c2}$ (T)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper right")
+    ax.set_title(f"{data.title}: upper critical field")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- spectra
+
+
+def spectra_figure(data: ReportData, path: Path) -> Path | None:
+    """Normalised spectra with their fits, offset by temperature (seed Fig. 3a)."""
+    spectra = sorted(data.spectra, key=lambda s: s.temperature_K)
+    if not spectra:
+        return None
+    offset = 0.25
+    fig, ax = plt.subplots(figsize=(5.6, 1.6 + 0.62 * len(spectra)))
+    colors = _colors([s.temperature_K for s in spectra], "turbo")
+    for i, (spec, color) in enumerate(zip(spectra, colors, strict=True)):
+        shift = i * offset
+        step = max(1, len(spec.bias_mV) // 160)
+        ax.plot(spec.bias_mV[::step], spec.conductance_norm[::step] + shift, "o", ms=2.6,
+                color=color, mfc="none", mew=0.8)
+        if spec.fit_curve is not None:
+            ax.plot(spec.bias_mV, spec.fit_curve + shift, "-", color="k", lw=1.0)
+        ax.text(float(np.max(spec.bias_mV)) * 1.02, float(spec.conductance_norm[-1]) + shift,
+                f"{spec.temperature_K:g} K", color=color, va="center", fontsize=8.5)
+    ax.plot([], [], "o", color="0.4", mfc="none", label="data")
+    ax.plot([], [], "-", color="k", label=f"{spectra[0].model} BTK fit")
+    ax.set_xlabel("Bias voltage (mV)")
+    ax.set_ylabel(f"Normalised dI/dV (offset {offset:g})")
+    xmax = float(np.max(np.abs(spectra[0].bias_mV)))
+    ax.set_xlim(-xmax, xmax * 1.22)
+    ax.legend(loc="upper left")
+    ax.set_title(f"{data.title}: Andreev reflection spectra")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def gap_figure(data: ReportData, path: Path) -> Path | None:
+    """Δ1(T) and Δ2(T) with their BCS fits (seed Fig. 3b)."""
+    spectra = sorted(data.spectra, key=lambda s: s.temperature_K)
+    if not spectra:
+        return None
+    fig, ax = plt.subplots(figsize=(5.6, 4.4))
+    temps = np.array([s.temperature_K for s in spectra])
+    for key, marker, color, name in (("delta1_meV", "o", "tab:red", "Δ₁"),
+                                     ("delta2_meV", "s", "tab:blue", "Δ₂")):
+        vals = np.array([s.parameters.get(key).value if key in s.parameters else np.nan
+                         for s in spectra])
+        errs = np.array([s.parameters.get(key).error if key in s.parameters else np.nan
+                         for s in spectra])
+        if not np.any(np.isfinite(vals)):
+            continue
+        ax.errorbar(temps, vals, yerr=np.where(np.isfinite(errs), errs, 0), fmt=marker,
+                    color=color, mfc="white", ms=6, mew=1.3, capsize=2, label=name)
+        fit = data.gap_fits.get(key.replace("_meV", ""))
+        if fit is not None:
+            tc = fit.values.get("tc_K")
+            d0 = fit.values.get("delta0_meV")
+            label = fit.label
+            if tc is not None and d0 is not None:
+                label += f": Δ(0) = {d0.text(3)}, $T_c$ = {tc.text(3)}"
+            ax.plot(fit.x, fit.y, "-", color=color, lw=1.4, label=label)
+    ax.set_xlabel("Temperature (K)")
+    ax.set_ylabel("Δ (meV)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper right")
+    ax.set_title(f"{data.title}: superconducting gaps")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- I–V
+
+
+def iv_figure(data: ReportData, path: Path) -> Path | None:
+    """I–V curves by temperature and Ic(T) with the pinning fit (seed Fig. 4)."""
+    curves = sorted(data.iv_curves, key=lambda c: c.temperature_K)
+    if not curves:
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    colors = _colors([c.temperature_K for c in curves], "coolwarm")
+    for curve, color in zip(curves, colors, strict=True):
+        ax1.plot(curve.current_mA, curve.voltage_mV, "-", color=color, lw=1.3,
+                 label=f"{curve.temperature_K:g} K")
+    ax1.set_xlabel("Current (mA)")
+    ax1.set_ylabel("Voltage (mV)")
+    ax1.axhline(0, color="0.7", lw=0.6)
+    ax1.legend(ncol=2, loc="upper left")
+    _panel_label(ax1, "a")
+    points = [(c.temperature_K, c.ic_mA.value, c.ic_mA.error) for c in curves]
+    t = np.array([p[0] for p in points])
+    ic = np.array([p[1] for p in points])
+    err = np.array([p[2] for p in points])
+    ok = np.isfinite(ic)
+    ax2.errorbar(t[ok], ic[ok], yerr=np.where(np.isfinite(err[ok]), err[ok], 0), fmt="o",
+                 color="k", mfc="white", ms=6, mew=1.3, capsize=2, label="$I_c$ from I–V")
+    if data.jc_fit is not None:
+        ic0 = data.jc_fit.values.get("jc0_mA")
+        extra = f", $I_c(0)$ = {ic0.text(3)}" if ic0 is not None else ""
+        ax2.plot(data.jc_fit.x, data.jc_fit.y, "-", color="tab:red", lw=1.5,
+                 label=f"{data.jc_fit.label}{extra}")
+    ax2.set_xlabel("Temperature (K)")
+    ax2.set_ylabel("$I_c$ (mA)")
+    ax2.set_xlim(left=0)
+    ax2.set_ylim(bottom=0)
+    ax2.legend(loc="upper right")
+    _panel_label(ax2, "b")
+    fig.suptitle(f"{data.title}: I–V curves and critical current")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def calibration_figure(data: ReportData, path: Path) -> Path | None:
+    """The Nb reference spectrum and its single-gap fit (seed Extended Data Fig. 1)."""
+    spec: SpectrumResult | None = data.calibration
+    if spec is None:
+        return None
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    ax.plot(spec.bias_mV, spec.conductance_norm, "o", ms=3, mfc="none", color="tab:blue",
+            label=f"Nb, {spec.temperature_K:g} K")
+    if spec.fit_curve is not None:
+        p = spec.parameters
+        parts = []
+        for key, name in (("delta1_meV", "Δ"), ("z1", "Z"), ("gamma1_meV", "Γ")):
+            if key in p:
+                parts.append(f"{name} = {p[key].text(3)}")
+        ax.plot(spec.bias_mV, spec.fit_curve, "-", color="k", lw=1.4,
+                label=f"{spec.model} BTK fit\n" + ", ".join(parts))
+    ax.set_xlabel("Bias voltage (mV)")
+    ax.set_ylabel("Normalised dI/dV")
+    ax.legend(loc="upper right")
+    ax.set_title("Nb calibration")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,122 @@
+"""What a report holds once the runs are analysed: plain arrays and numbers with errors.
+
+The figures and the summary are written from these objects only, so they never depend on how
+the data were read (a campaign folder, a single run, a replay) or on the fit objects' classes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Value:
+    """A number with its standard error (NaN when unknown) and unit."""
+
+    value: float
+    error: float = math.nan
+    unit: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": _num(self.value), "error": _num(self.error), "unit": self.unit}
+
+    def text(self, digits: int = 3) -> str:
+        if not math.isfinite(self.value):
+            return "n/a"
+        unit = f" {self.unit}" if self.unit else ""
+        if math.isfinite(self.error) and self.error > 0:
+            return f"{_sig(self.value, digits)} ± {_sig(self.error, 2)}{unit}"
+        return f"{_sig(self.value, digits)}{unit}"
+
+
+MISSING = Value(math.nan)
+
+
+def _sig(x: float, digits: int) -> str:
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    mag = math.floor(math.log10(abs(x)))
+    decimals = max(0, digits - 1 - mag)
+    return f"{x:.{decimals}f}"
+
+
+def _num(x: Any) -> float | None:
+    """JSON cannot hold NaN portably: unknown numbers become null."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+@dataclass
+class SpectrumResult:
+    """One dI/dV spectrum: raw, normalised, and its two-gap fit (per temperature)."""
+
+    temperature_K: float
+    field_T: float
+    bias_mV: np.ndarray
+    conductance_raw: np.ndarray
+    conductance_norm: np.ndarray
+    fit_curve: np.ndarray | None
+    parameters: dict[str, Value]
+    chi2_red: float = math.nan
+    model: str = "s+s"
+    source: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RTCurve:
+    """Resistance against temperature at one field."""
+
+    field_T: float
+    temperature_K: np.ndarray
+    resistance_ohm: np.ndarray
+    source: str = ""
+
+
+@dataclass
+class IVCurve:
+    """One I–V curve and the critical current found on it (NaN: no zero-voltage branch)."""
+
+    temperature_K: float
+    current_mA: np.ndarray
+    voltage_mV: np.ndarray
+    ic_mA: Value = MISSING
+    source: str = ""
+
+
+@dataclass
+class CurveFit:
+    """A fitted model drawn as a curve, with its headline numbers."""
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    values: dict[str, Value] = field(default_factory=dict)
+    chi2_red: float = math.nan
+
+
+@dataclass
+class ReportData:
+    """Everything the figures and summary need; any part may be empty."""
+
+    title: str = "daqapp report"
+    sample: dict[str, Any] = field(default_factory=dict)
+    spectra: list[SpectrumResult] = field(default_factory=list)
+    gap_fits: dict[str, CurveFit] = field(default_factory=dict)  # "delta1", "delta2"
+    rt_curves: list[RTCurve] = field(default_factory=list)
+    hc2_points: tuple[np.ndarray, np.ndarray] | None = None  # (T, B) of the transition
+    hc2_fits: dict[str, CurveFit] = field(default_factory=dict)  # "whh", "two_band"
+    hc2_criterion: str = ""
+    iv_curves: list[IVCurve] = field(default_factory=list)
+    jc_fit: CurveFit | None = None
+    calibration: SpectrumResult | None = None
+    summary: dict[str, Value] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
