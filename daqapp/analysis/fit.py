@@ -33,7 +33,8 @@ _ALPHA_MAX = math.pi / 4
 _DEFAULT_SEEDS = 4  # distinct (Δ1, Δ2) basins refined after the library screen
 _SCREEN_POINTS = 201  # bias points kept for the global stage
 _SCREEN_RESOLUTION = 2.0  # coarser energy/angle grids there (~3e-4 abs. error, ≪ noise)
-_SCREEN_DELTAS = 12  # geometric Δ grid of the library
+_SCREEN_ALPHAS = (0.0, 0.15, 0.3, 0.45, 0.65, 1.0)  # × π/4: the ZBCP grows steeply with α
+_SCREEN_DELTAS = 14  # geometric Δ grid of the library
 _DEFAULT_GAMMA_MIN = 1e-3
 
 
@@ -578,7 +579,7 @@ def _library_seeds(model: BTKModel, names: list[str], bias: np.ndarray, g: np.nd
                     if sym == "d":
                         name = f"alpha{i}"
                         src = model.params[name].shared_with or name
-                        alphas = cands(src, (f * _ALPHA_MAX for f in (0.05, 0.5, 0.95)))
+                        alphas = cands(src, (f * _ALPHA_MAX for f in _SCREEN_ALPHAS))
                     for a in alphas:
                         key = (sym, d, gm, z, a)
                         if key not in cache:
@@ -604,6 +605,10 @@ def _library_seeds(model: BTKModel, names: list[str], bias: np.ndarray, g: np.nd
     else:
         w = np.full(ab.shape, base["weight1"])
     chi = c_c[None, :] - 2.0 * w * c_d + w * w * d_d
+    if comps[0] == comps[1]:  # swap-symmetric: keep each pair once, Δ1 ≥ Δ2
+        d1 = np.array([r["delta1"] for r in rows1])
+        d2 = np.array([r["delta2"] for r in rows2])
+        chi = np.where(d1[:, None] >= d2[None, :], chi, np.inf)
     if comps == ("d", "d") and model.params["alpha2"].shared_with == "alpha1":
         a1 = np.array([r["alpha1"] for r in rows1])
         a2 = np.array([r["alpha2"] for r in rows2])
@@ -762,7 +767,7 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
         for v in seeds:
             x0 = to_internal(_clip_into(np.array([v[k] for k in names]), lo_orig, hi_orig))
             sol = least_squares(residual_coarse, x0, bounds=(lo, hi), method="trf",
-                                x_scale="jac", max_nfev=40, xtol=1e-6, ftol=1e-6, gtol=1e-6)
+                                x_scale="jac", max_nfev=30, xtol=1e-5, ftol=1e-5, gtol=1e-5)
             nfev += sol.nfev * (len(names) + 1)
             refined.append(sol.x)
         # rank the refined seeds at full resolution (the coarse grids may misrank near ties)
@@ -781,7 +786,7 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
         nfev += len(starts)
         x_starts = [x for _, x in scored[:1 if n_starts <= 3 else 2]]
     best = None
-    tol = 1e-7 if seeds is not None else 1e-8  # seeded: already in the basin; Δχ² ~ 1e-4
+    tol = 1e-6 if seeds is not None else 1e-8  # seeded: already in the basin; Δχ² ~ 1e-3
     for x0 in x_starts:
         sol = least_squares(residual, _clip_into(x0, lo, hi), bounds=(lo, hi), method="trf",
                             x_scale="jac", max_nfev=max_nfev or 100, xtol=tol,
