@@ -271,3 +271,32 @@ def test_invalid_call_names_parameter():
         conductance([np.nan], 3.0, [gap])
     with pytest.raises(ValueError, match="weights sum"):
         conductance([0.0], 3.0, [Gap(5, 1, 0.5, weight=0.5), Gap(2, 1, 0.5, weight=0.3)])
+
+
+# --------------------------------------------------------------------------- memory
+
+def test_wide_kernel_is_summed_in_blocks_with_the_same_result(monkeypatch):
+    v = np.linspace(-40, 40, 201)
+    gaps = [Gap(10.0, 0.5, 0.8, "d", 0.3)]
+    whole = conductance(v, 20.0, gaps)
+    monkeypatch.setattr(btk, "_KERNEL_BLOCK", 5_000)  # forces the blocked path
+    btk._KERNEL_CACHE.clear()
+    np.testing.assert_allclose(conductance(v, 20.0, gaps), whole, atol=1e-13)
+    few = np.array([-7.0, 0.0, 3.0])  # local-quadrature path, blocked as well
+    np.testing.assert_allclose(conductance(few, 20.0, gaps),
+                               np.interp(few, v, whole), atol=2e-3)
+
+
+def test_small_gamma_at_high_temperature_stays_under_100_MB():
+    import tracemalloc
+
+    v = np.linspace(-100, 100, 401)
+    tracemalloc.start()
+    try:
+        g = conductance(v, 30.0, [Gap(20.0, 0.01, 0.5)])  # old code: ~250 MB of kernel
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100e6
+    assert np.all(np.isfinite(g)) and g[200] == pytest.approx(conductance(0.0, 30.0,
+                                                                          [Gap(20.0, 0.01, 0.5)]))
