@@ -330,16 +330,20 @@ def joint_fit(bias_mV: np.ndarray, g: np.ndarray, temperature_K: float, n_gaps: 
 
     With ``start`` from a colder spectrum of the same series, the gaps may not grow by more
     than 5 % (+0.3 meV): Δ(T) does not increase with T, and the bound keeps a fit from jumping
-    to a degenerate solution (physics.md §3). The spectrum's own guess is tried as well and
-    the better χ² wins.
+    to a degenerate solution (physics.md §3). The channel weight w is shared along the series
+    (fixed at the coldest spectrum's value), which breaks the w–Z2–Γ2 degeneracy that grows
+    with thermal smearing. If the warm start fits badly, the spectrum's own guess is tried too.
     """
-    first = _joint_fit_once(bias_mV, g, temperature_K, n_gaps, dimension, None)
     if start is None or start.n_gaps != n_gaps:
-        return first
-    warm = _joint_fit_once(bias_mV, g, temperature_K, n_gaps, dimension, start)
-    if not _deltas_below(first, start):
+        return _joint_fit_once(bias_mV, g, temperature_K, n_gaps, dimension, None)
+    weight = float(start.values[6]) if n_gaps == 2 else None
+    warm = _joint_fit_once(bias_mV, g, temperature_K, n_gaps, dimension, start, weight)
+    if warm.chi2_red <= 3.0 * max(start.chi2_red, 1.0):
         return warm
-    return warm if warm.chi2_red <= first.chi2_red else first
+    fresh = _joint_fit_once(bias_mV, g, temperature_K, n_gaps, dimension, None, weight)
+    if not _deltas_below(fresh, start):
+        return warm
+    return warm if warm.chi2_red <= fresh.chi2_red else fresh
 
 
 def _deltas_below(fit: JointFit, colder: JointFit) -> bool:
@@ -348,7 +352,8 @@ def _deltas_below(fit: JointFit, colder: JointFit) -> bool:
 
 
 def _joint_fit_once(bias_mV: np.ndarray, g: np.ndarray, temperature_K: float, n_gaps: int,
-                    dimension: int, start: JointFit | None) -> JointFit:
+                    dimension: int, start: JointFit | None,
+                    fixed_weight: float | None = None) -> JointFit:
     from scipy.optimize import least_squares
 
     from daqapp.analysis.btk import conductance
@@ -384,6 +389,11 @@ def _joint_fit_once(bias_mV: np.ndarray, g: np.ndarray, temperature_K: float, n_
                  else [d1, 0.5 * d1, 0.4])
         p0 = np.array([*gaps0, c0, float(c[1]) / c0, float(c[0]) / c0])
     p0 = np.clip(p0, np.array(lo) + 1e-9, np.array(hi) - 1e-9)
+    free = np.ones(p0.size, dtype=bool)
+    if fixed_weight is not None and n_gaps == 2:
+        p0[6] = fixed_weight
+        free[6] = False
+    lo_free, hi_free = np.array(lo)[free], np.array(hi)[free]
     sigma = estimate_noise(v, g_wing) * c0
     if not (np.isfinite(sigma) and sigma > 0):
         sigma = 1e-3 * float(np.mean(np.abs(g)))
@@ -393,25 +403,34 @@ def _joint_fit_once(bias_mV: np.ndarray, g: np.ndarray, temperature_K: float, n_
         return conductance(v, temperature_K, gaps, dimension=dimension) * p[-3] * (
             1.0 + p[-2] * v + p[-1] * v * v)
 
-    def residual(p: np.ndarray) -> np.ndarray:
-        return (predict(p) - g) / sigma
+    base = p0.copy()
 
-    result = least_squares(residual, p0, bounds=(lo, hi), x_scale="jac", method="trf",
-                           max_nfev=300)
-    p = result.x
-    if n_gaps == 2 and p[3] > p[0]:  # label switching: keep Δ1 > Δ2
+    def full(x: np.ndarray) -> np.ndarray:
+        p = base.copy()
+        p[free] = x
+        return p
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        return (predict(full(x)) - g) / sigma
+
+    result = least_squares(residual, p0[free], bounds=(lo_free, hi_free), x_scale="jac",
+                           method="trf", max_nfev=200)
+    p = full(result.x)
+    if n_gaps == 2 and p[3] > p[0] and free[6]:  # label switching: keep Δ1 > Δ2
         p = np.array([p[3], p[4], p[5], p[0], p[1], p[2], 1.0 - p[6], *p[7:]])
-        result = least_squares(residual, p, bounds=(lo, hi), x_scale="jac", method="trf",
-                               max_nfev=200)
-        p = result.x
-    dof = max(1, v.size - p.size)
+        result = least_squares(residual, np.clip(p, lo_free + 1e-9, hi_free - 1e-9),
+                               bounds=(lo_free, hi_free), x_scale="jac", method="trf",
+                               max_nfev=150)
+        p = full(result.x)
+    dof = max(1, v.size - int(free.sum()))
     chi2_red = float(np.sum(result.fun ** 2) / dof)
     jac = np.asarray(result.jac, dtype=float)
+    errors = np.zeros(p.size)
     try:
         cov = np.linalg.pinv(jac.T @ jac) * max(chi2_red, 1.0)
-        errors = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        errors[free] = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     except np.linalg.LinAlgError:
-        errors = np.full(p.size, np.nan)
+        errors[free] = np.nan
     return JointFit(names, p, errors, chi2_red, n_gaps, float(temperature_K), dimension,
                     float(sigma), int(result.nfev), "s+s" if n_gaps == 2 else "s")
 
@@ -577,15 +596,13 @@ def analyse_spectra(paths: list[Path], options: ReportOptions, data: ReportData,
     t_grid = None
     for key, label in (("delta1", "Δ₁"), ("delta2", "Δ₂")):
         vals = np.array([s.parameters.get(f"{key}_meV", MISSING).value for s in data.spectra])
-        errs = np.array([s.parameters.get(f"{key}_meV", MISSING).error for s in data.spectra])
         ok = np.isfinite(vals)
         if ok.sum() < 3:
             continue
-        sigma = errs[ok] if np.all(np.isfinite(errs[ok]) & (errs[ok] > 0)) else None
         try:
             from daqapp.analysis.gaps import fit_gap_temperature
 
-            gfit = fit_gap_temperature(temps[ok], vals[ok], sigma, form=options.gap_form)
+            gfit = fit_gap_temperature(temps[ok], vals[ok], None, form=options.gap_form)
         except Exception as exc:  # noqa: BLE001
             data.notes.append(f"{label}(T) fit failed: {exc}")
             continue
@@ -739,8 +756,15 @@ def _iv_curves(path: Path, criterion_noise: float = 5.0) -> list[IVCurve]:
         currents.append(i)
         voltages.append(v)
         temps.append(temperature)
+        # A broad transition leaves an ohmic path in parallel (R(T) > 0 below the onset): Ic
+        # is where the voltage leaves that straight line, so the line is removed first.
+        low = np.abs(i) <= 0.2 * float(np.max(np.abs(i)))
+        excess = v
+        if low.sum() >= 5:
+            slope = float(np.polyfit(i[low], v[low], 1)[0])
+            excess = v - slope * i
         try:
-            ic = critical_current(i, v, noise_factor=criterion_noise)
+            ic = critical_current(i, excess, noise_factor=criterion_noise)
         except ValueError:
             continue
         if ic.ohmic:
@@ -751,8 +775,10 @@ def _iv_curves(path: Path, criterion_noise: float = 5.0) -> list[IVCurve]:
         return []
     # one curve per run for the plot (the first sweep); Ic averaged over sweeps and polarities
     t = float(np.nanmean(temps))
-    ic_value = Value(float(np.mean(ics)), float(np.std(ics) / math.sqrt(len(ics)))
-                     if len(ics) > 1 else math.nan, "mA") if ics else MISSING
+    # uncertainty: scatter between sweeps/polarities, at least half a current step
+    step = float(np.median(np.abs(np.diff(currents[0])))) if currents[0].size > 1 else 0.0
+    spread = float(np.std(ics) / math.sqrt(len(ics))) if len(ics) > 1 else 0.0
+    ic_value = Value(float(np.mean(ics)), max(spread, 0.5 * step), "mA") if ics else MISSING
     order = np.argsort(currents[0], kind="stable")
     return [IVCurve(t, currents[0][order], voltages[0][order], ic_value, Path(path).name)]
 
