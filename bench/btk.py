@@ -26,7 +26,7 @@ t_import = time.perf_counter() - t_import
 BIAS = np.linspace(-100, 100, 1001)
 SS = [Gap(23.0, 6.6, 0.58, weight=0.5), Gap(6.0, 4.0, 0.4, weight=0.5)]
 DD = [Gap(23.0, 6.6, 0.58, "d", 0.3, weight=0.5), Gap(6.0, 4.0, 0.4, "d", 0.3, weight=0.5)]
-N_DRAWS = 10
+N_DRAWS = int(os.environ.get("BENCH_DRAWS", "10"))
 
 
 def best_time(fn, repeat: int = 30) -> float:

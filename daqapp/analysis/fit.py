@@ -763,12 +763,21 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
                                        model.dimension, _SCREEN_RESOLUTION)
             return (v["scale"] * (1.0 + v["slope"] * shifted) * gg - g_c) / sigma
 
-        refined = []
-        for v in seeds:
-            x0 = to_internal(_clip_into(np.array([v[k] for k in names]), lo_orig, hi_orig))
-            sol = least_squares(residual_coarse, x0, bounds=(lo, hi), method="trf",
-                                x_scale="jac", max_nfev=30, xtol=1e-5, ftol=1e-5, gtol=1e-5)
-            nfev += sol.nfev * (len(names) + 1)
+        def coarse_fit(x0: np.ndarray, n: int):
+            return least_squares(residual_coarse, x0, bounds=(lo, hi), method="trf",
+                                 x_scale="jac", max_nfev=n, xtol=1e-5, ftol=1e-5, gtol=1e-5)
+
+        # successive halving: every seed gets a few steps, the better half continues
+        sols = [coarse_fit(to_internal(_clip_into(np.array([v[k] for k in names]), lo_orig,
+                                                  hi_orig)), 10) for v in seeds]
+        nfev += sum(sol.nfev for sol in sols) * (len(names) + 1)
+        sols.sort(key=lambda sol: sol.cost)
+        keep = max(2, (len(sols) + 1) // 2)
+        refined = [sols[0].x]
+        for sol in sols[:keep]:
+            if sol.status == 0:  # stopped by the step budget, not converged: continue
+                sol = coarse_fit(sol.x, 25)
+                nfev += sol.nfev * (len(names) + 1)
             refined.append(sol.x)
         # rank the refined seeds at full resolution (the coarse grids may misrank near ties)
         full_cost = [float(np.sum(residual(x) ** 2)) for x in refined]
