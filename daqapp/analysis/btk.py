@@ -388,7 +388,7 @@ def conductance(bias_mV, temperature_K: float, gaps, dimension: int = 2) -> np.n
     seed paper's convention) or 3 (spherical). Z and the weights are convention-dependent.
     Returns an array of the shape of ``bias_mV``. Raises ``ValueError`` for invalid input.
 
-    Memory stays below ~60 MB for any input (energies, angles and the thermal sum are
+    Working memory stays below ~60 MB whatever Γ and T (energy, angle and thermal sums are
     processed in blocks). Limit: when Γ ≪ k_BT over a wide bias range the converged grid
     would need more than 4e7 energy × angle evaluations (e.g. Γ < 0.003 meV with ±200 mV at
     60 K, or a d-wave gap with Γ/Δ < 1e-3 at tens of K); the energy step is then widened to
