@@ -477,13 +477,14 @@ def fit_spectrum(spec: _Spectrum, options: ReportOptions, warm: Any = None,
         chi2_red=fit.chi2_red, model=model, source=spec.source, warnings=warnings), fit
 
 
-def critical_current_dips(bias_mV: np.ndarray, g: np.ndarray, width: int = 21,
-                          threshold: float = 6.0) -> np.ndarray:
+def critical_current_dips(bias_mV: np.ndarray, g: np.ndarray, width: int = 15,
+                          threshold: float = 6.0, min_depth: float = 0.05) -> np.ndarray:
     """Mask of the sharp conductance dips where the current reaches the contact's Ic.
 
     They track Jc(T, B), not Δ (physics.md §4.7, Sheet et al. 2004), so they are left out of
     the fit: points more than ``threshold`` noise widths below a running median of ``width``
-    points, widened by two points on each side.
+    points and at least ``min_depth`` (relative) below it — far sharper and deeper than any
+    BTK feature, which Γ and k_BT keep smooth — widened by two points on each side.
     """
     from scipy.ndimage import median_filter
 
@@ -493,7 +494,8 @@ def critical_current_dips(bias_mV: np.ndarray, g: np.ndarray, width: int = 21,
     smooth = median_filter(g, size=width, mode="nearest")
     resid = g - smooth
     noise = 1.4826 * float(np.median(np.abs(np.diff(g)))) / math.sqrt(2) or 1e-12
-    low = resid < -threshold * max(noise, 1e-3 * float(np.median(np.abs(g))))
+    low = (resid < -threshold * max(noise, 1e-3 * float(np.median(np.abs(g))))) & (
+        resid < -min_depth * np.abs(smooth))
     if not low.any():
         return low
     grown = low.copy()
