@@ -595,31 +595,40 @@ def analyse_spectra(paths: list[Path], options: ReportOptions, data: ReportData,
             data.notes.append("only one spectrum: no Δ(T) fit")
         return
     temps = np.array([s.temperature_K for s in data.spectra])
-    t_grid = None
-    for key, label in (("delta1", "Δ₁"), ("delta2", "Δ₂")):
+    from daqapp.analysis.gaps import fit_gap_temperature
+
+    tc1: float | None = None
+    for key in ("delta1", "delta2"):
         vals = np.array([s.parameters.get(f"{key}_meV", MISSING).value for s in data.spectra])
         ok = np.isfinite(vals)
-        if ok.sum() < 3:
+        if key == "delta2" and ok.any():
+            # Both gaps close at the same Tc (physics.md §2.6); near Tc the small gap is lost
+            # in the smearing and its fit collapses: keep the points where it is resolved.
+            resolved = vals >= 0.3 * float(np.nanmax(vals[:3] if vals.size >= 3 else vals))
+            dropped = int(np.count_nonzero(ok & ~resolved))
+            ok &= resolved
+            if dropped:
+                data.notes.append(f"Δ₂(T): {dropped} spectra near Tc where Δ₂ is not resolved "
+                                  "(< 30 % of its low-T value) left out; Tc shared with Δ₁")
+        if ok.sum() < (3 if key == "delta1" or tc1 is None else 2):
             continue
         try:
-            from daqapp.analysis.gaps import fit_gap_temperature
-
-            gfit = fit_gap_temperature(temps[ok], vals[ok], None, form=options.gap_form)
+            gfit = fit_gap_temperature(temps[ok], vals[ok], None, form=options.gap_form,
+                                       tc_K=tc1 if key == "delta2" else None)
         except Exception as exc:  # noqa: BLE001
-            data.notes.append(f"{label}(T) fit failed: {exc}")
+            data.notes.append(f"{key}(T) fit failed: {exc}")
             continue
         t_grid = np.linspace(0.0, gfit.tc_K, 300)
         tc = Value(gfit.tc_K, gfit.tc_err_K, "K")
         d0 = Value(gfit.delta0_meV, gfit.delta0_err_meV, "meV")
-        data.gap_fits[key] = CurveFit(f"{options.gap_form.upper()} fit", t_grid,
-                                      gfit.curve(t_grid), {"tc_K": tc, "delta0_meV": d0},
-                                      gfit.chi2_red)
+        label = f"{options.gap_form.upper()} fit" + (" (Tc of Δ₁)" if key == "delta2" else "")
+        data.gap_fits[key] = CurveFit(label, t_grid, gfit.curve(t_grid),
+                                      {"tc_K": tc, "delta0_meV": d0}, gfit.chi2_red)
         data.summary[f"{key}_0_meV"] = d0
         if key == "delta1":
+            tc1 = gfit.tc_K
             data.summary["tc_gap_K"] = tc
             data.summary["ratio_2delta1_kTc"] = Value(gfit.ratio_2delta_kTc, gfit.ratio_err)
-        else:
-            data.summary["tc_gap2_K"] = tc
 
 
 # --------------------------------------------------------------------------- transport
@@ -698,8 +707,15 @@ def analyse_rt(paths: list[Path], options: ReportOptions, data: ReportData) -> N
         data.notes.append("fewer than three Hc2 points: no Hc2(T) fit")
         return
     t_grid = np.linspace(0.0, float(np.max(pts.temperature_K)) * 1.02, 240)
+    # Each point's temperature is known to the curve's reading spacing; as a field error
+    # (through the slope dB/dT) that is what weights the fits and sets their uncertainties.
+    by_field = {c.field_T: c for c in data.rt_curves}
+    t_err = np.array([_grid_error(by_field[b].temperature_K, t) if b in by_field else math.nan
+                      for t, b in zip(pts.temperature_K, pts.field_T, strict=True)])
+    slope = abs(float(np.polyfit(pts.temperature_K, pts.field_T, 1)[0]))
+    sigma_b = np.sqrt((slope * np.nan_to_num(t_err, nan=0.1)) ** 2 + 0.01 ** 2)
     try:
-        whh = fit_hc2(pts.temperature_K, pts.field_T, model="whh")
+        whh = fit_hc2(pts.temperature_K, pts.field_T, sigma_b, model="whh")
         data.hc2_fits["whh"] = CurveFit(
             "single band (WHH)", t_grid, whh.curve(t_grid),
             {"hc2_0_T": Value(whh.hc2_0_T, whh.hc2_0_err_T, "T")}, whh.chi2_red)
@@ -707,7 +723,8 @@ def analyse_rt(paths: list[Path], options: ReportOptions, data: ReportData) -> N
     except Exception as exc:  # noqa: BLE001
         data.notes.append(f"WHH fit failed: {exc}")
     try:
-        two = fit_hc2(pts.temperature_K, pts.field_T, model="two_band", eta=options.hc2_eta)
+        two = fit_hc2(pts.temperature_K, pts.field_T, sigma_b, model="two_band",
+                      eta=options.hc2_eta)
     except Exception as exc:  # noqa: BLE001
         data.notes.append(f"two-band Hc2 fit failed: {exc}")
         return

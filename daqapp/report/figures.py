@@ -47,8 +47,12 @@ def _colors(values: list[float], cmap: str = "turbo") -> list:
 
 
 def _panel_label(ax, letter: str) -> None:
-    ax.text(0.02, 0.97, f"({letter})", transform=ax.transAxes, va="top", ha="left",
-            fontweight="bold")
+    ax.set_title(f"({letter})", loc="left", fontweight="bold")
+
+
+def _kelvin(t: float) -> str:
+    """Temperatures as an operator writes them: 3 K, 14 K, 4.2 K (not 2.99695 K)."""
+    return f"{round(float(t), 1):g} K"
 
 
 def _save(fig, path: Path) -> Path:
@@ -110,7 +114,7 @@ def rt_figure(data: ReportData, path: Path) -> Path | None:
                         label=f"{label} = {v.value:.1f} K (0 T)")
     ax2.set_xlabel("Temperature (K)")
     ax2.set_ylabel("Resistance (Ω)")
-    ax2.legend(loc="upper left", ncol=2, bbox_to_anchor=(0.05, 0.98))
+    ax2.legend(loc="upper left", ncol=2)
     _panel_label(ax2, "b")
     fig.suptitle(f"{data.title}: R–T under magnetic field")
     fig.tight_layout()
@@ -136,7 +140,8 @@ def hc2_figure(data: ReportData, path: Path) -> Path | None:
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.legend(loc="upper right")
-    ax.set_title(f"{data.title}: upper critical field")
+    ax.set_title("Upper critical field")
+    fig.suptitle(data.title, fontsize=9, y=0.995)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -160,15 +165,18 @@ def spectra_figure(data: ReportData, path: Path) -> Path | None:
         if spec.fit_curve is not None:
             ax.plot(spec.bias_mV, spec.fit_curve + shift, "-", color="k", lw=1.0)
         ax.text(float(np.max(spec.bias_mV)) * 1.02, float(spec.conductance_norm[-1]) + shift,
-                f"{spec.temperature_K:g} K", color=color, va="center", fontsize=8.5)
+                _kelvin(spec.temperature_K), color=color, va="center", fontsize=8.5)
     ax.plot([], [], "o", color="0.4", mfc="none", label="data")
     ax.plot([], [], "-", color="k", label=f"{spectra[0].model} BTK fit")
     ax.set_xlabel("Bias voltage (mV)")
     ax.set_ylabel(f"Normalised dI/dV (offset {offset:g})")
     xmax = float(np.max(np.abs(spectra[0].bias_mV)))
     ax.set_xlim(-xmax, xmax * 1.22)
-    ax.legend(loc="upper left")
-    ax.set_title(f"{data.title}: Andreev reflection spectra")
+    top = max(float(np.max(s.conductance_norm)) + i * offset for i, s in enumerate(spectra))
+    ax.set_ylim(top=top + 0.12 + 0.02 * len(spectra))
+    ax.legend(loc="upper left", ncol=2)
+    ax.set_title("Andreev reflection spectra (normalised, offset)")
+    fig.suptitle(data.title, fontsize=9, y=0.995)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -202,8 +210,9 @@ def gap_figure(data: ReportData, path: Path) -> Path | None:
     ax.set_ylabel("Δ (meV)")
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
-    ax.legend(loc="upper right")
-    ax.set_title(f"{data.title}: superconducting gaps")
+    ax.legend(loc="lower left")
+    ax.set_title("Superconducting gaps vs temperature")
+    fig.suptitle(data.title, fontsize=9, y=0.995)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -220,11 +229,11 @@ def iv_figure(data: ReportData, path: Path) -> Path | None:
     colors = _colors([c.temperature_K for c in curves], "coolwarm")
     for curve, color in zip(curves, colors, strict=True):
         ax1.plot(curve.current_mA, curve.voltage_mV, "-", color=color, lw=1.3,
-                 label=f"{curve.temperature_K:g} K")
+                 label=_kelvin(curve.temperature_K))
     ax1.set_xlabel("Current (mA)")
     ax1.set_ylabel("Voltage (mV)")
     ax1.axhline(0, color="0.7", lw=0.6)
-    ax1.legend(ncol=2, loc="upper left")
+    ax1.legend(ncol=2, loc="lower right")
     _panel_label(ax1, "a")
     points = [(c.temperature_K, c.ic_mA.value, c.ic_mA.error) for c in curves]
     t = np.array([p[0] for p in points])
@@ -256,7 +265,7 @@ def calibration_figure(data: ReportData, path: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
     ax.plot(spec.bias_mV, spec.conductance_norm, "o", ms=3, mfc="none", color="tab:blue",
-            label=f"Nb, {spec.temperature_K:g} K")
+            label=f"Nb, {_kelvin(spec.temperature_K)}")
     if spec.fit_curve is not None:
         p = spec.parameters
         parts = []
@@ -268,6 +277,6 @@ def calibration_figure(data: ReportData, path: Path) -> Path | None:
     ax.set_xlabel("Bias voltage (mV)")
     ax.set_ylabel("Normalised dI/dV")
     ax.legend(loc="upper right")
-    ax.set_title("Nb calibration")
+    ax.set_title("Nb calibration (point contact on Nb foil)")
     fig.tight_layout()
     return _save(fig, path)
