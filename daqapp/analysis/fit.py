@@ -760,7 +760,9 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
         return (model.eval(bias, unpack(x)) - g) / sigma
 
     if n_starts is None:
-        n_starts = 1 if warm_start is not None else _DEFAULT_SEEDS
+        two_gap = len(model.components) == 2 and set(model.components) <= {"s", "d"}
+        n_starts = 1 if warm_start is not None else (
+            _DEFAULT_SEEDS if two_gap else (3 if model.components.count("d") >= 2 else 1))
     seeds = _library_seeds(model, names, bias, g, n_starts) if n_starts > 1 else None
     nfev = 0
     if seeds is not None:
