@@ -702,7 +702,7 @@ def analyse_rt(paths: list[Path], options: ReportOptions, data: ReportData) -> N
         data.notes.append(f"Hc2 points failed: {exc}")
         return
     data.hc2_points = (pts.temperature_K, pts.field_T)
-    data.hc2_criterion = f"{crit * 100:g} % of R_N"
+    data.hc2_criterion = f"R = {crit * 100:g} % of $R_N$"
     if len(pts.field_T) < 3:
         data.notes.append("fewer than three Hc2 points: no Hc2(T) fit")
         return
@@ -775,21 +775,17 @@ def _iv_curves(path: Path, criterion_noise: float = 5.0) -> list[IVCurve]:
         currents.append(i)
         voltages.append(v)
         temps.append(temperature)
-        # A broad transition leaves an ohmic path in parallel (R(T) > 0 below the onset): Ic
-        # is where the voltage leaves that straight line, so the line is removed first.
-        low = np.abs(i) <= 0.2 * float(np.max(np.abs(i)))
-        excess = v
-        if low.sum() >= 5:
-            slope = float(np.polyfit(i[low], v[low], 1)[0])
-            excess = v - slope * i
-        try:
-            ic = critical_current(i, excess, noise_factor=criterion_noise)
-        except ValueError:
-            continue
-        if ic.ohmic:
-            ics.append(0.0)
-        elif ic.ic_mean is not None:
-            ics.append(float(ic.ic_mean))
+        # A broad transition leaves an ohmic path in parallel (R(T) > 0 below the onset), so
+        # "V leaves zero" becomes "dV/dI leaves its low-current value".
+        ic = ic_from_differential_resistance(i, v)
+        if ic is None:
+            try:
+                found = critical_current(i, v, noise_factor=criterion_noise)
+            except ValueError:
+                continue
+            ic = 0.0 if found.ohmic else found.ic_mean
+        if ic is not None:
+            ics.append(float(ic))
     if not currents:
         return []
     # one curve per run for the plot (the first sweep); Ic averaged over sweeps and polarities
@@ -800,6 +796,39 @@ def _iv_curves(path: Path, criterion_noise: float = 5.0) -> list[IVCurve]:
     ic_value = Value(float(np.mean(ics)), max(spread, 0.5 * step), "mA") if ics else MISSING
     order = np.argsort(currents[0], kind="stable")
     return [IVCurve(t, currents[0][order], voltages[0][order], ic_value, Path(path).name)]
+
+
+def ic_from_differential_resistance(current: np.ndarray, voltage: np.ndarray,
+                                    fraction: float = 0.1) -> float | None:
+    """Ic where dV/dI rises ``fraction`` of the way from its low-current to its high-current
+    value, averaged over both polarities; 0 for an ohmic curve; None if neither branch has
+    enough points. Works with or without a parallel ohmic path below Ic."""
+    order = np.argsort(current)
+    i, v = current[order], voltage[order]
+    results = []
+    for sign in (1.0, -1.0):
+        sel = (sign * i) > 0
+        x, y = sign * i[sel], sign * v[sel]
+        if x.size < 12:
+            continue
+        o = np.argsort(x)
+        x, y = x[o], y[o]
+        slope = np.gradient(y, x)
+        k = max(3, x.size // 15)
+        r_low = float(np.median(slope[:k]))
+        r_high = float(np.median(slope[-k:]))
+        if r_high - r_low < 0.2 * abs(r_high):
+            results.append(0.0)  # no kink: resistive from the smallest current
+            continue
+        level = r_low + fraction * (r_high - r_low)
+        above = slope > level
+        for j in range(x.size - 2):
+            if above[j] and above[j + 1] and above[j + 2]:
+                results.append(float(x[j]) if j else 0.0)
+                break
+    if not results:
+        return None
+    return float(np.mean(results))
 
 
 def analyse_iv(paths: list[Path], options: ReportOptions, data: ReportData) -> None:

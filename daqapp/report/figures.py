@@ -96,16 +96,19 @@ def rt_figure(data: ReportData, path: Path) -> Path | None:
     ax1.set_ylabel("Resistance (Ω)")
     ax1.legend(title="μ₀H", loc="lower right")
     _panel_label(ax1, "a")
-    # Zoom on the transition: up to a little above the zero-field onset, if known.
+    # Zoom on the onset, where the field shifts the transition (Hc2 is read there).
     onset = data.summary.get("tc_onset_K")
-    t_hi = 1.35 * onset.value if onset is not None and math.isfinite(onset.value) else None
-    if t_hi is None:
-        t_hi = float(np.nanmax(np.concatenate([c.temperature_K for c in curves])))
-    ax2.set_xlim(0, t_hi)
-    in_zoom = np.concatenate([c.resistance_ohm[c.temperature_K <= t_hi] for c in curves])
+    if onset is not None and math.isfinite(onset.value):
+        t_lo, t_hi = onset.value - 20.0, onset.value + 8.0
+    else:
+        t_all = np.concatenate([c.temperature_K for c in curves])
+        t_lo, t_hi = float(np.nanmin(t_all)), float(np.nanmax(t_all))
+    ax2.set_xlim(t_lo, t_hi)
+    in_zoom = np.concatenate([c.resistance_ohm[(c.temperature_K >= t_lo)
+                                               & (c.temperature_K <= t_hi)] for c in curves])
     if in_zoom.size:
-        ax2.set_ylim(min(0.0, float(np.nanmin(in_zoom))) - 0.02 * float(np.nanmax(in_zoom)),
-                     1.05 * float(np.nanmax(in_zoom)))
+        lo, hi = float(np.nanmin(in_zoom)), float(np.nanmax(in_zoom))
+        ax2.set_ylim(lo - 0.05 * (hi - lo), hi + 0.25 * (hi - lo))
     for key, style in (("tc_onset_K", "--"), ("tc_zero_K", ":")):
         v = data.summary.get(key)
         if v is not None and math.isfinite(v.value):
@@ -114,7 +117,7 @@ def rt_figure(data: ReportData, path: Path) -> Path | None:
                         label=f"{label} = {v.value:.1f} K (0 T)")
     ax2.set_xlabel("Temperature (K)")
     ax2.set_ylabel("Resistance (Ω)")
-    ax2.legend(loc="upper left", ncol=2)
+    ax2.legend(loc="upper left", ncol=3, fontsize=7.5)
     _panel_label(ax2, "b")
     fig.suptitle(f"{data.title}: R–T under magnetic field")
     fig.tight_layout()
@@ -209,8 +212,9 @@ def gap_figure(data: ReportData, path: Path) -> Path | None:
     ax.set_xlabel("Temperature (K)")
     ax.set_ylabel("Δ (meV)")
     ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="lower left")
+    ymax = ax.get_ylim()[1]
+    ax.set_ylim(0, 1.45 * ymax)  # room above the data for the legend
+    ax.legend(loc="upper right")
     ax.set_title("Superconducting gaps vs temperature")
     fig.suptitle(data.title, fontsize=9, y=0.995)
     fig.tight_layout()
@@ -274,6 +278,7 @@ def calibration_figure(data: ReportData, path: Path) -> Path | None:
                 parts.append(f"{name} = {p[key].text(3)}")
         ax.plot(spec.bias_mV, spec.fit_curve, "-", color="k", lw=1.4,
                 label=f"{spec.model} BTK fit\n" + ", ".join(parts))
+    ax.set_ylim(top=ax.get_ylim()[1] + 0.35 * (ax.get_ylim()[1] - ax.get_ylim()[0]))
     ax.set_xlabel("Bias voltage (mV)")
     ax.set_ylabel("Normalised dI/dV")
     ax.legend(loc="upper right")
