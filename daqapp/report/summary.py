@@ -101,12 +101,15 @@ def markdown(data: ReportData, summary: dict[str, Any] | None = None) -> str:
     lines.append("")
     if data.spectra:
         lines += ["## Two-gap BTK fits per temperature", "",
-                  f"Model {data.spectra[0].model}, normalised by a polynomial background; "
-                  "errors are one standard deviation.", "",
+                  f"Model {data.spectra[0].model} (2D BTK, thermal smearing at the measured "
+                  "temperature) fitted together with a quadratic normal-state background, "
+                  "which normalises the spectra; w₁ is shared along the series (no error "
+                  "shown: held at the coldest spectrum's value). Errors are one standard "
+                  "deviation.", "",
                   "| T (K) | Δ₁ (meV) | Δ₂ (meV) | Γ₁ (meV) | Γ₂ (meV) | Z₁ | Z₂ | w₁ | χ²_red |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for spec in sorted(data.spectra, key=lambda s: s.temperature_K):
-            cells = [f"{spec.temperature_K:g}"]
+            cells = [f"{round(spec.temperature_K, 1):g}"]
             for key in PER_TEMPERATURE_KEYS:
                 v = spec.parameters.get(key)
                 cells.append(Value(v.value, v.error).text() if v else "n/a")
