@@ -40,6 +40,8 @@ _DEFAULT_SEEDS = 4  # distinct (Δ1, Δ2) basins refined after the library scree
 _SCREEN_POINTS = 201  # bias points kept for the global stage
 _SCREEN_RESOLUTION = 2.0  # coarser energy/angle grids there (~3e-4 abs. error, ≪ noise)
 _SCREEN_ALPHAS = (0.0, 0.15, 0.3, 0.45, 0.65, 1.0)  # × π/4: the ZBCP grows steeply with α
+_COARSE_FIRST_STEPS = 15  # coarse-stage steps every seed gets before the cut
+_COARSE_KEEP = 3  # seeds that continue to convergence on the coarse grids
 _SCREEN_DELTAS = 14  # geometric Δ grid of the library
 _DEFAULT_GAMMA_MIN = 1e-3
 
@@ -611,10 +613,10 @@ def _library_seeds(model: BTKModel, names: list[str], bias: np.ndarray, g: np.nd
     else:
         w = np.full(ab.shape, base["weight1"])
     chi = c_c[None, :] - 2.0 * w * c_d + w * w * d_d
-    if comps[0] == comps[1]:  # swap-symmetric: keep each pair once, Δ1 ≥ Δ2
-        d1 = np.array([r["delta1"] for r in rows1])
-        d2 = np.array([r["delta2"] for r in rows2])
-        chi = np.where(d1[:, None] >= d2[None, :], chi, np.inf)
+    # Δ1 ≥ Δ2: each swap-symmetric pair once; for s+d against d+s it is what the names mean
+    d1 = np.array([r["delta1"] for r in rows1])
+    d2 = np.array([r["delta2"] for r in rows2])
+    chi = np.where(d1[:, None] >= d2[None, :], chi, np.inf)
     if comps == ("d", "d") and model.params["alpha2"].shared_with == "alpha1":
         a1 = np.array([r["alpha1"] for r in rows1])
         a2 = np.array([r["alpha2"] for r in rows2])
@@ -785,10 +787,11 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
 
         # successive halving: every seed gets a few steps, the better half continues
         sols = [coarse_fit(to_internal(_clip_into(np.array([v[k] for k in names]), lo_orig,
-                                                  hi_orig)), 10) for v in seeds]
+                                                  hi_orig)), _COARSE_FIRST_STEPS)
+                for v in seeds]
         nfev += sum(sol.nfev for sol in sols) * (len(names) + 1)
         sols.sort(key=lambda sol: sol.cost)
-        keep = max(2, (len(sols) + 1) // 2)
+        keep = _COARSE_KEEP
         refined = [sols[0].x]
         for sol in sols[:keep]:
             if sol.status == 0:  # stopped by the step budget, not converged: continue
