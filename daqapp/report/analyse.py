@@ -678,8 +678,14 @@ def analyse_rt(paths: list[Path], options: ReportOptions, data: ReportData) -> N
     if not data.rt_curves:
         return
     zero = curves.get(0.0) or data.rt_curves[0]
+    window: tuple[float, float] | None = None
     try:
         tc = critical_temperatures(zero.temperature_K, zero.resistance_ohm)
+        t_top = min(float(np.max(c.temperature_K)) for c in data.rt_curves)
+        if t_top - (tc.onset_K + 3.0) >= 5.0:
+            # one normal-state window for every field, so R_N is extrapolated alike for
+            # complete and partial curves
+            window = (tc.onset_K + 3.0, t_top)
         data.summary["tc_onset_K"] = Value(tc.onset_K, _grid_error(zero.temperature_K,
                                                                     tc.onset_K), "K")
         data.summary["tc_mid_K"] = Value(tc.midpoint_K, _grid_error(zero.temperature_K,
@@ -696,8 +702,9 @@ def analyse_rt(paths: list[Path], options: ReportOptions, data: ReportData) -> N
         return
     crit = options.hc2_criterion
     try:
+        extra = {"normal_window_K": window} if window else {}
         pts = hc2_from_rt([(c.field_T, c.temperature_K, c.resistance_ohm)
-                           for c in data.rt_curves], criterion=crit)
+                           for c in data.rt_curves], criterion=crit, **extra)
     except ValueError as exc:
         data.notes.append(f"Hc2 points failed: {exc}")
         return
