@@ -48,3 +48,12 @@ def test_quick_demo_recovers_the_simulated_sample(tmp_path):
     assert manifest["status"] == "finished"
     assert sorted(p.name for p in (out / "quick").glob("*.h5")) == sorted(
         s["file"] for s in manifest["steps"])
+
+    # replay headless: the same runs refitted into another report folder
+    replay = subprocess.run([sys.executable, "-m", "daqapp.cli", "replay", str(out / "quick"),
+                             "--headless", "--output", str(tmp_path / "replayed")],
+                            capture_output=True, text=True, timeout=300)
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    again = json.loads((tmp_path / "replayed" / "summary.json").read_text())
+    assert again["delta1_0_meV"]["value"] == pytest.approx(summary["delta1_0_meV"]["value"],
+                                                           rel=1e-6)
