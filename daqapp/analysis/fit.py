@@ -93,9 +93,11 @@ class BTKModel:
     Parameters per component i (1-based): ``delta{i}``, ``gamma{i}``, ``z{i}`` and, for angular
     gaps, ``alpha{i}`` (and ``anisotropy{i}`` for s_aniso); ``weight{i}`` for i < n, where for
     n > 2 weight{i} is the fraction of the conductance left by the earlier channels
-    (stick-breaking, so every value in [0, 1] is valid). Global: ``scale`` and ``slope`` of a
-    linear background (G_model = scale·(1 + slope·V)·G(V − v0)), ``v0`` (bias offset, mV) and
-    ``temperature`` (K); all four are fixed unless you free them.
+    (stick-breaking, so every value in [0, 1] is valid). Global: ``scale``, ``slope`` and
+    ``curvature`` of a quadratic normal-state background
+    (G_model = scale·(1 + slope·V + curvature·V²)·G(V − v0)), ``v0`` (bias offset, mV) and
+    ``temperature`` (K); all are fixed unless you free them. Freeing the background fits a raw
+    spectrum jointly, instead of dividing by a polynomial fitted where the BTK tail is not yet 1.
     """
 
     def __init__(self, model: str | Sequence[str] = "s+s", temperature_K: float = 3.0,
@@ -125,6 +127,7 @@ class BTKModel:
             self.params[name].shared_with = alphas[0]
         self._add("scale", 1.0, vary=False, min=0.5, max=2.0)
         self._add("slope", 0.0, vary=False, min=-0.1, max=0.1)
+        self._add("curvature", 0.0, vary=False, min=-0.01, max=0.01)
         self._add("v0", 0.0, vary=False, min=-5.0, max=5.0)
         self._add("temperature", float(temperature_K), vary=False, min=0.0, max=1000.0)
 
@@ -194,7 +197,19 @@ class BTKModel:
         bias = np.asarray(bias_mV, dtype=float)
         shifted = bias - v["v0"]
         g = conductance(shifted, v["temperature"], self.gaps(v), self.dimension)
-        return v["scale"] * (1.0 + v["slope"] * shifted) * g
+        return self.background(shifted, v) * g
+
+    @staticmethod
+    def background(shifted_mV: np.ndarray, values: dict[str, float]) -> np.ndarray:
+        """The normal-state factor scale·(1 + slope·V + curvature·V²) the BTK curve rides on."""
+        v = values
+        return v["scale"] * (1.0 + v["slope"] * shifted_mV + v["curvature"] * shifted_mV ** 2)
+
+    def free_background(self) -> BTKModel:
+        """Let scale, slope and curvature vary (fit a raw, un-normalised spectrum); chainable."""
+        for name in ("scale", "slope", "curvature"):
+            self.params[name].vary = True
+        return self
 
     def free_names(self) -> list[str]:
         return [k for k, p in self.params.items() if p.vary and not p.shared_with]
@@ -445,7 +460,7 @@ class FitResult:
                  f"N = {self.n_points}, σ = {self.noise_sigma:.3g} ({self.noise_source})"]
         for k in self.param_names:
             p = self.params[k]
-            if not p["vary"] and k in ("scale", "slope", "v0"):
+            if not p["vary"] and k in ("scale", "slope", "curvature", "v0"):
                 continue
             if p.get("shared_with"):
                 state = f"= {p['shared_with']}"
@@ -557,7 +572,7 @@ def _library_seeds(model: BTKModel, names: list[str], bias: np.ndarray, g: np.nd
     step = max(1, bias.size // _SCREEN_POINTS)
     b, y = bias[step // 2::step], g[step // 2::step]
     shifted = b - base["v0"]
-    pre = base["scale"] * (1.0 + base["slope"] * shifted)
+    pre = model.background(shifted, base)
     t = base["temperature"]
 
     def cands(name: str, values: Iterable[float]) -> list[float]:
@@ -779,7 +794,7 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
             shifted = b_c - v["v0"]
             gg = screening_conductance(shifted, v["temperature"], model.gaps(v),
                                        model.dimension, _SCREEN_RESOLUTION)
-            return (v["scale"] * (1.0 + v["slope"] * shifted) * gg - g_c) / sigma
+            return (model.background(shifted, v) * gg - g_c) / sigma
 
         def coarse_fit(x0: np.ndarray, n: int):
             return least_squares(residual_coarse, x0, bounds=(lo, hi), method="trf",

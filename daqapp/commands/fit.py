@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--dimension", type=int, default=2, choices=(1, 2, 3),
                    help="Fermi-surface convention: 1D, 2D (default, the seed's) or 3D")
     p.add_argument("--normalize", action="store_true",
-                   help="divide raw conductance by a quadratic fitted in the outer quarters")
+                   help="raw conductance: fit a quadratic normal-state background jointly with "
+                        "the BTK model (not divided out beforehand, where the tail is not yet 1)")
     p.add_argument("--bias-window", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="fit only biases in [MIN, MAX] mV")
     p.add_argument("--sigma", type=float, default=None,
@@ -42,11 +43,30 @@ def _load(path: str):
         raise DataFileError(f"{path}: cannot read spectra ({exc})") from None
 
 
+def _edge_level(bias, g) -> float:
+    """Mean conductance of the outer tenth of the sweep on each side: sets the scale near 1."""
+    import numpy as np
+
+    from daqapp.errors import DataFileError
+
+    span = np.nanmax(np.abs(bias))
+    edge = np.abs(bias) >= 0.9 * span
+    level = float(np.nanmean(g[edge])) if np.any(edge) else float("nan")
+    if not (np.isfinite(level) and level != 0.0):
+        raise DataFileError("cannot normalise: no finite conductance at the sweep's edges")
+    return level
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from daqapp.analysis.fit import STANDARD_MODELS, compare_models, fit_spectrum, parse_model
-    from daqapp.analysis.spectrum import prepare_spectrum
+    from daqapp.analysis.fit import (
+        STANDARD_MODELS,
+        BTKModel,
+        compare_models,
+        fit_spectrum,
+        parse_model,
+    )
     from daqapp.errors import ConfigError
 
     models = STANDARD_MODELS if args.model == "all" else (args.model,)
@@ -63,24 +83,29 @@ def run(args: argparse.Namespace) -> int:
     for spec in spectra:
         bias, g = np.asarray(spec.bias_mV, float), np.asarray(spec.conductance, float)
         steps = []
-        if args.normalize or not spec.normalized:
-            if not args.normalize:
-                raise ConfigError(f"{args.file}: spectrum '{spec.label}' is not normalised; "
-                                  "pass --normalize (quadratic background in the outer "
-                                  "quarters) or normalise it first")
-            prep = prepare_spectrum(bias, g, normalize="polynomial")
-            bias, g, steps = prep.bias_mV, prep.conductance, prep.steps
+        if not (args.normalize or spec.normalized):
+            raise ConfigError(f"{args.file}: spectrum '{spec.label}' is not normalised; "
+                              "pass --normalize (the fit then carries a quadratic normal-state "
+                              "background) or normalise it first")
         t = args.temperature if args.temperature is not None else (
             spec.temperature_K if spec.temperature_K is not None else 3.0)
         window = tuple(args.bias_window) if args.bias_window else None
+        if args.normalize:
+            level = _edge_level(bias, g)
+            g = g / level
+            steps = [f"divided by the outer-edge level {level:.6g} (a constant); quadratic "
+                     "background fitted jointly with the model"]
+        fit_models = [BTKModel(m, t, args.dimension).free_background() if args.normalize else m
+                      for m in models]
         try:
             if len(models) > 1:
-                cmp = compare_models(bias, g, models, temperature_K=t, dimension=args.dimension,
+                cmp = compare_models(bias, g, fit_models, temperature_K=t,
+                                     dimension=args.dimension,
                                      sigma=args.sigma, bias_window=window)
                 item = {"label": spec.label, "preparation": steps, **cmp.to_dict()}
                 text = cmp.summary()
             else:
-                res = fit_spectrum(bias, g, models[0], temperature_K=t,
+                res = fit_spectrum(bias, g, fit_models[0], temperature_K=t,
                                    dimension=args.dimension, sigma=args.sigma,
                                    bias_window=window)
                 item = {"label": spec.label, "preparation": steps, "result": res.to_dict()}
