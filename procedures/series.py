@@ -47,7 +47,32 @@ def _band_guard(procedure: Any, band_k: float, target_k: float, timeout_s: float
                                     clock=lambda: lab_time(station))
 
 
-class TemperatureSeries(LockInSpectrumProcedure):
+class _SpectrumSeries(LockInSpectrumProcedure):
+    """A spectrum at each setpoint of a list, each taken under a suspender (not queued itself)."""
+
+    @staticmethod
+    def setpoint_list(name: str, text: str, example: str) -> list[float]:
+        values = parse_list(name, text)
+        if not values:
+            raise ConfigError(f"{name}: give at least one value (e.g. '{example}')")
+        return values
+
+    def spectrum_under(self, guard: Any, sweep: int, done: int, total: int,
+                       **setpoint: float) -> tuple[int, int, bool]:
+        """One spectrum with ``guard`` active; returns (sweep, done, completed)."""
+        if self.control is not None:
+            self.control.add_suspender(guard)
+        try:
+            return self.acquire_spectrum(sweep, done, total, **setpoint)
+        finally:
+            if self.control is not None:
+                self.control.remove_suspender(guard)
+
+    def shutdown(self) -> None:
+        self.release_spectrum()
+
+
+class TemperatureSeries(_SpectrumSeries):
     """A dI/dV spectrum at each temperature of a list, each taken once the temperature is stable."""
 
     SUMMARY = "dI/dV spectra at a list of temperatures (reach, stabilise, measure; suspend if out)"
@@ -65,10 +90,7 @@ class TemperatureSeries(LockInSpectrumProcedure):
                                      default=1800.0, minimum=1.0, maximum=86_400.0)
 
     def temperature_list(self) -> list[float]:
-        values = parse_list("temperatures", self.temperatures)
-        if not values:
-            raise ConfigError("temperatures: give at least one temperature (e.g. '3, 5, 7')")
-        return values
+        return self.setpoint_list("temperatures", self.temperatures, "3, 5, 7")
 
     def check_limits(self, limits: Any) -> None:
         for kelvin in self.temperature_list():
@@ -106,22 +128,13 @@ class TemperatureSeries(LockInSpectrumProcedure):
             if not self.checkpoint():
                 return
             guard = _band_guard(self, self.band, kelvin, self.suspend_timeout)
-            if self.control is not None:
-                self.control.add_suspender(guard)
-            try:
-                sweep, done, completed = self.acquire_spectrum(sweep, done, total,
-                                                               setpoint=kelvin)
-            finally:
-                if self.control is not None:
-                    self.control.remove_suspender(guard)
+            sweep, done, completed = self.spectrum_under(guard, sweep, done, total,
+                                                         setpoint=kelvin)
             if not completed:
                 return
 
-    def shutdown(self) -> None:
-        self.release_spectrum()
 
-
-class FieldSweep(LockInSpectrumProcedure):
+class FieldSweep(_SpectrumSeries):
     """A dI/dV spectrum at each field of a list (gap suppression, Hc2 of the contact)."""
 
     SUMMARY = "dI/dV spectra at a list of magnetic fields (ramp, hold, measure)"
@@ -136,10 +149,7 @@ class FieldSweep(LockInSpectrumProcedure):
                                      default=600.0, minimum=1.0, maximum=86_400.0)
 
     def field_list(self) -> list[float]:
-        values = parse_list("fields", self.fields)
-        if not values:
-            raise ConfigError("fields: give at least one field (e.g. '0, 1, 2')")
-        return values
+        return self.setpoint_list("fields", self.fields, "0, 1, 2")
 
     def check_limits(self, limits: Any) -> None:
         for tesla in self.field_list():
@@ -170,19 +180,10 @@ class FieldSweep(LockInSpectrumProcedure):
             if not self.checkpoint():
                 return
             guard = MagnetHoldingSuspender(timeout=_real_timeout(self, self.suspend_timeout))
-            if self.control is not None:
-                self.control.add_suspender(guard)
-            try:
-                sweep, done, completed = self.acquire_spectrum(sweep, done, total,
-                                                               setpoint_field=tesla)
-            finally:
-                if self.control is not None:
-                    self.control.remove_suspender(guard)
+            sweep, done, completed = self.spectrum_under(guard, sweep, done, total,
+                                                         setpoint_field=tesla)
             if not completed:
                 return
-
-    def shutdown(self) -> None:
-        self.release_spectrum()
 
 
 class NbCalibration(LockInSpectrumProcedure):
