@@ -32,16 +32,34 @@ def connection_lock(adapter: Any) -> threading.RLock:
     return lock
 
 
-class SerializedInstrument:
+class _LockedQueries:
+    """The query methods both mixins lock: a query is a write and a read under one lock."""
+
+    lock: threading.RLock
+
+    def write(self, command: str, **kwargs: Any) -> None:
+        with self.lock:
+            super().write(command, **kwargs)
+
+    def ask(self, command: str, *args: Any, **kwargs: Any) -> str:
+        with self.lock:
+            return super().ask(command, *args, **kwargs)
+
+    def values(self, command: str, *args: Any, **kwargs: Any) -> list:
+        with self.lock:
+            return super().values(command, *args, **kwargs)
+
+    def binary_values(self, command: str, *args: Any, **kwargs: Any):
+        with self.lock:
+            return super().binary_values(command, *args, **kwargs)
+
+
+class SerializedInstrument(_LockedQueries):
     """Mixin for a pymeasure ``Instrument`` subclass: every I/O call holds the connection lock."""
 
     @property
     def lock(self) -> threading.RLock:
         return connection_lock(self.adapter)
-
-    def write(self, command: str, **kwargs: Any) -> None:
-        with self.lock:
-            super().write(command, **kwargs)
 
     def read(self, **kwargs: Any) -> str:
         with self.lock:
@@ -55,24 +73,12 @@ class SerializedInstrument:
         with self.lock:
             return super().read_bytes(count, **kwargs)
 
-    def ask(self, command: str, *args: Any, **kwargs: Any) -> str:
-        with self.lock:
-            return super().ask(command, *args, **kwargs)
-
-    def values(self, command: str, *args: Any, **kwargs: Any) -> list:
-        with self.lock:
-            return super().values(command, *args, **kwargs)
-
-    def binary_values(self, command: str, *args: Any, **kwargs: Any):
-        with self.lock:
-            return super().binary_values(command, *args, **kwargs)
-
     def read_binary_values(self, **kwargs: Any):
         with self.lock:
             return super().read_binary_values(**kwargs)
 
 
-class SerializedChannel:
+class SerializedChannel(_LockedQueries):
     """Mixin for a pymeasure ``Channel``: queries hold the parent connection's lock.
 
     A channel's ``ask``/``values`` call the parent's ``write`` and ``read`` separately, so
@@ -82,19 +88,3 @@ class SerializedChannel:
     @property
     def lock(self) -> threading.RLock:
         return self.parent.lock
-
-    def write(self, command: str, **kwargs: Any) -> None:
-        with self.lock:
-            super().write(command, **kwargs)
-
-    def ask(self, command: str, *args: Any, **kwargs: Any) -> str:
-        with self.lock:
-            return super().ask(command, *args, **kwargs)
-
-    def values(self, command: str, *args: Any, **kwargs: Any) -> list:
-        with self.lock:
-            return super().values(command, *args, **kwargs)
-
-    def binary_values(self, command: str, *args: Any, **kwargs: Any):
-        with self.lock:
-            return super().binary_values(command, *args, **kwargs)

@@ -80,7 +80,7 @@ class RunBuffer:
             if i + n > self._capacity:
                 self._grow(i + n)
             for name in self.names:
-                col = np.fromiter((_f(r.get(name)) for r in records), dtype="f8", count=n)
+                col = np.fromiter((as_float(r.get(name)) for r in records), dtype="f8", count=n)
                 self._data[name][i:i + n] = col
             self._n = i + n
             self.version += 1
@@ -142,7 +142,8 @@ class RunBuffer:
         return buf
 
 
-def _f(value: Any) -> float:
+def as_float(value: Any) -> float:
+    """A record cell as a float: None and anything non-numeric become NaN (a missing reading)."""
     if value is None:
         return math.nan
     try:

@@ -27,6 +27,7 @@ import numpy as np
 import daqapp
 from daqapp.errors import ConfigError, DataFileError
 from daqapp.storage import layout as L
+from daqapp.storage.buffer import as_float
 from daqapp.storage.fits import write_fit_groups
 from daqapp.storage.liveness import WriterLock
 
@@ -475,7 +476,7 @@ class RunWriter:
         except (TypeError, ValueError):
             out = np.empty(len(records))
             for i, r in enumerate(records):
-                out[i] = _as_float(r.get(name, nan))
+                out[i] = as_float(r.get(name, nan))
             if name not in self._warned_columns:
                 self._warned_columns.add(name)
                 log.warning("%s: column %r received non-numeric values; stored as NaN",
@@ -561,15 +562,6 @@ class RunWriter:
             good = chunk[np.isfinite(chunk)]
             if good.size:
                 st[4] = float(good[0])
-
-
-def _as_float(value: Any) -> float:
-    if value is None:
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _error_text(error: str | BaseException) -> str:
