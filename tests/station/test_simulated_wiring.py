@@ -7,22 +7,12 @@ fakes, so this checks the station side of the contract independently of the emul
 
 import sys
 import types
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 
 from daqapp.station import Station
-
-
-@dataclass
-class Endpoint:
-    role: str
-    model: str
-    host: str
-    port: int
-    resource: str
-    read_termination: str
-    write_termination: str
+from simulators.lab import Endpoint  # the real contract type, served by a stand-in lab
 
 
 def without_magnet(station):
