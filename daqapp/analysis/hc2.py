@@ -152,21 +152,41 @@ def _check_lambdas(lambdas: Sequence[float]) -> tuple[float, float, float, float
 
 
 def _gurevich_g(b: np.ndarray, t: np.ndarray, eta: float, lam: tuple) -> np.ndarray:
-    """Perron eigenvalue − 1 of the linearised two-band gap equations; > 0 below Hc2.
+    """det(1 − λ·diag(A)) with a minus sign; > 0 below Hc2, its zeros are Gurevich's roots.
 
-    With X_i = ln t + U(h_i) and A_i = 1/λ_max − X_i, Hc2 is where the largest eigenvalue of
-    [λ_mn A_n] reaches 1: its determinant condition is exactly Gurevich's equation
-    a0 X1 X2 + a1 X1 + a2 X2 = 0, and A_i > 0 discards the spurious root of that equation.
+    With X1 = ln t + U(b/t), X2 = ln t + U(ηb/t) and A_i = 1/λ_max − X_i (the pair kernels
+    of the two bands), det(1 − λ·diag(A)) = w X1 X2 + (λ11 − λ_min) X1 + (λ22 − λ_min) X2,
+    which is (λ0/2)(a0 X1 X2 + a1 X1 + a2 X2): Gurevich's equation, written without dividing
+    by λ0 (0 for identical decoupled bands).  Every root counts, also where one band's kernel
+    is already negative: for η ≠ 1 the dirtier band is pair-broken long before Hc2 and the
+    largest root lies there (excluding that region returned 121.7 T for a root at 174.3 T,
+    η = 5).  Only where *both* kernels are ≤ 0 is nothing left to pair; for interband-dominated
+    couplings (w < 0) the equation has a spurious root there, which is excluded.
     """
-    l11, l22, l12, l21, L = lam
+    l11, l22, l12, l21, big_l = lam
+    w = l11 * l22 - l12 * l21
+    lam_min = w * big_l  # λ_min λ_max = w
     lnt = np.log(t)
-    a = L - (lnt + psi(0.5 + b / t) - _PSI_HALF)
-    bb = L - (lnt + psi(0.5 + eta * b / t) - _PSI_HALF)
-    half_sum = 0.5 * (l11 * a + l22 * bb)
-    disc = (0.5 * (l11 * a - l22 * bb)) ** 2 + l12 * l21 * a * bb
-    mu = half_sum + np.sqrt(np.clip(disc, 0.0, None))
-    valid = (a > 0) & (bb > 0)
-    return np.where(valid, mu - 1.0, -1.0)
+    x1 = lnt + psi(0.5 + b / t) - _PSI_HALF
+    x2 = lnt + psi(0.5 + eta * b / t) - _PSI_HALF
+    value = -(w * x1 * x2 + (l11 - lam_min) * x1 + (l22 - lam_min) * x2)
+    nothing_pairs = (x1 >= big_l) & (x2 >= big_l)
+    return np.where(nothing_pairs, -1.0, value)
+
+
+_B_GRID_PER_DECADE = 80
+
+
+def _gurevich_b_grid(eta: float, lam: tuple) -> np.ndarray:
+    """Reduced fields b = e D1 B/(2π k_B Tc) that hold every root of Gurevich's equation.
+
+    Upper end: ψ(½ + x) > ln x gives X_i > ln(4e^γ b_i), so a band still pairs (X_i < 1/λ_max)
+    only for b_i < e^{1/λ_max}/(4e^γ); above 1.5× that bound for the cleaner band nothing
+    pairs and there is no root.  Lower end 1e-10 resolves Hc2 down to t = 1 − 1e-9.
+    """
+    b_max = 1.5 * np.exp(lam[4]) / (4 * np.exp(0.5772156649015329)) / min(eta, 1.0)
+    n = int(np.ceil(_B_GRID_PER_DECADE * np.log10(b_max / 1e-10))) + 1
+    return np.geomspace(1e-10, b_max, n)
 
 
 def gurevich_hc2(temperature_K: object, tc_K: float, d1: float, eta: float,
@@ -175,15 +195,13 @@ def gurevich_hc2(temperature_K: object, tc_K: float, d1: float, eta: float,
 
     d1: diffusivity of band 1 in m²/s; eta = D2/D1; lambdas = (λ11, λ22, λ12, λ21).  The
     reduced field is h = e D1 B/(2π k_B T).  With eta = 1 this is orbital WHH with
-    |dB/dT|_Tc = 4k_B/(πe D1).
+    |dB/dT|_Tc = 4k_B/(πe D1).  Hc2 is the largest root of Gurevich's equation.
     """
     t = _reduced_t(temperature_K, tc_K)
     check_finite_positive("d1 (m^2/s)", d1)
     check_finite_positive("eta", eta)
     lam = _check_lambdas(lambdas)
-    # b = h·t = e D1 B/(2π k_B Tc); one band alone saturates at b ≈ 0.14/η
-    grid = np.geomspace(1e-9, 4.0 / min(eta, 1.0), 500)
-    b = _largest_root(lambda x, tt: _gurevich_g(x, tt, eta, lam), t, grid)
+    b = _largest_root(lambda x, tt: _gurevich_g(x, tt, eta, lam), t, _gurevich_b_grid(eta, lam))
     return b * 2 * np.pi * K_B * tc_K / (E_CHARGE * d1)
 
 
