@@ -236,7 +236,8 @@ def test_fit_two_band_recovers_truth_and_beats_whh():
     truth = gurevich_hc2(T, 72.0, d1, 0.1)
     sigma = 0.02 * truth + 0.05
     y = truth + rng.normal(0, sigma)
-    fit = fit_hc2(T, y, sigma, model="two_band")
+    fit = fit_hc2(T, y, sigma, model="two_band", profile_eta=False)
+    assert fit.hc2_0_range_T is None
     assert abs(fit.params["eta"] - 0.1) < 3 * fit.param_errors["eta"]
     assert abs(fit.params["d1_m2_s"] - d1) < 3 * fit.param_errors["d1_m2_s"]
     h0 = float(gurevich_hc2(0.0, 72.0, d1, 0.1))
@@ -247,7 +248,8 @@ def test_fit_two_band_recovers_truth_and_beats_whh():
 
 def test_two_band_fit_on_near_tc_data_reports_its_ignorance():
     # the seed's situation: 0–8 T near Tc, Hc2(0) ~ 10x beyond the data.  η is then not
-    # determined, and the fit must say so through large errors rather than tiny ones.
+    # determined, and the fit must say so through large errors rather than tiny ones, and
+    # the η profile must carry the whole spread of Hc2(0) the data allow.
     rng = np.random.default_rng(3)
     d1 = diffusivity_from_slope(1.2)
     B = np.arange(0.0, 9.0)
@@ -256,3 +258,65 @@ def test_two_band_fit_on_near_tc_data_reports_its_ignorance():
     fit = fit_hc2(T, B, model="two_band")
     assert fit.param_errors["eta"] > 1.0
     assert fit.hc2_0_err_T > 0.2 * fit.hc2_0_T
+    h0 = float(gurevich_hc2(0.0, 72.0, d1, 0.2))
+    lo, hi = fit.hc2_0_range_T
+    assert lo <= h0 <= hi and hi > 3 * lo
+    assert any("not bounded below" in n for n in fit.notes)
+    assert any("Pauli limit" in n for n in fit.notes)
+    # fixing η (as the report does) keeps the same data-allowed range and says so
+    fixed = fit_hc2(T, B, model="two_band", eta=0.2)
+    assert fixed.params["eta"] == 0.2 and fixed.param_errors["eta"] == 0.0
+    assert fixed.hc2_0_range_T == pytest.approx(fit.hc2_0_range_T, rel=0.05)
+    assert any("fixed at 0.2" in n for n in fixed.notes)
+
+
+def test_two_band_eta_profile_agrees_with_the_covariance_when_eta_is_determined():
+    rng = np.random.default_rng(5)
+    d1 = diffusivity_from_slope(1.0)
+    T = np.linspace(5, 70, 15)
+    truth = gurevich_hc2(T, 72.0, d1, 0.1)
+    sigma = 0.02 * truth + 0.05
+    fit = fit_hc2(T, truth + rng.normal(0, sigma), sigma, model="two_band")
+    lo, hi = fit.hc2_0_range_T
+    assert lo <= fit.hc2_0_T <= hi
+    # Δχ² = 1 profile ≈ ±1σ of the linearised error when η is well determined
+    assert 0.5 < (hi - lo) / (2 * fit.hc2_0_err_T) < 2.0
+    e_lo, e_hi = fit.eta_range
+    assert 0.5 < (e_hi - e_lo) / (2 * fit.param_errors["eta"]) < 2.0
+    assert not any("not bounded" in n for n in fit.notes)
+    d = fit.to_dict()
+    assert d["hc2_0_range_T"] == [lo, hi] and d["notes"] == fit.notes
+    assert all(c >= fit.chi2_red * 12 * (1 - 1e-6) for _, c, _ in fit.eta_profile)
+
+
+def test_two_band_fit_with_eta_above_one_is_a_true_root():
+    # the issue: a best fit at η > 1 returned 87.0 T where the equation gives 95.5 T
+    rng = np.random.default_rng(8)
+    tc, d1 = 72.0, diffusivity_from_slope(2.0)
+    T = np.linspace(4, 70, 14)
+    truth = gurevich_hc2(T, tc, d1, 5.0)
+    sigma = 0.02 * truth + 0.05
+    fit = fit_hc2(T, truth + rng.normal(0, sigma), sigma, model="two_band", profile_eta=False)
+    assert abs(fit.params["eta"] - 5.0) < 3 * fit.param_errors["eta"]
+    grid = np.geomspace(1e-6, 4000.0, 200000)
+    vals = _gurevich_paper_lhs(grid, 0.05, fit.tc_K, fit.params["d1_m2_s"], fit.params["eta"],
+                               MGB2)
+    largest = grid[:-1][np.sign(vals[:-1]) != np.sign(vals[1:])][-1]
+    assert float(fit.curve(0.05)) == pytest.approx(largest, rel=1e-4)
+
+
+def test_hc2_fit_errors_cover_the_truth_over_noise_draws():
+    # coverage: over independent noise draws the truth lies within 1σ about 68 % of the time
+    d1 = diffusivity_from_slope(1.0)
+    T = np.linspace(5, 70, 15)
+    h0 = float(gurevich_hc2(0.0, 72.0, d1, 0.1))
+    truth = gurevich_hc2(T, 72.0, d1, 0.1)
+    sigma = 0.02 * truth + 0.05
+    pulls = []
+    for k in range(10):
+        y = truth + np.random.default_rng(100 + k).normal(0, sigma)
+        fit = fit_hc2(T, y, sigma, model="two_band", profile_eta=False)
+        pulls.append((fit.hc2_0_T - h0) / fit.hc2_0_err_T)
+    pulls = np.abs(pulls)
+    assert 0.4 <= np.mean(pulls < 1) <= 0.9
+    assert np.mean(pulls < 2.5) >= 0.85
