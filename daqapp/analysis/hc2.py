@@ -163,10 +163,11 @@ def _gurevich_g(b: np.ndarray, t: np.ndarray, eta: float, lam: tuple) -> np.ndar
     of the two bands), det(1 − λ·diag(A)) = w X1 X2 + (λ11 − λ_min) X1 + (λ22 − λ_min) X2,
     which is (λ0/2)(a0 X1 X2 + a1 X1 + a2 X2): Gurevich's equation, written without dividing
     by λ0 (0 for identical decoupled bands).  Every root counts, also where one band's kernel
-    is already negative: for η ≠ 1 the dirtier band is pair-broken long before Hc2 and the
-    largest root lies there (excluding that region returned 121.7 T for a root at 174.3 T,
-    η = 5).  Only where *both* kernels are ≤ 0 is nothing left to pair; for interband-dominated
-    couplings (w < 0) the equation has a spurious root there, which is excluded.
+    is already negative: for η ≠ 1 the cleaner band (larger D) is pair-broken long before Hc2
+    and the largest root lies there (excluding that region returned 33.3 T where the largest
+    root is 47.7 T: 5 K, η = 5, |dB/dT| = 1 T/K).  Only where *both* kernels are ≤ 0 is
+    nothing left to pair; for interband-dominated couplings (w < 0) the equation has a
+    spurious root there, which is excluded.
     """
     l11, l22, l12, l21, big_l = lam
     w = l11 * l22 - l12 * l21
@@ -186,8 +187,9 @@ def _gurevich_b_grid(eta: float, lam: tuple) -> np.ndarray:
     """Reduced fields b = e D1 B/(2π k_B Tc) that hold every root of Gurevich's equation.
 
     Upper end: ψ(½ + x) > ln x gives X_i > ln(4e^γ b_i), so a band still pairs (X_i < 1/λ_max)
-    only for b_i < e^{1/λ_max}/(4e^γ); above 1.5× that bound for the cleaner band nothing
-    pairs and there is no root.  Lower end 1e-10 resolves Hc2 down to t = 1 − 1e-9.
+    only for b_i < e^{1/λ_max}/(4e^γ); once the dirtier band (smaller D, b_i = b·min(1, η))
+    exceeds 1.5× that bound nothing pairs and there is no root.  Lower end 1e-10 resolves
+    Hc2 down to t = 1 − 1e-9.
     """
     b_max = 1.5 * np.exp(lam[4]) / (4 * np.exp(0.5772156649015329)) / min(eta, 1.0)
     n = int(np.ceil(_B_GRID_PER_DECADE * np.log10(b_max / 1e-10))) + 1
