@@ -93,19 +93,28 @@ class BTKModel:
     Parameters per component i (1-based): ``delta{i}``, ``gamma{i}``, ``z{i}`` and, for angular
     gaps, ``alpha{i}`` (and ``anisotropy{i}`` for s_aniso); ``weight{i}`` for i < n, where for
     n > 2 weight{i} is the fraction of the conductance left by the earlier channels
-    (stick-breaking, so every value in [0, 1] is valid). Global: ``scale``, ``slope`` and
-    ``curvature`` of a quadratic normal-state background
+    (stick-breaking, so every value in [0, 1] is valid). Global: ``p_normal``, a parallel
+    normal (non-superconducting) conductance fraction p, G = (1 − p)·G_BTK + p — the seed
+    paper's explanation of its ~22 % gap peaks; without it p is absorbed into w and Z —
+    ``scale``, ``slope`` and ``curvature`` of a quadratic normal-state background
     (G_model = scale·(1 + slope·V + curvature·V²)·G(V − v0)), ``v0`` (bias offset, mV) and
     ``temperature`` (K); all are fixed unless you free them. Freeing the background fits a raw
     spectrum jointly, instead of dividing by a polynomial fitted where the BTK tail is not yet 1.
+
+    ``modulation_mV`` (rms, not fitted: it is known from the run's excitation and wiring)
+    makes :meth:`eval` return what a lock-in measures, the spectrum convolved with the
+    modulation's semicircle (:mod:`daqapp.analysis.modulation`). The background multiplies
+    the broadened curve: it is smooth on the scale of the excitation (its own broadening,
+    curvature·V_rms²/2, is below the noise for any physical curvature).
     """
 
     def __init__(self, model: str | Sequence[str] = "s+s", temperature_K: float = 3.0,
-                 dimension: int = 2) -> None:
+                 dimension: int = 2, modulation_mV: float = 0.0) -> None:
         self.components = parse_model(model)
         if dimension not in (1, 2, 3):
             raise ValueError(f"dimension = {dimension!r} is not allowed (allowed: 1, 2 or 3)")
         self.dimension = int(dimension)
+        self.modulation_mV = _checked_modulation(modulation_mV)
         if not (math.isfinite(temperature_K) and temperature_K >= 0):
             raise ValueError(f"temperature_K = {temperature_K!r} is outside the allowed range "
                              "0 to inf K")
@@ -125,6 +134,7 @@ class BTKModel:
         alphas = [f"alpha{i}" for i in range(1, n + 1) if f"alpha{i}" in self.params]
         for name in alphas[1:]:
             self.params[name].shared_with = alphas[0]
+        self._add("p_normal", 0.0, vary=False, min=0.0, max=1.0)
         self._add("scale", 1.0, vary=False, min=0.5, max=2.0)
         self._add("slope", 0.0, vary=False, min=-0.1, max=0.1)
         self._add("curvature", 0.0, vary=False, min=-0.01, max=0.01)
@@ -152,7 +162,8 @@ class BTKModel:
         return self
 
     def copy(self) -> BTKModel:
-        new = BTKModel(self.components, self.params["temperature"].value, self.dimension)
+        new = BTKModel(self.components, self.params["temperature"].value, self.dimension,
+                       self.modulation_mV)
         for k, p in self.params.items():
             new.params[k] = Parameter(p.name, p.value, p.vary, p.min, p.max, p.shared_with,
                                       p.stderr)
@@ -191,12 +202,24 @@ class BTKModel:
                 vals[k] = vals[self[p.shared_with].name]
         return vals
 
-    def eval(self, bias_mV, values: dict[str, float] | None = None) -> np.ndarray:
-        """Model conductance at ``bias_mV`` for ``values`` (default: current values)."""
+    def eval(self, bias_mV, values: dict[str, float] | None = None, *,
+             resolution: float = 1.0) -> np.ndarray:
+        """Model conductance at ``bias_mV`` for ``values`` (default: current values).
+
+        ``resolution`` > 1: coarser energy/angle grids (the fit's global stage only).
+        """
         v = self.values() if values is None else values
         bias = np.asarray(bias_mV, dtype=float)
         shifted = bias - v["v0"]
-        g = conductance(shifted, v["temperature"], self.gaps(v), self.dimension)
+        if resolution > 1.0:
+            g = screening_conductance(shifted, v["temperature"], self.gaps(v), self.dimension,
+                                      resolution, self.modulation_mV)
+        else:
+            g = conductance(shifted, v["temperature"], self.gaps(v), self.dimension,
+                            self.modulation_mV)
+        p = v.get("p_normal", 0.0)
+        if p:
+            g = (1.0 - p) * g + p
         return self.background(shifted, v) * g
 
     @staticmethod
@@ -216,15 +239,22 @@ class BTKModel:
 
     # ----------------------------------------------------------------- initial values
     def guess(self, bias_mV, conductance_data) -> BTKModel:
-        """Set starting values from the spectrum: peak and shoulder positions, G(0), widths.
+        """Set starting values of the *varying* parameters from the spectrum.
 
         Δ1 ≈ 0.85 × the outer conductance-peak bias (the peak moves above Δ with Γ and 2D/3D
         averaging), smaller gaps from inner peaks or shoulders (minima of d²G/dV²), Γ from the
         peak width, Z from G(0) relative to the peak and w from the relative feature heights.
+        Fixed and shared parameters keep their values: a value the user fixed is a fact, not
+        a starting point. A fixed ``p_normal`` is divided out of the data before guessing.
         Returns the model (changed in place) for chaining.
         """
         bias = np.asarray(bias_mV, dtype=float)
         g = np.asarray(conductance_data, dtype=float)
+        p_norm = self.params["p_normal"]
+        if p_norm.vary and not p_norm.shared_with:
+            p_norm.value = 0.2 if p_norm.value == 0.0 else p_norm.value
+        elif 0.0 < p_norm.value < 1.0:
+            g = (g - p_norm.value) / (1.0 - p_norm.value)
         u, gs = _folded(bias, g)
         n = len(self.components)
         t = self.params["temperature"].value
@@ -234,20 +264,34 @@ class BTKModel:
         g_peak = float(np.interp(energies[0], u, gs))
         for i, e in enumerate(energies, start=1):
             delta = max(0.85 * e, 0.05)
-            self[f"delta{i}"].set(value=delta)
+            self._guess(f"delta{i}", delta)
+            delta = self.params[f"delta{i}"].value
             width = _half_width(u, gs, e)
-            gamma = max(0.5 * width - 1.75 * kt, 0.05 * delta)
-            self[f"gamma{i}"].set(value=min(gamma, 0.6 * delta))
+            gamma = max(0.5 * width - 1.75 * kt - 0.7 * self.modulation_mV, 0.05 * delta)
+            self._guess(f"gamma{i}", min(gamma, 0.6 * delta))
             # Andreev enhancement at zero bias means small Z; a dip means a barrier.
             z = 0.3 if g0 >= 1.0 else min(0.3 + 1.2 * (g_peak - g0) / max(g_peak, 1e-3), 3.0)
-            self[f"z{i}"].set(value=z)
+            self._guess(f"z{i}", z)
         for i in range(1, n):
-            self[f"weight{i}"].set(value=0.5 if n == 2 else 1.0 / (n - i + 1))
-        for k in ("delta", "gamma", "z"):
-            for i in range(1, n + 1):
-                p = self[f"{k}{i}"]
-                p.value = min(max(p.value, p.min), p.max)
+            self._guess(f"weight{i}", 0.5 if n == 2 else 1.0 / (n - i + 1))
         return self
+
+    def _guess(self, name: str, value: float) -> None:
+        """Set a starting value inside the bounds, only if ``name`` is free (not fixed/tied)."""
+        p = self.params[name]
+        if p.vary and not p.shared_with:
+            p.value = min(max(float(value), p.min), p.max)
+
+
+def _checked_modulation(modulation_mV: float) -> float:
+    try:
+        v = float(modulation_mV)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and 0.0 <= v <= 1e4):
+        raise ValueError(f"modulation_mV = {modulation_mV!r} is outside the allowed range 0 to "
+                         "1e4 mV rms (finite)")
+    return v
 
 
 def _folded(bias: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -355,6 +399,9 @@ class FitResult:
     nfev: int = 0
     elapsed_s: float = 0.0
     weights: list[float] = field(default_factory=list)
+    modulation_mV: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def values(self) -> dict[str, float]:
@@ -397,7 +444,7 @@ class FitResult:
 
     def to_model(self) -> BTKModel:
         """A model holding these values, e.g. to warm-start the next spectrum of a series."""
-        m = BTKModel(self.model, self.temperature_K, self.dimension)
+        m = BTKModel(self.model, self.temperature_K, self.dimension, self.modulation_mV)
         for k, p in self.params.items():
             if k in m.params:
                 m.params[k].set(value=p["value"], vary=p["vary"], min=p["min"], max=p["max"])
@@ -430,7 +477,9 @@ class FitResult:
             "bias_window_mV": [float(self.bias_window_mV[0]), float(self.bias_window_mV[1])],
             "temperature_K": float(self.temperature_K), "weights": list(self.weights),
             "success": bool(self.success), "message": self.message, "nfev": int(self.nfev),
-            "elapsed_s": float(self.elapsed_s),
+            "elapsed_s": float(self.elapsed_s), "modulation_mV": float(self.modulation_mV),
+            "notes": list(self.notes),
+            "intervals": {k: [num(lo), num(hi)] for k, (lo, hi) in self.intervals.items()},
         }
 
     @classmethod
@@ -451,7 +500,11 @@ class FitResult:
                    bias_window_mV=tuple(d["bias_window_mV"]),
                    temperature_K=f(d["temperature_K"]), success=bool(d["success"]),
                    message=d.get("message", ""), nfev=int(d.get("nfev", 0)),
-                   elapsed_s=float(d.get("elapsed_s", 0.0)), weights=list(d.get("weights", [])))
+                   elapsed_s=float(d.get("elapsed_s", 0.0)), weights=list(d.get("weights", [])),
+                   modulation_mV=float(d.get("modulation_mV", 0.0)),
+                   notes=list(d.get("notes", [])),
+                   intervals={k: (f(lo), f(hi)) for k, (lo, hi)
+                              in d.get("intervals", {}).items()})
 
     def summary(self) -> str:
         """Readable table of parameters with errors and fit statistics."""
@@ -572,7 +625,10 @@ def _library_seeds(model: BTKModel, names: list[str], bias: np.ndarray, g: np.nd
     step = max(1, bias.size // _SCREEN_POINTS)
     b, y = bias[step // 2::step], g[step // 2::step]
     shifted = b - base["v0"]
-    pre = model.background(shifted, base)
+    # G = pre·[(1 − p)·(w·G1 + (1 − w)·G2) + p]: still linear in w after moving pre·p to y
+    p_norm = base["p_normal"]
+    pre = model.background(shifted, base) * (1.0 - p_norm)
+    y = y - model.background(shifted, base) * p_norm
     t = base["temperature"]
 
     def cands(name: str, values: Iterable[float]) -> list[float]:
@@ -609,7 +665,8 @@ def _library_seeds(model: BTKModel, names: list[str], bias: np.ndarray, g: np.nd
                             gap = Gap(d, gm, z, sym, a, 1.0)
                             cache[key] = screening_conductance(shifted, t, [gap],
                                                                model.dimension,
-                                                               _SCREEN_RESOLUTION)
+                                                               _SCREEN_RESOLUTION,
+                                                               model.modulation_mV)
                         specs.append(cache[key])
                         rows.append({f"delta{i}": d, f"gamma{i}": gm, f"z{i}": z,
                                      f"alpha{i}": a})
@@ -669,7 +726,8 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
                  sigma: float | None = None, bias_window: tuple[float, float] | None = None,
                  guess: bool = True, n_starts: int | None = None,
                  warm_start: FitResult | BTKModel | None = None,
-                 max_nfev: int | None = None) -> FitResult:
+                 max_nfev: int | None = None, modulation_mV: float | None = None,
+                 profile: bool | Sequence[str] = False) -> FitResult:
     """Fit a normalised spectrum and return a :class:`FitResult`.
 
     ``model``: a :class:`BTKModel` (its fixed/bounded/shared settings are honoured) or a name
@@ -678,6 +736,10 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
     ``warm_start``: a previous result or model whose values start this fit (no guess).
     ``n_starts``: seeds refined after the global stage (default 4; 1 = the guess alone, the
     default with ``warm_start``). ``max_nfev`` bounds the final full-resolution polish.
+    ``modulation_mV``: rms lock-in excitation across the junction (default: the model's
+    ``modulation_mV``); the model is then broadened as the lock-in measures it.
+    ``profile``: True (the gaps) or parameter names: add profile-likelihood 68.3 % intervals
+    (``result.intervals``, see :func:`profile_interval`).
 
     Two-gap s/d models (s+s, s+d, d+s, d+d) get a global stage first (see
     :func:`_library_seeds`): the d+d model is degenerate (physics.md §3) and a local fit from
@@ -712,6 +774,8 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
             model["temperature"].set(value=temperature_K)
         if dimension is not None:
             model.dimension = int(dimension)
+    if modulation_mV is not None:
+        model.modulation_mV = _checked_modulation(modulation_mV)
     if warm_start is not None:
         src = warm_start.to_model() if isinstance(warm_start, FitResult) else warm_start
         for k, p in src.params.items():
@@ -790,11 +854,7 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
         b_c, g_c = bias[step // 2::step], g[step // 2::step]
 
         def residual_coarse(x: np.ndarray) -> np.ndarray:
-            v = unpack(x)
-            shifted = b_c - v["v0"]
-            gg = screening_conductance(shifted, v["temperature"], model.gaps(v),
-                                       model.dimension, _SCREEN_RESOLUTION)
-            return (model.background(shifted, v) * gg - g_c) / sigma
+            return (model.eval(b_c, unpack(x), resolution=_SCREEN_RESOLUTION) - g_c) / sigma
 
         def coarse_fit(x0: np.ndarray, n: int):
             return least_squares(residual_coarse, x0, bounds=(lo, hi), method="trf",
@@ -876,7 +936,8 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
                      bias_window_mV=(float(bias.min()), float(bias.max())),
                      temperature_K=float(values["temperature"]),
                      success=bool(best.status > 0), message=message, nfev=int(nfev),
-                     elapsed_s=time.perf_counter() - t0, weights=model.weights(values))
+                     elapsed_s=time.perf_counter() - t0, weights=model.weights(values),
+                     modulation_mV=model.modulation_mV)
 
 
 def _covariance(jac: np.ndarray) -> np.ndarray:

@@ -199,3 +199,55 @@ def test_fit_does_not_import_scipy_signal():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- modulation, p_normal
+
+# two narrow gaps, where a 2 mV rms lock-in excitation is not small against Γ and k_BT
+NARROW = [Gap(8.0, 0.8, 0.5, weight=0.6), Gap(2.5, 0.4, 0.4, weight=0.4)]
+
+
+def test_modulation_and_p_normal_are_kept_by_copy_results_and_json():
+    m = BTKModel("s+s", 3.0, modulation_mV=1.5)
+    assert m["p_normal"].value == 0.0 and m["p_normal"].vary is False
+    m2 = m.copy()
+    assert m2.modulation_mV == 1.5
+    v = np.linspace(-40, 40, 201)
+    np.testing.assert_allclose(m2.eval(v), conductance(v, 3.0, m.gaps(), 2, 1.5), atol=1e-14)
+    # G = (1 − p)·G_BTK + p, before the background
+    m2.set("p_normal", value=0.3).set("scale", value=1.2)
+    np.testing.assert_allclose(m2.eval(v), 1.2 * (0.7 * m.eval(v) + 0.3), atol=1e-12)
+    g = m2.eval(v) + np.random.default_rng(0).normal(0, 0.003, v.size)
+    r = fit_spectrum(v, g, m2, n_starts=1)
+    assert r.modulation_mV == 1.5 and r.values["p_normal"] == 0.3
+    back = FitResult.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert back.modulation_mV == 1.5
+    np.testing.assert_allclose(back.eval(v), r.eval(v), atol=1e-12)
+    with pytest.raises(ValueError, match="modulation_mV .* allowed range"):
+        BTKModel("s", modulation_mV=-1.0)
+
+
+def test_guess_leaves_fixed_parameters_and_p_normal_alone():
+    v = np.linspace(-40, 40, 401)
+    g = conductance(v, 3.0, NARROW)
+    m = BTKModel("s+s", 3.0).set("z1", value=0.43, vary=False).set("delta2", value=2.2,
+                                                                    vary=False)
+    m.guess(v, g)
+    assert m["z1"].value == 0.43 and m["delta2"].value == 2.2 and m["p_normal"].value == 0.0
+    m.set("p_normal", vary=True).guess(v, g)
+    assert 0.0 < m["p_normal"].value < 1.0
+
+
+def test_fit_with_2mV_modulation_recovers_gaps_only_when_modulation_is_modelled():
+    v = np.linspace(-25, 25, 801)
+    g = conductance(v, 3.0, NARROW, modulation_mV=2.0) + np.random.default_rng(1).normal(
+        0, 0.003, v.size)
+    r = fit_spectrum(v, g, "s+s", temperature_K=3.0, modulation_mV=2.0)
+    assert r.values["delta1"] == pytest.approx(8.0, rel=0.02)
+    assert r.values["delta2"] == pytest.approx(2.5, rel=0.04)
+    assert r.chi2_red < 1.2
+    ignored = fit_spectrum(v, g, "s+s", temperature_K=3.0)
+    # measured: Δ1 +10 %, Δ2 +56 %, χ²_red ≈ 3 when the modulation is left out
+    assert ignored.values["delta1"] > 1.05 * 8.0
+    assert ignored.values["delta2"] > 1.2 * 2.5
+    assert ignored.chi2_red > 1.5
