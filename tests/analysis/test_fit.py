@@ -363,3 +363,18 @@ def test_d_plus_s_keeps_the_d_gap_as_the_larger_delta1_after_the_polish():
     right = fit_spectrum(v, g, "s+d", temperature_K=3.0)
     assert right.values["delta1"] == pytest.approx(20.0, rel=0.03)
     assert right.chi2 < r.chi2 - 50  # the mislabelled model is worse, not silently swapped
+
+
+def test_parallel_normal_fraction_is_recovered_when_freed_and_biases_the_fit_when_not():
+    v = np.linspace(-60, 60, 601)
+    truth = [Gap(23.0, 3.0, 0.58)]
+    g = 0.7 * conductance(v, 3.0, truth) + 0.3 + np.random.default_rng(3).normal(0, 0.003,
+                                                                                 v.size)
+    r = fit_spectrum(v, g, BTKModel("s", 3.0).set("p_normal", vary=True))
+    assert r.values["p_normal"] == pytest.approx(0.3, abs=0.01)
+    assert r.values["delta1"] == pytest.approx(23.0, rel=0.01)
+    assert r.values["gamma1"] == pytest.approx(3.0, rel=0.05)
+    without = fit_spectrum(v, g, BTKModel("s", 3.0))
+    # measured: Γ1 5.4 instead of 3.0, χ²_red 59 — here it shows; with two gaps it is
+    # absorbed into w instead, at χ²_red ≈ 1 (docs/drafts/fit-model.md)
+    assert without.values["gamma1"] > 1.5 * 3.0 and without.chi2_red > 5
