@@ -1098,7 +1098,12 @@ def _profile(prob: _Problem, result: FitResult, name: str, level: float
         if name == small and big in best_vals:
             hi_b = min(hi_b, best_vals[big]) if not m[big].vary else hi_b
     p.vary = False
-    sub = _Problem(m, prob.bias, prob.g, prob.sigma, prob.constraints)
+    constraints = list(prob.constraints)
+    if len(m.components) == 2 and "delta2<=delta1" not in constraints:
+        # same-symmetry pair: keep the labels of the best fit, or stepping Δ1 down would
+        # walk into the relabelled copy of the minimum and never close the interval
+        constraints.append("delta2<=delta1")
+    sub = _Problem(m, prob.bias, prob.g, prob.sigma, constraints)
     q = _delta_chi2(level)
     chi0 = result.chi2
     x_best = sub.pack(best_vals)
