@@ -148,6 +148,10 @@ class ResistanceTemperature(ControlledProcedure):
             if self.station is not None and self.role("magnet", required=False) is None:
                 raise ConfigError("fields: nonzero fields need a 'magnet' on the station")
 
+    def starting_point(self) -> dict[str, tuple[str, float]]:
+        return {"field_T": ("fields", self.field_list()[0]),
+                "temperature_K": ("t_start", self.t_start)}
+
     def estimate_duration(self) -> float:
         span = abs(self.t_stop - self.t_start)
         if self.mode == "ramp":  # paced: one row per step, each at least a reading long

@@ -93,6 +93,9 @@ class TemperatureSeries(_SpectrumSeries):
     def temperature_list(self) -> list[float]:
         return self.setpoint_list("temperatures", self.temperatures, "3, 5, 7")
 
+    def starting_point(self) -> dict[str, tuple[str, float]]:
+        return {"temperature_K": ("temperatures", self.temperature_list()[0])}
+
     def check_limits(self, limits: Any) -> None:
         temps = self.temperature_list()
         for kelvin in temps:
@@ -154,6 +157,9 @@ class FieldSweep(_SpectrumSeries):
 
     def field_list(self) -> list[float]:
         return self.setpoint_list("fields", self.fields, "0, 1, 2")
+
+    def starting_point(self) -> dict[str, tuple[str, float]]:
+        return {"field_T": ("fields", self.field_list()[0])}
 
     def check_limits(self, limits: Any) -> None:
         for tesla in self.field_list():
@@ -224,6 +230,9 @@ class NbCalibration(LockInSpectrumProcedure):
             raise LimitError("bias_start/bias_stop must span zero bias for a calibration "
                              f"(got {self.bias_start:g} to {self.bias_stop:g} A)")
         self.check_spectrum_limits(limits)
+
+    def starting_point(self) -> dict[str, tuple[str, float]]:
+        return {"temperature_K": ("temperature", self.temperature)}
 
     def estimate_duration(self) -> float:
         return self.hold_time + super().estimate_duration()

@@ -124,6 +124,14 @@ class ControlledProcedure(Procedure):
         """:func:`validate_parameters` on this procedure's station."""
         validate_parameters(self, self.station)
 
+    def starting_point(self) -> dict[str, tuple[str, float]]:
+        """Where this procedure itself puts the station before its first point, by quantity:
+        ``{"field_T": ("fields", 0.0), "temperature_K": ("t_start", 100.0)}`` (the parameter
+        that sets it, and its value). A campaign step that positions the station elsewhere
+        would be undone by the procedure, so the campaign refuses the mismatch. Empty (the
+        default): the procedure measures wherever the station is."""
+        return {}
+
     def estimate_duration(self) -> float:
         """Expected duration in seconds of instrument time (settling and integration)."""
         return float("nan")
