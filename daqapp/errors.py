@@ -51,16 +51,22 @@ def number_rule(low: float | None = None, high: float | None = None, unit: str =
     ``"a finite number > 0"``."""
     kind = "a whole number" if integral else "a finite number"
     u = f" {unit}" if unit else ""
+    lo, hi = (_bound(v, integral) for v in (low, high))
     if low is not None and high is not None:
-        text = (f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}"
-                f"{')' if high_open else ']'}{u}")
+        text = f"{kind} in {'(' if low_open else '['}{lo}, {hi}{')' if high_open else ']'}{u}"
     elif low is not None:
-        text = f"{kind} {'>' if low_open else '>='} {low:g}{u}"
+        text = f"{kind} {'>' if low_open else '>='} {lo}{u}"
     elif high is not None:
-        text = f"{kind} {'<' if high_open else '<='} {high:g}{u}"
+        text = f"{kind} {'<' if high_open else '<='} {hi}{u}"
     else:
         text = kind
     return f"0 or {text}" if zero_allowed else text
+
+
+def _bound(value: float | None, integral: bool) -> str:
+    if value is None:
+        return ""
+    return f"{int(value)}" if integral else f"{value:g}"
 
 
 def check_number(name: str, value: object, low: float | None = None,
