@@ -63,6 +63,17 @@ def number_rule(low: float | None = None, high: float | None = None, unit: str =
     return f"0 or {text}" if zero_allowed else text
 
 
+def shown_value(value: object, width: int = 40) -> str:
+    """``value`` for a one-line message: plain text as typed, anything else (or text with
+    control characters) as a repr, cut to about ``width`` characters."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text and text.isprintable() and len(text) <= width:
+            return text
+    text = repr(value)
+    return text if len(text) <= width else text[:width] + "..."
+
+
 def _bound(value: float | None, integral: bool) -> str:
     if value is None:
         return ""
@@ -86,7 +97,7 @@ def check_number(name: str, value: object, low: float | None = None,
     """
     rule = number_rule(low, high, unit, integral=integral, zero_allowed=zero_allowed,
                        low_open=low_open, high_open=high_open)
-    shown = value.strip() if isinstance(value, str) and value.strip() else repr(value)
+    shown = shown_value(value)
 
     def refuse(why: str = "") -> LimitError:
         return LimitError(f"{name} = {shown}: must be {rule}{why}")
