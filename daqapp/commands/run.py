@@ -218,7 +218,8 @@ def list_text() -> str:
             allowed = ""
             low, high = getattr(parameter, "minimum", None), getattr(parameter, "maximum", None)
             if low is not None and high is not None:
-                allowed = f" [{low:g} .. {high:g}]"
+                zero = "0 | " if getattr(parameter, "zero_allowed", False) else ""
+                allowed = f" [{zero}{low:g} .. {high:g}]"
             choices = getattr(parameter, "choices", None)
             if choices:
                 allowed = f" [{' | '.join(map(str, choices))}]"
