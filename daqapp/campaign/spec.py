@@ -658,6 +658,7 @@ def with_estimates(campaign: Campaign, catalog: ProcedureCatalog | None) -> Camp
     steps = []
     field_now = 0.0
     temp_now: float | None = None
+    procedure_s: dict[tuple[str, str], float] = {}  # one estimate per distinct parameter set
     for step in campaign.steps:
         seconds = 0.0
         if step.field_T is not None:
@@ -672,7 +673,11 @@ def with_estimates(campaign: Campaign, catalog: ProcedureCatalog | None) -> Camp
             seconds += step.stabilize.time_s
             temp_now = step.temperature_K
         if step.procedure is not None and catalog is not None:
-            seconds += max(0.0, float(catalog.estimate_s(step.procedure, step.params)))
+            key = (step.procedure, repr(sorted(step.params.items())))
+            if key not in procedure_s:
+                procedure_s[key] = max(0.0, float(catalog.estimate_s(step.procedure,
+                                                                     step.params)))
+            seconds += procedure_s[key]
         steps.append(replace(step, estimate_s=seconds))
     return replace(campaign, steps=tuple(steps))
 

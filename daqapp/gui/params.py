@@ -9,6 +9,7 @@ reaches the queue, let alone an instrument.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -238,10 +239,12 @@ def procedure_parameters(procedure_class: type) -> dict[str, Parameter]:
 
 
 def field_named_in(message: str, keys) -> str | None:
-    """The parameter a limit message is about: errors start with ``name = value …``."""
-    head = message.split("=", 1)[0].strip().split(":")[0].strip()
-    if head in keys:
-        return head
+    """The parameter a limit message is about: errors read ``name = value …``, possibly after
+    the validator's ``"<procedure> parameter "`` or ``"<procedure>: "``."""
+    head = message.split("=", 1)[0].strip()
+    for candidate in (head.split(":")[0].strip(), re.split(r"[\s:]+", head)[-1]):
+        if candidate in keys:
+            return candidate
     for key in sorted(keys, key=len, reverse=True):
         if key in message:
             return key
