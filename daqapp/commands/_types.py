@@ -4,14 +4,15 @@
 ``fit --sigma nan`` quietly became 1); ``type=int`` knows no range. Every numeric option of
 every command uses :func:`finite_float` or :func:`whole_number` instead, which apply
 :func:`daqapp.errors.check_number` (finite, normal, in range, whole where integral) and let
-argparse print one line naming the option, e.g.
-``daqapp fit: error: argument --sigma: nan: must be a finite number > 0``, with exit code 2.
+argparse print one line naming the option (see :class:`OneLineErrorParser`), e.g.
+``daqapp fit: error: --sigma = nan: must be a finite number > 0``, with exit code 2.
 This module is not a subcommand (leading ``_``).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 
 from daqapp.errors import LimitError, check_number, number_rule
@@ -48,11 +49,18 @@ def _number_type(rule: dict, integral: bool) -> Callable[[str], float]:
     return convert
 
 
+#: argparse's wording of a refusal by :func:`finite_float` / :func:`whole_number`.
+_NUMBER_REFUSED = re.compile(r"^argument (?P<option>\S+): (?P<value>.*?): (?P<rule>must be .*)$")
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line (the project's rule for bad input):
-    ``daqapp fit: error: argument --sigma: nan: must be a finite number > 0 (see daqapp fit
-    --help)``, exit 2, instead of the usage block followed by the error. Subcommand parsers
-    inherit the class from the top-level parser."""
+    """An ArgumentParser whose usage errors are one line (the project's rule for bad input),
+    exit 2, instead of the usage block followed by the error; a refused number reads like
+    every other refused number: ``daqapp fit: error: --sigma = nan: must be a finite number
+    > 0 (see daqapp fit --help)``. Subcommand parsers inherit the class from the top level."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        refused = _NUMBER_REFUSED.match(message)
+        if refused:
+            message = f"{refused['option']} = {refused['value']}: {refused['rule']}"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

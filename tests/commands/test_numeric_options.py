@@ -69,20 +69,21 @@ def test_every_numeric_option_refuses_non_numbers_in_one_line(capsys, words, opt
     assert caught.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
-    assert option in err[0] and f"{bad}: must be a" in err[0]
+    assert f"{option} = {bad}: must be a" in err[0]
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["fit", "x.csv", "--sigma", "nan"], "argument --sigma: nan: must be a finite number > 0"),
-    (["fit", "x.csv", "--sigma", "0"], "argument --sigma: 0: must be a finite number > 0"),
-    (["fit", "x.csv", "--sigma", "-1"], "argument --sigma: -1: must be a finite number > 0"),
-    (["report", "d", "--series-resistance", "nan"], "--series-resistance: nan: must be a "
+    (["fit", "x.csv", "--sigma", "nan"], "fit: error: --sigma = nan: must be a finite number > 0"),
+    (["fit", "x.csv", "--sigma", "0"], "--sigma = 0: must be a finite number > 0"),
+    (["fit", "x.csv", "--sigma=-1"], "--sigma = -1: must be a finite number > 0"),
+    (["report", "d", "--series-resistance", "nan"], "--series-resistance = nan: must be a "
                                                     "finite number in [0, 1e+06] Ohm"),
-    (["report", "d", "--max-bias", "nan"], "--max-bias: nan"),
-    (["report", "d", "--hc2-eta", "inf"], "--hc2-eta: inf: must be a finite number in (0, "),
-    (["run", "--simulate", "--speed", "nan", "--list"], "--speed: nan"),
-    (["run", "--simulate", "--seed", "1.5", "--list"], "--seed: 1.5: must be a whole number"),
-    (["runs", "show", "f.h5", "--log-lines", "-3"], "--log-lines: -3: must be a whole number"),
+    (["report", "d", "--max-bias", "nan"], "--max-bias = nan"),
+    (["report", "d", "--hc2-eta", "inf"], "--hc2-eta = inf: must be a finite number in (0, "),
+    (["run", "--simulate", "--speed", "nan", "--list"], "--speed = nan"),
+    (["run", "--simulate", "--seed", "1.5", "--list"], "--seed = 1.5: must be a whole number"),
+    (["runs", "show", "f.h5", "--log-lines=-3"], "--log-lines = -3: must be a whole number"),
+    (["run", "--bogus"], "unrecognized arguments: --bogus (see daqapp --help)"),
 ])
 def test_reported_values_exit_2_naming_the_option(capsys, argv, needle):
     with pytest.raises(SystemExit) as caught:
