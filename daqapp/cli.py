@@ -17,7 +17,9 @@ EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from daqapp.commands._types import OneLineErrorParser
+
+    parser = OneLineErrorParser(
         prog="daqapp",
         description="Andreev reflection (dI/dV) and transport measurements: instruments, "
         "virtual lab, HDF5 runs and BTK analysis.",

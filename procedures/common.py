@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pymeasure.experiment import Parameter
 
-from daqapp.errors import ConfigError, LimitError, check_range
+from daqapp.errors import ConfigError, LimitError, check_number, check_range
 from daqapp.runner.roles import lab_seconds_to_real, lab_time, limit_value
 
 log = logging.getLogger("procedures")
@@ -100,60 +100,105 @@ def check_temperature_rate(name: str, rate: float, limits: Any) -> float:
                        "K/min")
 
 
-def parse_list(name: str, text: Any) -> list[float]:
-    """``"3, 5, 7.5"`` or ``"2:10:2"`` (start:stop:step, stop included) -> floats."""
+#: Most values a list parameter (fields, temperatures) may expand to.
+MAX_LIST_VALUES = 100_000
+
+
+def check_count(name: str, count: float, most: int, what: str = "points") -> int:
+    """A planned number of points/steps/rows, counted (as a float) before anything is built:
+    at least 1 and at most ``most``."""
+    if not 1 <= count <= most:
+        raise LimitError(f"{name} gives {count:.6g} {what} (allowed 1 to {most})")
+    return int(count)
+
+
+def check_hold(hold_s: float, timeout_s: float, hold: str = "hold_time",
+               timeout: str = "stabilize_timeout") -> None:
+    """A stability wait can succeed: the in-band time it needs fits in its timeout."""
+    if not hold_s < timeout_s:
+        raise LimitError(f"{hold} = {hold_s:g} s must be shorter than {timeout} = "
+                         f"{timeout_s:g} s (the wait would always time out)")
+
+
+def check_heater(name: str, kelvin: float, limits: Any) -> int:
+    """The station allows a heater range that can hold ``kelvin`` (see :func:`heater_range_for`)."""
+    allowed = getattr(limits, "heater_ranges_allowed", None) or (0, 1, 2, 3)
+    try:
+        return heater_range_for(kelvin, allowed)
+    except LimitError as exc:
+        raise LimitError(f"{name} = {kelvin:g} K: {exc}") from None
+
+
+def parse_list(name: str, text: Any, low: float | None = None, high: float | None = None,
+               unit: str = "") -> list[float]:
+    """``"3, 5, 7.5"`` or ``"2:10:2"`` (start:stop:step, stop included) -> floats.
+
+    Every number is finite and normal (``check_number``) and within ``[low, high]``; a range
+    is counted before it is expanded, so ``"0:9:1e-300"`` is refused, not materialised.
+    """
+    def number(item: Any) -> float:
+        return check_number(name, item, low, high, unit)
+
     if isinstance(text, (list, tuple, np.ndarray)):
-        return [float(v) for v in text]
-    text = str(text).strip()
-    if not text:
-        return []
-    if ":" in text:
-        parts = text.split(":")
-        if len(parts) != 3:
-            raise ConfigError(f"{name} = {text!r}: a range is start:stop:step")
-        try:
-            start, stop, step = (float(p) for p in parts)
-        except ValueError:
-            raise ConfigError(f"{name} = {text!r}: start:stop:step must be numbers") from None
-        if step == 0 or (stop - start) / step < 0:
-            raise ConfigError(f"{name} = {text!r}: step must move from start towards stop")
-        count = int(math.floor((stop - start) / step + 1e-9)) + 1
-        if count > 100_000:
-            raise ConfigError(f"{name} = {text!r} gives {count} values (at most 100000)")
-        return [start + i * step for i in range(count)]
-    values = []
-    for item in text.replace(";", ",").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        try:
-            values.append(float(item))
-        except ValueError:
-            raise ConfigError(f"{name} = {text!r}: {item!r} is not a number") from None
+        values = [number(v) for v in text]
+    else:
+        text = str(text).strip()
+        if not text:
+            return []
+        if ":" in text:
+            return _parse_range(name, text, number)
+        values = [number(item.strip()) for item in text.replace(";", ",").split(",")
+                  if item.strip()]
+    if len(values) > MAX_LIST_VALUES:
+        raise ConfigError(f"{name}: {len(values)} values (at most {MAX_LIST_VALUES})")
     return values
+
+
+def _parse_range(name: str, text: str, number: Any) -> list[float]:
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ConfigError(f"{name} = {text!r}: a range is start:stop:step")
+    start, stop = number(parts[0].strip()), number(parts[1].strip())
+    step = check_number(f"{name} step", parts[2].strip())
+    if step == 0 or (stop - start) / step < 0:
+        raise ConfigError(f"{name} = {text!r}: step must move from start towards stop")
+    count = math.floor((stop - start) / step + 1e-9) + 1  # a float: no int(inf) on the way
+    if count > MAX_LIST_VALUES:
+        raise ConfigError(f"{name} = {text!r} gives {count:g} values (at most "
+                          f"{MAX_LIST_VALUES})")
+    return [start + i * step for i in range(int(count))]
 
 
 class FloatListParameter(Parameter):
     """A list of numbers with a unit, typed as ``"3, 5, 7"`` or ``"2:10:2"`` (stop included).
 
     The value stays text (what the operator typed, shown back in the GUI and stored in the run
-    file); :meth:`values` gives the floats. Bad text is refused when set.
+    file); :meth:`values` gives the floats. Bad text (a NaN, a value outside ``minimum`` to
+    ``maximum``, a range of more than :data:`MAX_LIST_VALUES`) is refused when set.
     """
 
-    def __init__(self, name: str, units: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, name: str, units: str | None = None, minimum: float | None = None,
+                 maximum: float | None = None, **kwargs: Any) -> None:
         self.units = units
+        self.minimum = minimum
+        self.maximum = maximum
         super().__init__(name, **kwargs)
         self._help_fields.append("units")
 
     def convert(self, value: Any) -> str:
         if isinstance(value, (list, tuple, np.ndarray)):
-            value = ", ".join(f"{float(v):g}" for v in value)
+            value = ", ".join(f"{check_number(self.name, v):g}" for v in value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = f"{check_number(self.name, value):.12g}"
         value = str(value).strip()
-        parse_list(self.name, value)
+        self.parse(value)
         return value
 
+    def parse(self, text: Any) -> list[float]:
+        return parse_list(self.name, text, self.minimum, self.maximum, self.units or "")
+
     def values(self) -> list[float]:
-        return parse_list(self.name, self.value)
+        return self.parse(self.value)
 
 
 def bias_values(start: float, stop: float, points: int, spacing: str,

@@ -13,10 +13,11 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, ListParameter
+from pymeasure.experiment import ListParameter
 
 from daqapp.errors import ConfigError, InstrumentError, check_range
 from daqapp.runner import ControlledProcedure
+from daqapp.runner.procedure import FloatParameter
 from drivers.keithley6221 import MAX_BUFFER_POINTS, DconSweep
 from procedures.common import (
     check_bias,

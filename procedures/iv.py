@@ -18,9 +18,10 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter
+from pymeasure.experiment import ListParameter
 
 from daqapp.runner import ControlledProcedure
+from daqapp.runner.procedure import FloatParameter, IntegerParameter
 from procedures.common import (
     DIRECTIONS,
     VOLTMETERS,
@@ -62,7 +63,7 @@ class CriticalCurrentIV(ControlledProcedure):
     points = IntegerParameter("Points per sweep", default=201, minimum=3, maximum=100_000)
     directions = ListParameter("Sweep directions", choices=list(DIRECTIONS), default="up_down")
     settle = FloatParameter("Delay after each current step", units="s", default=0.02,
-                            minimum=0.0, maximum=60.0)
+                            minimum=1e-4, maximum=60.0, zero_allowed=True)
     compliance = FloatParameter("Compliance", units="V", default=10.0, minimum=0.1,
                                 maximum=105.0)
     voltmeter = ListParameter("Voltmeter", choices=list(VOLTMETERS), default="linked")
@@ -71,7 +72,7 @@ class CriticalCurrentIV(ControlledProcedure):
     offset = ListParameter("Thermal-EMF offset removal", choices=["reversal", "zero", "none"],
                            default="reversal")
     criterion = FloatParameter("Ic voltage criterion (0 = 5 x noise)", units="V", default=0.0,
-                               minimum=0.0, maximum=1.0)
+                               minimum=1e-9, maximum=1.0, zero_allowed=True)
 
     def currents(self) -> np.ndarray:
         return bias_values(-self.current_max, self.current_max, self.points, "symmetric")

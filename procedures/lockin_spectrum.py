@@ -21,10 +21,11 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter
+from pymeasure.experiment import ListParameter
 
 from daqapp.errors import LimitError, check_range
 from daqapp.runner import ControlledProcedure
+from daqapp.runner.procedure import FloatParameter, IntegerParameter
 from procedures.common import (
     DIRECTIONS,
     SPACINGS,
@@ -92,13 +93,14 @@ class LockInSpectrumProcedure(ControlledProcedure):
     frequency = FloatParameter("Lock-in frequency", units="Hz", default=1013.0,
                                minimum=0.001, maximum=102_000.0)
     bias_resistor = FloatParameter("Bias resistor (0 = from the station wiring)", units="Ohm",
-                                   default=0.0, minimum=0.0, maximum=1e9)
+                                   default=0.0, minimum=1.0, maximum=1e9, zero_allowed=True)
     time_constant = FloatParameter("Lock-in time constant (0 = leave as set)", units="s",
-                                   default=0.1, minimum=0.0, maximum=30_000.0)
+                                   default=0.1, minimum=1e-5, maximum=30_000.0,
+                                   zero_allowed=True)  # SR830: 10 us to 30 ks
     filter_slope = ListParameter("Lock-in filter slope (0 = leave as set)", units="dB/oct",
                                  choices=[0, 6, 12, 18, 24], default=12)
     settle_time = FloatParameter("Settle time (0 = from lock-in tau and slope)", units="s",
-                                 default=0.0, minimum=0.0, maximum=3600.0)
+                                 default=0.0, minimum=1e-3, maximum=3600.0, zero_allowed=True)
     max_overload_steps = IntegerParameter("Sensitivity steps allowed per point", default=6,
                                           minimum=0, maximum=26)
 
@@ -129,6 +131,9 @@ class LockInSpectrumProcedure(ControlledProcedure):
         return self.resistor() / float(wiring.bias_divider)
 
     def check_spectrum_limits(self, limits: Any) -> None:
+        if self.bias_start == self.bias_stop:
+            raise LimitError(f"bias_start = bias_stop = {self.bias_start:g} A: a spectrum "
+                             "needs two different ends")
         edge = max(abs(self.bias_start), abs(self.bias_stop))
         check_bias("bias_start", self.bias_start, limits)
         check_bias("bias_stop", self.bias_stop, limits)

@@ -18,19 +18,23 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter
+from pymeasure.experiment import ListParameter
 
 from daqapp.errors import ConfigError
 from daqapp.runner import ControlledProcedure
+from daqapp.runner.procedure import FloatParameter, IntegerParameter
 from daqapp.runner.roles import lab_time
 from procedures.common import (
     VOLTMETERS,
     FloatListParameter,
     boost_heater_if_saturated,
     check_compliance,
+    check_count,
     check_current,
     check_field,
     check_field_rate,
+    check_heater,
+    check_hold,
     check_temperature,
     check_temperature_rate,
     go_to_temperature,
@@ -50,6 +54,9 @@ from procedures.common import (
 DELTA_CONVERSION_S = 0.025
 #: Seconds per delta reading assumed in estimates.
 DELTA_READING_S = 0.07
+#: Most temperature steps (step mode) and rows (ramp mode) of one sweep.
+MAX_STEPS = 10_000
+MAX_RAMP_ROWS = 1_000_000
 
 
 class ResistanceTemperature(ControlledProcedure):
@@ -78,12 +85,13 @@ class ResistanceTemperature(ControlledProcedure):
     band = FloatParameter("Stability band (step mode)", units="K", default=0.05,
                           minimum=1e-4, maximum=10.0)
     hold_time = FloatParameter("Stable time (step mode)", units="s", default=30.0,
-                               minimum=0.0, maximum=36_000.0)
+                               minimum=1e-3, maximum=36_000.0, zero_allowed=True)
     readings = IntegerParameter("Readings averaged (step mode)", default=5, minimum=1,
                                 maximum=10_000)
     stabilize_timeout = FloatParameter("Stabilisation timeout", units="s", default=3600.0,
                                        minimum=1.0, maximum=86_400.0)
-    fields = FloatListParameter("Fields (list or start to stop by step)", units="T", default="0")
+    fields = FloatListParameter("Fields (list or start to stop by step)", units="T", default="0",
+                                minimum=-20.0, maximum=20.0)
     field_rate = FloatParameter("Field ramp rate", units="T/min", default=0.2, minimum=1e-4,
                                 maximum=10.0)
     method = ListParameter("Method", choices=["delta", "reversal"], default="delta")
@@ -120,6 +128,14 @@ class ResistanceTemperature(ControlledProcedure):
             raise ConfigError("t_start and t_stop must differ")
         check_temperature_rate("ramp_rate", self.ramp_rate, limits)
         span = abs(self.t_stop - self.t_start)
+        if self.mode == "step":
+            check_count("t_start to t_stop by t_step", span / self.t_step + 1, MAX_STEPS,
+                        "temperature steps")
+        else:
+            check_count("ramp_rate x interval over t_start to t_stop",
+                        span / self.ramp_step() + 1, MAX_RAMP_ROWS, "rows")
+        check_hold(self.hold_time, self.stabilize_timeout)
+        check_heater("t_start/t_stop", max(self.t_start, self.t_stop), limits)
         if self.mode == "ramp" and self.ramp_step() > span / 2:
             raise ConfigError(f"ramp_rate × interval = {self.ramp_step():.4g} K between rows "
                               f"leaves fewer than 2 rows on the {span:g} K ramp; lower the "
@@ -131,6 +147,10 @@ class ResistanceTemperature(ControlledProcedure):
             check_field_rate("field_rate", self.field_rate, limits)
             if self.station is not None and self.role("magnet", required=False) is None:
                 raise ConfigError("fields: nonzero fields need a 'magnet' on the station")
+
+    def starting_point(self) -> dict[str, tuple[str, float]]:
+        return {"field_T": ("fields", self.field_list()[0]),
+                "temperature_K": ("t_start", self.t_start)}
 
     def estimate_duration(self) -> float:
         span = abs(self.t_stop - self.t_start)

@@ -128,6 +128,9 @@ def station_limits_dict(campaign: Campaign) -> dict[str, float]:
             if isinstance(value, int | float):
                 out[key] = float(value)
                 break
+    ranges = getattr(limits, "heater_ranges_allowed", None)
+    if ranges:
+        out["heater_ranges_allowed"] = tuple(int(r) for r in ranges)
     return out
 
 

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from daqapp.commands._types import finite_float
+
 MAIN_CAMPAIGN = "la3ni2o7.toml"
 CALIBRATION_CAMPAIGN = "nb-calibration.toml"
 QUICK_CAMPAIGN = "quick.toml"
@@ -39,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "key numbers beside the simulated sample's. Run again to resume an interrupted demo.")
     parser.add_argument("--output", "-o", type=Path, default=Path("demo-output"),
                         help="folder for the campaigns and the report (default demo-output)")
-    parser.add_argument("--speed", type=float, default=None, metavar="X",
+    parser.add_argument("--speed", type=finite_float(0.01, 1e6), default=None, metavar="X",
                         help="virtual-lab speed-up (default: the campaign files' value)")
     parser.add_argument("--quick", action="store_true",
                         help="the short campaign (examples/quick.toml): fewer temperatures "

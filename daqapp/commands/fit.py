@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from daqapp.commands._types import finite_float, whole_number
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -16,16 +18,17 @@ def register(subparsers) -> None:
     p.add_argument("file", metavar="FILE", help="HDF5 run file or CSV/text table")
     p.add_argument("--model", default="s+s",
                    help="s, d, s+s, s+d, d+s, d+d, n gaps like s+s+s, or 'all' (default s+s)")
-    p.add_argument("--temperature", type=float, default=None, metavar="K",
+    p.add_argument("--temperature", type=finite_float(0, 1500, "K", low_open=True), default=None,
+                   metavar="K",
                    help="temperature for the thermal smearing (default: from the file, else 3)")
-    p.add_argument("--dimension", type=int, default=2, choices=(1, 2, 3),
+    p.add_argument("--dimension", type=whole_number(1, 3), default=2, choices=(1, 2, 3),
                    help="Fermi-surface convention: 1D, 2D (default, the seed's) or 3D")
     p.add_argument("--normalize", action="store_true",
                    help="raw conductance: fit a quadratic normal-state background jointly with "
                         "the BTK model (not divided out beforehand, where the tail is not yet 1)")
-    p.add_argument("--bias-window", type=float, nargs=2, metavar=("MIN", "MAX"),
+    p.add_argument("--bias-window", type=finite_float(), nargs=2, metavar=("MIN", "MAX"),
                    help="fit only biases in [MIN, MAX] mV")
-    p.add_argument("--sigma", type=float, default=None,
+    p.add_argument("--sigma", type=finite_float(0, low_open=True), default=None,
                    help="noise of one point (default: estimated from the scatter)")
     p.add_argument("--json", action="store_true", help="print result objects as JSON")
     p.set_defaults(func=run)

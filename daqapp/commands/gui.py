@@ -11,6 +11,7 @@ from daqapp.commands._station_options import (
     parse_pairs,
     station_from_options,
 )
+from daqapp.commands._types import finite_float, whole_number
 
 
 def register(subparsers: Any) -> None:
@@ -31,9 +32,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--models", default="s+s", metavar="LIST",
                         help="on-line fit models, comma-separated from s, d, s+s, s+d, d+s, d+d "
                              "(default %(default)s)")
-    parser.add_argument("--dimension", type=int, choices=(1, 2, 3), default=2,
+    parser.add_argument("--dimension", type=whole_number(1, 3), choices=(1, 2, 3), default=2,
                         help="BTK convention for on-line fits (default %(default)s, the seed's)")
-    parser.add_argument("--monitor-interval", type=float, default=1.0, metavar="S",
+    parser.add_argument("--monitor-interval", type=finite_float(0.05, 3600, "s"), default=1.0,
+                        metavar="S",
                         help="instrument monitor poll interval in s (default %(default)s)")
     parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                         help="run metadata for every queued run: operator, sample, cell, ...")

@@ -72,6 +72,7 @@ def build_procedure(name: str, assignments: list[str], station: Any) -> Any:
     station *config*: limits and wiring, no connection)."""
     import procedures
     from daqapp.errors import ConfigError
+    from daqapp.runner.procedure import validate_parameters
 
     cls = procedures.load(name)
     procedure = cls()
@@ -84,8 +85,7 @@ def build_procedure(name: str, assignments: list[str], station: Any) -> Any:
             raise ConfigError(f"--set {key}: {name} has no such parameter; parameters: "
                               f"{', '.join(sorted(known))}")
         setattr(procedure, attribute, text)
-    procedure.station = station
-    procedure.validate()
+    validate_parameters(procedure, station, name=name)
     return procedure
 
 
@@ -218,7 +218,8 @@ def list_text() -> str:
             allowed = ""
             low, high = getattr(parameter, "minimum", None), getattr(parameter, "maximum", None)
             if low is not None and high is not None:
-                allowed = f" [{low:g} .. {high:g}]"
+                zero = "0 | " if getattr(parameter, "zero_allowed", False) else ""
+                allowed = f" [{zero}{low:g} .. {high:g}]"
             choices = getattr(parameter, "choices", None)
             if choices:
                 allowed = f" [{' | '.join(map(str, choices))}]"

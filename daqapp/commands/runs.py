@@ -9,6 +9,8 @@ import os
 import time
 from typing import Any
 
+from daqapp.commands._types import whole_number
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -26,7 +28,7 @@ def register(subparsers: Any) -> None:
     p_show = sub.add_parser("show", help="attributes, parameters, columns, fits, log of a run",
                             description="Everything about one run file in readable form.")
     p_show.add_argument("file", metavar="FILE", help="run file (.h5)")
-    p_show.add_argument("--log-lines", type=int, default=10, metavar="N",
+    p_show.add_argument("--log-lines", type=whole_number(0, 1_000_000), default=10, metavar="N",
                         help="last N log lines to print (default 10)")
     p_show.add_argument("--snapshot", action="store_true",
                         help="also print the start and end instrument snapshots (JSON)")

@@ -108,13 +108,11 @@ class Run:
         if self.filename and (self.output_dir / self.filename).exists():
             raise DataFileError(f"{self.output_dir / self.filename}: run file already exists; "
                                 "choose another name (runs are never overwritten)")
+        from daqapp.runner.procedure import validate_parameters
+
         self.procedure.station = self.station
         self.procedure.control = self.control
-        validate = getattr(self.procedure, "validate", None)
-        if callable(validate):
-            validate()
-        else:
-            self.procedure.check_parameters()
+        validate_parameters(self.procedure, self.station)
         self._validated = True
 
     def start(self) -> None:

@@ -79,8 +79,8 @@ def test_cli_list_shows_parameters_with_units(capsys):
 @pytest.mark.parametrize("assignment, message", [
     ("bias_stop=2e-3", "bias_stop = 0.002 A is outside the allowed range -0.001 to 0.001 A "
                        "(station limit max_bias_current_a)"),
-    ("excitation=9", "excitation = '9': FloatParameter value is above the maximum "
-                     "(allowed 0.004 to 5 V)"),
+    ("excitation=9", "didv-lockin parameter excitation = 9 V is outside the allowed range "
+                     "0.004 to 5 V"),
     ("spacing=log", "spacing = 'log'"),
 ])
 def test_cli_bad_parameter_exits_2_with_one_line(capsys, tmp_path, assignment, message):
