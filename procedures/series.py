@@ -151,6 +151,9 @@ class FieldSweep(_SpectrumSeries):
     def field_list(self) -> list[float]:
         return self.setpoint_list("fields", self.fields, "0, 1, 2")
 
+    def field_dependent(self) -> bool:
+        return True
+
     def check_limits(self, limits: Any) -> None:
         for tesla in self.field_list():
             check_field("fields", tesla, limits)
