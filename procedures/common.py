@@ -389,7 +389,7 @@ def set_source_current(source: Any, amps: float) -> None:
 
 
 def stuck_watch(name: str, procedure: Any, resolution: float = 0.0,
-                floor: float = 0.0) -> StuckReading:
+                floor: float = 0.0, unit: str = "V") -> StuckReading:
     """A :class:`~daqapp.runner.watchdogs.StuckReading` for ``name`` that, when it fires,
     first runs the procedure's fault watch, so a compliance behind the flat readings is the
     cause named."""
@@ -399,7 +399,7 @@ def stuck_watch(name: str, procedure: Any, resolution: float = 0.0,
             watch.run(force=True)
 
     return StuckReading(name, count=STUCK_COUNT, resolution=resolution, floor=floor,
-                        explain=explain)
+                        explain=explain, unit=unit)
 
 
 #: Consecutive readings that may sit still while the set value moves.

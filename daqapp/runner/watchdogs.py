@@ -124,7 +124,7 @@ class StuckReading:
 
     def __init__(self, name: str, count: int = 8, rel: float = 1e-5, resolution: float = 0.0,
                  floor: float = 0.0, set_resolution: float = 0.0,
-                 explain: Check | None = None) -> None:
+                 explain: Check | None = None, unit: str = "") -> None:
         if count < 2:
             raise ValueError(f"StuckReading count = {count}: at least 2")
         self.name = name
@@ -134,6 +134,7 @@ class StuckReading:
         self.floor = float(floor)
         self.set_resolution = float(set_resolution)
         self.explain = explain
+        self.unit = f" {unit}" if unit else ""
         self._sets: deque[float] = deque(maxlen=self.count)
         self._readings: deque[float] = deque(maxlen=self.count)
 
@@ -159,7 +160,7 @@ class StuckReading:
                 and moved > self.set_resolution):
             if self.explain is not None:
                 self.explain()  # a compliance or quench behind it is the cause to name
-            raise RunFault(f"{self.name} stuck at {readings[-1]:.6g} for {self.count} "
+            raise RunFault(f"{self.name} stuck at {readings[-1]:.6g}{self.unit} for {self.count} "
                            f"readings while the set value moved from {self._sets[0]:.6g} to "
                            f"{self._sets[-1]:.6g}: the instrument is not measuring")
 
