@@ -121,6 +121,8 @@ class InstrumentServer:
             with self._conn_lock:
                 idle = (min(self._conns, key=self._conns.__getitem__)
                         if len(self._conns) >= MAX_CLIENTS else None)
+                if idle is not None:  # no longer served: its thread ends on the closed socket
+                    del self._conns[idle]
                 self._conns[conn] = time.monotonic()
             if idle is not None:
                 log.info("%s: %d clients, dropping the one idle longest", self.role,

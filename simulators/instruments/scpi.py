@@ -296,7 +296,8 @@ class ScpiEmulator:
                     if handler is None:
                         raise ScpiError(-113, "Undefined header")
                     if any_nonfinite(args, keywords=("INF", "INFINITY")):
-                        raise ScpiError(-222, "Data out of range; not a finite number")
+                        # NaN is no number at all (-104); an infinite one is out of range
+                        raise ScpiError(-104 if "NAN" in args.upper() else -222)
                     out = handler(args, suffixes)
                     return (str(out) if query else None), toks
         raise ScpiError(-113)
