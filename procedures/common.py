@@ -358,23 +358,29 @@ def wait_for_field(procedure: Any, target_t: float, timeout_s: float,
 
 #: Instrument seconds between quench checks of a run that does not move the field.
 QUENCH_CHECK_S = 10.0
+#: Instrument seconds between compliance (and field-dependent quench) checks: as often as
+#: the run control evaluates suspenders while running, not faster while suspended.
+FAULT_CHECK_S = 0.5
 
 
 def start_fault_watch(procedure: Any, source: Any = None, amps: Any = None,
                       field_dependent: bool = False) -> FaultWatch:
     """Watch the faults that corrupt this run's data at its checkpoints, until it ends.
 
-    ``source``: the current source the run drives, checked for compliance at every check
-    (``amps()`` gives the current it should be driving, for the message). A station magnet
-    is checked for a quench: at every check if the run is ``field_dependent``, every
-    :data:`QUENCH_CHECK_S` otherwise. Returns the watch (``watch.run(force=True)`` checks now).
+    ``source``: the current source the run drives, checked for compliance every
+    :data:`FAULT_CHECK_S` (``amps()`` gives the current it should be driving, for the
+    message). A station magnet is checked for a quench as often if the run is
+    ``field_dependent``, every :data:`QUENCH_CHECK_S` otherwise. Returns the watch
+    (``watch.run(force=True)`` checks now).
     """
     watch = FaultWatch(procedure.station)
     if source is not None:
-        watch.add(lambda: check_source_compliance(source, amps() if callable(amps) else amps))
+        watch.add(lambda: check_source_compliance(source, amps() if callable(amps) else amps),
+                  FAULT_CHECK_S)
     magnet = procedure.role("magnet", required=False)
     if magnet is not None:
-        watch.add(lambda: check_quench(magnet), 0.0 if field_dependent else QUENCH_CHECK_S)
+        watch.add(lambda: check_quench(magnet),
+                  FAULT_CHECK_S if field_dependent else QUENCH_CHECK_S)
     control = getattr(procedure, "control", None)
     if watch and control is not None:
         control.add_suspender(watch)
@@ -389,7 +395,8 @@ def set_source_current(source: Any, amps: float) -> None:
 
 
 def stuck_watch(name: str, procedure: Any, resolution: float = 0.0,
-                floor: float = 0.0, unit: str = "V") -> StuckReading:
+                floor: float = 0.0, unit: str = "V", set_resolution: float = 0.0
+                ) -> StuckReading:
     """A :class:`~daqapp.runner.watchdogs.StuckReading` for ``name`` that, when it fires,
     first runs the procedure's fault watch, so a compliance behind the flat readings is the
     cause named."""
@@ -399,7 +406,7 @@ def stuck_watch(name: str, procedure: Any, resolution: float = 0.0,
             watch.run(force=True)
 
     return StuckReading(name, count=STUCK_COUNT, resolution=resolution, floor=floor,
-                        explain=explain, unit=unit)
+                        explain=explain, unit=unit, set_resolution=set_resolution)
 
 
 #: Consecutive readings that may sit still while the set value moves.

@@ -176,6 +176,10 @@ class ResistanceTemperature(ControlledProcedure):
         start_fault_watch(self, source=source, amps=self.current,
                           field_dependent=any(f != 0 for f in self.field_list()))
         self._stuck = stuck_watch("sample voltage", self)
+        # a ramp moves the set point: a thermometer that does not move at all (0.1 mK, the
+        # controller's last digit) while it moves by 10 mK has stopped reading
+        self._thermometer_stuck = stuck_watch("temperature reading", self, resolution=1e-4,
+                                              unit="K", set_resolution=0.01)
 
     def read_voltage(self) -> float:
         """One delta voltage (R·I): the median of a burst of ``delta_count`` delta readings
@@ -282,6 +286,7 @@ class ResistanceTemperature(ControlledProcedure):
         slow_rows = 0
         checks = temperature_checks(self)
         self._stuck.reset()
+        self._thermometer_stuck.reset()
         while True:
             if not self.checkpoint():
                 return False
@@ -296,17 +301,19 @@ class ResistanceTemperature(ControlledProcedure):
                 controller.set_setpoint(target, self.ramp_rate)
                 controller.is_ramping()  # answered only after the controller took the step
             stepped_at = lab_time(station)
+            self._thermometer_stuck.feed(target, kelvin)
             boost_heater_if_saturated(self, kelvin, setpoint, self.band)
             self.record_point(kelvin, setpoint, sweep)
             self.progress(sweep + min(1.0, abs(setpoint - self.t_start) / span), n_sweeps)
-            if target == self.t_stop and not controller.is_ramping():
-                if abs(kelvin - self.t_stop) <= tolerance:
-                    return True
+            if target == self.t_stop:  # the last step is commanded: bounded from here on
                 reached_at = began if reached_at is None else reached_at
+                if not controller.is_ramping() and abs(kelvin - self.t_stop) <= tolerance:
+                    return True
                 if began - reached_at > self.stabilize_timeout:
                     raise ConditionTimeout(f"ramp: temperature {kelvin:.4g} K not within "
-                                       f"{tolerance:g} K of t_stop = {self.t_stop:g} K "
-                                       f"{self.stabilize_timeout:g} s after the set point")
+                                           f"{tolerance:g} K of t_stop = {self.t_stop:g} K "
+                                           f"{self.stabilize_timeout:g} s after the set "
+                                           "point")
             took = lab_time(station) - began
             if took > self.interval:
                 slow_rows += 1

@@ -85,7 +85,13 @@ class TemperatureBandSuspender(Suspender):
 
 
 class MagnetHoldingSuspender(Suspender):
-    """Hold acquisition while the magnet is ramping (not at its target); fail on a quench."""
+    """Hold acquisition while the magnet is ramping (not at its target); fail on a quench.
+
+    ``timeout`` defaults to 1800 s like the temperature band's: a magnet that never comes
+    back to holding must end the run, not hold it for ever."""
+
+    def __init__(self, timeout: float | None = 1800.0) -> None:
+        super().__init__(timeout)
 
     def reason(self, station: Any) -> str | None:
         magnet = station_role(station, "magnet")

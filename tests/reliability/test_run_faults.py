@@ -72,6 +72,8 @@ CASES = {
                             "quench", 3, "magnet quenched at"),
     "R-T 6221 frozen in delta mode": (rt, "nb-foil", {}, "current_source", "frozen", 3,
                                       "sample voltage stuck at"),
+    "R-T temperature controller frozen": (rt, "nb-foil", {}, "temperature", "frozen", 3,
+                                          "temperature reading stuck at"),
     "I-V compliance": (lambda: CriticalCurrentIV(points=41, directions="up"), "nb-foil", {},
                        "current_source", "compliance", 3, "6221 in compliance at"),
     "I-V voltmeter frozen": (
