@@ -231,7 +231,7 @@ def wait_until(station: Any, ready: Callable[[], bool], *, what: str, timeout_s:
             return True
         if lab_time(station) - started > timeout_s:
             detail = f" ({state()})" if state is not None else ""
-            raise ConditionTimeout(f"{what} after {timeout_s:g} s{detail}")
+            raise ConditionTimeout(f"{what} after {timeout_s:.4g} s{detail}")
         if sleep is not None:
             sleep(poll_s)
         else:
