@@ -211,7 +211,7 @@ class ResistanceTemperature(ControlledProcedure):
 
         try:  # not stopped by a stop request: a burst is one point, finished once begun
             wait_until(self.station, filled, what=f"delta mode: {count} readings not stored",
-                       timeout_s=10 * expected + 5, poll_s=expected / 4, sleep=self.sleep,
+                       timeout_s=10 * expected + 30, poll_s=expected / 4, sleep=self.sleep,
                        checks=(lambda: self.fault_watch.run(force=True),),
                        state=lambda: f"{stored['count']} of {count} stored")
         except ConditionTimeout:
