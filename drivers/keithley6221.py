@@ -150,6 +150,10 @@ class Keithley6221(SerializedInstrument, _PymeasureKeithley6221):
     measurement_condition = Instrument.measurement(
         ":STAT:MEAS:COND?", """Get the measurement condition register (int).""", cast=int,
     )
+    measurement_event = Instrument.measurement(
+        ":STAT:MEAS?", """Get and clear the latched measurement event register (int).""",
+        cast=int,
+    )
     @property
     def format_elements(self) -> tuple[str, ...]:
         """Control the elements of each buffer reading, e.g. ('READ', 'SOUR', 'AVOL', 'TST')."""
@@ -312,6 +316,11 @@ class Keithley6221CurrentSource(RoleAdapter):
 
     def in_compliance(self) -> bool:
         return bool(self.instrument.measurement_condition & MEAS_COMPLIANCE_BIT)
+
+    def compliance_latched(self) -> bool:
+        """In compliance now or at any time since the last call (the latched event register,
+        cleared by reading): a delta or DCON run that hit compliance and ended still shows."""
+        return bool(self.instrument.measurement_event & MEAS_COMPLIANCE_BIT)
 
     def configure_dcon(self, sweep: DconSweep) -> None:
         """Configure a differential-conductance sweep within the station's current limit."""

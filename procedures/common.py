@@ -16,6 +16,15 @@ from pymeasure.experiment import Parameter
 
 from daqapp.errors import ConfigError, LimitError, check_number, check_range
 from daqapp.runner.roles import lab_seconds_to_real, lab_time, limit_value
+from daqapp.runner.watchdogs import (
+    FaultWatch,
+    StuckReading,
+    check_heater,
+    check_quench,
+    check_source_applied,
+    check_source_compliance,
+    wait_until,
+)
 
 log = logging.getLogger("procedures")
 
@@ -249,31 +258,51 @@ def read_field(procedure: Any) -> float:
     return float(magnet.field()) if magnet is not None else math.nan
 
 
+def wait(procedure: Any, ready: Any, what: str, timeout_s: float, poll_s: float = 1.0,
+         checks: Any = (), state: Any = None) -> bool:
+    """:func:`daqapp.runner.watchdogs.wait_until` with the procedure's checkpoint (pause, stop,
+    abort) and interruptible sleep; False if the operator stopped the run."""
+    return wait_until(procedure.station, ready, what=what, timeout_s=timeout_s, poll_s=poll_s,
+                      checkpoint=procedure.checkpoint, sleep=procedure.sleep, checks=checks,
+                      state=state)
+
+
+def temperature_checks(procedure: Any) -> tuple[Any, ...]:
+    """Fault checks while waiting on the temperature: the heater, and a quench if the station
+    has a magnet (its field no longer what the run records)."""
+    controller = procedure.role("temperature")
+    checks = [lambda: check_heater(controller)]
+    magnet = procedure.role("magnet", required=False)
+    if magnet is not None:
+        checks.append(lambda: check_quench(magnet))
+    return tuple(checks)
+
+
 def wait_for_temperature(procedure: Any, target_k: float, band_k: float, hold_s: float,
                          timeout_s: float, poll_s: float = 1.0) -> float:
     """Block until the temperature has stayed within ``target ± band`` for ``hold_s`` (lab
-    seconds). Honours pause/stop/abort; raises ``TimeoutError`` after ``timeout_s`` lab
-    seconds. Returns the last reading."""
+    seconds). Honours pause/stop/abort; fails on an open heater or a quench, and with
+    :class:`~daqapp.runner.watchdogs.ConditionTimeout` after ``timeout_s`` lab seconds.
+    Returns the last reading."""
     controller = procedure.role("temperature")
     station = procedure.station
-    started = lab_time(station)
-    in_band_since = None
-    while True:
-        if not procedure.checkpoint():
-            return controller.temperature()
-        now = lab_time(station)
-        kelvin = controller.temperature()
+    last = {"kelvin": math.nan, "in_band_since": None}
+
+    def settled() -> bool:
+        kelvin = last["kelvin"] = float(controller.temperature())
         boost_heater_if_saturated(procedure, kelvin, target_k, band_k)
-        if abs(kelvin - target_k) <= band_k:
-            in_band_since = now if in_band_since is None else in_band_since
-            if now - in_band_since >= hold_s:
-                return kelvin
-        else:
-            in_band_since = None
-        if now - started > timeout_s:
-            raise TimeoutError(f"temperature {kelvin:.4g} K not stable within ±{band_k:g} K of "
-                               f"{target_k:g} K after {timeout_s:g} s")
-        procedure.sleep(poll_s)
+        if abs(kelvin - target_k) > band_k:
+            last["in_band_since"] = None
+            return False
+        now = lab_time(station)
+        if last["in_band_since"] is None:
+            last["in_band_since"] = now
+        return now - last["in_band_since"] >= hold_s
+
+    wait(procedure, settled, f"temperature not within ±{band_k:g} K of {target_k:g} K "
+         f"(held {hold_s:g} s)", timeout_s, poll_s, temperature_checks(procedure),
+         lambda: f"now {last['kelvin']:.4g} K")
+    return last["kelvin"] if math.isfinite(last["kelvin"]) else controller.temperature()
 
 
 #: Starting heater range for a target temperature (upper bound in K -> range index, Lake
@@ -362,19 +391,71 @@ def wait_for_field(procedure: Any, target_t: float, timeout_s: float,
                    poll_s: float = 1.0) -> float:
     """Block until the magnet holds at ``target_t``; fails on a quench or after the timeout."""
     magnet = procedure.role("magnet")
-    station = procedure.station
-    started = lab_time(station)
-    while True:
-        if not procedure.checkpoint():
-            return magnet.field()
-        if magnet.is_quenched():
-            raise RuntimeError(f"magnet quenched at {magnet.field():.4g} T")
-        if magnet.is_holding() and abs(magnet.target_field() - target_t) < 1e-4:
-            return magnet.field()
-        if lab_time(station) - started > timeout_s:
-            raise TimeoutError(f"magnet not holding at {target_t:g} T after {timeout_s:g} s "
-                               f"(now {magnet.field():.4g} T, {magnet.state().value})")
-        procedure.sleep(poll_s)
+
+    def holding() -> bool:
+        return magnet.is_holding() and abs(magnet.target_field() - target_t) < 1e-4
+
+    wait(procedure, holding, f"magnet not holding at {target_t:g} T", timeout_s, poll_s,
+         (lambda: check_quench(magnet),),
+         lambda: f"now {magnet.field():.4g} T, {magnet.state().value}")
+    return magnet.field()
+
+
+#: Instrument seconds between quench checks of a run that does not move the field.
+QUENCH_CHECK_S = 10.0
+#: Instrument seconds between compliance (and field-dependent quench) checks: as often as
+#: the run control evaluates suspenders while running, not faster while suspended.
+FAULT_CHECK_S = 0.5
+
+
+def start_fault_watch(procedure: Any, source: Any = None, amps: Any = None,
+                      field_dependent: bool = False) -> FaultWatch:
+    """Watch the faults that corrupt this run's data at its checkpoints, until it ends.
+
+    ``source``: the current source the run drives, checked for compliance every
+    :data:`FAULT_CHECK_S` (``amps()`` gives the current it should be driving, for the
+    message). A station magnet is checked for a quench as often if the run is
+    ``field_dependent``, every :data:`QUENCH_CHECK_S` otherwise. Returns the watch
+    (``watch.run(force=True)`` checks now).
+    """
+    watch = FaultWatch(procedure.station)
+    if source is not None:
+        watch.add(lambda: check_source_compliance(source, amps() if callable(amps) else amps),
+                  FAULT_CHECK_S)
+    magnet = procedure.role("magnet", required=False)
+    if magnet is not None:
+        watch.add(lambda: check_quench(magnet),
+                  FAULT_CHECK_S if field_dependent else QUENCH_CHECK_S)
+    control = getattr(procedure, "control", None)
+    if watch and control is not None:
+        control.add_suspender(watch)
+    procedure.fault_watch = watch
+    return watch
+
+
+def set_source_current(source: Any, amps: float) -> None:
+    """Set the current source and read it back (a dead source takes writes in silence)."""
+    source.set_current(amps)
+    check_source_applied(source, amps)
+
+
+def stuck_watch(name: str, procedure: Any, resolution: float = 0.0,
+                floor: float = 0.0, unit: str = "V", set_resolution: float = 0.0
+                ) -> StuckReading:
+    """A :class:`~daqapp.runner.watchdogs.StuckReading` for ``name`` that, when it fires,
+    first runs the procedure's fault watch, so a compliance behind the flat readings is the
+    cause named."""
+    def explain() -> None:
+        watch = getattr(procedure, "fault_watch", None)
+        if watch is not None:
+            watch.run(force=True)
+
+    return StuckReading(name, count=STUCK_COUNT, resolution=resolution, floor=floor,
+                        explain=explain, unit=unit, set_resolution=set_resolution)
+
+
+#: Consecutive readings that may sit still while the set value moves.
+STUCK_COUNT = 8
 
 
 def ramp_time_s(start: float, stop: float, rate_per_min: float) -> float:

@@ -31,6 +31,9 @@ from procedures.common import (
     log,
     read_field,
     read_temperature,
+    set_source_current,
+    start_fault_watch,
+    stuck_watch,
     sweeps_for,
     transport_voltmeter,
     wall_time,
@@ -93,15 +96,20 @@ class CriticalCurrentIV(ControlledProcedure):
         source.set_current(0.0)
         source.set_compliance(self.compliance)
         source.enable()
+        self._amps = 0.0
+        start_fault_watch(self, source=source, amps=lambda: self._amps)
+        stuck = stuck_watch("2182A voltage", self)
         plan = sweeps_for(self.currents(), self.directions)
         total = sum(len(v) for _, v in plan)
         done = 0
         for sweep, (direction, values) in enumerate(plan):
             currents, voltages = [], []
+            stuck.reset()
             for amps in values:
                 if not self.checkpoint():
                     break
                 raw, volts = self._measure(source, nvm, float(amps))
+                stuck.feed(float(amps), raw)
                 currents.append(float(amps))
                 voltages.append(volts)
                 self.record(current=float(amps), voltage=volts, voltage_raw=raw,
@@ -128,21 +136,25 @@ class CriticalCurrentIV(ControlledProcedure):
     def _measure(self, source: Any, nvm: Any, amps: float) -> tuple[float, float]:
         """(raw V at ``amps``, offset-corrected V)."""
         if self.offset == "zero":
-            source.set_current(0.0)
+            self._set(source, 0.0)
             self.sleep(self.settle)
             zero = float(nvm.voltage())
-        source.set_current(amps)
+        self._set(source, amps)
         self.sleep(self.settle)
         raw = float(nvm.voltage())
         if self.offset == "none":
             return raw, raw
         if self.offset == "zero":
             return raw, raw - zero
-        source.set_current(-amps)
+        self._set(source, -amps)
         self.sleep(self.settle)
         reverse = float(nvm.voltage())
-        source.set_current(amps)
+        self._set(source, amps)
         return raw, (raw - reverse) / 2
+
+    def _set(self, source: Any, amps: float) -> None:
+        set_source_current(source, amps)
+        self._amps = amps
 
     def shutdown(self) -> None:
         source = self.role("source", required=False)

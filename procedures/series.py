@@ -161,6 +161,9 @@ class FieldSweep(_SpectrumSeries):
     def starting_point(self) -> dict[str, tuple[str, float]]:
         return {"field_T": ("fields", self.field_list()[0])}
 
+    def field_dependent(self) -> bool:
+        return True
+
     def check_limits(self, limits: Any) -> None:
         for tesla in self.field_list():
             check_field("fields", tesla, limits)

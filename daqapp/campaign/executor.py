@@ -36,6 +36,7 @@ from daqapp.campaign.spec import (
     zone_for,
 )
 from daqapp.errors import ConfigError, DaqappError
+from daqapp.runner.watchdogs import check_heater, check_quench, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -346,20 +347,18 @@ class CampaignExecutor:
         limit = 1.5 * expected + 300.0
         magnet.ramp_to(target, step.field_ramp_T_per_min)
         t0 = self._lab_now()
-        while True:
-            if magnet.is_quenched():
-                raise StepFault(f"magnet quenched at {magnet.field():.4g} T ramping to "
-                                f"{target:g} T")
-            if magnet.is_holding() and abs(float(magnet.field()) - target) <= max(
-                    2e-3, 1e-3 * abs(target)):
-                log.info("field %.4g T reached", target)
-                return
-            if self._lab_now() - t0 > limit:
-                raise StepFault(f"field did not reach {target:g} T within {limit:.0f} s "
-                                f"(at {magnet.field():.4g} T)")
+
+        def reached() -> bool:
             if expected > 0 and self.progress:
                 self.progress.update(min(0.2, 0.2 * (self._lab_now() - t0) / expected))
-            self._lab_sleep(2.0)
+            return magnet.is_holding() and abs(float(magnet.field()) - target) <= max(
+                2e-3, 1e-3 * abs(target))
+
+        wait_until(self._clock_holder(), reached, what=f"field did not reach {target:g} T",
+                   timeout_s=limit, poll_s=2.0, sleep=self._lab_sleep,
+                   checks=(lambda: check_quench(magnet),),
+                   state=lambda: f"at {magnet.field():.4g} T")
+        log.info("field %.4g T reached", target)
 
     def _set_temperature(self, step: PlannedStep) -> None:
         controller = self._role("temperature")
@@ -374,35 +373,29 @@ class CampaignExecutor:
         ramp_time = 0.0
         if step.temperature_mode == "ramp" and step.ramp_K_per_min:
             ramp_time = abs(target - float(controller.temperature())) / step.ramp_K_per_min * 60
-        t0 = self._lab_now()
-        in_band_since: float | None = None
+        in_band_since: list[float] = []
         magnet = None
         try:
             magnet = self._role("magnet")
         except ConfigError:
             magnet = None
-        while True:
-            now = self._lab_now()
-            if controller.is_stable(target, band):
-                if in_band_since is None:
-                    in_band_since = now
-                if now - in_band_since >= hold:
-                    log.info("temperature %.4g K stable (±%g K for %g s)", target, band, hold)
-                    return
-            else:
-                in_band_since = None
-            if now - t0 > timeout + ramp_time:
-                raise StepFault(f"temperature not stable at {target:g} K ± {band:g} K within "
-                                f"{timeout + ramp_time:.0f} s (at "
-                                f"{controller.temperature():.4g} K)")
-            if magnet is not None and magnet.is_quenched():
-                raise StepFault(f"magnet quenched at {magnet.field():.4g} T")
-            status = getattr(controller, "heater_status", None)
-            if callable(status):
-                state = status()
-                if getattr(state, "value", "ok") != "ok":
-                    raise StepFault(f"heater {state.value}: cannot control the temperature")
-            self._lab_sleep(1.0)
+        checks = [lambda: check_heater(controller)]
+        if magnet is not None:
+            checks.append(lambda: check_quench(magnet))
+
+        def stable() -> bool:
+            if not controller.is_stable(target, band):
+                in_band_since.clear()
+                return False
+            if not in_band_since:
+                in_band_since.append(self._lab_now())
+            return self._lab_now() - in_band_since[0] >= hold
+
+        wait_until(self._clock_holder(), stable,
+                   what=f"temperature not stable at {target:g} K ± {band:g} K",
+                   timeout_s=timeout + ramp_time, poll_s=1.0, sleep=self._lab_sleep,
+                   checks=checks, state=lambda: f"at {controller.temperature():.4g} K")
+        log.info("temperature %.4g K stable (±%g K for %g s)", target, band, hold)
 
     def _prepare_heater(self, controller: Any, target_k: float) -> None:
         """Heater range (and PID) for ``target_k`` from the campaign's zones.
