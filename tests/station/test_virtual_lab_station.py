@@ -42,7 +42,7 @@ def test_magnet_ramps_and_safe_state_holds_it(conn):
     assert conn.magnet.state() is MagnetState.RAMPING
     conn.current_source.set_current(1e-4)
     conn.current_source.enable()
-    assert conn.to_safe_state() == []
+    assert conn.to_safe_state().confirmed
     assert conn.magnet.state() is MagnetState.PAUSED
     assert conn.current_source.is_enabled() is False
     assert conn.current_source.current() == 0.0
@@ -97,6 +97,6 @@ def test_oxford_models_swap_in_by_editing_the_station():
         assert oxford.temperature.is_ramping() is True
         oxford.magnet.ramp_to(0.2, 0.3)
         assert oxford.magnet.target_field() == pytest.approx(0.2)
-        assert oxford.to_safe_state() == []
+        assert oxford.to_safe_state().confirmed
         assert oxford.magnet.state() is MagnetState.PAUSED
         assert oxford.temperature.is_ramping() is False
