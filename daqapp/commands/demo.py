@@ -63,6 +63,15 @@ def _run_or_resume(path: Path, folder: Path, speed: float | None, progress: bool
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """SIGTERM/SIGHUP abort the running step into the safe state (resumable), exit 128 + N."""
+    from daqapp.runner import signals
+
+    with signals.termination_signals():
+        code = _demo_steps(args)
+    return signals.exit_code(code)
+
+
+def _demo_steps(args: argparse.Namespace) -> int:
     from daqapp.commands.report import print_key_numbers
     from daqapp.errors import ConfigError
     from daqapp.report import write_report

@@ -2,7 +2,9 @@
 
 Parameters and station limits are checked against the station file before any connection is
 opened, so a bad ``--set`` exits 2 with one line and nothing moves. Ctrl-C once stops after the
-current point (the file is saved as finished); twice aborts to the safe state.
+current point (the file is saved as finished); twice aborts to the safe state. SIGTERM/SIGHUP
+abort the same way and the process exits 128 + the signal number. The last line printed is
+the safe state's verdict.
 """
 
 from __future__ import annotations
@@ -91,7 +93,17 @@ def build_procedure(name: str, assignments: list[str], station: Any) -> Any:
 
 def execute(procedure: Any, station_config: Any, output: Path, filename: str | None,
             metadata: dict[str, Any], quiet: bool = False) -> int:
+    from daqapp.runner import signals
+
+    with signals.termination_signals():
+        code = _execute(procedure, station_config, output, filename, metadata, quiet)
+    return signals.exit_code(code)
+
+
+def _execute(procedure: Any, station_config: Any, output: Path, filename: str | None,
+             metadata: dict[str, Any], quiet: bool) -> int:
     from daqapp.runner import Run, events
+    from daqapp.runner.signals import Terminated
 
     progress = ProgressBar(enabled=not quiet)
     with station_config.connect() as conn:
@@ -112,6 +124,9 @@ def execute(procedure: Any, station_config: Any, output: Path, filename: str | N
                 progress.draw()
                 if result is not None:
                     break
+            except Terminated as exc:  # SIGTERM/SIGHUP: abort; later ones are ignored
+                progress.note(f"{exc.reason}: aborting, going to the safe state")
+                run.control.abort(exc.reason)
             except KeyboardInterrupt:
                 interrupts += 1
                 if interrupts == 1:
@@ -125,6 +140,8 @@ def execute(procedure: Any, station_config: Any, output: Path, filename: str | N
     progress.finish()
     print(f"{result.status}: {result.rows} rows in {result.path} "
           f"({result.duration:.1f} s){': ' + result.error if result.error else ''}")
+    if result.safe_state:
+        print(result.safe_state)
     return 0 if result.status in (events.FINISHED, events.STOPPED) else EXIT_FAILED
 
 

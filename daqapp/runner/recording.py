@@ -23,8 +23,9 @@ from daqapp.runner.events import RunEvent
 
 log = logging.getLogger(__name__)
 
-#: Loggers whose records the run handler skips: run control writes its own lines directly.
-_OWN_LOGGERS = ("daqapp.runner",)
+#: Loggers whose records the run handler skips: run control writes its own lines directly
+#: (the station's safe-state verdict lines too: the run writes them with the end snapshot).
+_OWN_LOGGERS = ("daqapp.runner", "daqapp.station.connected")
 #: Loggers raised to INFO during a run so the procedures' progress lines reach the run file.
 _RUN_LOGGERS = ("procedures", "drivers")
 

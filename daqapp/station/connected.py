@@ -302,7 +302,6 @@ class ConnectedStation:
             actions, failed, check = self._apply_and_verify(adapter)
             if failed or check.unanswered:
                 # a dropped or silent link: re-open it once and send everything again
-                notes.append("link failed: " + "; ".join(failed + check.unanswered))
                 adapter = self._reconnect(role, notes)
                 if adapter is not None:
                     again, failed, check = self._apply_and_verify(adapter)
@@ -313,8 +312,8 @@ class ConnectedStation:
         confirmed = adapter is not None and not failed and check.ok
         problem = None
         if not confirmed:
-            problem = "; ".join(check.problems + [f"write failed: {f}" for f in failed]
-                                + notes) or "not confirmed"
+            writes = ([f"{len(failed)} write(s) failed, first {failed[0]}"] if failed else [])
+            problem = "; ".join(check.problems + writes + notes) or "not confirmed"
         return RoleVerdict(role, self._driver(role), confirmed, actions, dict(check.values),
                            problem, check.summary)
 
