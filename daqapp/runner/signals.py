@@ -8,8 +8,9 @@ SIGHUP; Python's default is to die at once, leaving the current source on and th
 * raises :class:`Terminated` (a ``KeyboardInterrupt``) in the main thread, so the code that
   already turns Ctrl-C into "abort, safe state, close the file" does the same for it.
 
-Every later signal is logged and ignored, so a second ``kill`` cannot cut the safe state short,
-and inside :func:`shielded` (the main thread's own safe state) even the first one waits until
+Every later signal is logged and ignored (until the process exits, so a kill that arrives as
+the command returns does not change its exit code): a second ``kill`` cannot cut the safe
+state short, and inside :func:`shielded` (the main thread's own safe state) even the first one waits until
 the block is done. The command then exits with :func:`exit_code` (128 + signal number).
 Ctrl-C (SIGINT) is left to the commands: once = stop, twice = abort.
 """
@@ -90,8 +91,9 @@ def termination_signals(on_signal: Callable[[str], None] | None = None) -> Itera
     finally:
         _state.depth -= 1
         if outermost:
-            for signum, previous in _state.previous.items():
-                signal.signal(signum, previous)
+            if _state.received is None:  # after a signal, later ones stay ignored until exit
+                for signum, previous in _state.previous.items():
+                    signal.signal(signum, previous)
             _state.previous = {}
             _state.on_signal = None
 
