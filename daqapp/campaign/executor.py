@@ -187,7 +187,8 @@ class CampaignExecutor:
             unsafe = self._safe_state()
             if unsafe:
                 status = "stopped"
-                message = "; ".join(filter(None, [message, unsafe]))
+                if unsafe not in message:
+                    message = "; ".join(filter(None, [message, unsafe]))
             self._close_station()
             self._fit_queue.put(None)
             if self._fit_thread is not None:
@@ -253,8 +254,8 @@ class CampaignExecutor:
                     self.manifest.update_step(step.key, status=M.FAILED, error=error)
                     if self.progress:
                         self.progress.end(step.key, "failed", step.estimate_s)
-                    raise CampaignStopped(f"step {step.key} failed: {error}; {unsafe}") \
-                        from None
+                    also = "" if unsafe in error else f"; {unsafe}"
+                    raise CampaignStopped(f"step {step.key} failed: {error}{also}") from None
                 failures = sum(1 for a in self.manifest.step(step.key)["attempts"]
                                if a.get("status") == M.FAILED)
                 if failures <= policy.retries:

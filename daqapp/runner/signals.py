@@ -10,8 +10,9 @@ SIGHUP; Python's default is to die at once, leaving the current source on and th
 
 Every later signal is logged and ignored (until the process exits, so a kill that arrives as
 the command returns does not change its exit code): a second ``kill`` cannot cut the safe
-state short, and inside :func:`shielded` (the main thread's own safe state) even the first one waits until
-the block is done. The command then exits with :func:`exit_code` (128 + signal number).
+state short, and inside :func:`shielded` (the main thread's own safe state) even the first
+one waits until the block is done. The command then exits with :func:`exit_code`
+(128 + signal number).
 Ctrl-C (SIGINT) is left to the commands: once = stop, twice = abort.
 """
 
