@@ -95,6 +95,8 @@ def _demo_steps(args: argparse.Namespace) -> int:
         counts = outcome.counts
         print(f"  {outcome.status}: {counts.get('finished', 0)} finished, "
               f"{counts.get('skipped', 0)} skipped ({time.monotonic() - started:.0f} s)")
+        if outcome.safe_state:
+            print(f"  {outcome.safe_state}")
         if outcome.status != "finished":
             print(f"  {outcome.message}", file=sys.stderr)
             print(f"  run `daqapp demo --output {args.output}` again to resume", file=sys.stderr)
