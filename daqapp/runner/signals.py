@@ -92,9 +92,10 @@ def termination_signals(on_signal: Callable[[str], None] | None = None) -> Itera
     finally:
         _state.depth -= 1
         if outermost:
-            if _state.received is None:  # after a signal, later ones stay ignored until exit
-                for signum, previous in _state.previous.items():
-                    signal.signal(signum, previous)
+            for signum, previous in _state.previous.items():
+                # after a signal, later ones stay ignored until exit (SIG_IGN: also while the
+                # interpreter shuts down, when Python's own handlers are already gone)
+                signal.signal(signum, previous if _state.received is None else signal.SIG_IGN)
             _state.previous = {}
             _state.on_signal = None
 
