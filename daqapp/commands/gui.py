@@ -73,20 +73,23 @@ def main(args: argparse.Namespace) -> int:
                             monitor_interval_s=args.monitor_interval, metadata=metadata,
                             title=f"daqapp — {config.name}", settings=settings)
         window.show()
-
-        def terminate(reason: str) -> None:  # SIGTERM/SIGHUP: abort (reason in the file), quit
-            current = window.queue.current
-            if current is not None and current.run is not None:
-                current.run.control.abort(reason)
-            window.save_layout()
-            window.shutdown()
-            app.quit()
-
         quit_on_interrupt(app, lambda: (window.save_layout(), window.shutdown()))
-        with signals.termination_signals(on_signal=terminate):
+        with signals.termination_signals(
+                on_signal=lambda reason: abort_and_quit(window, app, reason)):
             app.exec_()
         window.shutdown()
     return signals.exit_code(0)
+
+
+def abort_and_quit(window: Any, app: Any, reason: str) -> None:
+    """SIGTERM/SIGHUP: abort the running run with ``reason`` (its file says why), let it reach
+    the safe state and close its file, then quit the window."""
+    current = window.queue.current
+    if current is not None and current.run is not None:
+        current.run.control.abort(reason)
+    window.save_layout()
+    window.shutdown()
+    app.quit()
 
 
 def quit_on_interrupt(app: Any, before_quit: Any) -> Any:
