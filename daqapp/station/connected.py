@@ -258,11 +258,9 @@ class ConnectedStation:
             report.verdicts.append(verdict)
             if verdict.confirmed:
                 self.unanswering.discard(role)
-            else:
-                self.unanswering.add(role)
-            if verdict.confirmed:
                 log.info("safe state: %s", verdict.line())
             else:
+                self.unanswering.add(role)
                 log.error("safe state: %s", verdict.line())
         report.duration_s = time.monotonic() - started
         return report
@@ -298,8 +296,9 @@ class ConnectedStation:
         adapter = self.roles.get(role)
         if adapter is None:  # never connected: one try now, it may be back
             adapter = self._reconnect(role, notes)
-        check = Readback("", unanswered=[f"not connected: {self.failures.get(role, '')}"])
-        if adapter is not None:
+        if adapter is None:
+            check = Readback("", unanswered=[f"not connected ({self.failures.get(role, '?')})"])
+        else:
             actions, failed, check = self._apply_and_verify(adapter)
             if failed or check.unanswered:
                 # a dropped or silent link: re-open it once and send everything again

@@ -147,3 +147,17 @@ def test_station_check_command(bench, closed_resource, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "magnet" in captured.err and "failed" in captured.err
     assert "magnet          FAIL" in captured.out
+
+
+def test_a_role_that_never_connected_is_tried_once_and_reported(bench, closed_resource):
+    lockin, k6221, _ = bench
+    conn = station_for(lockin.resource, k6221.resource, closed_resource).connect(strict=False)
+    try:
+        report = conn.to_safe_state()
+    finally:
+        conn.close()
+    verdict = report.verdict("temperature")
+    assert not verdict.confirmed
+    assert verdict.problem.startswith("not connected (temperature (LakeShore336 at TCPIP")
+    assert "reconnect failed" in verdict.problem
+    assert report.verdict("current_source").confirmed
