@@ -29,8 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run", help="run one procedure headless into an HDF5 run file",
         description="Run one measurement procedure without the GUI. Writes one HDF5 run file "
-        "into --output, shows a progress bar on stderr and logs to stderr. Exit 0 when the run "
-        "finished (or was stopped), 1 when it failed or was aborted, 2 for bad input.",
+        "into --output, shows a progress bar on stderr and logs to stderr; the last line is the "
+        "safe state's read-back verdict. Exit 0 when the run finished (or was stopped) and "
+        "its safe state was confirmed, 1 when it failed, was aborted or its safe state was "
+        "not confirmed, 2 for bad input, 128+N after signal N (SIGTERM/SIGHUP abort it).",
         epilog="examples:\n"
         "  daqapp run --list\n"
         "  daqapp run nb-calibration --simulate --preset nb-foil --speed 200 --output runs\n"
