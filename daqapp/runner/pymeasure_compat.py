@@ -170,10 +170,8 @@ class StorageWorker(Worker):
             problems.append(safe.summary)
         error = "; ".join(filter(None, [self._error_text, *problems])) or None
         recorder = self.results.recorder
-        if safe is not None:
-            bad = set(safe.unconfirmed_lines)
-            for line in safe.lines:
-                recorder.log("ERROR" if line in bad else "INFO", f"safe state: {line}")
+        for level, message in (safe.log_lines() if safe else []):
+            recorder.log(level, message)
         recorder.log("ERROR" if status == "failed" else "INFO",
                      f"run ended: {status} (pymeasure Worker); "
                      f"{safe.summary if safe else 'no station (no safe state)'}")

@@ -252,10 +252,8 @@ class Run:
                 recorder.log("WARNING", f"aborted after {recorder.rows} points: {run_problems}")
             elif run_problems:
                 recorder.log("ERROR", run_problems)
-            if safe is not None:
-                bad = set(safe.unconfirmed_lines)
-                for line in safe.lines:
-                    recorder.log("ERROR" if line in bad else "INFO", f"safe state: {line}")
+            for level, message in (safe.log_lines() if safe else []):
+                recorder.log(level, message)
             recorder.log("ERROR" if status == events.FAILED else "INFO",
                          f"run ended: {status}; "
                          f"{safe.summary if safe else 'no station (no safe state)'}")

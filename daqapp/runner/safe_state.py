@@ -37,6 +37,12 @@ class SafeStateOutcome:
     unconfirmed_lines: tuple[str, ...] = ()
     report: SafeStateReport | None = None
 
+    def log_lines(self) -> list[tuple[str, str]]:
+        """(level, message) per role for the run file's log: ERROR where not confirmed."""
+        bad = set(self.unconfirmed_lines)
+        return [("ERROR" if line in bad else "INFO", f"safe state: {line}")
+                for line in self.lines]
+
     def to_dict(self) -> dict[str, Any]:
         if self.report is not None:
             return self.report.to_dict()
