@@ -163,6 +163,8 @@ class CampaignExecutor:
 
     # -- top level
     def execute(self) -> CampaignOutcome:
+        from daqapp.runner.signals import shielded
+
         steps = {s.key: s for s in self.campaign.steps}
         self.manifest.begin_session(os.getpid(), sys.argv)
         status, message = M.FINISHED, ""
@@ -183,36 +185,38 @@ class CampaignExecutor:
         except Exception as exc:  # noqa: BLE001 - recorded in the manifest, then re-raised
             status, message = "stopped", f"{type(exc).__name__}: {exc}"
             log.exception("campaign stopped by an unexpected error")
-        finally:
-            unsafe = self._safe_state()
-            if unsafe:
-                status = "stopped"
-                if unsafe not in message:
-                    message = "; ".join(filter(None, [message, unsafe]))
-            self._close_station()
-            self._fit_queue.put(None)
-            if self._fit_thread is not None:
-                self._fit_thread.join(timeout=30)  # a preview fit may not hold up the end
-            counts = self.manifest.counts()
-            if status == M.FINISHED and (counts[M.PENDING] or counts[M.RUNNING]
-                                         or counts[M.FAILED]):
-                status = "stopped"
-            self.manifest.end_session(status, message)
-            log.info("campaign %s: %s %s", status, counts, message)
+        finally:  # a SIGTERM now must not cut the safe state or the manifest short
+            with shielded(raise_after=False):
+                unsafe = self._safe_state(last=True)
+                if unsafe:
+                    status = "stopped"
+                    if unsafe not in message:
+                        message = "; ".join(filter(None, [message, unsafe]))
+                self._close_station()
+                self._fit_queue.put(None)
+                if self._fit_thread is not None:
+                    self._fit_thread.join(timeout=30)  # a preview fit may not hold up the end
+                counts = self.manifest.counts()
+                if status == M.FINISHED and (counts[M.PENDING] or counts[M.RUNNING]
+                                             or counts[M.FAILED]):
+                    status = "stopped"
+                self.manifest.end_session(status, message)
+                log.info("campaign %s: %s %s", status, counts, message)
         files = [self.folder / e["file"] for e in self.manifest.steps if e.get("file")]
         return CampaignOutcome(self.folder, status, self.manifest.counts(), message, files,
                                self.safe_state_line)
 
-    def _safe_state(self) -> str | None:
+    def _safe_state(self, last: bool = False) -> str | None:
         """Safe state of the whole station, read back; the verdict text if not confirmed.
 
-        Runs shielded from SIGTERM/SIGHUP: a signal arriving now is raised after it."""
+        Shielded from SIGTERM/SIGHUP: a signal arriving now is raised after it (the campaign
+        then ends), except for the ``last`` one, after which the session ends anyway."""
         from daqapp.runner.safe_state import apply_safe_state
         from daqapp.runner.signals import shielded
 
         if self.conn is None:
             return None
-        with shielded():
+        with shielded(raise_after=not last):
             outcome = apply_safe_state(self.conn)
         self.safe_state_line = outcome.summary if outcome else ""
         if outcome is None or outcome.confirmed:
@@ -248,8 +252,8 @@ class CampaignExecutor:
             except (StepFault, DaqappError, OSError) as exc:
                 error = str(exc)
                 log.error("step %s failed: %s", step.key, error)
-                unsafe = self._safe_state()
                 self._abandon_attempt(step, M.FAILED, error)
+                unsafe = self._safe_state()
                 if unsafe:  # no retry, no next step on a station that may still be driving
                     self.manifest.update_step(step.key, status=M.FAILED, error=error)
                     if self.progress:

@@ -101,16 +101,17 @@ def termination_signals(on_signal: Callable[[str], None] | None = None) -> Itera
 
 
 @contextlib.contextmanager
-def shielded() -> Iterator[None]:
+def shielded(raise_after: bool = True) -> Iterator[None]:
     """A block the first signal must not interrupt (a safe state run in the main thread);
-    a signal that came during it is raised when it ends."""
+    a signal that came during it is raised when it ends (``raise_after``), or only recorded
+    for :func:`exit_code` (a last safe state, after which the command ends anyway)."""
     _state.shield_depth += 1
     try:
         yield
     finally:
         _state.shield_depth -= 1
-    if (_state.shield_depth == 0 and _state.received is not None and not _state.raised
-            and _state.on_signal is None and _state.depth > 0):
+    if (raise_after and _state.shield_depth == 0 and _state.received is not None
+            and not _state.raised and _state.on_signal is None and _state.depth > 0):
         _state.raised = True
         raise Terminated(_state.received)
 
