@@ -10,6 +10,7 @@ the safe state's verdict.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -105,46 +106,48 @@ def execute(procedure: Any, station_config: Any, output: Path, filename: str | N
 def _execute(procedure: Any, station_config: Any, output: Path, filename: str | None,
              metadata: dict[str, Any], quiet: bool) -> int:
     from daqapp.runner import Run, events
-    from daqapp.runner.signals import Terminated
+    from daqapp.runner.signals import Terminated, shielded
 
     progress = ProgressBar(enabled=not quiet)
-    with station_config.connect() as conn:
-        run = Run(procedure, station=conn, output_dir=output, filename=filename,
-                  metadata=metadata)
-        run.subscribe(progress.handle)
-        run.start()  # validates again on the connected station; nothing moved yet
-        # the run's own log lines reach stderr through the progress bar (from the run file's
-        # log stream); keep the console handler from printing them a second time
-        run_thread = run.thread_id
-        quiet = _DropThread(run_thread)
+    with contextlib.ExitStack() as ending:  # once the run has ended, no signal cuts in
+        with station_config.connect() as conn:
+            run = Run(procedure, station=conn, output_dir=output, filename=filename,
+                      metadata=metadata)
+            run.subscribe(progress.handle)
+            run.start()  # validates again on the connected station; nothing moved yet
+            # the run's own log lines reach stderr through the progress bar (from the run file's
+            # log stream); keep the console handler from printing them a second time
+            run_thread = run.thread_id
+            quiet = _DropThread(run_thread)
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(quiet)
+            interrupts = 0
+            while True:
+                try:
+                    result = run.wait(0.25)
+                    progress.draw()
+                    if result is not None:
+                        ending.enter_context(shielded(raise_after=False))
+                        break
+                except Terminated as exc:  # SIGTERM/SIGHUP: abort; later ones are ignored
+                    progress.note(f"{exc.reason}: aborting, going to the safe state")
+                    run.control.abort(exc.reason)
+                except KeyboardInterrupt:
+                    interrupts += 1
+                    if interrupts == 1:
+                        progress.note("stopping after this point (Ctrl-C again to abort)")
+                        run.control.stop()
+                    else:
+                        progress.note("aborting: going to the safe state")
+                        run.control.abort()
         for handler in logging.getLogger().handlers:
-            handler.addFilter(quiet)
-        interrupts = 0
-        while True:
-            try:
-                result = run.wait(0.25)
-                progress.draw()
-                if result is not None:
-                    break
-            except Terminated as exc:  # SIGTERM/SIGHUP: abort; later ones are ignored
-                progress.note(f"{exc.reason}: aborting, going to the safe state")
-                run.control.abort(exc.reason)
-            except KeyboardInterrupt:
-                interrupts += 1
-                if interrupts == 1:
-                    progress.note("stopping after this point (Ctrl-C again to abort)")
-                    run.control.stop()
-                else:
-                    progress.note("aborting: going to the safe state")
-                    run.control.abort()
-    for handler in logging.getLogger().handlers:
-        handler.removeFilter(quiet)
-    progress.finish()
-    print(f"{result.status}: {result.rows} rows in {result.path} "
-          f"({result.duration:.1f} s){': ' + result.error if result.error else ''}")
-    if result.safe_state:
-        print(result.safe_state)
-    return 0 if result.status in (events.FINISHED, events.STOPPED) else EXIT_FAILED
+            handler.removeFilter(quiet)
+        progress.finish()
+        print(f"{result.status}: {result.rows} rows in {result.path} "
+              f"({result.duration:.1f} s){': ' + result.error if result.error else ''}")
+        if result.safe_state:
+            print(result.safe_state)
+        return 0 if result.status in (events.FINISHED, events.STOPPED) else EXIT_FAILED
 
 
 class _DropThread(logging.Filter):
