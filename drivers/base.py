@@ -197,10 +197,13 @@ class MagnetAdapter(RoleAdapter):
         check = Readback("")
         field_t = check.query("field_t", "field", self.field)
         state = check.query("state", "state", self.state)
-        if state is not None:
-            check.values["state"] = state.value
+        if state is MagnetState.QUENCH:  # the supply no longer obeys hold/zero
+            check.expect(False, "the magnet QUENCHED: field decaying, supply in quench state")
+        elif state is not None:
             check.expect(state in allowed, f"magnet is {state.value}, expected "
                          f"{' or '.join(s.value for s in allowed)}")
+        if state is not None:
+            check.values["state"] = state.value
         where = f" at {field_t:.4f} T" if field_t is not None else ""
         verb = "ramping to zero" if state is MagnetState.ZEROING else (
             state.value if state is not None else "")

@@ -95,3 +95,11 @@ def test_a_silent_link_stops_the_read_back_after_the_first_timeout():
     check.query("b", "AUXV?1", silent)
     assert len(calls) == 1 and check.values == {"a": None, "b": None}
     assert check.unanswered == ["no reply to SLVL? (TimeoutError: VI_ERROR_TMO)"]
+
+
+def test_a_quenched_magnet_is_named_not_confirmed():
+    pairs = UNITS + [("FIELD:MAG?", "0.12"), ("STATE?", "7")]
+    with expected_protocol(AMI430, pairs, expect_greeting=False) as ami:
+        check = AMI430Magnet(ami, safe_action="zero").verify_safe_state()
+    assert check.wrong == ["the magnet QUENCHED: field decaying, supply in quench state"]
+    assert check.values == {"field_t": 0.12, "state": "quench"}
