@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import signal
 import sys
 import threading
 import time
@@ -61,6 +60,8 @@ class CampaignOutcome:
     counts: dict[str, int]
     message: str = ""
     files: list[Path] = field(default_factory=list)
+    safe_state: str = ""
+    """The end-of-session safe state's one-line verdict ("" when no station was opened)."""
 
     @property
     def ok(self) -> bool:
@@ -159,12 +160,15 @@ class CampaignExecutor:
         self.progress = progress
         self.fitter = fitter
         self.conn: Any = None
+        self.safe_state_line = ""
         self._run: Any = None
         self._fit_queue: queue.Queue = queue.Queue()
         self._fit_thread: threading.Thread | None = None
 
     # -- top level
     def execute(self) -> CampaignOutcome:
+        from daqapp.runner.signals import shielded
+
         steps = {s.key: s for s in self.campaign.steps}
         self.manifest.begin_session(os.getpid(), sys.argv)
         status, message = M.FINISHED, ""
@@ -177,36 +181,54 @@ class CampaignExecutor:
                 self._run_step_with_policy(step)
         except CampaignStopped as exc:
             status, message = "stopped", str(exc)
-        except KeyboardInterrupt:
-            status, message = "interrupted", "interrupted by operator (resume to continue)"
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (daqapp.runner.signals)
+            reason = getattr(exc, "reason", "interrupted by operator")
+            status, message = "interrupted", f"{reason} (resume to continue)"
         except DaqappError as exc:
             status, message = "stopped", str(exc)
         except Exception as exc:  # noqa: BLE001 - recorded in the manifest, then re-raised
             status, message = "stopped", f"{type(exc).__name__}: {exc}"
             log.exception("campaign stopped by an unexpected error")
-        finally:
-            self._safe_state()
-            self._close_station()
-            self._fit_queue.put(None)
-            if self._fit_thread is not None:
-                self._fit_thread.join(timeout=30)  # a preview fit may not hold up the end
-            counts = self.manifest.counts()
-            if status == M.FINISHED and (counts[M.PENDING] or counts[M.RUNNING]
-                                         or counts[M.FAILED]):
-                status = "stopped"
-            self.manifest.end_session(status, message)
-            log.info("campaign %s: %s %s", status, counts, message)
+        finally:  # a SIGTERM now must not cut the safe state or the manifest short
+            with shielded(raise_after=False):
+                unsafe = self._safe_state(last=True)
+                if unsafe:
+                    status = "stopped"
+                    if unsafe not in message:
+                        message = "; ".join(filter(None, [message, unsafe]))
+                self._close_station()
+                self._fit_queue.put(None)
+                if self._fit_thread is not None:
+                    self._fit_thread.join(timeout=30)  # a preview fit may not hold up the end
+                counts = self.manifest.counts()
+                if status == M.FINISHED and (counts[M.PENDING] or counts[M.RUNNING]
+                                             or counts[M.FAILED]):
+                    status = "stopped"
+                self.manifest.end_session(status, message)
+                log.info("campaign %s: %s %s", status, counts, message)
         files = [self.folder / e["file"] for e in self.manifest.steps if e.get("file")]
-        return CampaignOutcome(self.folder, status, self.manifest.counts(), message, files)
+        return CampaignOutcome(self.folder, status, self.manifest.counts(), message, files,
+                               self.safe_state_line)
 
-    def _safe_state(self) -> None:
+    def _safe_state(self, last: bool = False) -> str | None:
+        """Safe state of the whole station, read back; the verdict text if not confirmed.
+
+        Shielded from SIGTERM/SIGHUP: a signal arriving now is raised after it (the campaign
+        then ends), except for the ``last`` one, after which the session ends anyway."""
+        from daqapp.runner.safe_state import apply_safe_state
+        from daqapp.runner.signals import shielded
+
         if self.conn is None:
-            return
-        try:
-            self.conn.to_safe_state()
-            log.info("station in safe state")
-        except Exception as exc:  # noqa: BLE001 - report; nothing better can be done here
-            log.error("safe state failed: %s", exc)
+            return None
+        with shielded(raise_after=not last):
+            outcome = apply_safe_state(self.conn)
+        self.safe_state_line = outcome.summary if outcome else ""
+        if outcome is None or outcome.confirmed:
+            log.info("station: %s", outcome.summary if outcome else "no station")
+            return None
+        log.error("station: %s", outcome.summary)
+        self._say(outcome.summary)
+        return outcome.summary
 
     def _close_station(self) -> None:
         close = getattr(self.conn, "close", None)
@@ -234,8 +256,14 @@ class CampaignExecutor:
             except (StepFault, DaqappError, OSError) as exc:
                 error = str(exc)
                 log.error("step %s failed: %s", step.key, error)
-                self._safe_state()
                 self._abandon_attempt(step, M.FAILED, error)
+                unsafe = self._safe_state()
+                if unsafe:  # no retry, no next step on a station that may still be driving
+                    self.manifest.update_step(step.key, status=M.FAILED, error=error)
+                    if self.progress:
+                        self.progress.end(step.key, "failed", step.estimate_s)
+                    also = "" if unsafe in error else f"; {unsafe}"
+                    raise CampaignStopped(f"step {step.key} failed: {error}{also}") from None
                 failures = sum(1 for a in self.manifest.step(step.key)["attempts"]
                                if a.get("status") == M.FAILED)
                 if failures <= policy.retries:
@@ -510,8 +538,8 @@ class CampaignExecutor:
         try:
             while run.wait(0.2) is None:
                 pass
-        except KeyboardInterrupt:
-            run.control.abort()
+        except KeyboardInterrupt as exc:
+            run.control.abort(getattr(exc, "reason", None))
             run.wait(60)
             raise
         finally:
@@ -648,18 +676,6 @@ def _attach_log(folder: Path, quiet_console: bool) -> Callable[[], None]:
             h.setLevel(level)
 
     return detach
-
-
-def _sigterm_as_interrupt() -> Callable[[], None]:
-    """SIGTERM (systemd, a batch system) ends the campaign like Ctrl-C: safe state, resumable."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _recover(folder: Path, manifest: M.Manifest) -> list[str]:
@@ -820,8 +836,9 @@ def _execute(campaign: Campaign, folder: Path, manifest: M.Manifest, catalog: An
                                 done_estimate_s=sum(e.get("estimate_s", 0) for e in done) * scale)
         # Estimates on the progress line are wall-clock: laboratory time over the speed-up.
         progress_steps = {s.key: s.estimate_s * scale for s in campaign.steps}
+    from daqapp.runner.signals import termination_signals
+
     detach = _attach_log(folder, quiet_console)
-    restore = _sigterm_as_interrupt()
     try:
         log.info("campaign %r in %s (%d steps, %s)", campaign.name, folder,
                  len(campaign.steps), campaign.station.describe())
@@ -829,9 +846,9 @@ def _execute(campaign: Campaign, folder: Path, manifest: M.Manifest, catalog: An
                                     progress=progress, fitter=fitter)
         if progress is not None:
             executor.campaign = _scaled(campaign, progress_steps)
-        return executor.execute()
+        with termination_signals():  # SIGTERM/SIGHUP: abort the step, safe state, resumable
+            return executor.execute()
     finally:
-        restore()
         detach()
 
 

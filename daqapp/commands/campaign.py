@@ -56,6 +56,17 @@ def _quick_fitter():
 
 
 def _finish(outcome, args) -> int:
+    """Summary lines, the report when finished, and the safe state's verdict last; the exit
+    code is 128 + N after a termination signal N (daqapp.runner.signals)."""
+    from daqapp.runner.signals import exit_code
+
+    code = _summarise(outcome, args)
+    if outcome.safe_state:
+        print(outcome.safe_state)
+    return exit_code(code)
+
+
+def _summarise(outcome, args) -> int:
     counts = outcome.counts
     print(f"campaign {outcome.status}: {counts.get('finished', 0)} finished, "
           f"{counts.get('skipped', 0)} skipped, {counts.get('failed', 0)} failed, "

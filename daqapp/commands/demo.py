@@ -65,6 +65,15 @@ def _run_or_resume(path: Path, folder: Path, speed: float | None, progress: bool
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """SIGTERM/SIGHUP abort the running step into the safe state (resumable), exit 128 + N."""
+    from daqapp.runner import signals
+
+    with signals.termination_signals():
+        code = _demo_steps(args)
+    return signals.exit_code(code)
+
+
+def _demo_steps(args: argparse.Namespace) -> int:
     from daqapp.commands.report import print_key_numbers
     from daqapp.errors import ConfigError
     from daqapp.report import write_report
@@ -88,6 +97,8 @@ def _demo(args: argparse.Namespace) -> int:
         counts = outcome.counts
         print(f"  {outcome.status}: {counts.get('finished', 0)} finished, "
               f"{counts.get('skipped', 0)} skipped ({time.monotonic() - started:.0f} s)")
+        if outcome.safe_state:
+            print(f"  {outcome.safe_state}")
         if outcome.status != "finished":
             print(f"  {outcome.message}", file=sys.stderr)
             print(f"  run `daqapp demo --output {args.output}` again to resume", file=sys.stderr)

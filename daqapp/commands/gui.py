@@ -65,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
     from PyQt5 import QtCore, QtWidgets
 
     from daqapp.gui.main_window import MainWindow
+    from daqapp.runner import signals
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["daqapp"])
     settings = QtCore.QSettings("daqapp", "gui")
@@ -75,16 +76,30 @@ def main(args: argparse.Namespace) -> int:
                             title=f"daqapp — {config.name}", settings=settings)
         window.show()
         quit_on_interrupt(app, lambda: (window.save_layout(), window.shutdown()))
-        app.exec_()
+        with signals.termination_signals(
+                on_signal=lambda reason: abort_and_quit(window, app, reason)):
+            app.exec_()
         window.shutdown()
-    return 0
+    return signals.exit_code(0)
+
+
+def abort_and_quit(window: Any, app: Any, reason: str) -> None:
+    """SIGTERM/SIGHUP: abort the running run with ``reason`` (its file says why), let it reach
+    the safe state and close its file, then quit the window."""
+    current = window.queue.current
+    if current is not None and current.run is not None:
+        current.run.control.abort(reason)
+    window.save_layout()
+    window.shutdown()
+    app.quit()
 
 
 def quit_on_interrupt(app: Any, before_quit: Any) -> Any:
     """Ctrl-C in the terminal: ``before_quit()`` (abort into the safe state), then quit.
 
     Qt's event loop runs in C++, where Python signal handlers never get a turn; a 200 ms
-    no-op timer hands control back to Python often enough. Returns the timer (keep it).
+    no-op timer hands control back to Python often enough (for SIGTERM/SIGHUP too). Returns
+    the timer (keep it).
     """
     import logging
     import signal

@@ -29,7 +29,7 @@ def test_dropped_lockin_connection_fails_run_keeps_rows(lab_station, tmp_path):
     result = run.execute()
     assert result.status == "failed"
     assert result.rows >= 5
-    assert "safe state incomplete: lockin" in result.error
+    assert "safe state NOT CONFIRMED: lockin" in result.error
     with open_run(result.path) as stored:
         assert stored.status == "failed"
         assert stored.n_rows == result.rows
