@@ -70,15 +70,17 @@ class CampaignOutcome:
 
 
 def connect_station(campaign: Campaign) -> Any:
-    """Connected station for ``campaign.station`` (starts the virtual lab when simulated)."""
+    """Connected station for ``campaign.station`` (starts the virtual lab when simulated),
+    holding the station's lock (a dead previous driver is recovered first)."""
     from daqapp import station as station_module
+    from daqapp.station.lock import connect_for_driving
 
     spec = campaign.station
     if spec.file is not None:
         station = station_module.load_station(spec.file)
     else:
         station = _simulated_station(campaign)
-    return station.connect()
+    return connect_for_driving(station, "campaign")
 
 
 def _simulated_station(campaign: Campaign) -> Any:
@@ -471,6 +473,7 @@ class CampaignExecutor:
     def _run_procedure(self, step: PlannedStep) -> Any:
         from daqapp.runner import events
         from daqapp.runner.run import Run
+        from daqapp.runner.station_lock import track_run
 
         try:
             procedure = self.catalog.build(step.procedure, step.params, station=self.conn)
@@ -503,6 +506,7 @@ class CampaignExecutor:
                     self.progress.fit(text)
 
         run.subscribe(listen)
+        track_run(self.conn, run)
         self._prepare_for_procedure(step)
         if self.progress:
             self.progress.update(0.2, state=f"measuring ({step.procedure})")
