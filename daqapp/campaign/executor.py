@@ -218,20 +218,24 @@ class CampaignExecutor:
     def _run_step_with_policy(self, step: PlannedStep) -> None:
         policy = step.on_fault
         while True:
-            entry = self.manifest.step(step.key)
-            attempt_no = len(entry["attempts"]) + 1
             if self.progress:
                 self.progress.begin(step.key, step.estimate_s)
-            log.info("step %s (attempt %d): %s", step.key, attempt_no, step.describe())
-            self.manifest.start_attempt(step.key, f"{step.key}.h5" if step.procedure else None)
+            # The manifest records the attempt first, the log names it after: a kill between
+            # the two leaves an attempt that resume reports, never a logged start the
+            # manifest does not count.
+            attempt = self.manifest.start_attempt(step.key, f"{step.key}.h5" if step.procedure
+                                                  else None)
+            number = attempt["number"]
+            log.info("step %s attempt %d: %s", step.key, number, step.describe())
             try:
                 details = self._run_step(step)
             except KeyboardInterrupt:
+                log.warning("step %s attempt %d interrupted", step.key, number)
                 self._abandon_attempt(step, "interrupted", "interrupted by operator")
                 raise
             except (StepFault, DaqappError, OSError) as exc:
                 error = str(exc)
-                log.error("step %s failed: %s", step.key, error)
+                log.error("step %s attempt %d failed: %s", step.key, number, error)
                 self._safe_state()
                 self._abandon_attempt(step, M.FAILED, error)
                 failures = sum(1 for a in self.manifest.step(step.key)["attempts"]
@@ -253,6 +257,7 @@ class CampaignExecutor:
                 raise CampaignStopped(f"step {step.key} failed: {error} (on_fault = stop)") \
                     from None
             self.manifest.end_attempt(step.key, M.FINISHED, **details)
+            log.info("step %s attempt %d finished", step.key, number)
             self.manifest.update_step(step.key, status=M.FINISHED, error=None,
                                       file=details.get("file"), rows=details.get("rows"))
             if self.progress:
@@ -671,26 +676,40 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
 
 
 def _recover(folder: Path, manifest: M.Manifest) -> list[str]:
-    """Turn steps a dead process left ``running`` back into pending, keeping their files."""
-    recovered = []
+    """Turn steps a dead process left ``running`` back into pending, keeping their files.
+
+    Also removes the manifest's temporary files a kill left behind (only those of dead
+    pids). Each line logged names the step and the attempt, as the executor's log does.
+    """
+    recovered = [f"removed {p.name} (left by a killed process)"
+                 for p in M.remove_stale_temp_files(manifest.path)]
     for entry in manifest.steps:
         if entry["status"] != M.RUNNING:
             continue
         key = entry["key"]
+        last = manifest.last_attempt(key)
+        number = last["number"] if last else 0
         final = folder / f"{key}.h5"
         status = _file_status(final)
-        if status == "finished" and entry.get("attempts"):
+        if status == "finished" and last is not None:
             # Killed after the run closed its file but before the manifest said so.
             manifest.end_attempt(key, M.FINISHED, file=final.name, recovered=True)
             manifest.update_step(key, status=M.FINISHED, file=final.name, error=None)
-            recovered.append(f"{key}: run file complete, marked finished")
+            recovered.append(f"step {key} attempt {number}: run file complete, marked "
+                             "finished")
             continue
-        kept = keep_partial(folder, key, len(entry.get("attempts", [])))
-        manifest.end_attempt(key, "interrupted", error="process ended during the step",
-                             partial_file=str(kept.relative_to(folder)) if kept else None)
+        kept = keep_partial(folder, key, number)
+        ended = manifest.end_attempt(key, "interrupted", error="process ended during the step",
+                                     partial_file=str(kept.relative_to(folder))
+                                     if kept else None)
+        if not ended and kept is not None and last is not None:
+            # The attempt had ended (killed between two saves): keep how, add the file.
+            last.setdefault("partial_file", str(kept.relative_to(folder)))
+        how = "interrupted" if ended else f"had ended ({last['status']})" if last else \
+            "never started"
         manifest.update_step(key, status=M.PENDING, error="interrupted")
-        recovered.append(f"{key}: interrupted" + (f", partial run kept as "
-                                                  f"{kept.relative_to(folder)}" if kept else ""))
+        recovered.append(f"step {key} attempt {number} {how}" + (
+            f", partial run kept as {kept.relative_to(folder)}" if kept else ""))
     for line in recovered:
         log.warning("resume: %s", line)
     return recovered

@@ -112,12 +112,19 @@ def process_start_ticks(pid: int) -> int | None:
         return None
 
 
-def _process_started_iso(ticks: int | None) -> str:
-    stat = _read_text("/proc/stat") or ""
-    match = re.search(r"^btime (\d+)", stat, re.MULTILINE)
+def process_started_at(pid: int, ticks: int | None = None) -> float | None:
+    """Wall-clock start of ``pid`` (epoch s), from its start ticks and the boot time."""
+    ticks = process_start_ticks(pid) if ticks is None else ticks
+    match = re.search(r"^btime (\d+)", _read_text("/proc/stat") or "", re.MULTILINE)
     if ticks is None or match is None:
+        return None
+    return int(match.group(1)) + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _process_started_iso(pid: int, ticks: int | None) -> str:
+    started = process_started_at(pid, ticks)
+    if started is None:
         return ""
-    started = int(match.group(1)) + ticks / os.sysconf("SC_CLK_TCK")
     return _dt.datetime.fromtimestamp(started).astimezone().isoformat(timespec="seconds")
 
 
@@ -175,7 +182,7 @@ class LockInfo:
         ticks = process_start_ticks(pid)
         now = _now_iso()
         return cls(pid=pid, host=socket.gethostname(), boot_id=boot_id(), start_ticks=ticks,
-                   process_started=_process_started_iso(ticks), command=command_line(),
+                   process_started=_process_started_iso(pid, ticks), command=command_line(),
                    purpose=purpose, station_name=station.name, station_path=station.path,
                    acquired=now, updated=now)
 
@@ -248,9 +255,9 @@ class StaleLock:
         return [Path(i.run) for i in (self.info, *self.earlier) if i.run]
 
     def describe(self) -> str:
-        run = f"; it was writing {self.info.run}" if self.info.run else ""
-        return (f"the previous process driving station {self.info.station_name!r} died "
-                f"({self.reason}): {self.info.command or 'unknown command'}, lock taken "
+        run = f"; it was writing {self.info.run}" if self.info.run else "; no run file open"
+        return (f"station {self.info.station_name!r} was left by a dead process: "
+                f"{self.info.describe()} ({self.reason}), lock taken "
                 f"{self.info.acquired or '?'}{run}")
 
 
@@ -476,7 +483,7 @@ def inspect_lock(path: Path) -> LockState:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:
-            return LockState(path, _read_holder(path), True, "held (flock)")
+            return LockState(path, _read_holder(path), True, "held by a running process")
         info, problem = _parse_lock(_read_fd(fd), path)
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
@@ -559,7 +566,7 @@ def mark_run_interrupted(run_file: Path) -> str:
         copy = recover_run(run_file)
     except Exception as exc:  # noqa: BLE001 - e.g. a copy exists already
         return f"run file {run_file.name} is interrupted (not recovered: {exc})"
-    return f"run file {run_file.name} marked interrupted, readable copy {copy.name}"
+    return f"run file {run_file.name} marked interrupted (readable copy {copy.name})"
 
 
 def safe_state_text(result: Any) -> tuple[bool, str]:
@@ -567,17 +574,17 @@ def safe_state_text(result: Any) -> tuple[bool, str]:
     the list of errors it met, or a verdict object with ``ok`` and a ``str``."""
     if isinstance(result, (list, tuple)):
         problems = [str(p) for p in result]
-        return not problems, ("station put in its safe state" if not problems else
+        return not problems, ("put in its safe state" if not problems else
                               f"safe state INCOMPLETE: {'; '.join(problems)}")
     ok = bool(getattr(result, "ok", True))
     text = str(result) if result is not None else ""
-    return ok, ("station put in its safe state" + (f" ({text})" if text else "") if ok else
+    return ok, ("put in its safe state" + (f" ({text})" if text else "") if ok else
                 f"safe state NOT CONFIRMED: {text or 'check by hand'}")
 
 
 @dataclass
 class Recovery:
-    """What :func:`recover_stale` did, for the one line the CLI prints."""
+    """What :func:`recover_stale` did, in the one line it logs (the CLI shows it)."""
 
     stale: StaleLock
     runs: list[str] = field(default_factory=list)
@@ -586,10 +593,11 @@ class Recovery:
     safe_text: str = ""
 
     def line(self) -> str:
-        what = self.safe_text or ("station NOT put safe (operator declined)"
-                                  if self.put_safe is None else "")
+        info = self.stale.info
+        what = self.safe_text or "NOT put in its safe state (the operator declined)"
         runs = "; ".join(self.runs)
-        return (f"station {self.stale.info.station_name!r}: {self.stale.describe()}; {what}"
+        return (f"station {info.station_name!r}: {what} after its previous driver (pid "
+                f"{info.pid}, {info.command or 'unknown command'}) died"
                 + (f"; {runs}" if runs else ""))
 
 
@@ -623,7 +631,8 @@ def connect_for_driving(station: Station, purpose: str, strict: bool = True,
     """Lock ``station``, connect it and recover from a dead previous driver; the lock is
     released when the returned station is closed.
 
-    ``report`` gets the one line saying what a recovery did (the CLI prints it on stderr).
+    The one line saying what a recovery did is logged (stderr in the CLI, the campaign log)
+    and also given to ``report`` if set.
     """
     from daqapp.station.connected import ConnectedStation
 
@@ -641,12 +650,9 @@ def connect_for_driving(station: Station, purpose: str, strict: bool = True,
             conn.close()
             raise
         lock.recovered()
-        (report or _print_err)(recovery.line())
+        if report is not None:
+            report(recovery.line())
     return conn
-
-
-def _print_err(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 __all__ = ["LockInfo", "LockState", "Recovery", "STATE_DIR_ENV", "StaleLock", "StationInUse",
