@@ -36,6 +36,7 @@ from daqapp.campaign.spec import (
     zone_for,
 )
 from daqapp.errors import ConfigError, DaqappError
+from daqapp.station.lock import StationInUse, check_free
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,9 @@ class CampaignExecutor:
                     continue
                 step = steps[entry["key"]]
                 self._run_step_with_policy(step)
+        except StationInUse as exc:  # another live process drives it: refuse, exit 2
+            status, message = "stopped", str(exc)
+            raise
         except CampaignStopped as exc:
             status, message = "stopped", str(exc)
         except KeyboardInterrupt:
@@ -786,6 +790,7 @@ def run_campaign(path: Path, output: Path | None = None, catalog: Any = None,
 
     catalog = catalog or ProcedureCatalog()
     campaign = load_for_run(Path(path), catalog, speed=speed)
+    _refuse_if_in_use(campaign, connect)
     folder = Path(output) if output else default_output(campaign)
     manifest = prepare_folder(campaign, folder)
     if speed is not None:
@@ -821,6 +826,7 @@ def resume_campaign(folder: Path, catalog: Any = None,
     campaign = with_speed(campaign, manifest.data.get("overrides", {}).get("speed"))
     campaign = with_estimates(campaign, catalog)
     manifest.check_matches([s.key for s in campaign.steps])
+    _refuse_if_in_use(campaign, connect)
     detach = _attach_log(folder, quiet_console)
     try:
         _recover(folder, manifest)
@@ -832,6 +838,15 @@ def resume_campaign(folder: Path, catalog: Any = None,
                                [folder / e["file"] for e in manifest.steps if e.get("file")])
     return _execute(campaign, folder, manifest, catalog, connect, show_progress, fitter,
                     quiet_console)
+
+
+def _refuse_if_in_use(campaign: Campaign, connect: Callable[[Campaign], Any] | None) -> None:
+    """Before anything is written: refuse a station another live process drives."""
+    if connect is not None:
+        return  # an injected station (tests) has no lock
+    station = unconnected_station(campaign)
+    if station is not None:
+        check_free(station)
 
 
 def _execute(campaign: Campaign, folder: Path, manifest: M.Manifest, catalog: Any,

@@ -503,6 +503,15 @@ def find_stale(station: Station) -> StaleLock | None:
     return _stale_from(state.path, info, state.reason)
 
 
+def check_free(station: Station) -> None:
+    """Raise :class:`StationInUse` if a live process holds ``station`` (before preparing
+    anything, e.g. a campaign folder; the lock itself is taken on connecting)."""
+    state = inspect_lock(lock_path(station))
+    if state.alive is not False:
+        raise StationInUse(_in_use_message(station, state.info, state.path,
+                                           "" if state.alive else state.reason))
+
+
 def all_locks() -> list[LockState]:
     """Every lock file in :func:`state_dir`."""
     folder = state_dir()
@@ -656,5 +665,5 @@ def connect_for_driving(station: Station, purpose: str, strict: bool = True,
 
 
 __all__ = ["LockInfo", "LockState", "Recovery", "STATE_DIR_ENV", "StaleLock", "StationInUse",
-           "StationLock", "all_locks", "clear_stale", "connect_for_driving", "find_stale",
-           "inspect_lock", "lock_path", "recover_stale", "state_dir"]
+           "StationLock", "all_locks", "check_free", "clear_stale", "connect_for_driving",
+           "find_stale", "inspect_lock", "lock_path", "recover_stale", "state_dir"]
