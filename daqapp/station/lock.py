@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -322,14 +322,9 @@ class StationLock:
         path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(20):  # bounded: only a release racing us makes it loop
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
+            if not _flock_briefly(fd):
                 os.close(fd)
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise
-                raise StationInUse(_in_use_message(station, _read_holder(path), path)) \
-                    from None
+                raise StationInUse(_in_use_message(station, _read_holder(path), path))
             try:
                 if not _same_file(fd, path):  # the holder removed it as we opened it
                     os.close(fd)
@@ -415,9 +410,22 @@ class StationLock:
 
 
 def _with(info: LockInfo, **changes: Any) -> LockInfo:
-    from dataclasses import replace
-
     return replace(info, **changes)
+
+
+def _flock_briefly(fd: int, tries: int = 5) -> bool:
+    """Exclusive ``flock`` or False; retried for a moment, since ``station status`` holds a
+    shared one for the instant it reads the file."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+        if attempt < tries - 1:
+            time.sleep(0.02)
+    return False
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -557,7 +565,7 @@ def mark_run_interrupted(run_file: Path) -> str:
     from daqapp.storage.recover import recover_run
 
     if not run_file.exists():
-        return f"its run file {run_file} is no longer there"
+        return f"its run file {run_file} is no longer there (moved or deleted)"
     try:
         with open_run(run_file) as run:
             raw, live = run.raw_status, run.is_live
