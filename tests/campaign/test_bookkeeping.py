@@ -202,3 +202,22 @@ def test_campaign_on_a_station_in_use_is_refused_before_the_folder_exists(tmp_pa
     assert rc == 2, err
     assert len(err) == 1 and f"in use by pid {os.getpid()}" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_campaign_on_a_station_a_dead_process_drove_recovers_it_first(tmp_path):
+    campaign = tmp_path / "busy.toml"
+    campaign.write_text('[campaign]\nname = "after a kill"\n[station]\nsimulated = true\n'
+                        'preset = "nb-foil"\nspeed = 500\n'
+                        '[[step]]\nname = "cool"\ntemperature_K = [10]\n')
+    st = Station.simulated("nb-foil")
+    info = L.LockInfo.for_this_process(st, "campaign").to_dict()
+    info.update(pid=int(Path("/proc/sys/kernel/pid_max").read_text()) + 1)
+    L.lock_path(st).parent.mkdir(parents=True, exist_ok=True)
+    L.lock_path(st).write_text(json.dumps(info))
+    out = run_campaign(campaign, output=tmp_path / "o", show_progress=False)
+    assert out.status == "finished", out.message
+    log = (out.folder / LOG_NAME).read_text()
+    recovery = log.index("STATION RECOVERY")
+    assert "put in its safe state after its previous driver" in log
+    assert recovery < log.index("attempt 1: ")  # before anything moved
+    assert not L.lock_path(st).exists()
