@@ -75,3 +75,31 @@ def test_gui_leaves_the_station_when_the_operator_declines(tmp_path, answered, c
                                             if b.text() == gui_command.LEAVE))
     assert "NOT put in its safe state (the operator declined)" in caplog.text
     assert "operator left station" in caplog.text
+
+
+def test_the_window_keeps_the_lock_and_its_run_file(tmp_path, monkeypatch, qapp):
+    import procedures
+    from daqapp.gui.main_window import MainWindow
+
+    recorded: list[str | None] = []
+    results = []
+
+    def exec_(app) -> int:
+        window = next(w for w in QtWidgets.QApplication.topLevelWidgets()
+                      if isinstance(w, MainWindow))
+        lock = window.queue.station.lock
+        window.queue.run_listeners.append(lambda _item, run: run.subscribe_records(
+            lambda _r: recorded.append(json.loads(lock.path.read_text())["run"])))
+        item = window.queue.enqueue(procedures.load("iv"), {})
+        assert window.queue.wait_idle(60)
+        results.append((item.path, json.loads(lock.path.read_text())["run"]))
+        window.close()
+        return 0
+
+    monkeypatch.setattr(QtWidgets.QApplication, "exec_", exec_)
+    assert cli.main(["gui", "--simulate", "--speed", "1000", "--output",
+                     str(tmp_path / "runs")]) == 0
+    (path, after), = results
+    assert path is not None and set(recorded) == {str(path.resolve())}
+    assert after is None
+    assert not L.lock_path(Station.simulated()).exists()
