@@ -85,8 +85,8 @@ def test_the_window_keeps_the_lock_and_its_run_file(tmp_path, monkeypatch, qapp)
     results = []
 
     def exec_(app) -> int:
-        window = next(w for w in QtWidgets.QApplication.topLevelWidgets()
-                      if isinstance(w, MainWindow))
+        window = next(w for w in QtWidgets.QApplication.topLevelWidgets()  # this one:
+                      if isinstance(w, MainWindow) and w.queue.station.lock is not None)
         lock = window.queue.station.lock
         window.queue.run_listeners.append(lambda _item, run: run.subscribe_records(
             lambda _r: recorded.append(json.loads(lock.path.read_text())["run"])))
