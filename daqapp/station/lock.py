@@ -376,6 +376,24 @@ class StationLock:
                 self.info = _with(self.info, previous=None)
                 self._write()
 
+    def abandon(self) -> None:
+        """Let go without having recovered: put the dead holder's record back (so the next
+        open recovers the station again), or simply release if there was none."""
+        if self.stale is None or self.stale.info.pid == 0:
+            self.release()
+            return
+        with self._mutex:
+            fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            payload = (json.dumps(self.stale.info.to_dict(), indent=1) + "\n").encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, payload, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         """Remove the lock file and drop the ``flock``; safe to call twice."""
         with self._mutex:
@@ -663,8 +681,10 @@ def connect_for_driving(station: Station, purpose: str, strict: bool = True,
     if lock.stale is not None:
         try:
             recovery = recover_stale(lock.stale, conn, ask)
-        except BaseException:
+        except BaseException:  # e.g. Ctrl-C at the question: the next open recovers again
+            conn.lock = None
             conn.close()
+            lock.abandon()
             raise
         lock.recovered()
         if report is not None:

@@ -285,3 +285,18 @@ def test_station_unlock_clears_a_stale_lock_by_hand_and_refuses_a_live_one(holde
     out = capsys.readouterr().out
     assert "cleared the stale lock" in out and "no longer there" in out
     assert not lab.exists()
+
+
+def test_recovery_cut_short_leaves_the_dead_holders_record_for_the_next_open():
+    st = station()
+    write_lock(st, pid=impossible_pid(), command="daqapp run rt")
+
+    def interrupted(stale, conn):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        L.connect_for_driving(st, "gui", ask=interrupted)
+    stale = L.find_stale(st)
+    assert stale is not None and stale.info.command == "daqapp run rt"
+    with L.connect_for_driving(st, "run", report=lambda _line: None) as conn:
+        assert emulator_state(conn) == SAFE
