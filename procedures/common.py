@@ -129,7 +129,7 @@ def check_hold(hold_s: float, timeout_s: float, hold: str = "hold_time",
                          f"{timeout_s:g} s (the wait would always time out)")
 
 
-def check_heater(name: str, kelvin: float, limits: Any) -> int:
+def check_heater_range(name: str, kelvin: float, limits: Any) -> int:
     """The station allows a heater range that can hold ``kelvin`` (see :func:`heater_range_for`)."""
     allowed = getattr(limits, "heater_ranges_allowed", None) or (0, 1, 2, 3)
     try:

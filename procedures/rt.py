@@ -34,7 +34,7 @@ from procedures.common import (
     check_current,
     check_field,
     check_field_rate,
-    check_heater,
+    check_heater_range,
     check_hold,
     check_temperature,
     check_temperature_rate,
@@ -140,7 +140,7 @@ class ResistanceTemperature(ControlledProcedure):
             check_count("ramp_rate x interval over t_start to t_stop",
                         span / self.ramp_step() + 1, MAX_RAMP_ROWS, "rows")
         check_hold(self.hold_time, self.stabilize_timeout)
-        check_heater("t_start/t_stop", max(self.t_start, self.t_stop), limits)
+        check_heater_range("t_start/t_stop", max(self.t_start, self.t_stop), limits)
         if self.mode == "ramp" and self.ramp_step() > span / 2:
             raise ConfigError(f"ramp_rate × interval = {self.ramp_step():.4g} K between rows "
                               f"leaves fewer than 2 rows on the {span:g} K ramp; lower the "

@@ -19,7 +19,7 @@ from procedures.common import (
     FloatListParameter,
     check_field,
     check_field_rate,
-    check_heater,
+    check_heater_range,
     check_hold,
     check_temperature,
     check_temperature_rate,
@@ -100,7 +100,7 @@ class TemperatureSeries(_SpectrumSeries):
         temps = self.temperature_list()
         for kelvin in temps:
             check_temperature("temperatures", kelvin, limits)
-        check_heater("temperatures", max(temps), limits)
+        check_heater_range("temperatures", max(temps), limits)
         check_hold(self.hold_time, self.stabilize_timeout)
         check_temperature_rate("ramp_rate", self.ramp_rate, limits)
         self.check_spectrum_limits(limits)
@@ -227,7 +227,7 @@ class NbCalibration(LockInSpectrumProcedure):
     def check_limits(self, limits: Any) -> None:
         check_temperature("temperature", self.temperature, limits)
         check_range("temperature", self.temperature, 1.5, 9.0, "K")  # below Nb's Tc
-        check_heater("temperature", self.temperature, limits)
+        check_heater_range("temperature", self.temperature, limits)
         check_hold(self.hold_time, self.stabilize_timeout)
         if self.bias_start >= 0 or self.bias_stop <= 0:
             raise LimitError("bias_start/bias_stop must span zero bias for a calibration "

@@ -36,6 +36,7 @@ from daqapp.campaign.spec import (
 )
 from daqapp.errors import ConfigError, DaqappError
 from daqapp.runner.watchdogs import check_heater, check_quench, wait_until
+from daqapp.station.lock import StationInUse, check_free
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +73,17 @@ class CampaignOutcome:
 
 
 def connect_station(campaign: Campaign) -> Any:
-    """Connected station for ``campaign.station`` (starts the virtual lab when simulated)."""
+    """Connected station for ``campaign.station`` (starts the virtual lab when simulated),
+    holding the station's lock (a dead previous driver is recovered first)."""
     from daqapp import station as station_module
+    from daqapp.station.lock import connect_for_driving
 
     spec = campaign.station
     if spec.file is not None:
         station = station_module.load_station(spec.file)
     else:
         station = _simulated_station(campaign)
-    return station.connect()
+    return connect_for_driving(station, "campaign")
 
 
 def _simulated_station(campaign: Campaign) -> Any:
@@ -179,6 +182,9 @@ class CampaignExecutor:
                     continue
                 step = steps[entry["key"]]
                 self._run_step_with_policy(step)
+        except StationInUse as exc:  # another live process drives it: refuse, exit 2
+            status, message = "stopped", str(exc)
+            raise
         except CampaignStopped as exc:
             status, message = "stopped", str(exc)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (daqapp.runner.signals)
@@ -242,20 +248,24 @@ class CampaignExecutor:
     def _run_step_with_policy(self, step: PlannedStep) -> None:
         policy = step.on_fault
         while True:
-            entry = self.manifest.step(step.key)
-            attempt_no = len(entry["attempts"]) + 1
             if self.progress:
                 self.progress.begin(step.key, step.estimate_s)
-            log.info("step %s (attempt %d): %s", step.key, attempt_no, step.describe())
-            self.manifest.start_attempt(step.key, f"{step.key}.h5" if step.procedure else None)
+            # The manifest records the attempt first, the log names it after: a kill between
+            # the two leaves an attempt that resume reports, never a logged start the
+            # manifest does not count.
+            attempt = self.manifest.start_attempt(step.key, f"{step.key}.h5" if step.procedure
+                                                  else None)
+            number = attempt["number"]
+            log.info("step %s attempt %d: %s", step.key, number, step.describe())
             try:
                 details = self._run_step(step)
             except KeyboardInterrupt:
+                log.warning("step %s attempt %d interrupted", step.key, number)
                 self._abandon_attempt(step, "interrupted", "interrupted by operator")
                 raise
             except (StepFault, DaqappError, OSError) as exc:
                 error = str(exc)
-                log.error("step %s failed: %s", step.key, error)
+                log.error("step %s attempt %d failed: %s", step.key, number, error)
                 self._abandon_attempt(step, M.FAILED, error)
                 unsafe = self._safe_state()
                 if unsafe:  # no retry, no next step on a station that may still be driving
@@ -283,6 +293,7 @@ class CampaignExecutor:
                 raise CampaignStopped(f"step {step.key} failed: {error} (on_fault = stop)") \
                     from None
             self.manifest.end_attempt(step.key, M.FINISHED, **details)
+            log.info("step %s attempt %d finished", step.key, number)
             self.manifest.update_step(step.key, status=M.FINISHED, error=None,
                                       file=details.get("file"), rows=details.get("rows"))
             if self.progress:
@@ -495,6 +506,7 @@ class CampaignExecutor:
     def _run_procedure(self, step: PlannedStep) -> Any:
         from daqapp.runner import events
         from daqapp.runner.run import Run
+        from daqapp.runner.station_lock import track_run
 
         try:
             procedure = self.catalog.build(step.procedure, step.params, station=self.conn)
@@ -527,6 +539,7 @@ class CampaignExecutor:
                     self.progress.fit(text)
 
         run.subscribe(listen)
+        track_run(self.conn, run)
         self._prepare_for_procedure(step)
         if self.progress:
             self.progress.update(0.2, state=f"measuring ({step.procedure})")
@@ -679,26 +692,40 @@ def _attach_log(folder: Path, quiet_console: bool) -> Callable[[], None]:
 
 
 def _recover(folder: Path, manifest: M.Manifest) -> list[str]:
-    """Turn steps a dead process left ``running`` back into pending, keeping their files."""
-    recovered = []
+    """Turn steps a dead process left ``running`` back into pending, keeping their files.
+
+    Also removes the manifest's temporary files a kill left behind (only those of dead
+    pids). Each line logged names the step and the attempt, as the executor's log does.
+    """
+    recovered = [f"removed {p.name} (left by a killed process)"
+                 for p in M.remove_stale_temp_files(manifest.path)]
     for entry in manifest.steps:
         if entry["status"] != M.RUNNING:
             continue
         key = entry["key"]
+        last = manifest.last_attempt(key)
+        number = last["number"] if last else 0
         final = folder / f"{key}.h5"
         status = _file_status(final)
-        if status == "finished" and entry.get("attempts"):
+        if status == "finished" and last is not None:
             # Killed after the run closed its file but before the manifest said so.
             manifest.end_attempt(key, M.FINISHED, file=final.name, recovered=True)
             manifest.update_step(key, status=M.FINISHED, file=final.name, error=None)
-            recovered.append(f"{key}: run file complete, marked finished")
+            recovered.append(f"step {key} attempt {number}: run file complete, marked "
+                             "finished")
             continue
-        kept = keep_partial(folder, key, len(entry.get("attempts", [])))
-        manifest.end_attempt(key, "interrupted", error="process ended during the step",
-                             partial_file=str(kept.relative_to(folder)) if kept else None)
+        kept = keep_partial(folder, key, number)
+        ended = manifest.end_attempt(key, "interrupted", error="process ended during the step",
+                                     partial_file=str(kept.relative_to(folder))
+                                     if kept else None)
+        if not ended and kept is not None and last is not None:
+            # The attempt had ended (killed between two saves): keep how, add the file.
+            last.setdefault("partial_file", str(kept.relative_to(folder)))
+        how = "interrupted" if ended else f"had ended ({last['status']})" if last else \
+            "never started"
         manifest.update_step(key, status=M.PENDING, error="interrupted")
-        recovered.append(f"{key}: interrupted" + (f", partial run kept as "
-                                                  f"{kept.relative_to(folder)}" if kept else ""))
+        recovered.append(f"step {key} attempt {number} {how}" + (
+            f", partial run kept as {kept.relative_to(folder)}" if kept else ""))
     for line in recovered:
         log.warning("resume: %s", line)
     return recovered
@@ -775,6 +802,7 @@ def run_campaign(path: Path, output: Path | None = None, catalog: Any = None,
 
     catalog = catalog or ProcedureCatalog()
     campaign = load_for_run(Path(path), catalog, speed=speed)
+    _refuse_if_in_use(campaign, connect)
     folder = Path(output) if output else default_output(campaign)
     manifest = prepare_folder(campaign, folder)
     if speed is not None:
@@ -810,6 +838,7 @@ def resume_campaign(folder: Path, catalog: Any = None,
     campaign = with_speed(campaign, manifest.data.get("overrides", {}).get("speed"))
     campaign = with_estimates(campaign, catalog)
     manifest.check_matches([s.key for s in campaign.steps])
+    _refuse_if_in_use(campaign, connect)
     detach = _attach_log(folder, quiet_console)
     try:
         _recover(folder, manifest)
@@ -821,6 +850,15 @@ def resume_campaign(folder: Path, catalog: Any = None,
                                [folder / e["file"] for e in manifest.steps if e.get("file")])
     return _execute(campaign, folder, manifest, catalog, connect, show_progress, fitter,
                     quiet_console)
+
+
+def _refuse_if_in_use(campaign: Campaign, connect: Callable[[Campaign], Any] | None) -> None:
+    """Before anything is written: refuse a station another live process drives."""
+    if connect is not None:
+        return  # an injected station (tests) has no lock
+    station = unconnected_station(campaign)
+    if station is not None:
+        check_free(station)
 
 
 def _execute(campaign: Campaign, folder: Path, manifest: M.Manifest, catalog: Any,

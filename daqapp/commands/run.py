@@ -107,13 +107,16 @@ def _execute(procedure: Any, station_config: Any, output: Path, filename: str | 
              metadata: dict[str, Any], quiet: bool) -> int:
     from daqapp.runner import Run, events
     from daqapp.runner.signals import Terminated, shielded
+    from daqapp.runner.station_lock import track_run
+    from daqapp.station.lock import connect_for_driving
 
     progress = ProgressBar(enabled=not quiet)
     with contextlib.ExitStack() as ending:  # once the run has ended, no signal cuts in
-        with station_config.connect() as conn:
+        with connect_for_driving(station_config, "run") as conn:
             run = Run(procedure, station=conn, output_dir=output, filename=filename,
                       metadata=metadata)
             run.subscribe(progress.handle)
+            track_run(conn, run)
             run.start()  # validates again on the connected station; nothing moved yet
             # the run's own log lines reach stderr through the progress bar (from the run file's
             # log stream); keep the console handler from printing them a second time

@@ -121,6 +121,9 @@ class ConnectedStation:
         """Roles the last safe state could not confirm: the end snapshot does not query them
         (each query would wait out a full timeout on a silent instrument)."""
         self.resolved = station
+        # Station lock hook: daqapp.station.lock.connect_for_driving sets this; close()
+        # releases it last, after every link is closed.
+        self.lock: Any = None
         try:
             if station.simulation.simulated:
                 self.resolved = self._start_lab(station)
@@ -366,6 +369,9 @@ class ConnectedStation:
             except Exception as exc:  # noqa: BLE001
                 log.warning("virtual lab did not stop cleanly: %s", exc)
             self.lab = None
+        lock, self.lock = self.lock, None  # station lock hook (daqapp.station.lock)
+        if lock is not None:
+            lock.release()
 
     def __enter__(self) -> ConnectedStation:
         return self
