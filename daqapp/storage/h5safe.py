@@ -255,9 +255,11 @@ class _ClearedView(io.RawIOBase):
     def __init__(self, path: str, sb: Superblock) -> None:
         super().__init__()
         self._fd = os.open(path, os.O_RDONLY)
-        self._size = os.fstat(self._fd).st_size
+        self._real_size = os.fstat(self._fd).st_size
+        # a truncated file reads as zero-padded to its stored end (recovery salvages the rest)
+        self._size = max(self._real_size, sb.base_address + sb.eof)
         self._head_at = sb.offset
-        self._head = cleared_superblock(self._fd, sb, self._size)
+        self._head = cleared_superblock(self._fd, sb, self._real_size)
         self._pos = 0
 
     def readable(self) -> bool:
@@ -275,11 +277,16 @@ class _ClearedView(io.RawIOBase):
         return self._pos
 
     def readinto(self, buffer: Any) -> int:
-        n = os.preadv(self._fd, [buffer], self._pos)
+        view = memoryview(buffer).cast("B")
+        want = max(0, min(len(view), self._size - self._pos))
+        n = os.preadv(self._fd, [view[:want]], self._pos) if want else 0
+        if n < want:
+            view[n:want] = bytes(want - n)
+            n = want
         lo, hi = self._head_at, self._head_at + len(self._head)
         if self._pos < hi and self._pos + n > lo:
             a, z = max(lo, self._pos), min(hi, self._pos + n)
-            memoryview(buffer)[a - self._pos:z - self._pos] = self._head[a - lo:z - lo]
+            view[a - self._pos:z - self._pos] = self._head[a - lo:z - lo]
         self._pos += n
         return n
 
@@ -315,13 +322,14 @@ def _close_views() -> None:
             pass
 
 
-def open_hdf5(path: str | os.PathLike[str]) -> h5py.File:
+def open_hdf5(path: str | os.PathLike[str], *, allow_truncated: bool = False) -> h5py.File:
     """Open an HDF5 file read-only: also one a live or a dead writer left open.
 
     Every daqapp reader goes through here. Raises DataFileError (one line naming the file) for
     a missing, special, truncated or damaged file; never blocks for long (see module doc).
     A live writer's file is opened as a SWMR reader (``refresh`` follows it), a dead writer's
     through a view with the superblock flags cleared, a closed file as it is.
+    ``allow_truncated`` (recovery only) opens a cut file too, zero-padded past its end.
     """
     from daqapp.storage.liveness import writer_alive
 
@@ -329,12 +337,13 @@ def open_hdf5(path: str | os.PathLike[str]) -> h5py.File:
     sb = read_superblock(p)
     size = os.stat(p).st_size
     live = sb.open_for_write and writer_alive(p) is not False
-    if sb.base_address + sb.eof > size and not live:
+    truncated = sb.base_address + sb.eof > size and not live
+    if truncated and not allow_truncated:
         # a dead SWMR writer's stored end of file lags behind its data, never ahead of it
         raise DataFileError(f"{p}: truncated HDF5 file (it holds {size} bytes, its superblock "
                             f"says {sb.base_address + sb.eof})")
     try:
-        if sb.open_for_write and not live:
+        if (sb.open_for_write and not live) or truncated:
             view = _ClearedView(p, sb)
             try:
                 f = h5py.File(view, "r")
