@@ -269,8 +269,7 @@ class RunWriter:
         self.rows_flushed = self.rows_written
         if self._fits:
             try:  # the per-fit groups need object creation, impossible under SWMR
-                with h5py.File(self.path, "a", libver="latest") as g:
-                    write_fit_groups(g[L.FITS], self._fits)
+                write_fit_groups(self.path, self._fits)
             except OSError as exc:  # a reader holds the file: the JSON list still has all fits
                 log.warning("%s: fits kept as JSON only (file busy: %s)", self.path, exc)
         if thread_error is not None:
@@ -391,6 +390,7 @@ class RunWriter:
         fits.attrs["NX_class"] = "NXcollection"
         for name, dtype in (("name", L.STR_DTYPE), ("json", L.STR_DTYPE), ("time", "f8")):
             fits.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(16,))
+        f.create_group(L.FIT_RESULTS).attrs["NX_class"] = "NXcollection"
 
         lg = f.create_group(L.LOG)
         lg.attrs["NX_class"] = "NXcollection"
