@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from daqapp.errors import DataFileError
+from daqapp.storage.safe_write import open_output
 
 _COMMENT = ("#", "%", "//", ";")
 _UNIT_RE = re.compile(r"^\s*(?P<name>.*?)\s*[\(\[](?P<unit>[^\)\]]*)[\)\]]\s*$")
@@ -222,7 +223,7 @@ def export_csv(run_path: str | os.PathLike[str],
     header = ",".join(_csv_label(n, units.get(n, "")) for n in names)
     table = np.column_stack([columns[n] for n in names]) if names else np.empty((0, 0))
     try:
-        with open(out, "w", encoding="utf-8", newline="") as fh:
+        with open_output(out, "w", encoding="utf-8", newline="") as fh:
             for line in lines:
                 fh.write(f"# {line}\n")
             fh.write(header + "\n")
