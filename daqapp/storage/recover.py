@@ -34,6 +34,7 @@ from daqapp.errors import DataFileError
 from daqapp.storage import layout as L
 from daqapp.storage.h5safe import (
     BROKEN_FILE_ERRORS,
+    check_dataset,
     cleared_superblock,
     damaged,
     open_hdf5,
@@ -136,8 +137,14 @@ def _copy_attrs(src: Any, dst: Any, lost: list[str]) -> None:
             lost.append(f"{src.name} attribute {key!r} ({_short(exc)})")
 
 
-def _copy_dataset(ds: h5py.Dataset, dst: h5py.Group, name: str, file_size: int,
+def _copy_dataset(ds: h5py.Dataset, dst: h5py.Group, name: str, src_path: str,
                   lost: list[str]) -> None:
+    file_size = os.stat(src_path).st_size
+    try:
+        check_dataset(ds, src_path, ds.name, numeric=False)
+    except DataFileError as exc:
+        lost.append(str(exc).split(": ", 1)[-1])
+        return
     kwargs: dict[str, Any] = {}
     dtype = h5py.string_dtype() if h5py.check_string_dtype(ds.dtype) else ds.dtype
     if ds.ndim == 0:
@@ -172,7 +179,7 @@ def _copy_dataset(ds: h5py.Dataset, dst: h5py.Group, name: str, file_size: int,
     _copy_attrs(ds, out, lost)
 
 
-def _copy_group(src: h5py.Group, dst: h5py.Group, file_size: int, lost: list[str],
+def _copy_group(src: h5py.Group, dst: h5py.Group, src_path: str, lost: list[str],
                 depth: int = 0) -> None:
     _copy_attrs(src, dst, lost)
     if depth >= MAX_DEPTH:
@@ -199,14 +206,14 @@ def _copy_group(src: h5py.Group, dst: h5py.Group, file_size: int, lost: list[str
             lost.append(f"{where} ({_short(exc)})")
             continue
         if isinstance(obj, h5py.Dataset):
-            _copy_dataset(obj, dst, name, file_size, lost)
+            _copy_dataset(obj, dst, name, src_path, lost)
         elif isinstance(obj, h5py.Group):
             try:
                 sub = dst.create_group(name, track_order=True)
             except BROKEN_FILE_ERRORS as exc:
                 lost.append(f"{where} ({_short(exc)})")
                 continue
-            _copy_group(obj, sub, file_size, lost, depth + 1)
+            _copy_group(obj, sub, src_path, lost, depth + 1)
 
 
 def _trim_tables(f: h5py.File, lost: list[str], keep: dict[str, int] | None = None
@@ -233,6 +240,23 @@ def _trim_tables(f: h5py.File, lost: list[str], keep: dict[str, int] | None = No
                 ds.resize((n, *ds.shape[1:]))
         kept[group] = n
     return kept
+
+
+def _repair_columns(data: h5py.Group, lost: list[str]) -> None:
+    """A ``columns`` attribute that is not a list of names is replaced by the datasets held."""
+    value = data.attrs.get("columns")
+    names = [L.text(v) for v in value] if isinstance(value, np.ndarray) and value.ndim == 1 \
+        else None
+    held = [k for k in data if isinstance(data[k], h5py.Dataset) and data[k].ndim == 1
+            and data[k].dtype.kind in "biuf"]
+    if names is None or not all(isinstance(n, str) for n in names):
+        lost.append(f"{data.name} attribute 'columns' ({type(value).__name__}) replaced by the "
+                    "columns present")
+        data.attrs["columns"] = [n.replace("\u2215", "/") for n in held]
+    for k in list(data):  # a column that is not a 1-D number array cannot be kept
+        if k not in held:
+            lost.append(f"{data.name}/{k}: not a 1-D numeric column, dropped")
+            del data[k]
 
 
 def _mark(f: h5py.File, src_attrs: dict[str, Any], n_rows: int, lost: list[str],
@@ -292,7 +316,6 @@ def _recover_copy(src_path: Path, output: str | os.PathLike[str] | None) -> Reco
     if sb.open_for_write and writer_alive(os.fspath(src_path)) is True:
         raise DataFileError(f"{src_path}: still being written by a running process; "
                             "recover it only after that process has ended")
-    file_size = os.stat(src_path).st_size
     src = open_hdf5(src_path, allow_truncated=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     lost: list[str] = []
@@ -307,13 +330,19 @@ def _recover_copy(src_path: Path, output: str | os.PathLike[str] | None) -> Reco
             except OSError as exc:
                 raise DataFileError(f"{out}: cannot create ({exc})") from None
             with dst:
-                _copy_group(src, dst, file_size, lost)
+                _copy_group(src, dst, os.fspath(src_path), lost)
                 if L.DATA not in dst:
                     raise DataFileError(f"{src_path}: nothing to recover ({L.DATA} unreadable: "
                                         f"{'; '.join(lost[:3]) or 'missing'})")
+                _repair_columns(dst[L.DATA], lost)
                 n_rows = _trim_tables(dst, lost).get(L.DATA, 0)
                 _mark(dst, src_attrs, n_rows, lost, str(src_path.resolve()))
-        n_rows = _verify(tmp)
+        try:
+            n_rows = _verify(tmp)
+        except DataFileError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            raise DataFileError(f"{src_path}: cannot recover: the copy does not read as a run "
+                                f"({reason})") from None
         try:
             os.link(tmp, out)  # never replaces a file that appeared meanwhile
             os.unlink(tmp)
@@ -357,6 +386,11 @@ def _recover_in_place(path: Path) -> Recovery:
                         continue
                     ds = g[name]
                     if isinstance(ds, h5py.Dataset) and ds.ndim >= 1:
+                        try:
+                            check_dataset(ds, p, ds.name, numeric=False)
+                        except DataFileError as exc:
+                            lost.append(str(exc).split(": ", 1)[-1])
+                            continue
                         readable[ds.name] = sum(b.shape[0] for b in _blocks(ds, size, lost))
         fd = os.open(p, os.O_RDWR)
         try:
