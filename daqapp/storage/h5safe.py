@@ -25,8 +25,10 @@ import atexit
 import ctypes
 import io
 import os
+import signal
 import stat
 import struct
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -322,6 +324,80 @@ def _close_views() -> None:
             pass
 
 
+#: A probe child that has not read a file's attributes and strings by then is killed.
+PROBE_TIMEOUT_S = 2.0
+#: (device, inode, size, mtime) of files a probe has read without trouble.
+_PROBED: set[tuple[int, int, int, int]] = set()
+
+
+def _probe_reads(f: h5py.File) -> None:
+    """Read what HDF5 keeps in its unchecksummed global heap: attributes and strings."""
+    todo: list[tuple[h5py.Group, int]] = [(f, 0)]
+    while todo:
+        group, depth = todo.pop()
+        for obj in (group,):
+            for key in obj.attrs:
+                obj.attrs[key]
+        if depth > 64:
+            continue
+        for name in group:
+            if not isinstance(group.get(name, getlink=True), h5py.HardLink):
+                continue
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                todo.append((obj, depth + 1))
+                continue
+            for key in obj.attrs:
+                obj.attrs[key]
+            if isinstance(obj, h5py.Dataset) and obj.dtype.kind == "O" and obj.size < 10**7:
+                obj[()]
+
+
+def probe(path: str, opener: Any) -> None:
+    """Read a file's attributes and strings in a forked child first; refuse it if that hangs.
+
+    A corrupt global heap collection (vlen strings) sends HDF5 2.0 into an endless loop
+    inside ``H5HG__cache_heap_deserialize``, holding the GIL: no timeout, no Ctrl-C. The
+    child meets it instead and is killed after ``PROBE_TIMEOUT_S``. The parent holds h5py's
+    lock across ``fork`` so the child never inherits it taken by another thread.
+    """
+    if not hasattr(os, "fork"):
+        return
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _PROBED:
+        return
+    with h5py._objects.phil:  # noqa: SLF001 - see the docstring
+        pid = os.fork()
+        if pid == 0:  # child: read, report by exit code, never return into the caller
+            code = 0
+            try:
+                with opener() as f:
+                    _probe_reads(f)
+            except BaseException:  # noqa: BLE001 - the parent reads the file again and says why
+                code = 3
+            os._exit(code)
+    deadline = time.monotonic() + PROBE_TIMEOUT_S
+    delay = 0.001
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise DataFileError(f"{path}: damaged HDF5 file (reading its attributes does not "
+                                f"end within {PROBE_TIMEOUT_S:g} s: a corrupt heap)")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        _PROBED.add(key)
+    elif os.WIFSIGNALED(status):
+        raise DataFileError(f"{path}: damaged HDF5 file (reading it crashes the HDF5 library, "
+                            f"signal {os.WTERMSIG(status)})")
+    # exit code 3: an ordinary error, which the reader meets again and names
+
+
 def open_hdf5(path: str | os.PathLike[str], *, allow_truncated: bool = False) -> h5py.File:
     """Open an HDF5 file read-only: also one a live or a dead writer left open.
 
@@ -342,7 +418,7 @@ def open_hdf5(path: str | os.PathLike[str], *, allow_truncated: bool = False) ->
         # a dead SWMR writer's stored end of file lags behind its data, never ahead of it
         raise DataFileError(f"{p}: truncated HDF5 file (it holds {size} bytes, its superblock "
                             f"says {sb.base_address + sb.eof})")
-    try:
+    def opener() -> h5py.File:
         if (sb.open_for_write and not live) or truncated:
             view = _ClearedView(p, sb)
             try:
@@ -353,10 +429,14 @@ def open_hdf5(path: str | os.PathLike[str], *, allow_truncated: bool = False) ->
             _VIEWS.add(f)
             return f
         flags = h5f.ACC_RDONLY | (h5f.ACC_SWMR_READ if sb.open_for_write else 0)
-        fid = h5f.open(p.encode(), flags, fapl=_fapl(sb.open_for_write))
+        return h5py.File(h5f.open(p.encode(), flags, fapl=_fapl(sb.open_for_write)))
+
+    if not live:  # a live writer's file comes from a process on this machine
+        probe(p, opener)
+    try:
+        return opener()
     except BROKEN_FILE_ERRORS as exc:
         raise DataFileError(f"{p}: not a readable HDF5 file ({_reason(exc)})") from None
-    return h5py.File(fid)
 
 
 def writer_left_open(path: str | os.PathLike[str]) -> bool:
