@@ -369,29 +369,30 @@ def _recover_in_place(path: Path) -> Recovery:
         raise DataFileError(f"{path}: truncated (holds {size} bytes, superblock says "
                             f"{sb.base_address + sb.eof}); use a copy: daqapp runs recover "
                             f"{path}")
-    lock = WriterLock(p)  # no other daqapp process takes it for a writer while we work
-    try:
-        lost: list[str] = []
-        readable: dict[str, int] = {}
-        with open_hdf5(path) as f:
-            src_attrs = _attrs_of(f)
-            if L.text(src_attrs.get("format", "")) != L.FORMAT_NAME:
-                raise DataFileError(f"{path}: not a daqapp run file; not touched")
-            for group in TABLE_GROUPS:
-                g = f.get(group)
-                if not isinstance(g, h5py.Group):
+    lost: list[str] = []
+    readable: dict[str, int] = {}
+    with open_hdf5(path) as f:
+        src_attrs = _attrs_of(f)
+        if L.text(src_attrs.get("format", "")) != L.FORMAT_NAME:
+            raise DataFileError(f"{path}: not a daqapp run file; not touched")
+        for group in TABLE_GROUPS:
+            g = f.get(group)
+            if not isinstance(g, h5py.Group):
+                continue
+            for name in g:
+                if not isinstance(g.get(name, getlink=True), h5py.HardLink):
                     continue
-                for name in g:
-                    if not isinstance(g.get(name, getlink=True), h5py.HardLink):
+                ds = g[name]
+                if isinstance(ds, h5py.Dataset) and ds.ndim >= 1:
+                    try:
+                        check_dataset(ds, p, ds.name, numeric=False)
+                    except DataFileError as exc:
+                        lost.append(str(exc).split(": ", 1)[-1])
                         continue
-                    ds = g[name]
-                    if isinstance(ds, h5py.Dataset) and ds.ndim >= 1:
-                        try:
-                            check_dataset(ds, p, ds.name, numeric=False)
-                        except DataFileError as exc:
-                            lost.append(str(exc).split(": ", 1)[-1])
-                            continue
-                        readable[ds.name] = sum(b.shape[0] for b in _blocks(ds, size, lost))
+                    readable[ds.name] = sum(b.shape[0] for b in _blocks(ds, size, lost))
+    # held while the file changes: to other daqapp processes it reads as being written
+    lock = WriterLock(p)
+    try:
         fd = os.open(p, os.O_RDWR)
         try:
             original = os.pread(fd, sb.size, sb.offset)
