@@ -379,17 +379,22 @@ def probe(path: str, opener: Any) -> None:
             os._exit(code)
     deadline = time.monotonic() + PROBE_TIMEOUT_S
     delay = 0.001
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
+    status = None
+    try:
+        while status is None:
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = code
+            elif time.monotonic() > deadline:
+                raise DataFileError(f"{path}: damaged HDF5 file (reading its attributes does "
+                                    f"not end within {PROBE_TIMEOUT_S:g} s: a corrupt heap)")
+            else:
+                time.sleep(delay)  # Ctrl-C lands here, in Python, at any time
+                delay = min(delay * 2, 0.05)
+    finally:
+        if status is None:  # timed out or interrupted: the child must not outlive the check
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            raise DataFileError(f"{path}: damaged HDF5 file (reading its attributes does not "
-                                f"end within {PROBE_TIMEOUT_S:g} s: a corrupt heap)")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
         _PROBED.add(key)
     elif os.WIFSIGNALED(status):

@@ -139,3 +139,40 @@ def test_a_hanging_read_is_abandoned_by_the_probe(spectrum_run, monkeypatch):
 def test_writer_keeps_fit_groups_apart_from_the_data(spectrum_run):
     with h5py.File(spectrum_run, "r") as f:
         assert "sweep0" in f["entry/fit_results"] and "sweep0" not in f["entry/fits"]
+
+
+def test_ctrl_c_during_the_probe_kills_the_child(spectrum_run, monkeypatch):
+    import signal
+
+    def endless(f):
+        while True:
+            time.sleep(0.01)
+
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(h5safe, "_probe_reads", endless)
+    monkeypatch.setattr(h5safe, "_PROBED", set())
+    monkeypatch.setattr(os, "fork", fork)
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            open_run(spectrum_run)
+        assert time.monotonic() - t0 < 1.5
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    [pid] = forked
+    with pytest.raises(ChildProcessError):  # already reaped: killed, not left running
+        os.waitpid(pid, os.WNOHANG)
