@@ -28,7 +28,7 @@ import numpy as np
 
 from daqapp.errors import DataFileError
 from daqapp.storage import layout as L
-from daqapp.storage.h5safe import check_dataset, child, damaged, has, open_hdf5, resolve
+from daqapp.storage.h5safe import check_dataset, child, damaged, escape, has, open_hdf5, resolve
 from daqapp.storage.liveness import writer_alive
 
 log = logging.getLogger(__name__)
@@ -284,7 +284,7 @@ class RunReader:
     def column(self, name: str) -> np.ndarray:
         if name not in self.column_names:
             raise DataFileError(f"{self.path}: no column {name!r} "
-                                f"(columns: {', '.join(self.column_names)})")
+                                f"(columns: {escape(', '.join(self.column_names))})")
         if name not in self._cache:
             self._cache[name] = self._dataset(name)[: self.n_rows]
         return self._cache[name]

@@ -18,7 +18,7 @@ import numpy as np
 
 from daqapp.errors import DataFileError
 from daqapp.storage import layout as L
-from daqapp.storage.h5safe import has_hdf5_signature
+from daqapp.storage.h5safe import escape, has_hdf5_signature
 from daqapp.storage.textio import TextTable, read_table
 
 #: A spectrum longer than this is refused (fits cost grows with the points: a 10⁷-point
@@ -97,7 +97,7 @@ def _run_columns(run, path: Path) -> tuple[str, float, str, bool]:
             break
     if bias is None:
         raise DataFileError(f"{path}: no junction voltage column for the bias axis "
-                            f"(columns: {', '.join(units)})")
+                            f"(columns: {escape(', '.join(units))})")
     if "didv" in units:
         return bias, factor, "didv", False
     if "dvdi" in units:
@@ -106,7 +106,7 @@ def _run_columns(run, path: Path) -> tuple[str, float, str, bool]:
     if siemens:
         return bias, factor, siemens[0], False
     raise DataFileError(f"{path}: no conductance column (didv, dvdi, or units S) "
-                        f"(columns: {', '.join(units)})")
+                        f"(columns: {escape(', '.join(units))})")
 
 
 def _normalized_flag(run) -> bool:
@@ -220,7 +220,7 @@ def _text_columns(table: TextTable) -> tuple[int, float, int, bool, bool, int | 
     if bias is None or g is None:
         what = "bias voltage" if bias is None else "conductance"
         raise DataFileError(f"{p}: cannot tell which column is the {what} "
-                            f"(header: {', '.join(table.names)}); name columns e.g. "
+                            f"(header: {escape(', '.join(table.names))}); name columns e.g. "
                             "'bias (mV)', 'dI/dV', 'T (K)'")
     factor = L.units_to_mV(table.units[bias]) if table.units[bias] else 1.0
     gname = _key(table.names[g])
