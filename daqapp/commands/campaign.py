@@ -111,7 +111,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     from daqapp.campaign.executor import resume_campaign
+    from daqapp.storage.recover import recovery_hint
 
+    for line in recovery_hint(args.folder):  # runs a killed session left open
+        print(line)
     outcome = resume_campaign(args.folder, show_progress=not args.no_progress,
                               fitter=_quick_fitter(),
                               quiet_console=not getattr(args, "debug", False))
