@@ -74,6 +74,8 @@ class Spectrum:
     current_mA: np.ndarray | None = None
     modulation_mV: float | None = None
     normalized: bool | None = None
+    #: the run's facts (series resistance ...); None: the worker's current ones
+    facts: RunFacts | None = None
 
     def raw(self) -> RawSpectrum:
         """The spectrum as the analysis takes it."""
@@ -150,11 +152,11 @@ class SweepCollector:
     """Collects the records of the sweep in progress; yields a :class:`Spectrum` at its end."""
 
     def __init__(self, units: Mapping[str, str] | None = None, source: str = "",
-                 series_resistance_ohm: float = 0.0) -> None:
+                 facts: RunFacts | None = None) -> None:
         self.units = dict(units or {})
         self.source = source
-        #: for the junction's share of the lock-in's ac voltage (the modulation amplitude)
-        self.series_resistance_ohm = series_resistance_ohm
+        #: the run's facts, stamped on every spectrum (series resistance, modulation)
+        self.facts = facts
         self._rows: list[Mapping[str, Any]] = []
         self._sweep: int | None = None
         self.bias_column: str | None = None
@@ -197,7 +199,8 @@ class SweepCollector:
         if "i_ac" in keys and resistance is not None:
             modulation = junction_modulation_mV([_num(r.get("i_ac")) for r in rows],
                                                 [_num(r.get(resistance)) for r in rows],
-                                                self.series_resistance_ohm)
+                                                (self.facts.series_resistance_ohm
+                                                 if self.facts else None) or 0.0)
         tcol = _first(keys, TEMPERATURE_COLUMNS)
         bcol = _first(keys, FIELD_COLUMNS)
         temps = np.array([_num(r.get(tcol)) for r in rows]) if tcol else np.array([math.nan])
@@ -215,7 +218,7 @@ class SweepCollector:
                         temperature_K=temperature, field_T=field_T if field_T == field_T else 0.0,
                         time=time.time(), source=self.source,
                         current_mA=None if current is None else current[good],
-                        modulation_mV=modulation,
+                        modulation_mV=modulation, facts=self.facts,
                         normalized=False if unit in ("S", "mS", "uS") or resistance and not cond
                         else None)
 
@@ -329,16 +332,12 @@ class FitWorker:
         self.updates: list[FitUpdate] = []
         self._sweeps: list[int] = []
 
-    def options(self, models: Sequence[str] | None = None) -> AnalysisOptions:
+    def options(self, models: Sequence[str] | None = None,
+                facts: RunFacts | None = None) -> AnalysisOptions:
         """The analysis options for ``models`` (default: the chosen ones) with the facts."""
         return replace(self.base_options, models=tuple(models or self.models),
                        dimension=self.dimension, gap_form=self.gap_form
-                       ).with_facts(self.facts)
-
-    def set_facts(self, facts: RunFacts) -> None:
-        """The measurement facts of what is fitted next (a run file being replayed)."""
-        self.facts = facts
-        self._collector.series_resistance_ohm = facts.series_resistance_ohm or 0.0
+                       ).with_facts(facts or self.facts)
 
     # -- configuration ---------------------------------------------------------------------
     def set_models(self, models: Sequence[str]) -> None:
@@ -365,7 +364,7 @@ class FitWorker:
             self.gap_fits = (None, None)
             self.updates = []
         self._collector = SweepCollector(self._collector.units, self._collector.source,
-                                         self._collector.series_resistance_ohm)
+                                         self._collector.facts)
 
     def attach(self, run: Any, units: Mapping[str, str] | None = None,
                new_series: bool = True) -> Callable[[Any], None]:
@@ -378,8 +377,7 @@ class FitWorker:
             units = dict(getter()) if callable(getter) else {}
         self.facts = facts_from_run(run)
         self._collector = SweepCollector(units, source=type(run.procedure).__name__,
-                                         series_resistance_ohm=self.facts.series_resistance_ohm
-                                         or 0.0)
+                                         facts=self.facts)
         self.store = RunFitStore.for_run(run)
         run.subscribe(self.handle_event)
         return self.handle_event
@@ -463,7 +461,7 @@ class FitWorker:
     def _process(self, job: _Job) -> FitUpdate | None:
         started = time.perf_counter()
         spectrum = job.spectrum
-        options = self.options(job.models)
+        options = self.options(job.models, spectrum.facts)
         self.series_fit.options = options
         analysis = self.series_fit.add(prepare(spectrum.raw(), options))
         self._sweeps.append(spectrum.sweep)

@@ -865,8 +865,7 @@ def analyse_series(analyses: Sequence[SpectrumAnalysis], gap_form: str = "bcs",
     series.labels = [row[6] for row in rows]
     t = series.temperature_K
     tc1 = None
-    for key, values, errs in (("delta1", series.delta1, series.delta1_err),
-                              ("delta2", series.delta2, series.delta2_err)):
+    for key, values in (("delta1", series.delta1), ("delta2", series.delta2)):
         series.fits[key], series.tc_determined[key] = None, False
         if values is None:
             continue
@@ -885,11 +884,10 @@ def analyse_series(analyses: Sequence[SpectrumAnalysis], gap_form: str = "bcs",
         needed = 2 if (key == "delta2" and tc1 is not None) else 3
         if len(np.unique(t[ok])) < needed:
             continue
-        sigma = errs[ok] if errs is not None else None
-        if sigma is not None and not (np.all(np.isfinite(sigma)) and np.all(sigma > 0)):
-            sigma = None
+        # unweighted: a spectrum's statistical error (±0.01 meV at 3 K) leaves out the Δ–Γ–Z
+        # degeneracy that dominates the real scatter, so weights would let one point decide
         try:
-            fit = fit_gap_temperature(t[ok], values[ok], sigma, form=gap_form,
+            fit = fit_gap_temperature(t[ok], values[ok], None, form=gap_form,
                                       tc_K=tc1 if key == "delta2" else None)
         except (ValueError, RuntimeError) as exc:
             series.notes.append(f"{key}(T) fit failed: {exc}")

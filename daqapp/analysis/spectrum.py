@@ -229,8 +229,8 @@ def prepare_spectrum(bias_mV, conductance, *, v0: float | str | None = None,
     ``v0``: a number (mV), ``"symmetry"`` (find it) or None. ``r_series_ohm`` needs the
     conductance in siemens; ``current_mA`` is the measured bias current (else ∫G dV) and
     ``normal_state`` is corrected for the same R_s. ``normalize``: None, ``"polynomial"``
-    (fit in ``windows`` or the outer quarters, ``degree``) or ``"normal-state"`` (divide by ``normal_state`` = (bias,
-    G_N) measured on the same contact above Tc or Hc2, interpolated).
+    (fit in ``windows`` or the outer quarters, ``degree``) or ``"normal-state"`` (divide by
+    ``normal_state`` = (bias, G_N) measured on the same contact above Tc or Hc2, interpolated).
     """
     b0 = np.asarray(bias_mV, dtype=float).ravel()
     order = np.argsort(b0, kind="stable")

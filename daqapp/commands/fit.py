@@ -11,7 +11,11 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+#: Temperature assumed for a table that gives none (said in the notes): the seed's 3 K.
+DEFAULT_TEMPERATURE_K = 3.0
 
 
 def register(subparsers) -> None:
@@ -28,7 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="s+s",
                    help="s, d, s+s, s+d, d+s, d+d, n gaps like s+s+s, or 'all' (default s+s)")
     p.add_argument("--temperature", type=float, default=None, metavar="K",
-                   help="temperature for the thermal smearing (default: from the file)")
+                   help="temperature for the thermal smearing (default: from the file, else "
+                        "3 K with a note)")
     p.add_argument("--dimension", type=int, default=2, choices=(1, 2, 3),
                    help="Fermi-surface convention: 1D, 2D (default, the seed's) or 3D")
     norm = p.add_mutually_exclusive_group()
@@ -200,11 +205,18 @@ def run(args: argparse.Namespace) -> int:
     series = SeriesFit(options)
     out = []
     for raw, opts in items:
+        assumed = opts.temperature_K is None and not math.isfinite(raw.temperature_K)
+        if assumed:  # a bare two-column table: the seed's base temperature, said aloud
+            opts = replace(opts, temperature_K=DEFAULT_TEMPERATURE_K)
         try:
             series.options = opts
             analysis = series.add(prepare(raw, opts))
         except ValueError as exc:
-            raise ConfigError(f"{raw.label}: {exc}") from None
+            raise ConfigError(str(exc) if raw.label and raw.label in str(exc)
+                              else f"{raw.label}: {exc}") from None
+        if assumed:
+            analysis.notes.append(f"temperature not in the file: {DEFAULT_TEMPERATURE_K:g} K "
+                                  "assumed (give --temperature)")
         if not analysis.results:
             raise ConfigError(f"{raw.label}: no model could be fitted ("
                               + "; ".join(f"{k}: {v}" for k, v in analysis.errors.items())
