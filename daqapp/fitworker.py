@@ -331,6 +331,7 @@ class FitWorker:
         self.gap_fits: tuple[Any, ...] = (None, None)
         self.updates: list[FitUpdate] = []
         self._sweeps: list[int] = []
+        self._contact: tuple[str, ...] = ()
 
     def options(self, models: Sequence[str] | None = None,
                 facts: RunFacts | None = None) -> AnalysisOptions:
@@ -367,9 +368,17 @@ class FitWorker:
                                          self._collector.facts)
 
     def attach(self, run: Any, units: Mapping[str, str] | None = None,
-               new_series: bool = True) -> Callable[[Any], None]:
+               new_series: bool | None = None) -> Callable[[Any], None]:
         """Follow ``run`` (a :class:`daqapp.runner.Run`): subscribe to its events and store
-        fits in its file. Returns the listener (already subscribed)."""
+        fits in its file. Returns the listener (already subscribed).
+
+        ``new_series``: True starts a new Δ(T) series, False continues it, None (default)
+        continues it when the run is of the same contact as the last one (same sample, cell
+        and campaign in its metadata), as the report treats a campaign folder."""
+        contact = _contact(getattr(run, "metadata", None) or {})
+        if new_series is None:
+            new_series = not (contact and contact == self._contact)
+        self._contact = contact
         if new_series:
             self.reset()
         if units is None:
@@ -509,6 +518,14 @@ class FitWorker:
             store(name, fit)
         except Exception as exc:  # noqa: BLE001 - losing a stored fit must not stop fitting
             log.error("storing fit %s failed: %s", name, exc)
+
+
+def _contact(metadata: Mapping[str, Any]) -> tuple[str, ...]:
+    """What identifies a contact in run metadata (empty: unknown)."""
+    keys = ("sample", "cell", "campaign")
+    if not any(metadata.get(k) for k in keys):
+        return ()
+    return tuple(str(metadata.get(k) or "") for k in keys)
 
 
 _PRETTY = {"delta": "Δ", "gamma": "Γ", "z": "Z", "alpha": "α", "weight": "w",

@@ -64,10 +64,14 @@ NO_GAP_DELTA_AIC = 10.0
 NO_GAP_AMPLITUDE_SIGMAS = 5.0
 #: A Δ2 below this fraction of its low-temperature value is not resolved (lost in smearing).
 DELTA2_RESOLVED_FRACTION = 0.3
+#: Sweeps at one temperature that differ by more than this many noise σ (rms) are flagged.
+HEATING_SIGMAS = 5.0
+#: Spectra this close in temperature count as "not warmer" along a series.
+SERIES_T_TOLERANCE_K = 0.5
 #: Tc counts as determined when its error is below this fraction of it ...
 TC_MAX_RELATIVE_ERROR = 0.2
 #: ... and the warmest spectrum with a gap reaches this fraction of it (Δ has visibly fallen).
-TC_MIN_REACH = 0.6
+TC_MIN_REACH = 0.7
 
 
 # --------------------------------------------------------------------------- options, facts
@@ -248,6 +252,8 @@ class RawSpectrum:
     sweep: int = -1
     modulation_mV: float | None = None
     normalized: bool | None = None
+    #: what was noticed while reading it (e.g. sweep directions that disagree: heating)
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -361,6 +367,7 @@ def raw_spectra_from_run(reader: Any, merge_directions: bool = False) -> list[Ra
         if len(items) == 1:
             merged.append(first)
             continue
+        note = sweep_disagreement(items)
         current = (None if any(r.current_mA is None for r in items)
                    else np.concatenate([r.current_mA for r in items]))
         temps = [r.temperature_K for r in items if math.isfinite(r.temperature_K)]
@@ -369,8 +376,36 @@ def raw_spectra_from_run(reader: Any, merge_directions: bool = False) -> list[Ra
             np.concatenate([r.x for r in items]), np.concatenate([r.y for r in items]),
             first.kind, current, float(np.mean(temps)) if temps else math.nan, first.field_T,
             f"{name} sweeps " + ", ".join(str(r.sweep) for r in items), first.sweep,
-            float(np.mean(mods)) if mods else None, first.normalized))
+            float(np.mean(mods)) if mods else None, first.normalized,
+            [note] if note else []))
     return merged
+
+
+def sweep_disagreement(sweeps: Sequence[RawSpectrum], limit_sigmas: float = HEATING_SIGMAS
+                       ) -> str | None:
+    """A note when sweeps at one temperature (up and down) differ by more than their noise:
+    heating of the contact, drift or hysteresis (physics.md §4.5, §4.8) — the merged spectrum
+    is then not one state of the junction."""
+    first = sweeps[0]
+    x0 = np.sort(first.x)
+    y0 = first.y[np.argsort(first.x)]
+    noise = estimate_noise(x0, y0)
+    if not (math.isfinite(noise) and noise > 0):
+        return None
+    worst = 0.0
+    for other in sweeps[1:]:
+        order = np.argsort(other.x)
+        x1, y1 = other.x[order], other.y[order]
+        lo, hi = max(x0[0], x1[0]), min(x0[-1], x1[-1])
+        inside = (x0 >= lo) & (x0 <= hi)
+        if inside.sum() < 8:
+            continue
+        d = y0[inside] - np.interp(x0[inside], x1, y1)
+        worst = max(worst, float(np.sqrt(np.mean(d * d))) / (math.sqrt(2.0) * noise))
+    if worst <= limit_sigmas:
+        return None
+    return (f"sweep directions differ by {worst:.0f} σ rms at {first.temperature_K:.1f} K: "
+            "heating, drift or hysteresis of the contact (merged anyway)")
 
 
 # --------------------------------------------------------------------------- prepare
@@ -434,7 +469,7 @@ def prepare(raw: RawSpectrum, options: AnalysisOptions | None = None,
     takes up what changed between the two.
     """
     options = options or AnalysisOptions()
-    steps: list[str] = []
+    steps: list[str] = list(raw.notes)
     rs = float(options.series_resistance_ohm or 0.0)
     normalized = options.normalized
     if normalized is None:
@@ -758,10 +793,10 @@ def analyse_spectrum(prepared: PreparedSpectrum, options: AnalysisOptions | None
 
 
 class SeriesFit:
-    """Spectra of one contact analysed in turn, each constrained by the last one with a gap
-    (held channel weights, gaps that do not grow): what the window, replay, ``daqapp fit``
-    on several files and the report all do, so they agree spectrum by spectrum. Feed the
-    spectra from cold to warm."""
+    """Spectra of one contact analysed in turn, each constrained by the warmest colder one
+    with a gap (held channel weights, gaps that do not grow): what the window, replay,
+    ``daqapp fit`` on several files and the report all do, so they agree spectrum by
+    spectrum. Cold to warm is the natural order (the report and ``daqapp fit`` sort)."""
 
     def __init__(self, options: AnalysisOptions | None = None) -> None:
         self.options = options or AnalysisOptions()
@@ -771,11 +806,17 @@ class SeriesFit:
     def reset(self) -> None:
         self.analyses, self.previous = [], None
 
+    def colder(self, temperature_K: float) -> SpectrumAnalysis | None:
+        """The warmest analysed spectrum with a gap not warmer than ``temperature_K`` (what
+        constrains a spectrum at that temperature), whatever order they came in."""
+        below = [a for a in self.analyses if a.has_gap
+                 and a.temperature_K <= temperature_K + SERIES_T_TOLERANCE_K]
+        return max(below, key=lambda a: a.temperature_K) if below else None
+
     def add(self, prepared: PreparedSpectrum) -> SpectrumAnalysis:
+        self.previous = self.colder(prepared.temperature_K)
         a = analyse_spectrum(prepared, self.options, self.previous)
         self.analyses.append(a)
-        if a.has_gap:
-            self.previous = a
         return a
 
     def series(self, sweeps: Sequence[int] | None = None) -> GapSeries:

@@ -185,7 +185,7 @@ def spectrum_result(analysis: Any, source: str) -> SpectrumResult:
     result = analysis.result()
     warnings = [n for n in analysis.notes if n.startswith(("no gap", "not determined",
                                                            "at a bound"))]
-    warnings += [s for s in p.steps if "dips" in s]
+    warnings += [s for s in p.steps if "dips" in s or "sweep directions" in s]
     if result is None:
         return SpectrumResult(analysis.temperature_K, analysis.field_T, bias,
                               p.conductance[keep], p.conductance[keep], None, {}, math.nan,

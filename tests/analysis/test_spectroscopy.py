@@ -158,6 +158,19 @@ def test_critical_current_dips_are_masked_reported_and_do_not_move_the_gaps():
                                                        rel=0.01)
 
 
+def test_sweeps_that_disagree_at_one_temperature_are_flagged_as_heating():
+    from daqapp.analysis.spectroscopy import sweep_disagreement
+
+    v, g, i = measured(TABLE3[0], offset=0.0, v_rms=0.0, noise=0.001, seed=1)
+    _, g_again, _ = measured(TABLE3[0], offset=0.0, v_rms=0.0, noise=0.001, seed=2)
+    hot = measured((25.0, *TABLE3[0][1:]), offset=0.0, v_rms=0.0, noise=0.001, seed=2)[1]
+    up = RawSpectrum(v, g, temperature_K=3.0)
+    assert sweep_disagreement([up, RawSpectrum(v[::-1], g_again[::-1], temperature_K=3.0)]) \
+        is None
+    note = sweep_disagreement([up, RawSpectrum(v, hot, temperature_K=3.0)])
+    assert note and "heating" in note
+
+
 def test_bad_options_name_the_parameter_and_the_allowed_range():
     with pytest.raises(ConfigError, match="sigma = -1.*> 0"):
         AnalysisOptions(sigma=-1)
