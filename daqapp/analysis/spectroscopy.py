@@ -65,7 +65,7 @@ NO_GAP_AMPLITUDE_SIGMAS = 5.0
 #: A Δ2 below this fraction of its low-temperature value is not resolved (lost in smearing).
 DELTA2_RESOLVED_FRACTION = 0.3
 #: Sweeps at one temperature that differ by more than this many noise σ (rms) are flagged.
-HEATING_SIGMAS = 5.0
+HEATING_SIGMAS = 3.0
 #: Spectra this close in temperature count as "not warmer" along a series.
 SERIES_T_TOLERANCE_K = 0.5
 #: Tc counts as determined when its error is below this fraction of it ...
@@ -404,7 +404,7 @@ def sweep_disagreement(sweeps: Sequence[RawSpectrum], limit_sigmas: float = HEAT
         worst = max(worst, float(np.sqrt(np.mean(d * d))) / (math.sqrt(2.0) * noise))
     if worst <= limit_sigmas:
         return None
-    return (f"sweep directions differ by {worst:.0f} σ rms at {first.temperature_K:.1f} K: "
+    return (f"sweep directions differ by {worst:.1f} σ rms at {first.temperature_K:.1f} K: "
             "heating, drift or hysteresis of the contact (merged anyway)")
 
 
