@@ -60,6 +60,8 @@ KINDS = ("didv", "dvdi", "dvdi_i", "v_i")
 NORMALIZED_EDGE_BAND = (0.8, 1.25)
 #: ΔAIC a BTK model must win by over a gap-free normal-state background to count as a gap.
 NO_GAP_DELTA_AIC = 10.0
+#: ... and must explain most of the structure: χ²(gap-free) above this multiple of χ²(BTK) ...
+NO_GAP_CHI2_RATIO = 3.0
 #: ... and the largest |G_BTK − 1| of the fitted gaps, in noise σ, below which there is none.
 NO_GAP_AMPLITUDE_SIGMAS = 5.0
 #: A Δ2 below this fraction of its low-temperature value is not resolved (lost in smearing).
@@ -68,6 +70,8 @@ DELTA2_RESOLVED_FRACTION = 0.3
 HEATING_SIGMAS = 3.0
 #: Spectra this close in temperature count as "not warmer" along a series.
 SERIES_T_TOLERANCE_K = 0.5
+#: A spectrum whose χ²_red exceeds this multiple of the series' median does not constrain.
+SERIES_OUTLIER_CHI2 = 3.0
 #: Tc counts as determined when its error is below this fraction of it ...
 TC_MAX_RELATIVE_ERROR = 0.2
 #: ... and the warmest spectrum with a gap reaches this fraction of it (Δ has visibly fallen).
@@ -232,7 +236,7 @@ def options_from_run(run: Any, base: AnalysisOptions | None = None) -> AnalysisO
 # --------------------------------------------------------------------------- raw spectra
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays: identity, not element-wise ==
 class RawSpectrum:
     """One recorded spectrum as it came from the instrument, before any correction.
 
@@ -546,7 +550,7 @@ def prepare(raw: RawSpectrum, options: AnalysisOptions | None = None,
 # --------------------------------------------------------------------------- one spectrum
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays: identity, not element-wise ==
 class SpectrumAnalysis:
     """Fits of one spectrum: per model, ranked, the best, the model Δ(T) uses, and notes."""
 
@@ -680,17 +684,17 @@ def build_model(name: str, prepared: PreparedSpectrum, options: AnalysisOptions)
     return m
 
 
-def _gap_free_aic(prepared: PreparedSpectrum) -> float:
-    """AIC of the best gap-free normal state: a quadratic (raw input) or 1 (normalised)."""
+def _gap_free_chi2(prepared: PreparedSpectrum) -> tuple[float, int]:
+    """χ² and parameter count of the best gap-free normal state: a quadratic (raw input) or
+    1 (normalised), with the noise σ of the fit."""
     p = prepared
     keep = p.mask
     x, y = p.bias_mV[keep] - p.v0_mV, p.conductance[keep]
     if p.normalized:
-        chi2 = float(np.sum(((y - 1.0) / p.sigma) ** 2))
-        return chi2
+        return float(np.sum(((y - 1.0) / p.sigma) ** 2)), 0
     coeffs = np.polynomial.polynomial.polyfit(x, y, 2)
     r = (np.polynomial.polynomial.polyval(x, coeffs) - y) / p.sigma
-    return float(r @ r) + 2.0 * 3
+    return float(r @ r), 3
 
 
 def _previous_results(warm_start: Any) -> dict[str, FitResult]:
@@ -768,15 +772,24 @@ def analyse_spectrum(prepared: PreparedSpectrum, options: AnalysisOptions | None
     best = ranked[0].model
     fitted = [m for m in options.models if m in results]
     primary = primary_model(fitted)
-    significance = _gap_free_aic(p) - ranked[0].aic
+    chi2_gap_free, k_gap_free = _gap_free_chi2(p)
+    significance = chi2_gap_free + 2.0 * k_gap_free - ranked[0].aic
     r = results[primary]
     amplitude = float(np.max(np.abs(
         SpectrumAnalysis(p, results, comparison, best, primary, True, 0.0)
         .btk_curve(p.bias_mV[keep]) - 1.0))) / p.sigma
-    has_gap = significance > NO_GAP_DELTA_AIC and amplitude > NO_GAP_AMPLITUDE_SIGMAS
+    explains = chi2_gap_free > NO_GAP_CHI2_RATIO * max(ranked[0].chi2, 1e-300)
+    has_gap = (significance > NO_GAP_DELTA_AIC and amplitude > NO_GAP_AMPLITUDE_SIGMAS
+               and explains)
+    at_edge = r.values["delta1"] >= 0.98 * float(np.max(np.abs(p.bias_mV[keep])))
     if not has_gap:
-        notes.append(f"no gap: normal state (a gap-free background is worse by only ΔAIC = "
-                     f"{significance:.1f}; gap features {amplitude:.1f} σ): left out of Δ(T)")
+        notes.append(f"no gap: normal state (a gap-free background does almost as well: "
+                     f"ΔAIC = {significance:.1f}, χ² {chi2_gap_free:.0f} against "
+                     f"{ranked[0].chi2:.0f}; gap features {amplitude:.1f} σ): left out of Δ(T)")
+    elif at_edge:
+        has_gap = False
+        notes.append(f"gap not determined: Δ1 = {r.values['delta1']:.1f} meV sits at the edge "
+                     "of the bias window (a broad channel, not a gap): left out of Δ(T)")
     if p.v0_free:
         v0, e = r.values["v0"], r.stderr.get("v0")
         notes.append(f"bias offset V0 = {v0:.3f}" + (f" ± {e:.2g}" if e else "")
@@ -790,6 +803,14 @@ def analyse_spectrum(prepared: PreparedSpectrum, options: AnalysisOptions | None
         notes.append(f"{name} fit failed: {msg}")
     return SpectrumAnalysis(p, results, comparison, best, primary, has_gap, significance,
                             notes, errors)
+
+
+def _trustworthy(result: FitResult | None) -> bool:
+    """A converged fit whose Δ1 error is finite and below a fifth of Δ1."""
+    if result is None or not result.success:
+        return False
+    err = result.stderr.get("delta1")
+    return err is not None and math.isfinite(err) and err < 0.2 * result.values["delta1"]
 
 
 class SeriesFit:
@@ -807,10 +828,16 @@ class SeriesFit:
         self.analyses, self.previous = [], None
 
     def colder(self, temperature_K: float) -> SpectrumAnalysis | None:
-        """The warmest analysed spectrum with a gap not warmer than ``temperature_K`` (what
-        constrains a spectrum at that temperature), whatever order they came in."""
-        below = [a for a in self.analyses if a.has_gap
-                 and a.temperature_K <= temperature_K + SERIES_T_TOLERANCE_K]
+        """The warmest analysed spectrum with a well-determined gap not warmer than
+        ``temperature_K`` (what constrains a spectrum at that temperature), whatever order
+        they came in. A failed or undetermined fit, or one with χ²_red far above the
+        series' median, constrains nothing."""
+        trusted = [a for a in self.analyses if a.has_gap and _trustworthy(a.result())]
+        if trusted:  # a spectrum fitted far worse than the rest (dips, a switching contact)
+            typical = float(np.median([a.result().chi2_red for a in trusted]))
+            trusted = [a for a in trusted
+                       if a.result().chi2_red <= SERIES_OUTLIER_CHI2 * max(typical, 1.0)]
+        below = [a for a in trusted if a.temperature_K <= temperature_K + SERIES_T_TOLERANCE_K]
         return max(below, key=lambda a: a.temperature_K) if below else None
 
     def add(self, prepared: PreparedSpectrum) -> SpectrumAnalysis:
@@ -834,7 +861,7 @@ def analyse(raw: RawSpectrum, options: AnalysisOptions | None = None,
 # --------------------------------------------------------------------------- series
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays: identity, not element-wise ==
 class GapSeries:
     """Δ(T) of the spectra that have a gap, sorted by temperature, and its BCS fits.
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays: identity, not element-wise ==
 class PreparedSpectrum:
     """A spectrum ready for the fit, and the list of steps that produced it from the raw data.
 

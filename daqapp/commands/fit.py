@@ -127,16 +127,39 @@ def _load(path: str, options):
         current = _current_axis_table(p)
         if current is not None:
             return [current], options
-        return [RawSpectrum(s.bias_mV, s.conductance, "didv",
-                            temperature_K=math.nan if s.temperature_K is None
-                            else s.temperature_K,
-                            field_T=s.field_T or 0.0, label=s.label,
-                            normalized=True if s.normalized else None)
-                for s in load_spectra(p)], options
+        return _merged([RawSpectrum(s.bias_mV, s.conductance, "didv",
+                                    temperature_K=math.nan if s.temperature_K is None
+                                    else s.temperature_K,
+                                    field_T=s.field_T or 0.0, label=s.label,
+                                    normalized=True if s.normalized else None)
+                        for s in load_spectra(p)], p.stem), options
     except DataFileError:
         raise
     except (OSError, ValueError, KeyError) as exc:
         raise DataFileError(f"{p}: cannot read spectra ({exc})") from None
+
+
+def _merged(raws: list, stem: str) -> list:
+    """Consecutive blocks of a table within 0.5 K (and at one field) are one spectrum: the
+    reader splits where the temperature drifts by a few tens of mK during a sweep."""
+    import numpy as np
+
+    from daqapp.analysis.spectroscopy import SERIES_T_TOLERANCE_K, RawSpectrum
+
+    out: list = []
+    for raw in raws:
+        last = out[-1] if out else None
+        if (last is not None and raw.field_T == last.field_T
+                and abs(raw.temperature_K - last.temperature_K) <= SERIES_T_TOLERANCE_K):
+            n0, n1 = last.x.size, raw.x.size
+            out[-1] = RawSpectrum(np.concatenate([last.x, raw.x]),
+                                  np.concatenate([last.y, raw.y]), "didv",
+                                  temperature_K=(n0 * last.temperature_K
+                                                 + n1 * raw.temperature_K) / (n0 + n1),
+                                  field_T=raw.field_T, label=stem, normalized=raw.normalized)
+        else:
+            out.append(raw)
+    return out
 
 
 def _key(name: str) -> str:

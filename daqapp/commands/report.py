@@ -18,6 +18,10 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
                        "files' series_resistance_ohm, else 0)")
     group.add_argument("--max-bias", type=float, default=None, metavar="MV",
                        help="fit spectra only within ±MV (e.g. to exclude critical-current dips)")
+    group.add_argument("--normal-state-reference", action="store_true",
+                       help="divide the spectra by the normal-state spectrum (above the R–T "
+                       "onset + 3 K) before the joint background fit (default: the same "
+                       "analysis as the window and daqapp fit, without it)")
     group.add_argument("--gap-form", default="bcs", choices=["bcs", "tanh", "alpha", "dwave"],
                        help="Δ(T) form for Tc and Δ(0) (default bcs)")
     group.add_argument("--hc2-criterion", type=float, default=0.9, metavar="FRACTION",
@@ -47,7 +51,8 @@ def options_from(args: argparse.Namespace):
                          series_resistance_ohm=args.series_resistance,
                          fit_max_bias_mV=args.max_bias, gap_form=args.gap_form,
                          hc2_criterion=args.hc2_criterion, hc2_eta=args.hc2_eta,
-                         jc_form=args.jc_form)
+                         jc_form=args.jc_form,
+                         normal_state_reference=getattr(args, "normal_state_reference", False))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

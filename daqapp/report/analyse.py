@@ -39,7 +39,6 @@ class ReportOptions:
 
     model: str = "s+s"
     dimension: int = 2
-    background_degree: int = 2
     gap_form: str = "bcs"
     hc2_criterion: float = 0.9
     hc2_eta: float = 0.2
@@ -51,7 +50,10 @@ class ReportOptions:
     #: Spectra at or above this temperature are normal-state references for normalisation;
     #: None: above the R–T onset Tc + 3 K when R–T runs are present.
     normal_state_above_K: float | None = None
-    reference_degree: int = 4
+    #: Divide the spectra by that normal-state spectrum before the joint background fit.
+    #: Off by default: the window, replay and ``daqapp fit`` have no reference, and the
+    #: report should show their numbers (the contact also changes between Tc and base).
+    normal_state_reference: bool = False
 
 
 @dataclass
@@ -144,7 +146,7 @@ def analysis_options(options: ReportOptions, model: str | None = None) -> Any:
                            max_bias_mV=options.fit_max_bias_mV, gap_form=options.gap_form)
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays: identity, not element-wise ==
 class _RunSpectrum:
     """A recorded spectrum with the analysis options its own run's facts give."""
 
@@ -237,6 +239,9 @@ def analyse_spectra(paths: list[Path], options: ReportOptions, data: ReportData,
     spectra = [s for s in spectra if s not in references]
     if references:
         ref = min(references, key=lambda r: r.temperature_K)
+        data.notes.append(f"{len(references)} spectra at or above {above:.1f} K are normal "
+                          "state: left out of Δ(T)")
+    if references and options.normal_state_reference:
         data.notes.append(
             f"spectra divided by the normal-state spectrum at {ref.temperature_K:.1f} K "
             f"({ref.source}, same series resistance removed), then fitted with a quadratic "
@@ -255,7 +260,8 @@ def analyse_spectra(paths: list[Path], options: ReportOptions, data: ReportData,
     for spec in spectra:
         try:
             series.options = spec.options
-            ref = _reference_for(references, spec.field_T)
+            ref = (_reference_for(references, spec.field_T)
+                   if options.normal_state_reference else None)
             analysis = series.add(prepare(spec.raw, spec.options,
                                           ref.raw if ref is not None else None))
         except Exception as exc:  # noqa: BLE001
