@@ -281,31 +281,84 @@ def _kernel(x: np.ndarray, kt: float) -> np.ndarray:
     return u / (kt * (1.0 + u) ** 2)
 
 
+def _kernel_slope(x: np.ndarray, kt: float) -> np.ndarray:
+    """d/dx of :func:`_kernel`: −K·tanh(x/2k_BT)/k_BT."""
+    u = np.exp(-np.abs(x) / kt)
+    return -np.sign(x) * u * (1.0 - u) / (kt * kt * (1.0 + u) ** 3)
+
+
+_TABLE_STEPS_PER_KT = 24  # cubic-Hermite table of the combined kernel: ~1e-7 relative error
+
+
+@lru_cache(maxsize=32)
+def _measurement_table(kt: float, modulation_mV: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """(step, K, dK/dx) of thermal ⊗ semicircle at x = 0, h, 2h, … (the kernel is even).
+
+    The lock-in's semicircle (:mod:`daqapp.analysis.modulation`) convolved with −∂f/∂E, by a
+    Gauss–Chebyshev sum over the semicircle. The result stays analytic within πk_BT of the
+    real axis, so the trapezoid sum over the energy grid keeps its exponential accuracy.
+    """
+    from daqapp.analysis.modulation import modulation_nodes, nodes_for_smoothness
+
+    offs, w = modulation_nodes(modulation_mV, nodes_for_smoothness(modulation_mV,
+                                                                    math.pi * kt, 1e-9))
+    h = kt / _TABLE_STEPS_PER_KT
+    half = _KERNEL_HALF_WIDTH_KT * kt + float(np.max(offs))
+    x = np.arange(int(math.ceil(half / h)) + 4) * h
+    k = np.zeros(x.size)
+    dk = np.zeros(x.size)
+    for o, wk in zip(offs, w, strict=True):
+        k += wk * _kernel(x - o, kt)
+        dk += wk * _kernel_slope(x - o, kt)
+    return h, k, dk
+
+
+def _measured_kernel(x: np.ndarray, kt: float, modulation_mV: float) -> np.ndarray:
+    """The weight of G₀(E) in the measured G(V) at x = V − E: −∂f/∂E, or it ⊗ the semicircle."""
+    if modulation_mV == 0.0:
+        return _kernel(x, kt)
+    h, k, dk = _measurement_table(kt, modulation_mV)
+    t = np.abs(x) / h
+    i = np.minimum(t.astype(np.int64), k.size - 2)
+    s = t - i
+    s2, s3 = s * s, s * s * s
+    h00, h10, h01, h11 = 2 * s3 - 3 * s2 + 1, s3 - 2 * s2 + s, -2 * s3 + 3 * s2, s3 - s2
+    out = h00 * k[i] + h10 * h * dk[i] + h01 * k[i + 1] + h11 * h * dk[i + 1]
+    return np.where(t < k.size - 1, out, 0.0)
+
+
 _KERNEL_CACHE: OrderedDict = OrderedDict()
 _KERNEL_CACHE_SIZE = 16
 
 
-def _grid_kernel(bias: np.ndarray, kt: float, step: float, n_half: int):
+def _grid_kernel(bias: np.ndarray, kt: float, step: float, n_half: int,
+                 modulation_mV: float = 0.0):
     """Indices into the mirrored half grid and trapezoid×kernel weights for each bias point."""
-    key = (bias.tobytes(), kt, step, n_half)
+    key = (bias.tobytes(), kt, step, n_half, modulation_mV)
     hit = _KERNEL_CACHE.get(key)
     if hit is not None:
         _KERNEL_CACHE.move_to_end(key)
         return hit
-    hit = _kernel_block(bias, kt, step, n_half)
+    hit = _kernel_block(bias, kt, step, n_half, modulation_mV)
     _KERNEL_CACHE[key] = hit
     if len(_KERNEL_CACHE) > _KERNEL_CACHE_SIZE:
         _KERNEL_CACHE.popitem(last=False)
     return hit
 
 
-def _kernel_block(bias: np.ndarray, kt: float, step: float, n_half: int):
-    half_width = _KERNEL_HALF_WIDTH_KT * kt
+def _half_width(kt: float, modulation_mV: float) -> float:
+    """Support of the measured kernel: ±16 k_BT, widened by the modulation's peak √2·V_rms."""
+    return _KERNEL_HALF_WIDTH_KT * kt + math.sqrt(2.0) * modulation_mV
+
+
+def _kernel_block(bias: np.ndarray, kt: float, step: float, n_half: int,
+                  modulation_mV: float = 0.0):
+    half_width = _half_width(kt, modulation_mV)
     nk = int(math.ceil(2.0 * half_width / step)) + 2
     j0 = np.floor((bias - half_width) / step).astype(np.int64)
     j = j0[:, None] + np.arange(nk)[None, :]
     x = bias[:, None] - j * step
-    weights = step * _kernel(x, kt)
+    weights = step * _measured_kernel(x, kt, modulation_mV)
     idx = np.abs(j)  # G₀(−E) = G₀(E)
     np.clip(idx, 0, n_half - 1, out=idx)
     return idx, weights
@@ -333,11 +386,12 @@ def _work_per_energy(gaps: list[Gap], dimension: int) -> int:
 
 
 def _smeared(bias: np.ndarray, temperature_K: float, gaps: list[Gap],
-             dimension: int, resolution: float = 1.0) -> np.ndarray:
-    """Thermal convolution; ``resolution`` > 1 coarsens the energy and angle grids (screening)."""
+             dimension: int, resolution: float = 1.0, modulation_mV: float = 0.0) -> np.ndarray:
+    """Thermal (and lock-in modulation) convolution; ``resolution`` > 1 coarsens the energy and
+    angle grids (screening)."""
     kt = K_B_MEV_PER_K * temperature_K
     step = _energy_step(temperature_K, gaps) * resolution
-    half_width = _KERNEL_HALF_WIDTH_KT * kt
+    half_width = _half_width(kt, modulation_mV)
     e_max = float(np.max(np.abs(bias))) + half_width + 2.0 * step
     per_e = _work_per_energy(gaps, dimension)
     nk = 2.0 * half_width / step + 2
@@ -355,7 +409,7 @@ def _smeared(bias: np.ndarray, temperature_K: float, gaps: list[Gap],
         # a block of biases at a time so the (bias, node) arrays stay a few MB.
         m = int(math.ceil(half_width / step))
         offs = np.arange(-m, m + 1) * step
-        w = step * _kernel(offs, kt)
+        w = step * _measured_kernel(offs, kt, modulation_mV)
         rows = max(1, _KERNEL_BLOCK // offs.size)
         out = np.empty(bias.size)
         for i in range(0, bias.size, rows):
@@ -367,25 +421,29 @@ def _smeared(bias: np.ndarray, temperature_K: float, gaps: list[Gap],
     g0 = _g0(energies, gaps, dimension, resolution) - 1.0
     nk_int = int(math.ceil(2.0 * half_width / step)) + 2
     if bias.size * nk_int <= _KERNEL_BLOCK:
-        idx, weights = _grid_kernel(bias, kt, step, n_half)
+        idx, weights = _grid_kernel(bias, kt, step, n_half, modulation_mV)
         return np.einsum("ij,ij->i", g0[idx], weights) + 1.0
     rows = max(1, _KERNEL_BLOCK // nk_int)  # wide kernel: build it block by block, no cache
     out = np.empty(bias.size)
     for i in range(0, bias.size, rows):
-        idx, weights = _kernel_block(bias[i:i + rows], kt, step, n_half)
+        idx, weights = _kernel_block(bias[i:i + rows], kt, step, n_half, modulation_mV)
         out[i:i + rows] = np.einsum("ij,ij->i", g0[idx], weights) + 1.0
     return out
 
 
 # ----------------------------------------------------------------------------- public API
 
-def conductance(bias_mV, temperature_K: float, gaps, dimension: int = 2) -> np.ndarray:
+def conductance(bias_mV, temperature_K: float, gaps, dimension: int = 2,
+                modulation_mV: float = 0.0) -> np.ndarray:
     """Normalised conductance G(V) = (dI/dV)/(dI/dV)_N of a multi-channel N/S point contact.
 
     ``bias_mV``: array (or scalar) of junction bias in mV. ``temperature_K`` ≥ 0; 0 means no
     thermal smearing. ``gaps``: one :class:`Gap` or a sequence whose weights sum to 1.
     ``dimension``: 1 (normal incidence), 2 (cylindrical Fermi surface, in-plane injection; the
     seed paper's convention) or 3 (spherical). Z and the weights are convention-dependent.
+    ``modulation_mV``: rms lock-in excitation across the junction; > 0 returns what the
+    lock-in measures, G convolved with the semicircle of :mod:`daqapp.analysis.modulation`
+    (folded into the thermal kernel, so it costs little and needs no bias grid of its own).
     Returns an array of the shape of ``bias_mV``. Raises ``ValueError`` for invalid input.
 
     Working memory stays below ~60 MB whatever Γ and T (energy, angle and thermal sums are
@@ -395,31 +453,44 @@ def conductance(bias_mV, temperature_K: float, gaps, dimension: int = 2) -> np.n
     that budget and the 1e-4 accuracy is no longer guaranteed. Such Γ has no visible effect
     after thermal smearing; fits keep Γ ≥ k_BT/4 by default and never reach this regime.
     """
+    return _measured(bias_mV, temperature_K, gaps, dimension, 1.0, modulation_mV)
+
+
+def _measured(bias_mV, temperature_K: float, gaps, dimension: int, resolution: float,
+              modulation_mV: float) -> np.ndarray:
     bias, temperature, gaps = _validate(bias_mV, temperature_K, gaps, dimension)
+    _check_finite("modulation_mV", modulation_mV, 0.0, 1e4, "mV rms")
+    modulation_mV = float(modulation_mV)
     shape = bias.shape
     flat = bias.ravel()
     if flat.size == 0:
         return np.zeros(shape)
     if temperature == 0.0:
-        out = _g0(np.abs(flat), gaps, dimension)
-    else:
-        out = _smeared(flat, temperature, gaps, dimension)
-    return out.reshape(shape)
+        def g0(v: np.ndarray) -> np.ndarray:
+            return _g0(np.abs(v), gaps, dimension, resolution)
+        if modulation_mV == 0.0:
+            return g0(flat).reshape(shape)
+        # no thermal kernel to fold the semicircle into: quadrature nodes resolving Γ
+        from daqapp.analysis.modulation import broaden, nodes_for_smoothness
+
+        gammas = [g.gamma for g in gaps if g.weight > 0 and g.delta > 0] or [1.0]
+        n = nodes_for_smoothness(modulation_mV, max(min(gammas), 1e-3), 1e-6)
+        return broaden(flat, g0, modulation_mV, n_nodes=n).reshape(shape)
+    return _smeared(flat, temperature, gaps, dimension, resolution,
+                    modulation_mV).reshape(shape)
 
 
 def screening_conductance(bias_mV, temperature_K: float, gaps, dimension: int = 2,
-                          resolution: float = 3.0) -> np.ndarray:
+                          resolution: float = 3.0, modulation_mV: float = 0.0) -> np.ndarray:
     """:func:`conductance` on grids ``resolution`` times coarser (energy step, angular nodes).
 
     For the global search stage of fits, where only the ranking of many candidate parameter
     sets matters: ~3× faster for d-wave at a few 1e-3 absolute error. Not for final values.
     """
-    bias, temperature, gaps = _validate(bias_mV, temperature_K, gaps, dimension)
-    flat = bias.ravel()
-    if temperature == 0.0 or flat.size == 0:
-        return conductance(bias_mV, temperature_K, gaps, dimension)
-    res = max(1.0, float(resolution))
-    return _smeared(flat, temperature, gaps, dimension, res).reshape(bias.shape)
+    if float(temperature_K) == 0.0:
+        return conductance(bias_mV, temperature_K, gaps, dimension, modulation_mV)
+    return _measured(bias_mV, temperature_K, gaps, dimension, max(1.0, float(resolution)),
+                     modulation_mV)
 
 
 def zero_temperature_conductance(energy_meV, gaps, dimension: int = 2) -> np.ndarray:

@@ -116,12 +116,43 @@ def test_temperature_series_independent_and_global():
     assert [r.temperature_K for r in series] == [3.0, 20.0, 40.0]
     # alone, the broad 40 K spectrum leaves Δ1 degenerate with Γ1 and Z1 (a few % off)
     assert series[-1].values["delta1"] == pytest.approx(20.5, rel=0.1)
-    glob = fit_global(spectra, "s+s")
+    glob = fit_global(spectra, "s+s", share=("w", "z", "gamma"))
     z1 = {r.values["z1"] for r in glob.results}
     assert len(z1) == 1 and z1.pop() == pytest.approx(0.58, abs=0.03)
     for r, (_, d1, _) in zip(glob.results, rows, strict=True):
         assert r.values["delta1"] == pytest.approx(d1, rel=0.02)
     assert glob.n_varying == 5 + 2 * 3
+    # the data really share Z and Γ: the F-test does not object
+    assert glob.sharing_test["p"] > 0.01 and not any("contradict" in n for n in glob.notes)
+    assert [r.values["delta1"] for r in glob.independent] == pytest.approx(
+        [r.values["delta1"] for r in series])
+
+
+def test_global_fit_shares_only_w_by_default_and_flags_sharing_that_the_data_contradict():
+    from daqapp.analysis.fit import fit_global
+
+    # Extended Data Table 3 rows as printed: Z1 falls 0.58 → 0.35 between 3 and 40 K
+    table3 = [(3.0, 6.6, 4.0, 0.58, 0.40, 23.0, 6.0), (20.0, 6.4, 3.5, 0.515, 0.38, 22.9, 5.85),
+              (40.0, 7.2, 4.3, 0.35, 0.27, 20.5, 5.3)]
+    v = np.linspace(-80, 80, 401)
+    rng = np.random.default_rng(5)
+    spectra = []
+    for t, g1, g2, z1, z2, d1, d2 in table3:
+        gaps = [Gap(d1, g1, z1, weight=0.5), Gap(d2, g2, z2, weight=0.5)]
+        spectra.append((v, conductance(v, t, gaps) + rng.normal(0, 0.003, v.size), t))
+    glob = fit_global(spectra, "s+s")
+    assert glob.shared == ["weight1"]
+    assert {round(r.values["weight1"], 12) for r in glob.results}.__len__() == 1
+    assert glob.results[0].values["delta1"] == pytest.approx(23.0, rel=0.03)
+    assert glob.sharing_test["p"] > 0.01
+    assert [r.values["z1"] for r in glob.results][0] > [r.values["z1"]
+                                                       for r in glob.results][-1] + 0.1
+    wrong = fit_global(spectra, "s+s", share=("w", "z", "gamma"))
+    assert wrong.sharing_test["p"] < 0.01
+    assert any("contradict" in n and "z1" in n for n in wrong.notes)
+    assert wrong.chi2 > glob.chi2 + 50
+    with pytest.raises(ValueError, match="share = 'zz' is not allowed"):
+        fit_global(spectra[:1], "s", share=("zz",))
 
 
 def _chi2(v, g, gaps, sigma, t=3.0):
@@ -199,3 +230,136 @@ def test_fit_does_not_import_scipy_signal():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- modulation, p_normal
+
+# two narrow gaps, where a 2 mV rms lock-in excitation is not small against Γ and k_BT
+NARROW = [Gap(8.0, 0.8, 0.5, weight=0.6), Gap(2.5, 0.4, 0.4, weight=0.4)]
+
+
+def test_modulation_and_p_normal_are_kept_by_copy_results_and_json():
+    m = BTKModel("s+s", 3.0, modulation_mV=1.5)
+    assert m["p_normal"].value == 0.0 and m["p_normal"].vary is False
+    m2 = m.copy()
+    assert m2.modulation_mV == 1.5
+    v = np.linspace(-40, 40, 201)
+    np.testing.assert_allclose(m2.eval(v), conductance(v, 3.0, m.gaps(), 2, 1.5), atol=1e-14)
+    # G = (1 − p)·G_BTK + p, before the background
+    m2.set("p_normal", value=0.3).set("scale", value=1.2)
+    np.testing.assert_allclose(m2.eval(v), 1.2 * (0.7 * m.eval(v) + 0.3), atol=1e-12)
+    g = m2.eval(v) + np.random.default_rng(0).normal(0, 0.003, v.size)
+    r = fit_spectrum(v, g, m2, n_starts=1)
+    assert r.modulation_mV == 1.5 and r.values["p_normal"] == 0.3
+    back = FitResult.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert back.modulation_mV == 1.5
+    np.testing.assert_allclose(back.eval(v), r.eval(v), atol=1e-12)
+    with pytest.raises(ValueError, match="modulation_mV .* allowed range"):
+        BTKModel("s", modulation_mV=-1.0)
+
+
+def test_guess_leaves_fixed_parameters_and_p_normal_alone():
+    v = np.linspace(-40, 40, 401)
+    g = conductance(v, 3.0, NARROW)
+    m = BTKModel("s+s", 3.0).set("z1", value=0.43, vary=False).set("delta2", value=2.2,
+                                                                    vary=False)
+    m.guess(v, g)
+    assert m["z1"].value == 0.43 and m["delta2"].value == 2.2 and m["p_normal"].value == 0.0
+    m.set("p_normal", vary=True).guess(v, g)
+    assert 0.0 < m["p_normal"].value < 1.0
+
+
+def test_fit_with_2mV_modulation_recovers_gaps_only_when_modulation_is_modelled():
+    v = np.linspace(-25, 25, 801)
+    g = conductance(v, 3.0, NARROW, modulation_mV=2.0) + np.random.default_rng(1).normal(
+        0, 0.003, v.size)
+    r = fit_spectrum(v, g, "s+s", temperature_K=3.0, modulation_mV=2.0)
+    assert r.values["delta1"] == pytest.approx(8.0, rel=0.02)
+    assert r.values["delta2"] == pytest.approx(2.5, rel=0.04)
+    assert r.chi2_red < 1.2
+    ignored = fit_spectrum(v, g, "s+s", temperature_K=3.0)
+    # measured: Δ1 +10 %, Δ2 +56 %, χ²_red ≈ 3 when the modulation is left out
+    assert ignored.values["delta1"] > 1.05 * 8.0
+    assert ignored.values["delta2"] > 1.2 * 2.5
+    assert ignored.chi2_red > 1.5
+
+
+# --------------------------------------------------------------------------- honest results
+
+NB_3K = [Gap(1.5, 1.42, 0.43)]  # the seed's Nb calibration
+
+
+def test_a_fixed_z_is_used_as_given_on_an_nb_spectrum():
+    v = np.linspace(-6, 6, 301)
+    g = conductance(v, 3.0, NB_3K) + np.random.default_rng(0).normal(0, 0.002, v.size)
+    r = fit_spectrum(v, g, BTKModel("s", 3.0).set("z1", value=0.43, vary=False))
+    assert r.values["z1"] == 0.43 and r.params["z1"]["stderr"] is None
+    assert r.values["delta1"] == pytest.approx(1.5, rel=0.02)
+    assert r.chi2_red < 1.3
+
+
+def test_undetermined_parameters_report_none_and_a_note_never_zero():
+    v = np.linspace(-6, 6, 301)
+    g = conductance(v, 3.0, NB_3K) + np.random.default_rng(0).normal(0, 0.002, v.size)
+    # weight1 = 1 leaves the second channel out of the spectrum: its parameters do nothing
+    r = fit_spectrum(v, g, BTKModel("s+s", 3.0).set("weight1", value=1.0, vary=False))
+    for k in ("delta2", "gamma2", "z2"):
+        assert r.stderr[k] is None
+    assert r.stderr["delta1"] is not None and r.stderr["delta1"] > 0
+    assert any("undetermined" in n and "z2" in n for n in r.notes)
+    assert all(e is None or e > 0 for k, e in r.stderr.items() if k in r.varying)
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["params"]["z2"]["stderr"] is None and d["notes"] == r.notes
+    assert "undetermined" in r.summary()
+
+
+def test_profile_interval_covers_the_truth_as_often_as_stated():
+    from daqapp.analysis.fit import profile_interval
+
+    v = np.linspace(-6, 6, 201)
+    covered = 0
+    n_draws = 16
+    for k in range(n_draws):
+        g = conductance(v, 3.0, NB_3K) + np.random.default_rng(2000 + k).normal(0, 0.002,
+                                                                                v.size)
+        r = fit_spectrum(v, g, "s", temperature_K=3.0, sigma=0.002)
+        lo, hi = profile_interval(v, g, r, "delta1")
+        assert lo < r.values["delta1"] < hi
+        # a near-parabolic valley: the profile agrees with ±σ from the curvature to ~30 %
+        assert 0.7 < (hi - lo) / (2 * r.stderr["delta1"]) < 1.3
+        covered += lo <= 1.5 <= hi
+    # binomial(16, 0.683): 7..15 holds with probability 99 % (measured: 10)
+    assert 7 <= covered <= 15
+
+
+def test_profile_on_two_gaps_crosses_delta_chi2_of_one_and_covers_the_truth():
+    v = np.linspace(-80, 80, 301)
+    covered = 0
+    for k in range(8):
+        g = conductance(v, 3.0, CELL2_3K) + np.random.default_rng(1000 + k).normal(
+            0, 0.003, v.size)
+        r = fit_spectrum(v, g, "s+s", temperature_K=3.0, sigma=0.003, profile=True)
+        assert set(r.intervals) == {"delta1", "delta2"}
+        for name, true in (("delta1", 23.0), ("delta2", 6.0)):
+            lo, hi = r.intervals[name]
+            assert lo < r.values[name] < hi
+            covered += lo <= true <= hi
+        if k == 0:  # the ends are where min over the others of χ² is χ²_min + 1
+            lo, hi = r.intervals["delta2"]
+            for end in (lo, hi):
+                m = r.to_model().set("delta2", value=end, vary=False)
+                prof = fit_spectrum(v, g, m, sigma=0.003, warm_start=r)
+                assert prof.chi2 - r.chi2 == pytest.approx(1.0, abs=0.1)
+    assert covered >= 10  # of 16 intervals at 68 % (measured: 12)
+
+
+def test_d_plus_s_keeps_the_d_gap_as_the_larger_delta1_after_the_polish():
+    truth = [Gap(20.0, 3.0, 0.6, "s", weight=0.5), Gap(6.0, 1.5, 0.5, "d", 0.3, weight=0.5)]
+    v = np.linspace(-60, 60, 301)
+    g = conductance(v, 3.0, truth) + np.random.default_rng(2).normal(0, 0.003, v.size)
+    r = fit_spectrum(v, g, "d+s", temperature_K=3.0)
+    assert r.values["delta1"] >= r.values["delta2"]
+    assert "delta2<=delta1" in r.constraints
+    right = fit_spectrum(v, g, "s+d", temperature_K=3.0)
+    assert right.values["delta1"] == pytest.approx(20.0, rel=0.03)
+    assert right.chi2 < r.chi2 - 50  # the mislabelled model is worse, not silently swapped
