@@ -40,6 +40,7 @@ from daqapp.analysis.fit import (
     estimate_noise,
     fit_spectrum,
     parse_model,
+    profile_interval,
     verdict,
 )
 from daqapp.analysis.spectrum import (
@@ -91,7 +92,9 @@ class AnalysisOptions:
     ac voltage across the junction (None: from the spectrum or run, else 0). ``normalized``:
     True for G/G_N input (background held at 1), False for raw, None to detect (outer edges
     ≈ 1). ``sigma``: noise of one point of the normalised conductance (None: estimated).
-    ``max_bias_mV``/``bias_window_mV``: the junction-bias range fitted.
+    ``max_bias_mV``/``bias_window_mV``: the junction-bias range fitted. ``profile``: add
+    profile-likelihood intervals of the gaps. ``normal_fraction``: fit the parallel
+    normal-conductance fraction ``p_normal`` (held at 0 otherwise).
     """
 
     models: tuple[str, ...] = ("s+s",)
@@ -106,6 +109,8 @@ class AnalysisOptions:
     temperature_K: float | None = None
     gap_form: str = "bcs"
     bias_window_mV: tuple[float, float] | None = None
+    profile: bool = False
+    normal_fraction: bool = False
 
     def __post_init__(self) -> None:
         models = (self.models,) if isinstance(self.models, str) else tuple(self.models)
@@ -681,6 +686,8 @@ def build_model(name: str, prepared: PreparedSpectrum, options: AnalysisOptions)
     if prepared.v0_free:
         m.set("v0", value=min(max(prepared.v0_mV, -4.9), 4.9), vary=True)
     m.modulation_mV = prepared.modulation_mV
+    if options.normal_fraction and "p_normal" in m.params:
+        m.set("p_normal", vary=True)
     return m
 
 
@@ -737,11 +744,15 @@ def fit_model(prepared: PreparedSpectrum, name: str, options: AnalysisOptions,
     if colder is not None and colder.model == model.name:
         _hold_series(model, colder, float(np.max(np.abs(b))))
     sigma = options.sigma  # None: fit_spectrum estimates it from these points, as prepare did
-    fresh = fit_spectrum(b, g, model, sigma=sigma, guess=False)
-    if colder is None or colder.model != model.name:
-        return fresh
-    warm = fit_spectrum(b, g, model, sigma=sigma, warm_start=colder)
-    return warm if warm.chi2 < fresh.chi2 else fresh
+    best = fit_spectrum(b, g, model, sigma=sigma, guess=False)
+    if colder is not None and colder.model == model.name:
+        warm = fit_spectrum(b, g, model, sigma=sigma, warm_start=colder)
+        best = warm if warm.chi2 < best.chi2 else best
+    if options.profile:
+        for name in ("delta1", "delta2", "delta3"):
+            if name in best.varying:
+                profile_interval(b, g, best, name)
+    return best
 
 
 def analyse_spectrum(prepared: PreparedSpectrum, options: AnalysisOptions | None = None,
@@ -794,9 +805,7 @@ def analyse_spectrum(prepared: PreparedSpectrum, options: AnalysisOptions | None
         v0, e = r.values["v0"], r.stderr.get("v0")
         notes.append(f"bias offset V0 = {v0:.3f}" + (f" ± {e:.2g}" if e else "")
                      + " mV fitted")
-    undetermined = [k for k in r.varying if r.stderr.get(k) is None]
-    if undetermined:
-        notes.append("not determined by the data (no error): " + ", ".join(undetermined))
+    notes.extend(n for n in getattr(r, "notes", []) if n not in notes)
     if "at a bound" in r.message:
         notes.append(r.message[r.message.index("at a bound"):].split(";")[0])
     for name, msg in errors.items():

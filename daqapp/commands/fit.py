@@ -54,6 +54,12 @@ def register(subparsers) -> None:
                         "'none' leaves the axis alone")
     p.add_argument("--bias-window", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="fit only junction biases in [MIN, MAX] mV")
+    p.add_argument("--profile", action="store_true",
+                   help="profile-likelihood 68 %% intervals of the gaps (slower; follow a "
+                        "curved or bounded χ² valley, unlike ±σ)")
+    p.add_argument("--normal-fraction", action="store_true",
+                   help="fit a parallel normal-conductance fraction p_normal (conduction "
+                        "through non-superconducting regions; held at 0 otherwise)")
     p.add_argument("--keep-dips", action="store_true",
                    help="do not mask critical-current dips")
     p.add_argument("--sigma", type=float, default=None,
@@ -96,7 +102,8 @@ def _options(args: argparse.Namespace):
             modulation_mV_rms=args.modulation_mV,
             normalized=True if args.normalized else (False if args.normalize else None),
             mask_dips=not args.keep_dips, sigma=args.sigma, temperature_K=args.temperature,
-            bias_window_mV=tuple(args.bias_window) if args.bias_window else None)
+            bias_window_mV=tuple(args.bias_window) if args.bias_window else None,
+            profile=args.profile, normal_fraction=args.normal_fraction)
     except ConfigError as exc:
         raise ConfigError(f"--model: {exc}" if str(exc).startswith("models") else str(exc)) \
             from None
@@ -260,8 +267,10 @@ def run(args: argparse.Namespace) -> int:
             for s in item["preparation"]:
                 print(f"   ({s})")
             print(text)
+            shown = analysis.result().notes if len(opts.models) == 1 else []
             for note in item["notes"]:
-                print(f"   note: {note}")
+                if note not in shown:  # the result's own notes are in its summary
+                    print(f"   note: {note}")
     gaps = series.series()
     if len(items) > 1 and not args.json:
         print("== Δ(T): " + ", ".join(f"{t:.1f} K: {d:.2f} meV" for t, d in
