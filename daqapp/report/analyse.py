@@ -604,25 +604,35 @@ def _title(found: Collected, paths: list[Path]) -> str:
     return paths[0].name if paths else "daqapp report"
 
 
+#: The campaign's series so far, per (folder, model): the preview fits each new spectrum run
+#: as the report will, constrained by the colder spectra of the same contact.
+_PREVIEW_SERIES: dict[tuple[str, str], Any] = {}
+
+
 def quick_fit_run(path: Path) -> tuple[dict[str, Any], str] | None:
-    """Fit the first spectrum of a finished run (the campaign's 'latest fit' preview)."""
-    from daqapp.analysis.spectroscopy import analyse
+    """Fit the first spectrum of a finished run (the campaign's 'latest fit' preview), as part
+    of its folder's series, so the preview shows the number the report will."""
+    from daqapp.analysis.spectroscopy import SeriesFit, prepare
 
     options = ReportOptions()
-    name = Path(path).name.lower()
+    path = Path(path)
+    name = path.name.lower()
     model = "s" if "calibration" in name or "nb" in name else options.model
-    spectra = load_run_spectra(Path(path), options, model=model)
+    spectra = load_run_spectra(path, options, model=model)
     if not spectra:
         return None
     spec = spectra[0]
-    result = spectrum_result(analyse(spec.raw, spec.options), spec.source)
+    key = (str(path.resolve().parent), model)
+    series = _PREVIEW_SERIES.setdefault(key, SeriesFit(spec.options))
+    series.options = spec.options
+    result = spectrum_result(series.add(prepare(spec.raw, spec.options)), spec.source)
     values = {k: v.as_dict() for k, v in result.parameters.items()}
     values["temperature_K"] = spec.temperature_K
     values["chi2_red"] = result.chi2_red
     parts = [f"T={spec.temperature_K:.1f} K"]
-    for key, label in (("delta1_meV", "Δ1"), ("delta2_meV", "Δ2")):
-        if key in result.parameters:
-            parts.append(f"{label}={result.parameters[key].text(3)}")
+    for key_name, label in (("delta1_meV", "Δ1"), ("delta2_meV", "Δ2")):
+        if key_name in result.parameters:
+            parts.append(f"{label}={result.parameters[key_name].text(3)}")
     if not result.parameters:
         parts.append("no gap")
     return values, " ".join(parts)
