@@ -69,6 +69,9 @@ NO_GAP_AMPLITUDE_SIGMAS = 5.0
 DELTA2_RESOLVED_FRACTION = 0.3
 #: Sweeps at one temperature that differ by more than this many noise σ (rms) are flagged.
 HEATING_SIGMAS = 3.0
+#: Evaluations of the final polish: the joint background and V0 make 11 free parameters for
+#: s+s, and a smeared spectrum's shallow valley needs more than the fit's default 100.
+MAX_NFEV = 300
 #: Spectra this close in temperature count as "not warmer" along a series.
 SERIES_T_TOLERANCE_K = 0.5
 #: A spectrum whose χ²_red exceeds this multiple of the series' median does not constrain.
@@ -744,9 +747,9 @@ def fit_model(prepared: PreparedSpectrum, name: str, options: AnalysisOptions,
     if colder is not None and colder.model == model.name:
         _hold_series(model, colder, float(np.max(np.abs(b))))
     sigma = options.sigma  # None: fit_spectrum estimates it from these points, as prepare did
-    best = fit_spectrum(b, g, model, sigma=sigma, guess=False)
+    best = fit_spectrum(b, g, model, sigma=sigma, guess=False, max_nfev=MAX_NFEV)
     if colder is not None and colder.model == model.name:
-        warm = fit_spectrum(b, g, model, sigma=sigma, warm_start=colder)
+        warm = fit_spectrum(b, g, model, sigma=sigma, warm_start=colder, max_nfev=MAX_NFEV)
         best = warm if warm.chi2 < best.chi2 else best
     if options.profile:
         for name in ("delta1", "delta2", "delta3"):
