@@ -488,7 +488,9 @@ class FitWorker:
             parameters.extend(parameter_rows(analysis, model, spectrum.sweep))
             self._store(job.store, f"sweep{spectrum.sweep:04d}_{model}",
                         {**analysis.to_dict(model), "sweep": int(spectrum.sweep)})
-        self.gap_fits = (series.fits.get("delta1"), series.fits.get("delta2"))
+        # only fits whose Tc the data determine are drawn; the status says "not determined"
+        self.gap_fits = tuple(series.fits.get(k) if series.tc_determined.get(k) else None
+                              for k in ("delta1", "delta2"))
         for key, fit in series.fits.items():
             if fit is not None:
                 self._store(job.store, f"gap_T_{key}_{self.gap_form}",

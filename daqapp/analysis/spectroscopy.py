@@ -932,7 +932,15 @@ def analyse_series(analyses: Sequence[SpectrumAnalysis], gap_form: str = "bcs",
         elif not a.has_gap:
             excluded.append(f"{label} at {a.temperature_K:.1f} K: no gap (normal state)")
         else:
-            rows.append((a.temperature_K, *gaps, sweeps[k] if sweeps is not None else k, label))
+            d1, e1, d2, e2 = gaps
+            if not math.isfinite(e1):
+                excluded.append(f"{label} at {a.temperature_K:.1f} K: Δ1 not determined "
+                                "by the data (no error)")
+                continue
+            if math.isfinite(d2) and not math.isfinite(e2):
+                d2, e2 = math.nan, math.nan  # Δ1 counts, Δ2 is not determined here
+            rows.append((a.temperature_K, d1, e1, d2, e2,
+                         sweeps[k] if sweeps is not None else k, label))
     rows.sort(key=lambda row: row[0])
     series = GapSeries(excluded=excluded)
     if not rows:
