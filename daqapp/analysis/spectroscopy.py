@@ -906,12 +906,13 @@ def tc_determined(fit: Any, t_max_K: float) -> bool:
     """Whether a Δ(T) fit's Tc means something: finite, with an error below
     ``TC_MAX_RELATIVE_ERROR`` of it, and the warmest spectrum with a gap (``t_max_K``) at
     ``TC_MIN_REACH`` of Tc or beyond (from points far below Tc a BCS curve is flat: any Tc
-    fits). A ``determined`` flag the fit carries itself is honoured too."""
+    fits). When the fit carries its own verdict (``GapTemperatureFit.tc_determined``, from
+    :mod:`daqapp.analysis.gaps`), that verdict decides."""
     if fit is None:
         return False
-    flag = getattr(fit, "determined", None)
-    if flag is False:
-        return False
+    flag = getattr(fit, "tc_determined", None)
+    if isinstance(flag, bool | np.bool_):
+        return bool(flag)
     tc, err = float(fit.tc_K), float(fit.tc_err_K)
     return (math.isfinite(tc) and math.isfinite(err) and 0 < err < TC_MAX_RELATIVE_ERROR * tc
             and t_max_K >= TC_MIN_REACH * tc)
