@@ -36,7 +36,7 @@ from daqapp.analysis.spectroscopy import (
     SeriesFit,
     SpectrumAnalysis,
     facts_from_run,
-    junction_modulation_mV,
+    modulation_from_columns,
     prepare,
     tc_determined,
 )
@@ -196,11 +196,11 @@ class SweepCollector:
         current = (np.array([_num(r.get(ccol)) for r in rows]) * _mA_factor(self.units, ccol)
                    if ccol else None)
         modulation = None
-        if "i_ac" in keys and resistance is not None:
-            modulation = junction_modulation_mV([_num(r.get("i_ac")) for r in rows],
-                                                [_num(r.get(resistance)) for r in rows],
-                                                (self.facts.series_resistance_ohm
-                                                 if self.facts else None) or 0.0)
+        if resistance is not None:
+            modulation = modulation_from_columns(
+                {"dvdi": np.array([_num(r.get(resistance)) for r in rows]),
+                 "i_ac": np.array([_num(r.get("i_ac")) for r in rows]) if "i_ac" in keys
+                 else None}, self.facts or RunFacts())
         tcol = _first(keys, TEMPERATURE_COLUMNS)
         bcol = _first(keys, FIELD_COLUMNS)
         temps = np.array([_num(r.get(tcol)) for r in rows]) if tcol else np.array([math.nan])

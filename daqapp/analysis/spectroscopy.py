@@ -176,6 +176,8 @@ class RunFacts:
     series_resistance_source: str = ""
     excitation_V_rms: float | None = None
     bias_resistor_ohm: float | None = None
+    #: the 6221 DCON procedure's current step dI between its alternating readings (A)
+    dcon_delta_A: float | None = None
 
     def modulation_mV(self, junction_ohm: float) -> float | None:
         """rms ac voltage (mV) across a junction of ``junction_ohm``: the excitation through
@@ -214,7 +216,8 @@ def run_facts(metadata: Mapping[str, Any] | None = None,
     excitation = _number(parameters.get("excitation"))
     if excitation is not None and resistor is None:
         resistor = 48e3  # DESIGN.md's bias network, as the procedures assume without a station
-    return RunFacts(rs, source if rs is not None else "", excitation, resistor)
+    delta = _number(parameters.get("delta")) if "excitation" not in parameters else None
+    return RunFacts(rs, source if rs is not None else "", excitation, resistor, delta)
 
 
 def facts_from_run(run: Any) -> RunFacts:
@@ -224,7 +227,7 @@ def facts_from_run(run: Any) -> RunFacts:
     wiring = None
     procedure = getattr(run, "procedure", None)
     if parameters is None and procedure is not None and not isinstance(procedure, str):
-        parameters = {k: getattr(procedure, k) for k in ("excitation", "bias_resistor")
+        parameters = {k: getattr(procedure, k) for k in ("excitation", "bias_resistor", "delta")
                       if isinstance(getattr(procedure, k, None), int | float)}
     station = getattr(run, "station", None)
     if station is not None:
@@ -294,6 +297,29 @@ def junction_modulation_mV(i_ac_A, dvdi_ohm, series_resistance_ohm: float = 0.0
     return value if value > 0 else None
 
 
+def modulation_from_columns(columns: Mapping[str, np.ndarray], facts: RunFacts
+                            ) -> float | None:
+    """rms modulation (mV) across the junction of one sweep: from the lock-in's own I_ac and
+    dV/dI, else from the DCON current step, else from the excitation through R_b."""
+    rs = facts.series_resistance_ohm or 0.0
+    dvdi = columns.get("dvdi")
+    if dvdi is None:
+        return None
+    if columns.get("i_ac") is not None:
+        return junction_modulation_mV(columns["i_ac"], dvdi, rs)
+    r = np.asarray(dvdi, dtype=float)
+    r = r[np.isfinite(r)]
+    if r.size < 3:
+        return None
+    junction = float(np.median(r)) - rs
+    if facts.dcon_delta_A:
+        # DCON: dV/dI is a difference over a current step dI, a box of width dI·R_j in
+        # voltage; in the model it is the semicircle of the same variance (V_rms = w/√6)
+        width = 1e3 * facts.dcon_delta_A * junction
+        return width / math.sqrt(6.0) if width > 0 else None
+    return facts.modulation_mV(junction) if facts.excitation_V_rms else None
+
+
 def _to_mV(unit: str) -> float:
     return {"v": 1e3, "mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3}.get(
         (unit or "V").strip().lower(), 1e3)
@@ -334,13 +360,7 @@ def raw_spectra_from_columns(columns: Mapping[str, np.ndarray], units: Mapping[s
     if "field" in cols and not math.isfinite(field_T):
         b = cols["field"][np.isfinite(cols["field"])]
         field_T = float(b.mean()) if b.size else 0.0
-    modulation = None
-    if "i_ac" in cols and "dvdi" in cols:
-        modulation = junction_modulation_mV(cols["i_ac"][ok], cols["dvdi"][ok],
-                                            facts.series_resistance_ohm or 0.0)
-    elif facts.excitation_V_rms and "dvdi" in cols:
-        modulation = facts.modulation_mV(float(np.median(cols["dvdi"][ok]))
-                                         - (facts.series_resistance_ohm or 0.0))
+    modulation = modulation_from_columns({k: c[ok] for k, c in cols.items()}, facts)
     return RawSpectrum(v[ok], y[ok], kind, None if current is None else current[ok],
                        float(temperature_K), float(field_T if math.isfinite(field_T) else 0.0),
                        label, int(sweep), modulation,

@@ -331,3 +331,18 @@ def test_series_gives_tc_from_a_bcs_temperature_dependence():
     assert gaps.tc_determined["delta1"]
     assert gaps.fits["delta1"].tc_K == pytest.approx(72.0, rel=0.05)
     assert analyse_series(series.analyses[:2]).tc_determined.get("delta1") is not True
+
+
+def test_modulation_from_the_run_parameters_lockin_and_dcon():
+    from daqapp.analysis.spectroscopy import modulation_from_columns, run_facts
+
+    lockin = run_facts({"series_resistance_ohm": 25.0}, {"excitation": {"value": 0.1}},
+                       {"bias_resistor_ohm": 48e3})
+    # 0.1 V rms through 48 kΩ + 25 Ω lead + a 350 Ω junction
+    assert modulation_from_columns({"dvdi": np.full(10, 375.0)}, lockin) == pytest.approx(
+        100 * 350 / (48e3 + 25 + 350))
+    dcon = run_facts({}, {"delta": {"value": 4e-6}})
+    assert dcon.dcon_delta_A == 4e-6 and dcon.excitation_V_rms is None
+    # a 4 µA step on 100 Ω is a 0.4 mV box: the semicircle of its variance, 0.4/√6 mV rms
+    assert modulation_from_columns({"dvdi": np.full(10, 100.0)}, dcon) == pytest.approx(
+        0.4 / math.sqrt(6))
