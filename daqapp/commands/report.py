@@ -22,6 +22,9 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
                        help="divide the spectra by the normal-state spectrum (above the R–T "
                        "onset + 3 K) before the joint background fit (default: the same "
                        "analysis as the window and daqapp fit, without it)")
+    group.add_argument("--profile", action="store_true",
+                       help="profile-likelihood 68 %% intervals of the gaps of every spectrum "
+                       "(in the notes; slower)")
     group.add_argument("--gap-form", default="bcs", choices=["bcs", "tanh", "alpha", "dwave"],
                        help="Δ(T) form for Tc and Δ(0) (default bcs)")
     group.add_argument("--hc2-criterion", type=float, default=0.9, metavar="FRACTION",
@@ -52,7 +55,8 @@ def options_from(args: argparse.Namespace):
                          fit_max_bias_mV=args.max_bias, gap_form=args.gap_form,
                          hc2_criterion=args.hc2_criterion, hc2_eta=args.hc2_eta,
                          jc_form=args.jc_form,
-                         normal_state_reference=getattr(args, "normal_state_reference", False))
+                         normal_state_reference=getattr(args, "normal_state_reference", False),
+                         profile=getattr(args, "profile", False))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -54,6 +54,8 @@ class ReportOptions:
     #: Off by default: the window, replay and ``daqapp fit`` have no reference, and the
     #: report should show their numbers (the contact also changes between Tc and base).
     normal_state_reference: bool = False
+    #: Profile-likelihood intervals of the gaps (in the notes); slower.
+    profile: bool = False
 
 
 @dataclass
@@ -143,7 +145,8 @@ def analysis_options(options: ReportOptions, model: str | None = None) -> Any:
 
     return AnalysisOptions(models=(model or options.model,), dimension=options.dimension,
                            series_resistance_ohm=options.series_resistance_ohm,
-                           max_bias_mV=options.fit_max_bias_mV, gap_form=options.gap_form)
+                           max_bias_mV=options.fit_max_bias_mV, gap_form=options.gap_form,
+                           profile=options.profile)
 
 
 @dataclass(eq=False)  # holds arrays: identity, not element-wise ==
@@ -269,6 +272,11 @@ def analyse_spectra(paths: list[Path], options: ReportOptions, data: ReportData,
             continue
         result = spectrum_result(analysis, spec.source)
         data.spectra.append(result)
+        intervals = getattr(analysis.result(), "intervals", None) or {}
+        if intervals:
+            data.notes.append(f"{spec.source} at {spec.temperature_K:.1f} K: profile 68 % "
+                              "intervals " + ", ".join(f"{k} [{lo:.4g}, {hi:.4g}] meV"
+                                                       for k, (lo, hi) in intervals.items()))
         for warning in result.warnings:
             data.notes.append(f"{spec.source} at {spec.temperature_K:.1f} K: {warning}")
         if progress:
