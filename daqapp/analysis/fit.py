@@ -817,7 +817,7 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
     if not (sigma and math.isfinite(sigma) and sigma > 0):
         sigma, source = 1.0, "unknown (σ = 1 used; χ² is a plain sum of squares)"
     constraints = [f"gamma{i}<=delta{i}" for i in gamma_below_delta]
-    if len(model.components) == 2:
+    if len(model.components) == 2 and model.components[0] != model.components[1]:
         constraints.append("delta2<=delta1")
     prob = _Problem(model, bias, g, float(sigma), constraints)
     names = prob.names
@@ -900,7 +900,8 @@ class _Problem:
 
     Internal coordinates carry the physics constraints as box bounds: Γᵢ = ρᵢΔᵢ with
     ρᵢ ∈ [0, 1] ("gammaN<=deltaN") and Δ2 = qΔ1 with q ∈ [0, 1] ("delta2<=delta1": the
-    labels keep their meaning — in d+s the d gap is Δ1 and the larger one). Both work by
+    labels keep their meaning — in d+s the d gap is Δ1 and the larger one; same-symmetry
+    pairs are relabelled after the fit instead, see :func:`_relabelled`). Both work by
     name, so a profile that fixes Δ1 keeps Γ1 ≤ Δ1 and Δ2 ≤ Δ1. Errors are computed in the
     user's coordinates from a central-difference Jacobian at the solution.
     """
@@ -974,7 +975,7 @@ class _Problem:
 
     def result(self, sol, nfev: int, source: str) -> FitResult:
         m, names = self.model, self.names
-        values = self.unpack(sol.x)
+        values, swapped = _relabelled(m, self.unpack(sol.x))
         cov, notes = _covariance_notes(self.jacobian(values), names)
         stderr = np.sqrt(np.diag(cov)) if cov.size else np.array([])
         params = {}
@@ -987,6 +988,8 @@ class _Problem:
             params[k] = {"value": float(values[k]), "stderr": err, "vary": p.vary,
                          "min": p.min, "max": p.max, "shared_with": p.shared_with}
         message = sol.message
+        if swapped:
+            message += "; components relabelled so that delta1 > delta2"
         at_bound = [k for i, k in enumerate(names)
                     if np.isclose(values[k], self.lo_orig[i], atol=1e-6)
                     or np.isclose(values[k], self.hi_orig[i], atol=1e-6)]
@@ -1005,6 +1008,30 @@ class _Problem:
                          success=bool(sol.status > 0), message=message, nfev=int(nfev),
                          weights=m.weights(values), modulation_mV=m.modulation_mV,
                          notes=notes, constraints=list(self.constraints))
+
+
+_SWAPPED = ("delta", "gamma", "z", "alpha", "anisotropy")
+
+
+def _relabelled(model: BTKModel, values: dict[str, float]) -> tuple[dict[str, float], bool]:
+    """Two same-symmetry gaps with Δ2 > Δ1, relabelled so Δ1 ≥ Δ2 (the model is symmetric).
+
+    Same-symmetry models are not constrained while fitting (a free crossing costs fewer
+    steps); only a symmetric set of fixed/free parameters is swapped, so a value the user
+    fixed stays on its label. Mixed models (d+s) are constrained instead: there the labels
+    are different physics.
+    """
+    comps = model.components
+    if not (len(comps) == 2 and comps[0] == comps[1] and values["delta2"] > values["delta1"]):
+        return values, False
+    pairs = [(f"{b}1", f"{b}2") for b in _SWAPPED if f"{b}1" in values]
+    if any(model[a].vary != model[b].vary for a, b in pairs) or not model["weight1"].vary:
+        return values, False
+    new = dict(values)
+    for a, b in pairs:
+        new[a], new[b] = values[b], values[a]
+    new["weight1"] = 1.0 - values["weight1"]
+    return new, True
 
 
 def _covariance_notes(jac: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
@@ -1071,7 +1098,12 @@ def _profile(prob: _Problem, result: FitResult, name: str, level: float
         if name == small and big in best_vals:
             hi_b = min(hi_b, best_vals[big]) if not m[big].vary else hi_b
     p.vary = False
-    sub = _Problem(m, prob.bias, prob.g, prob.sigma, prob.constraints)
+    constraints = list(prob.constraints)
+    if len(m.components) == 2 and "delta2<=delta1" not in constraints:
+        # same-symmetry pair: keep the labels of the best fit, or stepping Δ1 down would
+        # walk into the relabelled copy of the minimum and never close the interval
+        constraints.append("delta2<=delta1")
+    sub = _Problem(m, prob.bias, prob.g, prob.sigma, constraints)
     q = _delta_chi2(level)
     chi0 = result.chi2
     x_best = sub.pack(best_vals)
@@ -1354,10 +1386,21 @@ def fit_global(spectra: Sequence[tuple[np.ndarray, np.ndarray, float]],
     def residual(x: np.ndarray) -> np.ndarray:
         return np.concatenate([p.residual(internal(x, i)) for i, p in enumerate(probs)])
 
-    sol = least_squares(residual, _clip_into(x0, lo, hi), bounds=(lo, hi), method="trf",
-                        x_scale="jac", max_nfev=100)
-    # covariance of the joint problem in the user's coordinates
+    # each spectrum's local parameters touch only its own residuals: a sparse Jacobian
+    # pattern lets the finite differences perturb all spectra's locals at once
     n_tot = [p.bias.size for p in probs]
+    pattern = np.zeros((sum(n_tot), x0.size), dtype=bool)
+    pattern[:, :ns] = True
+    row = 0
+    for i, n_i in enumerate(n_tot):
+        pattern[row:row + n_i, ns + i * nl: ns + (i + 1) * nl] = True
+        row += n_i
+    sparse = len(probs) > 2
+    sol = least_squares(residual, _clip_into(x0, lo, hi), bounds=(lo, hi), method="trf",
+                        x_scale="jac", max_nfev=100,
+                        jac_sparsity=pattern if sparse else None,
+                        tr_solver="lsmr" if sparse else None)
+    # covariance of the joint problem in the user's coordinates
     all_names = shared + [f"{k}[{i}]" for i in range(len(probs)) for k in local]
     jac = np.zeros((sum(n_tot), len(all_names)))
     row = 0

@@ -363,3 +363,31 @@ def test_d_plus_s_keeps_the_d_gap_as_the_larger_delta1_after_the_polish():
     right = fit_spectrum(v, g, "s+d", temperature_K=3.0)
     assert right.values["delta1"] == pytest.approx(20.0, rel=0.03)
     assert right.chi2 < r.chi2 - 50  # the mislabelled model is worse, not silently swapped
+
+
+def test_parallel_normal_fraction_is_recovered_when_freed_and_biases_the_fit_when_not():
+    v = np.linspace(-60, 60, 601)
+    truth = [Gap(23.0, 3.0, 0.58)]
+    g = 0.7 * conductance(v, 3.0, truth) + 0.3 + np.random.default_rng(3).normal(0, 0.003,
+                                                                                 v.size)
+    r = fit_spectrum(v, g, BTKModel("s", 3.0).set("p_normal", vary=True))
+    assert r.values["p_normal"] == pytest.approx(0.3, abs=0.01)
+    assert r.values["delta1"] == pytest.approx(23.0, rel=0.01)
+    assert r.values["gamma1"] == pytest.approx(3.0, rel=0.05)
+    without = fit_spectrum(v, g, BTKModel("s", 3.0))
+    # measured: Γ1 5.4 instead of 3.0, χ²_red 59 — here it shows; with two gaps it is
+    # absorbed into w instead, at χ²_red ≈ 1 (docs/drafts/fit-model.md)
+    assert without.values["gamma1"] > 1.5 * 3.0 and without.chi2_red > 5
+
+
+def test_degenerate_directions_are_named_and_the_rest_keeps_its_error():
+    from daqapp.analysis.fit import _covariance_notes
+
+    rng = np.random.default_rng(0)
+    a, c = rng.normal(size=200), rng.normal(size=200)
+    jac = np.column_stack([a, 2.0 * a, c, np.zeros(200)])  # p0, p1 only as p0 + 2·p1
+    cov, notes = _covariance_notes(jac, ["p0", "p1", "p2", "p3"])
+    assert np.isnan(cov[0, 0]) and np.isnan(cov[1, 1]) and np.isnan(cov[3, 3])
+    assert cov[2, 2] == pytest.approx(1.0 / (c @ c - (c @ a) ** 2 / (a @ a)), rel=1e-9)
+    assert any("p3" in n and "does not depend" in n for n in notes)
+    assert any("p0, p1" in n and "degenerate" in n for n in notes)
