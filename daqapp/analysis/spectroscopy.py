@@ -638,11 +638,7 @@ class SpectrumAnalysis:
 
     def btk_curve(self, bias_mV, model: str | None = None) -> np.ndarray:
         """The fitted BTK conductance alone (normalised, background 1)."""
-        r = self.result(model)
-        m = _model_of(r, self.prepared)
-        values = m.values()
-        values.update(scale=1.0, slope=0.0, curvature=0.0)
-        return m.eval(np.asarray(bias_mV, dtype=float), values)
+        return _btk_only(self.result(model), self.prepared, bias_mV)
 
     def curve(self, bias_mV, model: str | None = None) -> np.ndarray:
         """The fitted conductance in the measured units (the overlay on the data)."""
@@ -681,6 +677,14 @@ class SpectrumAnalysis:
             "best_model": self.best, "field_T": float(p.field_T),
         })
         return out
+
+
+def _btk_only(result: FitResult | None, prepared: PreparedSpectrum, bias_mV) -> np.ndarray:
+    """A fit's BTK conductance with its normal-state background set to 1."""
+    m = _model_of(result, prepared)
+    values = m.values()
+    values.update(scale=1.0, slope=0.0, curvature=0.0)
+    return m.eval(np.asarray(bias_mV, dtype=float), values)
 
 
 def _model_of(result: FitResult | None, prepared: PreparedSpectrum) -> BTKModel:
@@ -809,9 +813,7 @@ def analyse_spectrum(prepared: PreparedSpectrum, options: AnalysisOptions | None
     chi2_gap_free, k_gap_free = _gap_free_chi2(p)
     significance = chi2_gap_free + 2.0 * k_gap_free - ranked[0].aic
     r = results[primary]
-    amplitude = float(np.max(np.abs(
-        SpectrumAnalysis(p, results, comparison, best, primary, True, 0.0)
-        .btk_curve(p.bias_mV[keep]) - 1.0))) / p.sigma
+    amplitude = float(np.max(np.abs(_btk_only(r, p, p.bias_mV[keep]) - 1.0))) / p.sigma
     explains = chi2_gap_free > NO_GAP_CHI2_RATIO * max(ranked[0].chi2, 1e-300)
     has_gap = (significance > NO_GAP_DELTA_AIC and amplitude > NO_GAP_AMPLITUDE_SIGMAS
                and explains)
