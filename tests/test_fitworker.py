@@ -149,3 +149,30 @@ def test_the_collector_carries_current_and_the_junction_modulation():
     assert spectrum.current_mA[-1] == pytest.approx(19 * 2.5e-3)
     assert spectrum.modulation_mV == pytest.approx(0.8)  # 2 µA × 400 Ω
     assert spectrum.normalized is False
+
+
+def test_attach_takes_the_lead_from_the_station_wiring_and_continues_a_contacts_series():
+    from types import SimpleNamespace
+
+    from daqapp.station.config import Station
+
+    station = SimpleNamespace(wiring=Station.simulated("la3ni2o7-cell2").wiring)
+    assert station.wiring.series_resistance_ohm == 25.0  # the virtual lab's own lead
+
+    class Run:
+        def __init__(self, metadata):
+            self.metadata, self.station = metadata, station
+            self.procedure = SimpleNamespace(excitation=0.1, bias_resistor=0.0,
+                                             column_units=lambda: {"dc_voltage": "V"})
+
+        def subscribe(self, listener):
+            pass
+
+    worker = FitWorker(models=("s+s",))
+    worker.attach(Run({"sample": "LNO", "cell": "2"}))
+    assert worker.options().series_resistance_ohm == 25.0
+    worker.series_fit.analyses.append("a spectrum")  # the series so far
+    worker.attach(Run({"sample": "LNO", "cell": "2"}))  # same contact: the series goes on
+    assert worker.series_fit.analyses == ["a spectrum"]
+    worker.attach(Run({"sample": "Nb", "cell": ""}))  # another contact: a new series
+    assert worker.series_fit.analyses == []

@@ -156,6 +156,19 @@ class Station:
         return parse_station(data, f"<simulated {preset}>")
 
 
+def _simulated_lead(simulation: Simulation) -> float | None:
+    """The virtual lab's contact has a lead of its own (the preset's series resistance): a
+    simulated station's wiring knows it, as a real station file states its own."""
+    if not simulation.simulated:
+        return None
+    from simulators.presets import load_preset
+
+    try:
+        return float(load_preset(simulation.preset).series_resistance_ohm)
+    except (ConfigError, OSError):
+        return None
+
+
 class _Reader:
     """Pulls typed values out of one TOML table, naming file/table/key in every error."""
 
@@ -360,7 +373,8 @@ def parse_station(data: dict[str, Any], path: str = "<station>") -> Station:
         dc_voltage_aux_channel=w.integer("dc_voltage_aux_channel", 1, (1, 2, 3, 4)),
         dc_voltage_gain=w.number("dc_voltage_gain", 1.0, 0.0, 1e6, low_open=True),
         series_resistance_ohm=(w.number("series_resistance_ohm", 0.0, 0.0, 1e6, "ohm")
-                               if "series_resistance_ohm" in data.get("wiring", {}) else None),
+                               if "series_resistance_ohm" in data.get("wiring", {})
+                               else _simulated_lead(simulation)),
     )
     needs = {"dc_bias_source": {"lockin_aux": "lockin", "current_source": "current_source"},
              "dc_voltage_reader": {"nanovoltmeter": "nanovoltmeter", "lockin_aux_in": "lockin"}}
