@@ -569,7 +569,7 @@ def prepare(raw: RawSpectrum, options: AnalysisOptions | None = None,
     if modulation is None:
         modulation = raw.modulation_mV or 0.0
     if modulation:
-        steps.append(f"lock-in modulation {modulation:.3g} mV rms in the model")
+        steps.append(f"modulation {modulation:.3g} mV rms across the junction, in the model")
     return PreparedSpectrum(v, gn, steps, divisor, keep, float(t), float(raw.field_T),
                             float(sigma), bool(normalized), float(v0), v0_free,
                             float(modulation), dips, raw.label, rs, subtracted)
