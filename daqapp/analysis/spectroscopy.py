@@ -570,9 +570,12 @@ def prepare(raw: RawSpectrum, options: AnalysisOptions | None = None,
         modulation = raw.modulation_mV or 0.0
     if modulation:
         steps.append(f"modulation {modulation:.3g} mV rms across the junction, in the model")
-    return PreparedSpectrum(v, gn, steps, divisor, keep, float(t), float(raw.field_T),
-                            float(sigma), bool(normalized), float(v0), v0_free,
-                            float(modulation), dips, raw.label, rs, subtracted)
+    # a temperature is known to mK at best: rounded to µK (and the modulation to nV) so that
+    # one spectrum read two ways (a sweep's recorded T, the mean of its column) fits alike
+    return PreparedSpectrum(v, gn, steps, divisor, keep, round(float(t), 6),
+                            float(raw.field_T), float(sigma), bool(normalized), float(v0),
+                            v0_free, round(float(modulation), 6), dips, raw.label, rs,
+                            subtracted)
 
 
 # --------------------------------------------------------------------------- one spectrum
@@ -810,18 +813,20 @@ def analyse_spectrum(prepared: PreparedSpectrum, options: AnalysisOptions | None
     best = ranked[0].model
     fitted = [m for m in options.models if m in results]
     primary = primary_model(fitted)
-    chi2_gap_free, k_gap_free = _gap_free_chi2(p)
-    significance = chi2_gap_free + 2.0 * k_gap_free - ranked[0].aic
+    # the verdict comes from the model Δ(T) is read from, so it does not depend on which
+    # other models were chosen alongside it
     r = results[primary]
+    chi2_gap_free, k_gap_free = _gap_free_chi2(p)
+    significance = chi2_gap_free + 2.0 * k_gap_free - r.aic
     amplitude = float(np.max(np.abs(_btk_only(r, p, p.bias_mV[keep]) - 1.0))) / p.sigma
-    explains = chi2_gap_free > NO_GAP_CHI2_RATIO * max(ranked[0].chi2, 1e-300)
+    explains = chi2_gap_free > NO_GAP_CHI2_RATIO * max(r.chi2, 1e-300)
     has_gap = (significance > NO_GAP_DELTA_AIC and amplitude > NO_GAP_AMPLITUDE_SIGMAS
                and explains)
     at_edge = r.values["delta1"] >= 0.98 * float(np.max(np.abs(p.bias_mV[keep])))
     if not has_gap:
         notes.append(f"no gap: normal state (a gap-free background does almost as well: "
                      f"ΔAIC = {significance:.1f}, χ² {chi2_gap_free:.0f} against "
-                     f"{ranked[0].chi2:.0f}; gap features {amplitude:.1f} σ): left out of Δ(T)")
+                     f"{r.chi2:.0f}; gap features {amplitude:.1f} σ): left out of Δ(T)")
     elif at_edge:
         has_gap = False
         notes.append(f"gap not determined: Δ1 = {r.values['delta1']:.1f} meV sits at the edge "
