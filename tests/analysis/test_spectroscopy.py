@@ -281,8 +281,8 @@ def _worker_values(path):
         for values in zip(*(s.columns[k].tolist() for k in names), strict=True):
             for listener in run.listeners:
                 listener(RunEvent(RECORD, dict(zip(names, values, strict=True))))
-        for listener in run.listeners:
-            listener(RunEvent(SWEEP_END, {"sweep": s.index, "temperature": s.temperature}))
+        for listener in run.listeners:  # as the replay window sends it: T from the column
+            listener(RunEvent(SWEEP_END, {"sweep": s.index}))
     assert worker.wait_idle(120)
     worker.stop()
     return [u.results["s+s"].values for u in worker.updates]
