@@ -17,7 +17,9 @@ EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from daqapp.commands._types import OneLineErrorParser
+
+    parser = OneLineErrorParser(
         prog="daqapp",
         description="Andreev reflection (dI/dV) and transport measurements: instruments, "
         "virtual lab, HDF5 runs and BTK analysis.",
@@ -47,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("daqapp: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP before a run started
+        print(f"daqapp: {getattr(exc, 'reason', 'interrupted')}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 130))
     except BrokenPipeError:
         # Output piped into `head` and friends: not an error of ours. Silence the flush at exit.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115

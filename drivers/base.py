@@ -9,11 +9,17 @@ property access from another thread is serialised too.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from daqapp.errors import InstrumentError, LimitError, check_range
+from drivers.roles import MagnetState, Readback
+
+#: One write of a safe state: what it does (for the report) and the call that does it.
+SafeStep = tuple[str, Callable[[], Any]]
 
 
 def visa_kwargs(
@@ -82,6 +88,59 @@ class RoleAdapter:
         with self.lock:
             return self.instrument.ask("*IDN?").strip()
 
+    # ---- safe state -------------------------------------------------------------------
+    def safe_state_steps(self) -> list[SafeStep]:
+        """The writes of this instrument's safe state, in order (none: nothing to make safe)."""
+        return []
+
+    def apply_safe_state(self) -> tuple[list[str], list[str]]:
+        """Send every safe-state write, each on its own: a failed one never skips the rest.
+
+        Returns (what was sent, what failed with its error)."""
+        done: list[str] = []
+        failed: list[str] = []
+        for label, write in self.safe_state_steps():
+            try:
+                write()
+            except Exception as exc:  # noqa: BLE001 - the next write may still get through
+                failed.append(f"{label}: {type(exc).__name__}: {exc}")
+            else:
+                done.append(label)
+        return done, failed
+
+    def to_safe_state(self) -> None:
+        """Send the safe-state writes; raises InstrumentError naming those that failed."""
+        _, failed = self.apply_safe_state()
+        if failed:
+            raise InstrumentError("safe state: " + "; ".join(failed))
+
+    def verify_safe_state(self) -> Readback:
+        """Read back the safe state; an instrument that sources nothing has nothing to check
+        (its to_safe_state sends nothing: a voltmeter is left alone)."""
+        return Readback("sources nothing, left alone")
+
+    @contextlib.contextmanager
+    def io_timeout(self, seconds: float) -> Iterator[None]:
+        """Use a VISA timeout of at most ``seconds`` inside the block (the safe state must not
+        wait out a 5 s timeout per message on a dead link), then restore the old one."""
+        connection = getattr(getattr(self.instrument, "adapter", None), "connection", None)
+        changed, old = False, None
+        try:
+            old = connection.timeout
+            if isinstance(old, (int, float)):
+                connection.timeout = min(float(old), seconds * 1000.0)
+                changed = True
+        except Exception:  # noqa: BLE001 - no connection or a closed session: the writes say so
+            pass
+        try:
+            yield
+        finally:
+            if changed:
+                try:
+                    connection.timeout = old
+                except Exception:  # noqa: BLE001
+                    pass
+
 
 def _resource_name(instrument: Any) -> str:
     connection = getattr(getattr(instrument, "adapter", None), "connection", None)
@@ -125,12 +184,53 @@ class MagnetAdapter(RoleAdapter):
         with self.lock:
             return f"B {self.field():.4f} T, {self.state().value}"
 
-    def to_safe_state(self) -> None:
+    def safe_state_steps(self) -> list[SafeStep]:
         """Hold where it is, or ramp to zero, per the station's ``[safe_state] magnet``."""
         if self.safe_action == "zero":
-            self.ramp_to_zero()
-        else:
-            self.pause()
+            return [("ramp to zero", self.ramp_to_zero)]
+        return [("pause (hold the field)", self.pause)]
+
+    def verify_safe_state(self) -> Readback:
+        """Holding (or paused, at zero) for "hold"; zeroing or at zero for "zero"."""
+        allowed = ((MagnetState.ZEROING, MagnetState.AT_ZERO) if self.safe_action == "zero"
+                   else (MagnetState.PAUSED, MagnetState.HOLDING, MagnetState.AT_ZERO))
+        check = Readback("")
+        field_t = check.query("field_t", "field", self.field)
+        state = check.query("state", "state", self.state)
+        if state is MagnetState.QUENCH:  # the supply no longer obeys hold/zero
+            check.expect(False, "the magnet QUENCHED: field decaying, supply in quench state")
+        elif state is not None:
+            check.expect(state in allowed, f"magnet is {state.value}, expected "
+                         f"{' or '.join(s.value for s in allowed)}")
+        if state is not None:
+            check.values["state"] = state.value
+        where = f" at {field_t:.4f} T" if field_t is not None else ""
+        verb = "ramping to zero" if state is MagnetState.ZEROING else (
+            state.value if state is not None else "")
+        check.summary = f"{verb}{where}"
+        return check
+
+
+def verify_heater(role: Any, read_setpoint: Callable[[], float],
+                  read_range: Callable[[], int] | None) -> Readback:
+    """The heater read-back both temperature controllers share: range, then setpoint
+    (``read_range`` None: the safe state leaves the range alone, so it is not checked)."""
+    safe_k = role.safe_setpoint_k
+    parts = [f"heater range {role.safe_heater_range}"] if read_range is not None else []
+    if safe_k is not None:
+        parts.append(f"setpoint {safe_k:g} K")
+    check = Readback(", ".join(parts) or "nothing to set")
+    heater_range = (check.query("heater_range", "heater range", read_range)
+                    if read_range is not None else None)
+    if heater_range is not None:
+        check.expect(int(heater_range) == role.safe_heater_range,
+                     f"heater range reads {heater_range}, not {role.safe_heater_range}")
+    if safe_k is not None:
+        setpoint = check.query("setpoint_k", "setpoint", read_setpoint)
+        if setpoint is not None:
+            check.expect(abs(float(setpoint) - safe_k) <= 1e-3 * max(1.0, safe_k),
+                         f"setpoint reads {setpoint:g} K, not {safe_k:g} K")
+    return check
 
 
 def disable_nagle(instrument: Any) -> bool:

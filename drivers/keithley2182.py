@@ -66,9 +66,6 @@ class Keithley2182Nanovoltmeter(RoleAdapter):
     def state_line(self) -> str:
         return f"V {self.voltage():.6g} V"
 
-    def to_safe_state(self) -> None:
-        """A voltmeter sources nothing: the safe state is 'leave it alone'."""
-
 
 class Keithley2182Via6221(RoleAdapter):
     """The nanovoltmeter role on a 2182A reached through a 6221's RS-232 pass-through.
@@ -132,6 +129,3 @@ class Keithley2182Via6221(RoleAdapter):
 
     def close(self) -> None:
         """The connection belongs to the current-source role; it closes it."""
-
-    def to_safe_state(self) -> None:
-        """A voltmeter sources nothing: the safe state is 'leave it alone'."""

@@ -21,8 +21,9 @@ from pymeasure.instruments.keithley.keithley6221 import Keithley6221 as _Pymeasu
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from daqapp.errors import InstrumentError, LimitError, check_range
-from drivers.base import RoleAdapter
+from drivers.base import RoleAdapter, SafeStep
 from drivers.locking import SerializedInstrument
+from drivers.roles import Readback
 
 MAX_CURRENT_A = 0.105
 MAX_BUFFER_POINTS = 65536
@@ -149,6 +150,10 @@ class Keithley6221(SerializedInstrument, _PymeasureKeithley6221):
     )
     measurement_condition = Instrument.measurement(
         ":STAT:MEAS:COND?", """Get the measurement condition register (int).""", cast=int,
+    )
+    measurement_event = Instrument.measurement(
+        ":STAT:MEAS?", """Get and clear the latched measurement event register (int).""",
+        cast=int,
     )
     @property
     def format_elements(self) -> tuple[str, ...]:
@@ -313,6 +318,11 @@ class Keithley6221CurrentSource(RoleAdapter):
     def in_compliance(self) -> bool:
         return bool(self.instrument.measurement_condition & MEAS_COMPLIANCE_BIT)
 
+    def compliance_latched(self) -> bool:
+        """In compliance now or at any time since the last call (the latched event register,
+        cleared by reading): a delta or DCON run that hit compliance and ended still shows."""
+        return bool(self.instrument.measurement_event & MEAS_COMPLIANCE_BIT)
+
     def configure_dcon(self, sweep: DconSweep) -> None:
         """Configure a differential-conductance sweep within the station's current limit."""
         sweep.validate(self.max_current_a)
@@ -335,9 +345,19 @@ class Keithley6221CurrentSource(RoleAdapter):
             on = "ON" if self.is_enabled() else "off"
             return f"output {on}, I {self.current():.4g} A, compliance {self.compliance():g} V"
 
-    def to_safe_state(self) -> None:
+    def safe_state_steps(self) -> list[SafeStep]:
         """Stop any delta/DCON run, output off, current 0."""
-        with self.lock:
-            self.instrument.sweep_abort()
-            self.instrument.source_enabled = False
-            self.instrument.source_current = 0.0
+        inst = self.instrument
+        return [("abort delta/DCON (SOUR:SWE:ABOR)", inst.sweep_abort),
+                ("output off", lambda: setattr(inst, "source_enabled", False)),
+                ("current 0 A", lambda: setattr(inst, "source_current", 0.0))]
+
+    def verify_safe_state(self) -> Readback:
+        check = Readback("output OFF, 0 A")
+        enabled = check.query("output_enabled", "OUTP?", self.is_enabled)
+        current = check.query("current_a", ":SOUR:CURR?", self.current)
+        if enabled is not None:
+            check.expect(enabled is False, "output is still ON")
+        if current is not None:
+            check.expect(abs(current) <= 1e-12, f"source current reads {current:g} A, not 0")
+        return check

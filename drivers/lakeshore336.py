@@ -19,9 +19,9 @@ from pymeasure.instruments.validators import strict_range
 from pyvisa.constants import Parity, StopBits
 
 from daqapp.errors import InstrumentError, LimitError, check_range
-from drivers.base import RoleAdapter, finite
+from drivers.base import RoleAdapter, SafeStep, finite, verify_heater
 from drivers.locking import SerializedChannel, SerializedInstrument
-from drivers.roles import HeaterStatus
+from drivers.roles import HeaterStatus, Readback
 
 RAMP_RATE_MIN = 0.1
 RAMP_RATE_MAX = 100.0
@@ -259,10 +259,18 @@ class LakeShore336Temperature(RoleAdapter):
             return (f"T {self.temperature():.4f} K, setpoint {self.setpoint():.3f} K, "
                     f"heater range {self.heater_range()} at {self.heater_output():.1f} %")
 
-    def to_safe_state(self) -> None:
+    def safe_state_steps(self) -> list[SafeStep]:
         """Stop the ramp, go to the safe setpoint (if the station names one), safe range."""
-        with self.lock:
-            if self.safe_setpoint_k is not None:
-                self.output.ramp = (False, 0.0)
-                self.output.setpoint = self.safe_setpoint_k
-            self.output.range_index = self.safe_heater_range
+        steps: list[SafeStep] = []
+        if self.safe_setpoint_k is not None:
+            safe_k = self.safe_setpoint_k
+            steps += [("ramp off", lambda: setattr(self.output, "ramp", (False, 0.0))),
+                      (f"setpoint {safe_k:g} K",
+                       lambda: setattr(self.output, "setpoint", safe_k))]
+        steps.append((f"heater range {self.safe_heater_range}",
+                       lambda: setattr(self.output, "range_index", self.safe_heater_range)))
+        return steps
+
+    def verify_safe_state(self) -> Readback:
+        return verify_heater(self, self.setpoint, self.heater_range)
+

@@ -17,9 +17,9 @@ from pymeasure.instruments.oxfordinstruments.itc503 import ITC503 as _PymeasureI
 from pymeasure.instruments.validators import strict_range
 
 from daqapp.errors import InstrumentError, LimitError, check_range
-from drivers.base import MagnetAdapter, RoleAdapter
+from drivers.base import MagnetAdapter, RoleAdapter, SafeStep, verify_heater
 from drivers.locking import SerializedInstrument
-from drivers.roles import HeaterStatus, MagnetState
+from drivers.roles import HeaterStatus, MagnetState, Readback
 
 ITC_SWEEP_MAX_MIN = 1339.9
 # IPS120-10 "X" status: XmnAnCnHnMmnPmn (index 1 = system status m, 4 = activity,
@@ -136,14 +136,26 @@ class ITC503Temperature(RoleAdapter):
             return (f"T {self.temperature():.4f} K, setpoint {self.setpoint():.3f} K, "
                     f"heater {self.heater_output():.1f} %")
 
-    def to_safe_state(self) -> None:
-        with self.lock:
-            self.instrument.sweep_status = 0
-            if self.safe_setpoint_k is not None:
-                self.instrument.temperature_setpoint = self.safe_setpoint_k
-            if self.safe_heater_range == 0:
-                self.instrument.heater_gas_mode = "MANUAL"
-                self.instrument.heater = 0
+    def safe_state_steps(self) -> list[SafeStep]:
+        """Stop any sweep, go to the safe setpoint; range 0 is the heater in manual at 0 %."""
+        inst = self.instrument
+        steps: list[SafeStep] = [("sweep off", lambda: setattr(inst, "sweep_status", 0))]
+        if self.safe_setpoint_k is not None:
+            safe_k = self.safe_setpoint_k
+            steps.append((f"setpoint {safe_k:g} K",
+                          lambda: setattr(inst, "temperature_setpoint", safe_k)))
+        if self.safe_heater_range == 0:
+            steps += [("heater manual", lambda: setattr(inst, "heater_gas_mode", "MANUAL")),
+                      ("heater 0 %", lambda: setattr(inst, "heater", 0))]
+        return steps
+
+    def verify_safe_state(self) -> Readback:
+        check = verify_heater(self, self.setpoint,
+                              self.heater_range if self.safe_heater_range == 0 else None)
+        sweeping = check.query("sweeping", "sweep status", self.is_ramping)
+        if sweeping is not None:
+            check.expect(not sweeping, "a setpoint sweep is still running")
+        return check
 
 
 class IPS120_10(SerializedInstrument, _PymeasureIPS120_10):

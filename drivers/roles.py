@@ -16,6 +16,7 @@ minute, ampere, volt, ohm, second.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -52,6 +53,110 @@ class Instrumented(Protocol):
 
     def to_safe_state(self) -> None:
         """Put the instrument in the safe state of DESIGN.md; must not raise on a healthy link."""
+
+    def verify_safe_state(self) -> Readback:
+        """Read back what :meth:`to_safe_state` set; never raises (failures are problems)."""
+
+
+@dataclass
+class Readback:
+    """What an instrument reports after its safe state: values read, and what is not safe.
+
+    ``unanswered`` holds queries that failed (timeout, dropped link: the station reconnects
+    once and retries); ``wrong`` holds values that came back but are not the safe ones.
+    ``summary`` is the short text of a confirmed state, e.g. "output OFF, 0 A".
+    """
+
+    summary: str
+    values: dict[str, Any] = field(default_factory=dict)
+    unanswered: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unanswered and not self.wrong
+
+    @property
+    def problems(self) -> list[str]:
+        return self.unanswered + self.wrong
+
+    def query(self, key: str, label: str, read: Any) -> Any:
+        """``read()`` into ``values[key]``; a failure is recorded as unanswered (None).
+
+        After one unanswered query the rest are skipped: the link is not answering, and
+        each further query would only wait out another timeout."""
+        if self.unanswered:
+            self.values[key] = None
+            return None
+        try:
+            value = read()
+        except Exception as exc:  # noqa: BLE001 - any failure to read is "not confirmed"
+            self.unanswered.append(f"no reply to {label} ({type(exc).__name__}: {exc})")
+            value = None
+        self.values[key] = value
+        return value
+
+    def expect(self, condition: bool, text: str) -> None:
+        """Record ``text`` as a wrong value unless ``condition`` holds."""
+        if not condition:
+            self.wrong.append(text)
+
+
+@dataclass
+class RoleVerdict:
+    """The outcome of one role's safe state, as the run file, log, CLI and window show it."""
+
+    role: str
+    instrument: str
+    confirmed: bool
+    actions: list[str] = field(default_factory=list)
+    readback: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+    summary: str = ""
+
+    def line(self) -> str:
+        head = f"{self.role} ({self.instrument})"
+        if self.confirmed:  # "confirmed" only where something was read back
+            return f"{head}: {self.summary}{' confirmed' if self.readback else ''}"
+        return f"{head}: NOT CONFIRMED: {self.problem} — check by hand"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"role": self.role, "instrument": self.instrument, "confirmed": self.confirmed,
+                "actions": list(self.actions), "readback": dict(self.readback),
+                "problem": self.problem, "line": self.line()}
+
+
+@dataclass
+class SafeStateReport:
+    """Every role's verdict, in the order the safe state went; ``confirmed`` only if all are."""
+
+    verdicts: list[RoleVerdict] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def confirmed(self) -> bool:
+        return all(v.confirmed for v in self.verdicts)
+
+    @property
+    def unconfirmed(self) -> list[RoleVerdict]:
+        return [v for v in self.verdicts if not v.confirmed]
+
+    def verdict(self, role: str) -> RoleVerdict | None:
+        return next((v for v in self.verdicts if v.role == role), None)
+
+    def lines(self) -> list[str]:
+        return [v.line() for v in self.verdicts]
+
+    def summary(self) -> str:
+        """One line: the CLI's last line and the window's status line."""
+        if self.confirmed:
+            roles = ", ".join(v.role for v in self.verdicts) or "no instruments"
+            return f"safe state confirmed ({roles})"
+        return "safe state NOT CONFIRMED: " + "; ".join(v.line() for v in self.unconfirmed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"confirmed": self.confirmed, "duration_s": round(self.duration_s, 3),
+                "summary": self.summary(), "roles": [v.to_dict() for v in self.verdicts]}
 
 
 @runtime_checkable

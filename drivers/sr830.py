@@ -17,8 +17,9 @@ from pymeasure.instruments.srs.sr830 import SR830 as _PymeasureSR830
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from daqapp.errors import LimitError, check_range
-from drivers.base import RoleAdapter
+from drivers.base import RoleAdapter, SafeStep
 from drivers.locking import SerializedInstrument
+from drivers.roles import Readback
 
 SLVL_MIN_V = 0.004
 SLVL_MAX_V = 5.0
@@ -207,12 +208,28 @@ class SR830LockIn(RoleAdapter):
         return (f"SLVL {self.excitation():.3f} V, f {self.frequency():g} Hz, "
                 f"X {x:.4g} V, Y {y:.4g} V")
 
-    def to_safe_state(self) -> None:
+    def safe_state_steps(self) -> list[SafeStep]:
         """Excitation to its 4 mV minimum and every AUX output to 0 V (DC bias off)."""
-        with self.lock:
-            self.instrument.sine_voltage = SLVL_MIN_V
-            for ch in (1, 2, 3, 4):
-                setattr(self.instrument, f"aux_out_{ch}", 0.0)
+        inst = self.instrument
+        steps: list[SafeStep] = [(f"SLVL {SLVL_MIN_V:g} V",
+                                  lambda: setattr(inst, "sine_voltage", SLVL_MIN_V))]
+        for ch in (1, 2, 3, 4):
+            steps.append((f"AUX{ch} 0 V",
+                          lambda ch=ch: setattr(inst, f"aux_out_{ch}", 0.0)))
+        return steps
+
+    def verify_safe_state(self) -> Readback:
+        check = Readback(f"SLVL {SLVL_MIN_V:g} V, AUX1-4 0 V")
+        slvl = check.query("sine_voltage_v", "SLVL?", self.excitation)
+        if slvl is not None:
+            check.expect(abs(slvl - SLVL_MIN_V) < 5e-4,
+                         f"SLVL reads {slvl:g} V, not the {SLVL_MIN_V:g} V minimum")
+        for ch in (1, 2, 3, 4):
+            volts = check.query(f"aux_out_{ch}_v", f"AUXV?{ch}",
+                                lambda ch=ch: self.aux_output(ch))
+            if volts is not None:
+                check.expect(abs(volts) < 5e-4, f"AUX{ch} reads {volts:g} V, not 0")
+        return check
 
 
 def _check_aux_channel(channel: int) -> None:

@@ -14,8 +14,17 @@ from typing import Any
 import numpy as np
 from pymeasure.experiment import Parameter
 
-from daqapp.errors import ConfigError, LimitError, check_range
+from daqapp.errors import ConfigError, LimitError, check_number, check_range
 from daqapp.runner.roles import lab_seconds_to_real, lab_time, limit_value
+from daqapp.runner.watchdogs import (
+    FaultWatch,
+    StuckReading,
+    check_heater,
+    check_quench,
+    check_source_applied,
+    check_source_compliance,
+    wait_until,
+)
 
 log = logging.getLogger("procedures")
 
@@ -100,60 +109,105 @@ def check_temperature_rate(name: str, rate: float, limits: Any) -> float:
                        "K/min")
 
 
-def parse_list(name: str, text: Any) -> list[float]:
-    """``"3, 5, 7.5"`` or ``"2:10:2"`` (start:stop:step, stop included) -> floats."""
+#: Most values a list parameter (fields, temperatures) may expand to.
+MAX_LIST_VALUES = 100_000
+
+
+def check_count(name: str, count: float, most: int, what: str = "points") -> int:
+    """A planned number of points/steps/rows, counted (as a float) before anything is built:
+    at least 1 and at most ``most``."""
+    if not 1 <= count <= most:
+        raise LimitError(f"{name} gives {count:.6g} {what} (allowed 1 to {most})")
+    return int(count)
+
+
+def check_hold(hold_s: float, timeout_s: float, hold: str = "hold_time",
+               timeout: str = "stabilize_timeout") -> None:
+    """A stability wait can succeed: the in-band time it needs fits in its timeout."""
+    if not hold_s < timeout_s:
+        raise LimitError(f"{hold} = {hold_s:g} s must be shorter than {timeout} = "
+                         f"{timeout_s:g} s (the wait would always time out)")
+
+
+def check_heater_range(name: str, kelvin: float, limits: Any) -> int:
+    """The station allows a heater range that can hold ``kelvin`` (see :func:`heater_range_for`)."""
+    allowed = getattr(limits, "heater_ranges_allowed", None) or (0, 1, 2, 3)
+    try:
+        return heater_range_for(kelvin, allowed)
+    except LimitError as exc:
+        raise LimitError(f"{name} = {kelvin:g} K: {exc}") from None
+
+
+def parse_list(name: str, text: Any, low: float | None = None, high: float | None = None,
+               unit: str = "") -> list[float]:
+    """``"3, 5, 7.5"`` or ``"2:10:2"`` (start:stop:step, stop included) -> floats.
+
+    Every number is finite and normal (``check_number``) and within ``[low, high]``; a range
+    is counted before it is expanded, so ``"0:9:1e-300"`` is refused, not materialised.
+    """
+    def number(item: Any) -> float:
+        return check_number(name, item, low, high, unit)
+
     if isinstance(text, (list, tuple, np.ndarray)):
-        return [float(v) for v in text]
-    text = str(text).strip()
-    if not text:
-        return []
-    if ":" in text:
-        parts = text.split(":")
-        if len(parts) != 3:
-            raise ConfigError(f"{name} = {text!r}: a range is start:stop:step")
-        try:
-            start, stop, step = (float(p) for p in parts)
-        except ValueError:
-            raise ConfigError(f"{name} = {text!r}: start:stop:step must be numbers") from None
-        if step == 0 or (stop - start) / step < 0:
-            raise ConfigError(f"{name} = {text!r}: step must move from start towards stop")
-        count = int(math.floor((stop - start) / step + 1e-9)) + 1
-        if count > 100_000:
-            raise ConfigError(f"{name} = {text!r} gives {count} values (at most 100000)")
-        return [start + i * step for i in range(count)]
-    values = []
-    for item in text.replace(";", ",").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        try:
-            values.append(float(item))
-        except ValueError:
-            raise ConfigError(f"{name} = {text!r}: {item!r} is not a number") from None
+        values = [number(v) for v in text]
+    else:
+        text = str(text).strip()
+        if not text:
+            return []
+        if ":" in text:
+            return _parse_range(name, text, number)
+        values = [number(item.strip()) for item in text.replace(";", ",").split(",")
+                  if item.strip()]
+    if len(values) > MAX_LIST_VALUES:
+        raise ConfigError(f"{name}: {len(values)} values (at most {MAX_LIST_VALUES})")
     return values
+
+
+def _parse_range(name: str, text: str, number: Any) -> list[float]:
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ConfigError(f"{name} = {text!r}: a range is start:stop:step")
+    start, stop = number(parts[0].strip()), number(parts[1].strip())
+    step = check_number(f"{name} step", parts[2].strip())
+    if step == 0 or (stop - start) / step < 0:
+        raise ConfigError(f"{name} = {text!r}: step must move from start towards stop")
+    count = math.floor((stop - start) / step + 1e-9) + 1  # a float: no int(inf) on the way
+    if count > MAX_LIST_VALUES:
+        raise ConfigError(f"{name} = {text!r} gives {count:g} values (at most "
+                          f"{MAX_LIST_VALUES})")
+    return [start + i * step for i in range(int(count))]
 
 
 class FloatListParameter(Parameter):
     """A list of numbers with a unit, typed as ``"3, 5, 7"`` or ``"2:10:2"`` (stop included).
 
     The value stays text (what the operator typed, shown back in the GUI and stored in the run
-    file); :meth:`values` gives the floats. Bad text is refused when set.
+    file); :meth:`values` gives the floats. Bad text (a NaN, a value outside ``minimum`` to
+    ``maximum``, a range of more than :data:`MAX_LIST_VALUES`) is refused when set.
     """
 
-    def __init__(self, name: str, units: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, name: str, units: str | None = None, minimum: float | None = None,
+                 maximum: float | None = None, **kwargs: Any) -> None:
         self.units = units
+        self.minimum = minimum
+        self.maximum = maximum
         super().__init__(name, **kwargs)
         self._help_fields.append("units")
 
     def convert(self, value: Any) -> str:
         if isinstance(value, (list, tuple, np.ndarray)):
-            value = ", ".join(f"{float(v):g}" for v in value)
+            value = ", ".join(f"{check_number(self.name, v):g}" for v in value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = f"{check_number(self.name, value):.12g}"
         value = str(value).strip()
-        parse_list(self.name, value)
+        self.parse(value)
         return value
 
+    def parse(self, text: Any) -> list[float]:
+        return parse_list(self.name, text, self.minimum, self.maximum, self.units or "")
+
     def values(self) -> list[float]:
-        return parse_list(self.name, self.value)
+        return self.parse(self.value)
 
 
 def bias_values(start: float, stop: float, points: int, spacing: str,
@@ -204,31 +258,51 @@ def read_field(procedure: Any) -> float:
     return float(magnet.field()) if magnet is not None else math.nan
 
 
+def wait(procedure: Any, ready: Any, what: str, timeout_s: float, poll_s: float = 1.0,
+         checks: Any = (), state: Any = None) -> bool:
+    """:func:`daqapp.runner.watchdogs.wait_until` with the procedure's checkpoint (pause, stop,
+    abort) and interruptible sleep; False if the operator stopped the run."""
+    return wait_until(procedure.station, ready, what=what, timeout_s=timeout_s, poll_s=poll_s,
+                      checkpoint=procedure.checkpoint, sleep=procedure.sleep, checks=checks,
+                      state=state)
+
+
+def temperature_checks(procedure: Any) -> tuple[Any, ...]:
+    """Fault checks while waiting on the temperature: the heater, and a quench if the station
+    has a magnet (its field no longer what the run records)."""
+    controller = procedure.role("temperature")
+    checks = [lambda: check_heater(controller)]
+    magnet = procedure.role("magnet", required=False)
+    if magnet is not None:
+        checks.append(lambda: check_quench(magnet))
+    return tuple(checks)
+
+
 def wait_for_temperature(procedure: Any, target_k: float, band_k: float, hold_s: float,
                          timeout_s: float, poll_s: float = 1.0) -> float:
     """Block until the temperature has stayed within ``target ± band`` for ``hold_s`` (lab
-    seconds). Honours pause/stop/abort; raises ``TimeoutError`` after ``timeout_s`` lab
-    seconds. Returns the last reading."""
+    seconds). Honours pause/stop/abort; fails on an open heater or a quench, and with
+    :class:`~daqapp.runner.watchdogs.ConditionTimeout` after ``timeout_s`` lab seconds.
+    Returns the last reading."""
     controller = procedure.role("temperature")
     station = procedure.station
-    started = lab_time(station)
-    in_band_since = None
-    while True:
-        if not procedure.checkpoint():
-            return controller.temperature()
-        now = lab_time(station)
-        kelvin = controller.temperature()
+    last = {"kelvin": math.nan, "in_band_since": None}
+
+    def settled() -> bool:
+        kelvin = last["kelvin"] = float(controller.temperature())
         boost_heater_if_saturated(procedure, kelvin, target_k, band_k)
-        if abs(kelvin - target_k) <= band_k:
-            in_band_since = now if in_band_since is None else in_band_since
-            if now - in_band_since >= hold_s:
-                return kelvin
-        else:
-            in_band_since = None
-        if now - started > timeout_s:
-            raise TimeoutError(f"temperature {kelvin:.4g} K not stable within ±{band_k:g} K of "
-                               f"{target_k:g} K after {timeout_s:g} s")
-        procedure.sleep(poll_s)
+        if abs(kelvin - target_k) > band_k:
+            last["in_band_since"] = None
+            return False
+        now = lab_time(station)
+        if last["in_band_since"] is None:
+            last["in_band_since"] = now
+        return now - last["in_band_since"] >= hold_s
+
+    wait(procedure, settled, f"temperature not within ±{band_k:g} K of {target_k:g} K "
+         f"(held {hold_s:g} s)", timeout_s, poll_s, temperature_checks(procedure),
+         lambda: f"now {last['kelvin']:.4g} K")
+    return last["kelvin"] if math.isfinite(last["kelvin"]) else controller.temperature()
 
 
 #: Starting heater range for a target temperature (upper bound in K -> range index, Lake
@@ -317,19 +391,71 @@ def wait_for_field(procedure: Any, target_t: float, timeout_s: float,
                    poll_s: float = 1.0) -> float:
     """Block until the magnet holds at ``target_t``; fails on a quench or after the timeout."""
     magnet = procedure.role("magnet")
-    station = procedure.station
-    started = lab_time(station)
-    while True:
-        if not procedure.checkpoint():
-            return magnet.field()
-        if magnet.is_quenched():
-            raise RuntimeError(f"magnet quenched at {magnet.field():.4g} T")
-        if magnet.is_holding() and abs(magnet.target_field() - target_t) < 1e-4:
-            return magnet.field()
-        if lab_time(station) - started > timeout_s:
-            raise TimeoutError(f"magnet not holding at {target_t:g} T after {timeout_s:g} s "
-                               f"(now {magnet.field():.4g} T, {magnet.state().value})")
-        procedure.sleep(poll_s)
+
+    def holding() -> bool:
+        return magnet.is_holding() and abs(magnet.target_field() - target_t) < 1e-4
+
+    wait(procedure, holding, f"magnet not holding at {target_t:g} T", timeout_s, poll_s,
+         (lambda: check_quench(magnet),),
+         lambda: f"now {magnet.field():.4g} T, {magnet.state().value}")
+    return magnet.field()
+
+
+#: Instrument seconds between quench checks of a run that does not move the field.
+QUENCH_CHECK_S = 10.0
+#: Instrument seconds between compliance (and field-dependent quench) checks: as often as
+#: the run control evaluates suspenders while running, not faster while suspended.
+FAULT_CHECK_S = 0.5
+
+
+def start_fault_watch(procedure: Any, source: Any = None, amps: Any = None,
+                      field_dependent: bool = False) -> FaultWatch:
+    """Watch the faults that corrupt this run's data at its checkpoints, until it ends.
+
+    ``source``: the current source the run drives, checked for compliance every
+    :data:`FAULT_CHECK_S` (``amps()`` gives the current it should be driving, for the
+    message). A station magnet is checked for a quench as often if the run is
+    ``field_dependent``, every :data:`QUENCH_CHECK_S` otherwise. Returns the watch
+    (``watch.run(force=True)`` checks now).
+    """
+    watch = FaultWatch(procedure.station)
+    if source is not None:
+        watch.add(lambda: check_source_compliance(source, amps() if callable(amps) else amps),
+                  FAULT_CHECK_S)
+    magnet = procedure.role("magnet", required=False)
+    if magnet is not None:
+        watch.add(lambda: check_quench(magnet),
+                  FAULT_CHECK_S if field_dependent else QUENCH_CHECK_S)
+    control = getattr(procedure, "control", None)
+    if watch and control is not None:
+        control.add_suspender(watch)
+    procedure.fault_watch = watch
+    return watch
+
+
+def set_source_current(source: Any, amps: float) -> None:
+    """Set the current source and read it back (a dead source takes writes in silence)."""
+    source.set_current(amps)
+    check_source_applied(source, amps)
+
+
+def stuck_watch(name: str, procedure: Any, resolution: float = 0.0,
+                floor: float = 0.0, unit: str = "V", set_resolution: float = 0.0
+                ) -> StuckReading:
+    """A :class:`~daqapp.runner.watchdogs.StuckReading` for ``name`` that, when it fires,
+    first runs the procedure's fault watch, so a compliance behind the flat readings is the
+    cause named."""
+    def explain() -> None:
+        watch = getattr(procedure, "fault_watch", None)
+        if watch is not None:
+            watch.run(force=True)
+
+    return StuckReading(name, count=STUCK_COUNT, resolution=resolution, floor=floor,
+                        explain=explain, unit=unit, set_resolution=set_resolution)
+
+
+#: Consecutive readings that may sit still while the set value moves.
+STUCK_COUNT = 8
 
 
 def ramp_time_s(start: float, stop: float, rate_per_min: float) -> float:

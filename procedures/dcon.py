@@ -13,10 +13,11 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, ListParameter
+from pymeasure.experiment import ListParameter
 
 from daqapp.errors import ConfigError, InstrumentError, check_range
 from daqapp.runner import ControlledProcedure
+from daqapp.runner.procedure import FloatParameter
 from drivers.keithley6221 import MAX_BUFFER_POINTS, DconSweep
 from procedures.common import (
     check_bias,
@@ -24,6 +25,9 @@ from procedures.common import (
     log,
     read_field,
     read_temperature,
+    start_fault_watch,
+    stuck_watch,
+    wait,
     wall_time,
 )
 
@@ -74,8 +78,12 @@ class DifferentialConductanceDcon(ControlledProcedure):
             sweep.validate()
         check_compliance("compliance", self.compliance, limits)
 
+    def estimate_sweep(self, sweep: DconSweep) -> float:
+        """Instrument seconds one staircase takes: N + 2 conversions."""
+        return (sweep.points + 2) * (self.delay + CONVERSION_S)
+
     def estimate_duration(self) -> float:
-        return sum((s.points + 2) * (self.delay + CONVERSION_S) for _, s in self.sweeps())
+        return sum(self.estimate_sweep(s) for _, s in self.sweeps())
 
     def execute(self) -> None:
         source = self.role("source")
@@ -85,6 +93,9 @@ class DifferentialConductanceDcon(ControlledProcedure):
                                   "(SOUR:DCON:NVPR? = 0): check the serial and trigger cables")
         source.set_compliance(self.compliance)
         instrument.delta_unit = "V"
+        self._bias = 0.0
+        start_fault_watch(self, source=source, amps=lambda: self._bias)
+        self._stuck = stuck_watch("DCON average voltage", self)
         plan = self.sweeps()
         total = sum(s.points for _, s in plan)
         done = 0
@@ -101,23 +112,30 @@ class DifferentialConductanceDcon(ControlledProcedure):
         instrument.initiate()
         log.info("DCON sweep %d: %g to %g A in %g A steps, dI %g A (%d points)", index,
                  sweep.start_a, sweep.stop_a, sweep.step_a, sweep.delta_a, sweep.points)
-        taken = 0
         poll = max(0.05, 20 * (self.delay + CONVERSION_S))
-        completed = True
-        while taken < sweep.points:
-            if not self.checkpoint():
-                instrument.sweep_abort()
-                completed = False
+        taken = {"rows": 0}
+        self._stuck.reset()
+        self._bias = sweep.start_a
+
+        def drained() -> bool:
             stored = min(instrument.buffer_count(), sweep.points)
-            if stored > taken or not completed:
-                readings = instrument.buffer_readings()
-                taken = self._emit_rows(readings, taken, index, direction, sweep)
-                done_now = done + taken
-                self.progress(done_now, total)
-            if not completed:
-                break
-            if taken < sweep.points:
-                self.sleep(poll)
+            if stored > taken["rows"]:
+                taken["rows"] = self._emit_rows(instrument.buffer_readings(), taken["rows"],
+                                                index, direction, sweep)
+                self.progress(done + taken["rows"], total)
+            return taken["rows"] >= sweep.points
+
+        # a compliance abort (CAB) stops the staircase: the watch names it at the next poll;
+        # a staircase that stops for any other reason ends at the timeout
+        completed = wait(self, drained, f"DCON sweep {index}: {sweep.points} points not "
+                         f"measured", 3 * self.estimate_sweep(sweep) + 30, poll,
+                         (lambda: self.fault_watch.run(force=True),),
+                         lambda: f"{taken['rows']} stored")
+        if not completed:  # stopped: keep what the staircase has measured so far
+            instrument.sweep_abort()
+            taken["rows"] = self._emit_rows(instrument.buffer_readings(), taken["rows"], index,
+                                            direction, sweep)
+        taken = taken["rows"]
         instrument.sweep_abort()
         self.end_sweep(index, direction=direction, points=taken,
                        temperature=read_temperature(self), field=read_field(self))
@@ -131,6 +149,8 @@ class DifferentialConductanceDcon(ControlledProcedure):
             return taken
         temperature, field, now = read_temperature(self), read_field(self), wall_time()
         for i in range(taken, count):
+            self._bias = float(readings["SOUR"][i])
+            self._stuck.feed(self._bias, float(readings["AVOL"][i]))
             dvdi = float(dv[i]) / sweep.delta_a
             self.record(
                 bias_current=float(readings["SOUR"][i]), dc_voltage=float(readings["AVOL"][i]),

@@ -18,9 +18,10 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter
+from pymeasure.experiment import ListParameter
 
 from daqapp.runner import ControlledProcedure
+from daqapp.runner.procedure import FloatParameter, IntegerParameter
 from procedures.common import (
     DIRECTIONS,
     VOLTMETERS,
@@ -30,6 +31,9 @@ from procedures.common import (
     log,
     read_field,
     read_temperature,
+    set_source_current,
+    start_fault_watch,
+    stuck_watch,
     sweeps_for,
     transport_voltmeter,
     wall_time,
@@ -62,7 +66,7 @@ class CriticalCurrentIV(ControlledProcedure):
     points = IntegerParameter("Points per sweep", default=201, minimum=3, maximum=100_000)
     directions = ListParameter("Sweep directions", choices=list(DIRECTIONS), default="up_down")
     settle = FloatParameter("Delay after each current step", units="s", default=0.02,
-                            minimum=0.0, maximum=60.0)
+                            minimum=1e-4, maximum=60.0, zero_allowed=True)
     compliance = FloatParameter("Compliance", units="V", default=10.0, minimum=0.1,
                                 maximum=105.0)
     voltmeter = ListParameter("Voltmeter", choices=list(VOLTMETERS), default="linked")
@@ -71,7 +75,7 @@ class CriticalCurrentIV(ControlledProcedure):
     offset = ListParameter("Thermal-EMF offset removal", choices=["reversal", "zero", "none"],
                            default="reversal")
     criterion = FloatParameter("Ic voltage criterion (0 = 5 x noise)", units="V", default=0.0,
-                               minimum=0.0, maximum=1.0)
+                               minimum=1e-9, maximum=1.0, zero_allowed=True)
 
     def currents(self) -> np.ndarray:
         return bias_values(-self.current_max, self.current_max, self.points, "symmetric")
@@ -92,15 +96,20 @@ class CriticalCurrentIV(ControlledProcedure):
         source.set_current(0.0)
         source.set_compliance(self.compliance)
         source.enable()
+        self._amps = 0.0
+        start_fault_watch(self, source=source, amps=lambda: self._amps)
+        stuck = stuck_watch("2182A voltage", self)
         plan = sweeps_for(self.currents(), self.directions)
         total = sum(len(v) for _, v in plan)
         done = 0
         for sweep, (direction, values) in enumerate(plan):
             currents, voltages = [], []
+            stuck.reset()
             for amps in values:
                 if not self.checkpoint():
                     break
                 raw, volts = self._measure(source, nvm, float(amps))
+                stuck.feed(float(amps), raw)
                 currents.append(float(amps))
                 voltages.append(volts)
                 self.record(current=float(amps), voltage=volts, voltage_raw=raw,
@@ -127,21 +136,25 @@ class CriticalCurrentIV(ControlledProcedure):
     def _measure(self, source: Any, nvm: Any, amps: float) -> tuple[float, float]:
         """(raw V at ``amps``, offset-corrected V)."""
         if self.offset == "zero":
-            source.set_current(0.0)
+            self._set(source, 0.0)
             self.sleep(self.settle)
             zero = float(nvm.voltage())
-        source.set_current(amps)
+        self._set(source, amps)
         self.sleep(self.settle)
         raw = float(nvm.voltage())
         if self.offset == "none":
             return raw, raw
         if self.offset == "zero":
             return raw, raw - zero
-        source.set_current(-amps)
+        self._set(source, -amps)
         self.sleep(self.settle)
         reverse = float(nvm.voltage())
-        source.set_current(amps)
+        self._set(source, amps)
         return raw, (raw - reverse) / 2
+
+    def _set(self, source: Any, amps: float) -> None:
+        set_source_current(source, amps)
+        self._amps = amps
 
     def shutdown(self) -> None:
         source = self.role("source", required=False)

@@ -21,10 +21,11 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter
+from pymeasure.experiment import ListParameter
 
 from daqapp.errors import LimitError, check_range
 from daqapp.runner import ControlledProcedure
+from daqapp.runner.procedure import FloatParameter, IntegerParameter
 from procedures.common import (
     DIRECTIONS,
     SPACINGS,
@@ -33,7 +34,10 @@ from procedures.common import (
     log,
     read_field,
     read_temperature,
+    set_source_current,
+    start_fault_watch,
     station_limit,
+    stuck_watch,
     sweeps_for,
     wall_time,
 )
@@ -70,6 +74,8 @@ DEFAULT_WIRING = SimpleNamespace(bias_resistor_ohm=48e3, dc_bias_source="lockin_
                                  dc_voltage_gain=1.0)
 #: Settling assumed for estimates when no lock-in is connected: 7τ at τ = 30 ms (12 dB/oct).
 NOMINAL_SETTLE_S = 0.21
+#: SR830 AUX input resolution (1/3 mV): AUX readings closer than this are the same reading.
+AUX_IN_RESOLUTION_V = 1.0 / 3000.0
 
 
 class LockInSpectrumProcedure(ControlledProcedure):
@@ -92,13 +98,14 @@ class LockInSpectrumProcedure(ControlledProcedure):
     frequency = FloatParameter("Lock-in frequency", units="Hz", default=1013.0,
                                minimum=0.001, maximum=102_000.0)
     bias_resistor = FloatParameter("Bias resistor (0 = from the station wiring)", units="Ohm",
-                                   default=0.0, minimum=0.0, maximum=1e9)
+                                   default=0.0, minimum=1.0, maximum=1e9, zero_allowed=True)
     time_constant = FloatParameter("Lock-in time constant (0 = leave as set)", units="s",
-                                   default=0.1, minimum=0.0, maximum=30_000.0)
+                                   default=0.1, minimum=1e-5, maximum=30_000.0,
+                                   zero_allowed=True)  # SR830: 10 us to 30 ks
     filter_slope = ListParameter("Lock-in filter slope (0 = leave as set)", units="dB/oct",
                                  choices=[0, 6, 12, 18, 24], default=12)
     settle_time = FloatParameter("Settle time (0 = from lock-in tau and slope)", units="s",
-                                 default=0.0, minimum=0.0, maximum=3600.0)
+                                 default=0.0, minimum=1e-3, maximum=3600.0, zero_allowed=True)
     max_overload_steps = IntegerParameter("Sensitivity steps allowed per point", default=6,
                                           minimum=0, maximum=26)
 
@@ -129,6 +136,9 @@ class LockInSpectrumProcedure(ControlledProcedure):
         return self.resistor() / float(wiring.bias_divider)
 
     def check_spectrum_limits(self, limits: Any) -> None:
+        if self.bias_start == self.bias_stop:
+            raise LimitError(f"bias_start = bias_stop = {self.bias_start:g} A: a spectrum "
+                             "needs two different ends")
         edge = max(abs(self.bias_start), abs(self.bias_stop))
         check_bias("bias_start", self.bias_start, limits)
         check_bias("bias_stop", self.bias_stop, limits)
@@ -186,11 +196,21 @@ class LockInSpectrumProcedure(ControlledProcedure):
         self._settle = self.settle_time if self.settle_time > 0 else float(
             self._lockin.settle_time())
         self._bias = 0.0
+        start_fault_watch(self, source=self._source, amps=lambda: self._bias,
+                          field_dependent=self.field_dependent())
+        # the junction voltage must follow the bias: one that sits still is not measured
+        aux_lsb = AUX_IN_RESOLUTION_V / self._aux_in_gain if self._nvm is None else 0.0
+        self._stuck = stuck_watch("junction DC voltage", self, resolution=aux_lsb,
+                                  floor=2 * aux_lsb)
         log.info("lock-in spectrum: %d points per spectrum, settle %.3g s per point, "
                  "DC bias from %s, junction voltage from %s", self.points_per_spectrum(),
                  self._settle,
                  "current source" if self._source is not None else f"AUX OUT {self._aux_out}",
                  "2182A" if self._nvm is not None else f"AUX IN {self._aux_in}")
+
+    def field_dependent(self) -> bool:
+        """True for procedures that move the field (their quench check runs at every point)."""
+        return False
 
     def set_filter(self) -> None:
         """τ and slope on the lock-in (0 leaves the front-panel setting)."""
@@ -201,7 +221,7 @@ class LockInSpectrumProcedure(ControlledProcedure):
 
     def set_bias(self, amps: float) -> None:
         if self._source is not None:
-            self._source.set_current(amps)
+            set_source_current(self._source, amps)
         else:
             self._lockin.set_aux_output(self._aux_out, amps * self.aux_volts_per_amp())
         self._bias = amps
@@ -270,6 +290,7 @@ class LockInSpectrumProcedure(ControlledProcedure):
         self.sleep(self._settle)
         x, y, steps = self.read_lockin()
         v_dc = self.junction_dc_voltage()
+        self._stuck.feed(bias, v_dc)
         if self._source is None:  # AUX bias: the resistor's drop sets the current
             bias = (bias * self._resistor - v_dc) / self._resistor
         i_ac = (self.excitation - x) / self._resistor
@@ -289,6 +310,7 @@ class LockInSpectrumProcedure(ControlledProcedure):
         completed); ``completed`` is False if the operator stopped the run."""
         sweep = first_sweep
         for direction, values in self.sweep_plan():
+            self._stuck.reset()
             self.ramp_bias(float(values[0]))
             self.sleep(self._settle)
             self.autorange()

@@ -18,19 +18,24 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter
+from pymeasure.experiment import ListParameter
 
 from daqapp.errors import ConfigError
 from daqapp.runner import ControlledProcedure
+from daqapp.runner.procedure import FloatParameter, IntegerParameter
 from daqapp.runner.roles import lab_time
+from daqapp.runner.watchdogs import ConditionTimeout, wait_until
 from procedures.common import (
     VOLTMETERS,
     FloatListParameter,
     boost_heater_if_saturated,
     check_compliance,
+    check_count,
     check_current,
     check_field,
     check_field_rate,
+    check_heater_range,
+    check_hold,
     check_temperature,
     check_temperature_rate,
     go_to_temperature,
@@ -40,6 +45,10 @@ from procedures.common import (
     ramp_time_s,
     read_field,
     set_heater_for,
+    set_source_current,
+    start_fault_watch,
+    stuck_watch,
+    temperature_checks,
     transport_voltmeter,
     wait_for_field,
     wait_for_temperature,
@@ -50,6 +59,9 @@ from procedures.common import (
 DELTA_CONVERSION_S = 0.025
 #: Seconds per delta reading assumed in estimates.
 DELTA_READING_S = 0.07
+#: Most temperature steps (step mode) and rows (ramp mode) of one sweep.
+MAX_STEPS = 10_000
+MAX_RAMP_ROWS = 1_000_000
 
 
 class ResistanceTemperature(ControlledProcedure):
@@ -78,12 +90,13 @@ class ResistanceTemperature(ControlledProcedure):
     band = FloatParameter("Stability band (step mode)", units="K", default=0.05,
                           minimum=1e-4, maximum=10.0)
     hold_time = FloatParameter("Stable time (step mode)", units="s", default=30.0,
-                               minimum=0.0, maximum=36_000.0)
+                               minimum=1e-3, maximum=36_000.0, zero_allowed=True)
     readings = IntegerParameter("Readings averaged (step mode)", default=5, minimum=1,
                                 maximum=10_000)
     stabilize_timeout = FloatParameter("Stabilisation timeout", units="s", default=3600.0,
                                        minimum=1.0, maximum=86_400.0)
-    fields = FloatListParameter("Fields (list or start to stop by step)", units="T", default="0")
+    fields = FloatListParameter("Fields (list or start to stop by step)", units="T", default="0",
+                                minimum=-20.0, maximum=20.0)
     field_rate = FloatParameter("Field ramp rate", units="T/min", default=0.2, minimum=1e-4,
                                 maximum=10.0)
     method = ListParameter("Method", choices=["delta", "reversal"], default="delta")
@@ -120,6 +133,14 @@ class ResistanceTemperature(ControlledProcedure):
             raise ConfigError("t_start and t_stop must differ")
         check_temperature_rate("ramp_rate", self.ramp_rate, limits)
         span = abs(self.t_stop - self.t_start)
+        if self.mode == "step":
+            check_count("t_start to t_stop by t_step", span / self.t_step + 1, MAX_STEPS,
+                        "temperature steps")
+        else:
+            check_count("ramp_rate x interval over t_start to t_stop",
+                        span / self.ramp_step() + 1, MAX_RAMP_ROWS, "rows")
+        check_hold(self.hold_time, self.stabilize_timeout)
+        check_heater_range("t_start/t_stop", max(self.t_start, self.t_stop), limits)
         if self.mode == "ramp" and self.ramp_step() > span / 2:
             raise ConfigError(f"ramp_rate × interval = {self.ramp_step():.4g} K between rows "
                               f"leaves fewer than 2 rows on the {span:g} K ramp; lower the "
@@ -131,6 +152,10 @@ class ResistanceTemperature(ControlledProcedure):
             check_field_rate("field_rate", self.field_rate, limits)
             if self.station is not None and self.role("magnet", required=False) is None:
                 raise ConfigError("fields: nonzero fields need a 'magnet' on the station")
+
+    def starting_point(self) -> dict[str, tuple[str, float]]:
+        return {"field_T": ("fields", self.field_list()[0]),
+                "temperature_K": ("t_start", self.t_start)}
 
     def estimate_duration(self) -> float:
         span = abs(self.t_stop - self.t_start)
@@ -166,18 +191,25 @@ class ResistanceTemperature(ControlledProcedure):
             instrument.format_elements = ("READ", "TST")
         else:
             self._nvm = transport_voltmeter(self, self.voltmeter)
-            source.set_current(self.current)
+            set_source_current(source, self.current)
             source.enable()
+        start_fault_watch(self, source=source, amps=self.current,
+                          field_dependent=any(f != 0 for f in self.field_list()))
+        self._stuck = stuck_watch("sample voltage", self)
+        # a ramp moves the set point: a thermometer that does not move at all (0.1 mK, the
+        # controller's last digit) while it moves by 10 mK has stopped reading
+        self._thermometer_stuck = stuck_watch("temperature reading", self, resolution=1e-4,
+                                              unit="K", set_resolution=0.01)
 
     def read_voltage(self) -> float:
         """One delta voltage (R·I): the median of a burst of ``delta_count`` delta readings
         (a fresh arm each time, so every value belongs to this point), or a manual reversal."""
         if self.method == "delta":
             return self._delta_burst()
-        self._source.set_current(self.current)
+        set_source_current(self._source, self.current)
         self.sleep(self.delta_delay)
         v_plus = float(self._nvm.voltage())
-        self._source.set_current(-self.current)
+        set_source_current(self._source, -self.current)
         self.sleep(self.delta_delay)
         v_minus = float(self._nvm.voltage())
         return (v_plus - v_minus) / 2
@@ -191,20 +223,29 @@ class ResistanceTemperature(ControlledProcedure):
         instrument.delta_start()
         expected = (count + 2) * (self.delta_delay + DELTA_CONVERSION_S)
         self.sleep(expected)
-        waited = expected
-        while instrument.buffer_count() < count:
-            if waited > 10 * expected + 5:
-                instrument.sweep_abort()
-                raise TimeoutError(f"delta mode gave {instrument.buffer_count()} of {count} "
-                                   f"readings in {waited:.1f} s")
-            self.sleep(expected / 4)
-            waited += expected / 4
+        stored = {"count": 0}
+
+        def filled() -> bool:
+            stored["count"] = instrument.buffer_count()
+            return stored["count"] >= count
+
+        try:  # not stopped by a stop request: a burst is one point, finished once begun
+            wait_until(self.station, filled, what=f"delta mode: {count} readings not stored",
+                       timeout_s=10 * expected + 30, poll_s=expected / 4, sleep=self.sleep,
+                       checks=(lambda: self.fault_watch.run(force=True),),
+                       state=lambda: f"{stored['count']} of {count} stored")
+        except ConditionTimeout:
+            instrument.sweep_abort()
+            raise
         readings = instrument.buffer_readings(("READ", "TST"))["READ"]
+        if not np.isfinite(readings).all():
+            self.fault_watch.run(force=True)  # overflow readings: compliance is the usual cause
         return float(np.nanmedian(readings)) if np.isfinite(readings).any() else math.nan
 
     def record_point(self, temperature: float, setpoint: float, sweep: int,
                      volts: float | None = None) -> None:
         volts = self.read_voltage() if volts is None else volts
+        self._stuck.feed(setpoint, volts)
         self.record(temperature=temperature, resistance=volts / self.current, voltage=volts,
                     current=self.current, setpoint=setpoint, field=read_field(self),
                     time=wall_time(), sweep=sweep)
@@ -263,9 +304,14 @@ class ResistanceTemperature(ControlledProcedure):
         target = self.t_start
         reached_at = None
         slow_rows = 0
+        checks = temperature_checks(self)
+        self._stuck.reset()
+        self._thermometer_stuck.reset()
         while True:
             if not self.checkpoint():
                 return False
+            for check in checks:  # an open heater never reaches t_stop: fail now
+                check()
             began = lab_time(station)
             kelvin = controller.temperature()
             setpoint = controller.setpoint()  # the previous step is complete: its end
@@ -275,17 +321,19 @@ class ResistanceTemperature(ControlledProcedure):
                 controller.set_setpoint(target, self.ramp_rate)
                 controller.is_ramping()  # answered only after the controller took the step
             stepped_at = lab_time(station)
+            self._thermometer_stuck.feed(target, kelvin)
             boost_heater_if_saturated(self, kelvin, setpoint, self.band)
             self.record_point(kelvin, setpoint, sweep)
             self.progress(sweep + min(1.0, abs(setpoint - self.t_start) / span), n_sweeps)
-            if target == self.t_stop and not controller.is_ramping():
-                if abs(kelvin - self.t_stop) <= tolerance:
-                    return True
+            if target == self.t_stop:  # the last step is commanded: bounded from here on
                 reached_at = began if reached_at is None else reached_at
+                if not controller.is_ramping() and abs(kelvin - self.t_stop) <= tolerance:
+                    return True
                 if began - reached_at > self.stabilize_timeout:
-                    raise TimeoutError(f"ramp: temperature {kelvin:.4g} K not within "
-                                       f"{tolerance:g} K of t_stop = {self.t_stop:g} K "
-                                       f"{self.stabilize_timeout:g} s after the set point")
+                    raise ConditionTimeout(f"ramp: temperature {kelvin:.4g} K not within "
+                                           f"{tolerance:g} K of t_stop = {self.t_stop:g} K "
+                                           f"{self.stabilize_timeout:g} s after the set "
+                                           "point")
             took = lab_time(station) - began
             if took > self.interval:
                 slow_rows += 1
@@ -317,6 +365,7 @@ class ResistanceTemperature(ControlledProcedure):
 
     def _steps(self, controller: Any, sweep: int, n_sweeps: int) -> bool:
         steps = self.temperature_steps()
+        self._stuck.reset()
         for i, target in enumerate(steps):
             if not self.checkpoint():
                 return False

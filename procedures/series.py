@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymeasure.experiment import FloatParameter
-
 from daqapp.errors import ConfigError, LimitError, check_range
 from daqapp.runner import MagnetHoldingSuspender, TemperatureBandSuspender
+from daqapp.runner.procedure import FloatParameter
 from daqapp.runner.roles import lab_seconds_to_real, lab_time
 from procedures.common import (
     FloatListParameter,
     check_field,
     check_field_rate,
+    check_heater_range,
+    check_hold,
     check_temperature,
     check_temperature_rate,
     go_to_temperature,
@@ -78,12 +79,12 @@ class TemperatureSeries(_SpectrumSeries):
     SUMMARY = "dI/dV spectra at a list of temperatures (reach, stabilise, measure; suspend if out)"
 
     temperatures = FloatListParameter("Temperatures (list or start to stop by step)", units="K",
-                             default="3, 5, 7")
+                                      default="3, 5, 7", minimum=0.0, maximum=1500.0)
     ramp_rate = FloatParameter("Temperature ramp rate", units="K/min", default=2.0,
-                               minimum=0.0, maximum=100.0)
+                               minimum=0.01, maximum=100.0, zero_allowed=True)  # 0: a step
     band = FloatParameter("Stability band", units="K", default=0.05, minimum=1e-4, maximum=10.0)
     hold_time = FloatParameter("Stable time before measuring", units="s", default=60.0,
-                               minimum=0.0, maximum=36_000.0)
+                               minimum=1e-3, maximum=36_000.0, zero_allowed=True)
     stabilize_timeout = FloatParameter("Stabilisation timeout", units="s", default=3600.0,
                                        minimum=1.0, maximum=86_400.0)
     suspend_timeout = FloatParameter("Longest suspension during a spectrum", units="s",
@@ -92,9 +93,15 @@ class TemperatureSeries(_SpectrumSeries):
     def temperature_list(self) -> list[float]:
         return self.setpoint_list("temperatures", self.temperatures, "3, 5, 7")
 
+    def starting_point(self) -> dict[str, tuple[str, float]]:
+        return {"temperature_K": ("temperatures", self.temperature_list()[0])}
+
     def check_limits(self, limits: Any) -> None:
-        for kelvin in self.temperature_list():
+        temps = self.temperature_list()
+        for kelvin in temps:
             check_temperature("temperatures", kelvin, limits)
+        check_heater_range("temperatures", max(temps), limits)
+        check_hold(self.hold_time, self.stabilize_timeout)
         check_temperature_rate("ramp_rate", self.ramp_rate, limits)
         self.check_spectrum_limits(limits)
 
@@ -140,7 +147,7 @@ class FieldSweep(_SpectrumSeries):
     SUMMARY = "dI/dV spectra at a list of magnetic fields (ramp, hold, measure)"
 
     fields = FloatListParameter("Fields (list or start to stop by step)", units="T",
-                                default="0, 1, 2")
+                                default="0, 1, 2", minimum=-20.0, maximum=20.0)
     field_rate = FloatParameter("Field ramp rate", units="T/min", default=0.2,
                                 minimum=1e-4, maximum=10.0)
     field_timeout = FloatParameter("Ramp timeout (beyond the ramp time)", units="s",
@@ -150,6 +157,12 @@ class FieldSweep(_SpectrumSeries):
 
     def field_list(self) -> list[float]:
         return self.setpoint_list("fields", self.fields, "0, 1, 2")
+
+    def starting_point(self) -> dict[str, tuple[str, float]]:
+        return {"field_T": ("fields", self.field_list()[0])}
+
+    def field_dependent(self) -> bool:
+        return True
 
     def check_limits(self, limits: Any) -> None:
         for tesla in self.field_list():
@@ -207,17 +220,22 @@ class NbCalibration(LockInSpectrumProcedure):
                                  minimum=1.5, maximum=9.0)
     band = FloatParameter("Stability band", units="K", default=0.05, minimum=1e-4, maximum=1.0)
     hold_time = FloatParameter("Stable time before measuring", units="s", default=60.0,
-                               minimum=0.0, maximum=36_000.0)
+                               minimum=1e-3, maximum=36_000.0, zero_allowed=True)
     stabilize_timeout = FloatParameter("Stabilisation timeout", units="s", default=3600.0,
                                        minimum=1.0, maximum=86_400.0)
 
     def check_limits(self, limits: Any) -> None:
         check_temperature("temperature", self.temperature, limits)
         check_range("temperature", self.temperature, 1.5, 9.0, "K")  # below Nb's Tc
+        check_heater_range("temperature", self.temperature, limits)
+        check_hold(self.hold_time, self.stabilize_timeout)
         if self.bias_start >= 0 or self.bias_stop <= 0:
             raise LimitError("bias_start/bias_stop must span zero bias for a calibration "
                              f"(got {self.bias_start:g} to {self.bias_stop:g} A)")
         self.check_spectrum_limits(limits)
+
+    def starting_point(self) -> dict[str, tuple[str, float]]:
+        return {"temperature_K": ("temperature", self.temperature)}
 
     def estimate_duration(self) -> float:
         return self.hold_time + super().estimate_duration()

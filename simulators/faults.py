@@ -1,7 +1,7 @@
 """Fault injection: per-role switches that the emulators and the server consult.
 
 Kinds that apply to every instrument are handled by the TCP server (latency, no reply,
-dropped connection, garbage); instrument-specific kinds are read by the emulator or the
+dropped connection, garbage, frozen); instrument-specific kinds are read by the emulator or the
 physics (lock-in overload, 6221 compliance, magnet quench, heater open/short).
 """
 
@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from daqapp.errors import ConfigError
 
-#: Faults every served instrument understands.
-GENERIC_FAULTS = ("latency", "no_reply", "drop", "garbage")
+#: Faults every served instrument understands. ``frozen``: the instrument still answers but
+#: stopped updating, as a hung firmware does: each query gets the reply it got last time,
+#: writes are ignored (a query never asked before gets no reply).
+GENERIC_FAULTS = ("latency", "no_reply", "drop", "garbage", "frozen")
 #: Faults that only make sense on one role: kind -> role.
 ROLE_FAULTS = {
     "overload": "lockin",

@@ -1,4 +1,4 @@
-"""Critical current from I–V curves and Jc(T) fits (Dew-Hughes, GL, (1−t)^n).
+"""Critical current from I–V curves and Jc(T) fits (Dew-Hughes, GL, (1−t)^n, (1−t²)^n).
 
 Why a noise-scaled criterion: the seed defines Ic as "the current at which the voltage becomes
 non-zero", which on real data means "leaves the noise".  The default criterion is therefore a
@@ -7,6 +7,10 @@ the same curve (after removing the thermo-emf offset), confirmed by the followin
 single spike cannot trigger it.  An explicit voltage threshold (e.g. an electric-field criterion
 1 µV/cm × voltage-tap distance) or a resistance criterion V/I > R_c are the alternatives.
 Currents are returned in the units they are given in (A or mA).
+
+Why several Jc(T) forms and their spread: the pinning mechanism is rarely known, and Jc(0) is
+an extrapolation whose value depends on the form; :func:`fit_jc_forms` fits them all and
+quotes the spread of Jc(0) between the forms the data do not reject as a systematic error.
 """
 
 from __future__ import annotations
@@ -18,7 +22,13 @@ import numpy as np
 from daqapp.analysis._fitting import check_finite_positive, clean_xy, fit_least_squares
 
 IC_CRITERIA = ("voltage", "resistance")
-JC_FORMS = ("dew_hughes_dtc", "dew_hughes_dl", "gl", "power")
+JC_FORMS = ("dew_hughes_dtc", "dew_hughes_dl", "gl", "power", "power_t2")
+FREE_EXPONENT_FORMS = ("power", "power_t2")
+"""Forms with a fitted exponent n: (1 − t)^n and (1 − t²)^n."""
+JC_FORM_LABELS = {"dew_hughes_dtc": "δTc pinning", "dew_hughes_dl": "δl pinning",
+                  "gl": "GL depairing", "power": "(1 − t)ⁿ", "power_t2": "(1 − t²)ⁿ"}
+FORMS_AIC_WINDOW = 10.0
+"""ΔAIC above the best form beyond which a form is rejected (decisive, physics.md §3)."""
 _EXPONENTS = {  # (a, b) of (1 − t²)^a (1 + t²)^b
     "dew_hughes_dtc": (7.0 / 6.0, 5.0 / 6.0),  # δTc pinning
     "dew_hughes_dl": (5.0 / 2.0, -1.0 / 2.0),  # δl pinning
@@ -155,7 +165,7 @@ def jc_temperature(temperature_K: object, jc0: float, tc_K: float, form: str = "
     """Jc(T) of a named form, in the units of ``jc0``; 0 at and above Tc.
 
     dew_hughes_dtc: (1−t²)^{7/6}(1+t²)^{5/6}; dew_hughes_dl: (1−t²)^{5/2}(1+t²)^{−1/2};
-    gl: (1−t²)^{3/2}(1+t²)^{1/2}; power: (1−t)^n.
+    gl: (1−t²)^{3/2}(1+t²)^{1/2}; power: (1−t)^n; power_t2: (1−t²)^n.
     """
     if form not in JC_FORMS:
         raise ValueError(f"form = {form!r} is not allowed (allowed: {', '.join(JC_FORMS)})")
@@ -167,6 +177,9 @@ def jc_temperature(temperature_K: object, jc0: float, tc_K: float, form: str = "
     if form == "power":
         check_finite_positive("n", n)
         shape = (1.0 - t) ** n
+    elif form == "power_t2":
+        check_finite_positive("n", n)
+        shape = (1.0 - t * t) ** n
     else:
         a, b = _EXPONENTS[form]
         shape = (1.0 - t * t) ** a * (1.0 + t * t) ** b
@@ -175,7 +188,11 @@ def jc_temperature(temperature_K: object, jc0: float, tc_K: float, form: str = "
 
 @dataclass(frozen=True)
 class JcFit:
-    """Jc(T) fit: Jc(0) (input units), Tc and the exponent n of (1−t)^n near Tc."""
+    """Jc(T) fit: Jc(0) (input units), Tc and the exponent n of (1−t)^n near Tc.
+
+    For "power" and "power_t2" n is the fitted exponent of the form itself ((1−t²)^n also
+    goes as (1−t)^n near Tc); for the fixed forms it is their exponent near Tc.
+    """
 
     form: str
     jc0: float
@@ -188,6 +205,8 @@ class JcFit:
     chi2_red: float
     n_points: int
     absolute_sigma: bool
+    chi2: float = float("nan")
+    n_free: int = 0
 
     def curve(self, temperature_K: object) -> np.ndarray:
         return jc_temperature(temperature_K, self.jc0, self.tc_K, self.form, self.n)
@@ -200,7 +219,8 @@ def fit_jc_temperature(temperature_K: object, ic: object, ic_err: object | None 
                        form: str = "dew_hughes_dtc", tc_K: float | None = None) -> JcFit:
     """Fit Ic(T) or Jc(T) → Jc(0) (same units as ``ic``), Tc, exponent n, with errors.
 
-    Dew-Hughes δTc / δl pinning, GL depairing, or the empirical (1−t)^n with n free.  For the
+    Dew-Hughes δTc / δl pinning, GL depairing, or the empirical (1−t)^n or (1−t²)^n with n
+    free.  For the
     fixed forms ``n`` is their exponent near Tc ((1−t²)^a → (1−t)^a).  Pass ``tc_K`` to fix Tc
     (usually the transport value); leave out points where Ic = 0 only because the sample is
     already resistive at the smallest current below Tc.
@@ -224,7 +244,7 @@ def fit_jc_temperature(temperature_K: object, ic: object, ic_err: object | None 
         lo.append(float(T[J > 0].max()) * (1 + 1e-9))
         hi.append(np.inf)
         starts = [s + [tc_start] for s in starts] + [[1.1 * float(J.max()), 1.5 * tc_start]]
-    if form == "power":
+    if form in FREE_EXPONENT_FORMS:
         names.append("n")
         lo.append(1e-3)
         hi.append(20.0)
@@ -242,7 +262,7 @@ def fit_jc_temperature(temperature_K: object, ic: object, ic_err: object | None 
         if best is None or res.chi2 < best.chi2:
             best = res
     res = best
-    if form == "power":
+    if form in FREE_EXPONENT_FORMS:
         n, n_err, fitted = res.value("n"), res.error("n"), True
     else:
         n, n_err, fitted = _EXPONENTS[form][0], 0.0, False
@@ -250,4 +270,85 @@ def fit_jc_temperature(temperature_K: object, ic: object, ic_err: object | None 
     return JcFit(form=form, jc0=res.value("jc0"), jc0_err=res.error("jc0"), tc_K=tc,
                  tc_err_K=res.error("tc_K") if tc_K is None else 0.0, n=n, n_err=n_err,
                  n_fitted=fitted, chi2_red=res.chi2_red, n_points=res.n_points,
-                 absolute_sigma=res.absolute_sigma)
+                 absolute_sigma=res.absolute_sigma, chi2=res.chi2, n_free=len(names))
+
+
+@dataclass(frozen=True)
+class JcFormsFit:
+    """Jc(T) fitted with several pinning forms; Jc(0) with the spread between them.
+
+    ``best_form`` has the lowest AIC; ``accepted_forms`` are those within FORMS_AIC_WINDOW of
+    it (χ² in units of the measured errors, or of the best form's residual scatter without
+    errors).  ``jc0_systematic`` is half the range of Jc(0) over the accepted forms: quote
+    Jc(0) = jc0 ± jc0_err (statistical, best form) ± jc0_systematic (pinning form).
+    """
+
+    fits: dict[str, JcFit]
+    aic: dict[str, float]
+    best_form: str
+    accepted_forms: tuple[str, ...]
+    jc0: float
+    jc0_err: float
+    jc0_range: tuple[float, float]
+    jc0_systematic: float
+    tc_range_K: tuple[float, float]
+    failed: dict[str, str]
+    notes: list[str]
+
+    @property
+    def best(self) -> JcFit:
+        return self.fits[self.best_form]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"fits": {k: v.to_dict() for k, v in self.fits.items()}, "aic": dict(self.aic),
+                "best_form": self.best_form, "accepted_forms": list(self.accepted_forms),
+                "jc0": self.jc0, "jc0_err": self.jc0_err, "jc0_range": list(self.jc0_range),
+                "jc0_systematic": self.jc0_systematic, "tc_range_K": list(self.tc_range_K),
+                "failed": dict(self.failed), "notes": list(self.notes)}
+
+
+def fit_jc_forms(temperature_K: object, ic: object, ic_err: object | None = None,
+                 forms: tuple[str, ...] = JC_FORMS, tc_K: float | None = None) -> JcFormsFit:
+    """Fit Ic(T) or Jc(T) with every form in ``forms`` → Jc(0) and its pinning-form spread.
+
+    Forms are ranked by AIC = χ² + 2k; those ΔAIC > FORMS_AIC_WINDOW above the best are named
+    in ``notes`` and left out of the spread (the data reject them).
+    """
+    if not forms:
+        raise ValueError("forms must name at least one Jc(T) form "
+                         f"(allowed: {', '.join(JC_FORMS)})")
+    for f in forms:
+        if f not in JC_FORMS:
+            raise ValueError(f"form = {f!r} is not allowed (allowed: {', '.join(JC_FORMS)})")
+    fits: dict[str, JcFit] = {}
+    failed: dict[str, str] = {}
+    for f in dict.fromkeys(forms):
+        try:
+            fits[f] = fit_jc_temperature(temperature_K, ic, ic_err, form=f, tc_K=tc_K)
+        except ValueError as exc:
+            failed[f] = str(exc)
+    if not fits:
+        raise ValueError("no Jc(T) form could be fitted: " + "; ".join(failed.values()))
+    any_fit = next(iter(fits.values()))
+    if any_fit.absolute_sigma:
+        unit = 1.0
+    else:  # χ² of unweighted fits is in units of the unknown σ²: take the best scatter
+        unit = min(v.chi2 / max(v.n_points - v.n_free, 1) for v in fits.values())
+        unit = unit if unit > 0 else 1.0
+    aic = {k: v.chi2 / unit + 2 * v.n_free for k, v in fits.items()}
+    best = min(aic, key=aic.get)
+    accepted = tuple(k for k in fits if aic[k] - aic[best] <= FORMS_AIC_WINDOW)
+    notes = [f"{JC_FORM_LABELS[k]} rejected by the data (ΔAIC = {aic[k] - aic[best]:.1f})"
+             for k in fits if k not in accepted]
+    notes += [f"{JC_FORM_LABELS[k]} fit failed: {msg}" for k, msg in failed.items()]
+    jc0s = [fits[k].jc0 for k in accepted]
+    tcs = [fits[k].tc_K for k in accepted]
+    jc0_range = (float(min(jc0s)), float(max(jc0s)))
+    syst = 0.5 * (jc0_range[1] - jc0_range[0])
+    b = fits[best]
+    notes.append(f"Jc(0) = {b.jc0:.4g} ± {b.jc0_err:.2g} (stat., {JC_FORM_LABELS[best]}) "
+                 f"± {syst:.2g} (spread over {len(accepted)} pinning forms)")
+    return JcFormsFit(fits=fits, aic=aic, best_form=best, accepted_forms=accepted, jc0=b.jc0,
+                      jc0_err=b.jc0_err, jc0_range=jc0_range, jc0_systematic=syst,
+                      tc_range_K=(float(min(tcs)), float(max(tcs))), failed=failed,
+                      notes=notes)

@@ -181,9 +181,26 @@ def gap_alpha_model(temperature_K: object, delta0: float, tc: float,
     return np.where(T < tc, out, 0.0)
 
 
+TC_MIN_POINTS = 3
+"""Distinct temperatures needed before a Δ(T) fit can say anything about Tc."""
+TC_MIN_DROP_CHI2 = 9.0
+"""Δχ² by which a constant gap (Tc → ∞) must fit worse: the drop of Δ(T) seen at 3σ."""
+TC_MAX_GAP_RATIO = 0.85
+"""Δ(T_max)/Δ(0) the data must reach: the gap has visibly started to close (t ≳ 0.66 for
+BCS).  Below that Δ(T) is flat to a few %, and Tc is an extrapolation of the assumed shape —
+the seed's Table 3 (3–40 K, Δ1 23 → 20.5 meV) gives a BCS Tc of 64.5 ± 1.0 K against the
+transport 72 K."""
+TC_MAX_REL_ERR = 0.2
+"""Largest relative Tc error still quoted as a value."""
+
+
 @dataclass(frozen=True)
 class GapTemperatureFit:
-    """Result of a Δ(T) fit: Tc, Δ(0) and 2Δ(0)/k_BTc with standard errors."""
+    """Result of a Δ(T) fit: Tc, Δ(0) and 2Δ(0)/k_BTc with standard errors.
+
+    ``tc_determined`` says whether the data determine Tc (see :func:`tc_is_determined`);
+    ``notes`` give the reasons when they do not.  ``tc_fixed`` marks a Tc given by the caller.
+    """
 
     form: str
     tc_K: float
@@ -199,6 +216,12 @@ class GapTemperatureFit:
     extra_err: dict[str, float] = field(default_factory=dict)
     covariance: tuple[tuple[float, ...], ...] = ()
     parameter_names: tuple[str, ...] = ()
+    tc_determined: bool = False
+    notes: list[str] = field(default_factory=list)
+    tc_fixed: bool = False
+    t_max_K: float = float("nan")
+    gap_ratio_at_t_max: float = float("nan")
+    drop_delta_chi2: float = float("nan")
 
     def curve(self, temperature_K: object) -> np.ndarray:
         """Fitted Δ(T) in meV, for plotting over any temperature grid."""
@@ -215,6 +238,10 @@ class GapTemperatureFit:
             "extra_err": dict(self.extra_err),
             "parameter_names": list(self.parameter_names),
             "covariance": [list(r) for r in self.covariance],
+            "tc_determined": self.tc_determined, "notes": list(self.notes),
+            "tc_fixed": self.tc_fixed, "t_max_K": self.t_max_K,
+            "gap_ratio_at_t_max": self.gap_ratio_at_t_max,
+            "drop_delta_chi2": self.drop_delta_chi2,
         }
 
 
@@ -245,6 +272,91 @@ def _initial_guess(T: np.ndarray, D: np.ndarray, shape) -> tuple[float, float]:
         if cost < best[0]:
             best = (cost, d0, tc)
     return best[1], best[2]
+
+
+def _constant_gap_chi2(y: np.ndarray, sig: np.ndarray | None) -> float:
+    """χ² of the Tc → ∞ limit of every form: a temperature-independent gap."""
+    w = np.ones_like(y) if sig is None else 1.0 / sig ** 2
+    mean = float(np.sum(w * y) / np.sum(w))
+    return float(np.sum(w * (y - mean) ** 2))
+
+
+def _tc_verdict(series: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+                res: LeastSquaresResult, curves: Sequence[np.ndarray],
+                delta0s: Sequence[float], tc: float, tc_err: float, tc_fixed: bool,
+                tc_lower_bound: float) -> dict[str, object]:
+    """Does this Δ(T) fit determine Tc?  The physics: Tc is only known once the data see
+    the gap close — Δ(T_max)/Δ(0) clearly below 1 and the drop significant against the noise
+    (a constant gap, the Tc → ∞ limit, must fit worse by TC_MIN_DROP_CHI2)."""
+    all_T = np.concatenate([s[0] for s in series])
+    t_max = float(all_T.max())
+    ratios = [float(c[np.argmax(s[0])] / d0) if d0 > 0 else float("nan")
+              for c, s, d0 in zip(curves, series, delta0s, strict=True)]
+    finite = [r for r in ratios if np.isfinite(r)]
+    ratio = min(finite) if finite else float("nan")
+    # χ² of the fit against a constant gap per series, in units of the noise
+    unit = 1.0 if res.absolute_sigma else res.chi2 / max(res.dof, 1)
+    chi2_const = sum(_constant_gap_chi2(s[1], s[2]) for s in series)
+    drop = (chi2_const - res.chi2) / unit if unit > 0 else float("inf")
+    notes: list[str] = []
+    if tc_fixed:
+        notes.append(f"Tc fixed at {tc:.4g} K by the caller (not fitted)")
+    else:
+        if not res.success:
+            notes.append(f"the Δ(T) fit did not converge ({res.message})")
+        n_temps = np.unique(all_T).size
+        if n_temps < TC_MIN_POINTS:
+            notes.append(f"only {n_temps} temperatures (Tc needs ≥ {TC_MIN_POINTS})")
+        if not (np.isfinite(tc_err) and tc_err > 0):
+            notes.append("the Tc error is not finite: Tc is not constrained")
+        elif tc_err > TC_MAX_REL_ERR * tc:
+            notes.append(f"the Tc error {tc_err:.2g} K is more than {TC_MAX_REL_ERR:.0%} of Tc")
+        if tc <= tc_lower_bound * (1 + 1e-6) or tc > 1e3 * t_max:
+            notes.append(f"Tc = {tc:.4g} K sits at a bound of the fit")
+        if not (ratio <= TC_MAX_GAP_RATIO):
+            notes.append(f"the data stop at {t_max:.3g} K where the fitted gap is still "
+                         f"{ratio:.0%} of Δ(0) (Tc needs data where it has fallen below "
+                         f"{TC_MAX_GAP_RATIO:.0%}, t ≳ 0.66 for BCS): Tc would be an "
+                         "extrapolation of the assumed Δ(T) shape")
+        if not (drop >= TC_MIN_DROP_CHI2):
+            notes.append(f"the drop of Δ(T) up to {t_max:.3g} K is not significant "
+                         f"(a constant gap fits worse by only Δχ² = {drop:.2g} < "
+                         f"{TC_MIN_DROP_CHI2:g})")
+    if res.absolute_sigma and res.chi2_red > 5:
+        notes.append(f"χ²_red = {res.chi2_red:.3g}: the Δ(T) form does not describe the data "
+                     "within the given errors (or the errors are too small)")
+    return {"tc_determined": not notes and not tc_fixed, "notes": notes,
+            "tc_fixed": tc_fixed, "t_max_K": t_max, "gap_ratio_at_t_max": ratio,
+            "drop_delta_chi2": float(drop)}
+
+
+def tc_is_determined(fit: GapTemperatureFit | None,
+                     temperatures: object | None = None) -> tuple[bool, str]:
+    """(whether to show Tc, the text to show): the one place that decides it.
+
+    Uses the verdict stored on the fit; ``temperatures`` (the series actually measured, if
+    it differs from what was fitted) must also reach Δ(T)/Δ(0) ≤ TC_MAX_GAP_RATIO on the
+    fitted curve.  The text is "Tc = 71.8 ± 0.3 K" or "Tc not determined: <reason>".
+    """
+    if fit is None:
+        return False, "Tc not determined: no Δ(T) fit"
+    if fit.tc_fixed:
+        return False, f"Tc fixed at {fit.tc_K:.4g} K (not fitted)"
+    if not fit.tc_determined:
+        reason = fit.notes[0] if fit.notes else "the data do not constrain it"
+        return False, f"Tc not determined: {reason}"
+    if temperatures is not None:
+        T = np.asarray(temperatures, dtype=float)
+        T = T[np.isfinite(T)]
+        if T.size == 0:
+            return False, "Tc not determined: no temperatures"
+        ratio = float(fit.curve(np.array([T.max()]))[0]) / fit.delta0_meV \
+            if fit.delta0_meV > 0 else float("nan")
+        if not ratio <= TC_MAX_GAP_RATIO:
+            return False, (f"Tc not determined: the data stop at {T.max():.3g} K where the "
+                           f"fitted gap is still {ratio:.0%} of Δ(0)")
+    err = f"{fit.tc_err_K:.2g}" if fit.tc_err_K >= 0.1 else f"{fit.tc_err_K:.1g}"
+    return True, f"Tc = {fit.tc_K:.1f} ± {err} K"
 
 
 def fit_gap_temperature(temperature_K: object, delta_meV: object,
@@ -311,6 +423,8 @@ def fit_gap_temperature(temperature_K: object, delta_meV: object,
         tc, tc_err = res.value("tc_K"), res.error("tc_K")
     else:
         tc, tc_err = float(tc_K), 0.0
+    verdict = _tc_verdict([(T, D, sig)], res, [model(T, *res.values)], [d0], tc, tc_err,
+                          tc_K is not None, tc_lower_bound=1e-6)
 
     def ratio_fn(p: np.ndarray) -> float:
         return 2 * p[0] / (K_B_MEV_PER_K * (p[1] if tc_K is None else tc))
@@ -326,7 +440,7 @@ def fit_gap_temperature(temperature_K: object, delta_meV: object,
         ratio_2delta_kTc=ratio, ratio_err=res.derived_error(ratio_fn), chi2_red=res.chi2_red,
         n_points=res.n_points, absolute_sigma=res.absolute_sigma, extra=extra,
         extra_err=extra_err, covariance=tuple(tuple(float(v) for v in r) for r in res.covariance),
-        parameter_names=res.names)
+        parameter_names=res.names, **verdict)
 
 
 def fit_gaps_shared_tc(temperature_K: object, deltas_meV: Sequence[object],
@@ -408,6 +522,10 @@ def fit_gaps_shared_tc(temperature_K: object, deltas_meV: Sequence[object],
     tc = res.value("tc_K") if tc_K is None else float(tc_K)
     tc_err = res.error("tc_K") if tc_K is None else 0.0
     cov = tuple(tuple(float(c) for c in r) for r in res.covariance)
+    fitted = model(x, *res.values)
+    verdict = _tc_verdict(series, res, [fitted[group == i] for i in range(n_gaps)],
+                          [res.value(f"delta0_{i}") for i in range(n_gaps)], tc, tc_err,
+                          tc_K is not None, tc_lower_bound=1e-6)
     fits = []
     for i, f in enumerate(forms):
         k_d = names.index(f"delta0_{i}")
@@ -425,5 +543,6 @@ def fit_gaps_shared_tc(temperature_K: object, deltas_meV: Sequence[object],
             delta0_err_meV=res.error(f"delta0_{i}"),
             ratio_2delta_kTc=2 * d0 / (K_B_MEV_PER_K * tc), ratio_err=res.derived_error(ratio_fn),
             chi2_red=res.chi2_red, n_points=res.n_points, absolute_sigma=res.absolute_sigma,
-            extra=extra, extra_err=extra_err, covariance=cov, parameter_names=res.names))
+            extra=extra, extra_err=extra_err, covariance=cov, parameter_names=res.names,
+            **{**verdict, "notes": list(verdict["notes"])}))
     return fits

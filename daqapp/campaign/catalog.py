@@ -108,26 +108,21 @@ class ProcedureCatalog:
             raise ConfigError(f"{unknown[0]!r} is not a parameter of {name} "
                               f"(parameters: {', '.join(sorted(allowed))})")
         for key, value in params.items():
-            try:
-                proc.set_parameters({key: value})
-            except (ValueError, TypeError) as exc:
-                param = allowed[key]
-                units = getattr(param, "units", None) or ""
-                raise ConfigError(f"{key} = {value!r}{' ' + units if units else ''}: "
-                                  f"{exc}") from None
-        try:
-            proc.check_parameters()
-        except NameError as exc:
-            raise ConfigError(f"{name}: {exc}") from None
-        check_limits = getattr(proc, "check_limits", None)
-        if callable(check_limits):
-            from daqapp.runner.roles import station_limits
+            setattr(proc, key, value)
+        from daqapp.runner.procedure import validate_parameters
 
-            check_limits(station_limits(station))
+        validate_parameters(proc, station, name=name)
         return proc
 
     def check(self, name: str, params: Mapping[str, Any]) -> None:
         self.build(name, params)
+
+    def starting_point(self, name: str, params: Mapping[str, Any]
+                       ) -> dict[str, tuple[str, float]]:
+        """Where the procedure itself puts the station first (``ControlledProcedure.
+        starting_point``), for the campaign to compare with the step's position."""
+        start = getattr(self.build(name, params), "starting_point", None)
+        return dict(start()) if callable(start) else {}
 
     def estimate_s(self, name: str, params: Mapping[str, Any]) -> float:
         proc = self.build(name, params)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import signal
 import sys
 import threading
 import time
@@ -36,6 +35,8 @@ from daqapp.campaign.spec import (
     zone_for,
 )
 from daqapp.errors import ConfigError, DaqappError
+from daqapp.runner.watchdogs import check_heater, check_quench, wait_until
+from daqapp.station.lock import StationInUse, check_free
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class CampaignOutcome:
     counts: dict[str, int]
     message: str = ""
     files: list[Path] = field(default_factory=list)
+    safe_state: str = ""
+    """The end-of-session safe state's one-line verdict ("" when no station was opened)."""
 
     @property
     def ok(self) -> bool:
@@ -70,15 +73,17 @@ class CampaignOutcome:
 
 
 def connect_station(campaign: Campaign) -> Any:
-    """Connected station for ``campaign.station`` (starts the virtual lab when simulated)."""
+    """Connected station for ``campaign.station`` (starts the virtual lab when simulated),
+    holding the station's lock (a dead previous driver is recovered first)."""
     from daqapp import station as station_module
+    from daqapp.station.lock import connect_for_driving
 
     spec = campaign.station
     if spec.file is not None:
         station = station_module.load_station(spec.file)
     else:
         station = _simulated_station(campaign)
-    return station.connect()
+    return connect_for_driving(station, "campaign")
 
 
 def _simulated_station(campaign: Campaign) -> Any:
@@ -128,6 +133,9 @@ def station_limits_dict(campaign: Campaign) -> dict[str, float]:
             if isinstance(value, int | float):
                 out[key] = float(value)
                 break
+    ranges = getattr(limits, "heater_ranges_allowed", None)
+    if ranges:
+        out["heater_ranges_allowed"] = tuple(int(r) for r in ranges)
     return out
 
 
@@ -155,12 +163,15 @@ class CampaignExecutor:
         self.progress = progress
         self.fitter = fitter
         self.conn: Any = None
+        self.safe_state_line = ""
         self._run: Any = None
         self._fit_queue: queue.Queue = queue.Queue()
         self._fit_thread: threading.Thread | None = None
 
     # -- top level
     def execute(self) -> CampaignOutcome:
+        from daqapp.runner.signals import shielded
+
         steps = {s.key: s for s in self.campaign.steps}
         self.manifest.begin_session(os.getpid(), sys.argv)
         status, message = M.FINISHED, ""
@@ -171,38 +182,59 @@ class CampaignExecutor:
                     continue
                 step = steps[entry["key"]]
                 self._run_step_with_policy(step)
+        except StationInUse as exc:  # another live process drives it: refuse, exit 2
+            status, message = "stopped", str(exc)
+            raise
         except CampaignStopped as exc:
             status, message = "stopped", str(exc)
-        except KeyboardInterrupt:
-            status, message = "interrupted", "interrupted by operator (resume to continue)"
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (daqapp.runner.signals)
+            reason = getattr(exc, "reason", "interrupted by operator")
+            status, message = "interrupted", f"{reason} (resume to continue)"
         except DaqappError as exc:
             status, message = "stopped", str(exc)
         except Exception as exc:  # noqa: BLE001 - recorded in the manifest, then re-raised
             status, message = "stopped", f"{type(exc).__name__}: {exc}"
             log.exception("campaign stopped by an unexpected error")
-        finally:
-            self._safe_state()
-            self._close_station()
-            self._fit_queue.put(None)
-            if self._fit_thread is not None:
-                self._fit_thread.join(timeout=30)  # a preview fit may not hold up the end
-            counts = self.manifest.counts()
-            if status == M.FINISHED and (counts[M.PENDING] or counts[M.RUNNING]
-                                         or counts[M.FAILED]):
-                status = "stopped"
-            self.manifest.end_session(status, message)
-            log.info("campaign %s: %s %s", status, counts, message)
+        finally:  # a SIGTERM now must not cut the safe state or the manifest short
+            with shielded(raise_after=False):
+                unsafe = self._safe_state(last=True)
+                if unsafe:
+                    status = "stopped"
+                    if unsafe not in message:
+                        message = "; ".join(filter(None, [message, unsafe]))
+                self._close_station()
+                self._fit_queue.put(None)
+                if self._fit_thread is not None:
+                    self._fit_thread.join(timeout=30)  # a preview fit may not hold up the end
+                counts = self.manifest.counts()
+                if status == M.FINISHED and (counts[M.PENDING] or counts[M.RUNNING]
+                                             or counts[M.FAILED]):
+                    status = "stopped"
+                self.manifest.end_session(status, message)
+                log.info("campaign %s: %s %s", status, counts, message)
         files = [self.folder / e["file"] for e in self.manifest.steps if e.get("file")]
-        return CampaignOutcome(self.folder, status, self.manifest.counts(), message, files)
+        return CampaignOutcome(self.folder, status, self.manifest.counts(), message, files,
+                               self.safe_state_line)
 
-    def _safe_state(self) -> None:
+    def _safe_state(self, last: bool = False) -> str | None:
+        """Safe state of the whole station, read back; the verdict text if not confirmed.
+
+        Shielded from SIGTERM/SIGHUP: a signal arriving now is raised after it (the campaign
+        then ends), except for the ``last`` one, after which the session ends anyway."""
+        from daqapp.runner.safe_state import apply_safe_state
+        from daqapp.runner.signals import shielded
+
         if self.conn is None:
-            return
-        try:
-            self.conn.to_safe_state()
-            log.info("station in safe state")
-        except Exception as exc:  # noqa: BLE001 - report; nothing better can be done here
-            log.error("safe state failed: %s", exc)
+            return None
+        with shielded(raise_after=not last):
+            outcome = apply_safe_state(self.conn)
+        self.safe_state_line = outcome.summary if outcome else ""
+        if outcome is None or outcome.confirmed:
+            log.info("station: %s", outcome.summary if outcome else "no station")
+            return None
+        log.error("station: %s", outcome.summary)
+        self._say(outcome.summary)
+        return outcome.summary
 
     def _close_station(self) -> None:
         close = getattr(self.conn, "close", None)
@@ -216,22 +248,32 @@ class CampaignExecutor:
     def _run_step_with_policy(self, step: PlannedStep) -> None:
         policy = step.on_fault
         while True:
-            entry = self.manifest.step(step.key)
-            attempt_no = len(entry["attempts"]) + 1
             if self.progress:
                 self.progress.begin(step.key, step.estimate_s)
-            log.info("step %s (attempt %d): %s", step.key, attempt_no, step.describe())
-            self.manifest.start_attempt(step.key, f"{step.key}.h5" if step.procedure else None)
+            # The manifest records the attempt first, the log names it after: a kill between
+            # the two leaves an attempt that resume reports, never a logged start the
+            # manifest does not count.
+            attempt = self.manifest.start_attempt(step.key, f"{step.key}.h5" if step.procedure
+                                                  else None)
+            number = attempt["number"]
+            log.info("step %s attempt %d: %s", step.key, number, step.describe())
             try:
                 details = self._run_step(step)
             except KeyboardInterrupt:
+                log.warning("step %s attempt %d interrupted", step.key, number)
                 self._abandon_attempt(step, "interrupted", "interrupted by operator")
                 raise
             except (StepFault, DaqappError, OSError) as exc:
                 error = str(exc)
-                log.error("step %s failed: %s", step.key, error)
-                self._safe_state()
+                log.error("step %s attempt %d failed: %s", step.key, number, error)
                 self._abandon_attempt(step, M.FAILED, error)
+                unsafe = self._safe_state()
+                if unsafe:  # no retry, no next step on a station that may still be driving
+                    self.manifest.update_step(step.key, status=M.FAILED, error=error)
+                    if self.progress:
+                        self.progress.end(step.key, "failed", step.estimate_s)
+                    also = "" if unsafe in error else f"; {unsafe}"
+                    raise CampaignStopped(f"step {step.key} failed: {error}{also}") from None
                 failures = sum(1 for a in self.manifest.step(step.key)["attempts"]
                                if a.get("status") == M.FAILED)
                 if failures <= policy.retries:
@@ -251,6 +293,7 @@ class CampaignExecutor:
                 raise CampaignStopped(f"step {step.key} failed: {error} (on_fault = stop)") \
                     from None
             self.manifest.end_attempt(step.key, M.FINISHED, **details)
+            log.info("step %s attempt %d finished", step.key, number)
             self.manifest.update_step(step.key, status=M.FINISHED, error=None,
                                       file=details.get("file"), rows=details.get("rows"))
             if self.progress:
@@ -343,20 +386,18 @@ class CampaignExecutor:
         limit = 1.5 * expected + 300.0
         magnet.ramp_to(target, step.field_ramp_T_per_min)
         t0 = self._lab_now()
-        while True:
-            if magnet.is_quenched():
-                raise StepFault(f"magnet quenched at {magnet.field():.4g} T ramping to "
-                                f"{target:g} T")
-            if magnet.is_holding() and abs(float(magnet.field()) - target) <= max(
-                    2e-3, 1e-3 * abs(target)):
-                log.info("field %.4g T reached", target)
-                return
-            if self._lab_now() - t0 > limit:
-                raise StepFault(f"field did not reach {target:g} T within {limit:.0f} s "
-                                f"(at {magnet.field():.4g} T)")
+
+        def reached() -> bool:
             if expected > 0 and self.progress:
                 self.progress.update(min(0.2, 0.2 * (self._lab_now() - t0) / expected))
-            self._lab_sleep(2.0)
+            return magnet.is_holding() and abs(float(magnet.field()) - target) <= max(
+                2e-3, 1e-3 * abs(target))
+
+        wait_until(self._clock_holder(), reached, what=f"field did not reach {target:g} T",
+                   timeout_s=limit, poll_s=2.0, sleep=self._lab_sleep,
+                   checks=(lambda: check_quench(magnet),),
+                   state=lambda: f"at {magnet.field():.4g} T")
+        log.info("field %.4g T reached", target)
 
     def _set_temperature(self, step: PlannedStep) -> None:
         controller = self._role("temperature")
@@ -371,35 +412,29 @@ class CampaignExecutor:
         ramp_time = 0.0
         if step.temperature_mode == "ramp" and step.ramp_K_per_min:
             ramp_time = abs(target - float(controller.temperature())) / step.ramp_K_per_min * 60
-        t0 = self._lab_now()
-        in_band_since: float | None = None
+        in_band_since: list[float] = []
         magnet = None
         try:
             magnet = self._role("magnet")
         except ConfigError:
             magnet = None
-        while True:
-            now = self._lab_now()
-            if controller.is_stable(target, band):
-                if in_band_since is None:
-                    in_band_since = now
-                if now - in_band_since >= hold:
-                    log.info("temperature %.4g K stable (±%g K for %g s)", target, band, hold)
-                    return
-            else:
-                in_band_since = None
-            if now - t0 > timeout + ramp_time:
-                raise StepFault(f"temperature not stable at {target:g} K ± {band:g} K within "
-                                f"{timeout + ramp_time:.0f} s (at "
-                                f"{controller.temperature():.4g} K)")
-            if magnet is not None and magnet.is_quenched():
-                raise StepFault(f"magnet quenched at {magnet.field():.4g} T")
-            status = getattr(controller, "heater_status", None)
-            if callable(status):
-                state = status()
-                if getattr(state, "value", "ok") != "ok":
-                    raise StepFault(f"heater {state.value}: cannot control the temperature")
-            self._lab_sleep(1.0)
+        checks = [lambda: check_heater(controller)]
+        if magnet is not None:
+            checks.append(lambda: check_quench(magnet))
+
+        def stable() -> bool:
+            if not controller.is_stable(target, band):
+                in_band_since.clear()
+                return False
+            if not in_band_since:
+                in_band_since.append(self._lab_now())
+            return self._lab_now() - in_band_since[0] >= hold
+
+        wait_until(self._clock_holder(), stable,
+                   what=f"temperature not stable at {target:g} K ± {band:g} K",
+                   timeout_s=timeout + ramp_time, poll_s=1.0, sleep=self._lab_sleep,
+                   checks=checks, state=lambda: f"at {controller.temperature():.4g} K")
+        log.info("temperature %.4g K stable (±%g K for %g s)", target, band, hold)
 
     def _prepare_heater(self, controller: Any, target_k: float) -> None:
         """Heater range (and PID) for ``target_k`` from the campaign's zones.
@@ -471,6 +506,7 @@ class CampaignExecutor:
     def _run_procedure(self, step: PlannedStep) -> Any:
         from daqapp.runner import events
         from daqapp.runner.run import Run
+        from daqapp.runner.station_lock import track_run
 
         try:
             procedure = self.catalog.build(step.procedure, step.params, station=self.conn)
@@ -503,6 +539,7 @@ class CampaignExecutor:
                     self.progress.fit(text)
 
         run.subscribe(listen)
+        track_run(self.conn, run)
         self._prepare_for_procedure(step)
         if self.progress:
             self.progress.update(0.2, state=f"measuring ({step.procedure})")
@@ -514,8 +551,8 @@ class CampaignExecutor:
         try:
             while run.wait(0.2) is None:
                 pass
-        except KeyboardInterrupt:
-            run.control.abort()
+        except KeyboardInterrupt as exc:
+            run.control.abort(getattr(exc, "reason", None))
             run.wait(60)
             raise
         finally:
@@ -654,39 +691,41 @@ def _attach_log(folder: Path, quiet_console: bool) -> Callable[[], None]:
     return detach
 
 
-def _sigterm_as_interrupt() -> Callable[[], None]:
-    """SIGTERM (systemd, a batch system) ends the campaign like Ctrl-C: safe state, resumable."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
-
-
 def _recover(folder: Path, manifest: M.Manifest) -> list[str]:
-    """Turn steps a dead process left ``running`` back into pending, keeping their files."""
-    recovered = []
+    """Turn steps a dead process left ``running`` back into pending, keeping their files.
+
+    Also removes the manifest's temporary files a kill left behind (only those of dead
+    pids). Each line logged names the step and the attempt, as the executor's log does.
+    """
+    recovered = [f"removed {p.name} (left by a killed process)"
+                 for p in M.remove_stale_temp_files(manifest.path)]
     for entry in manifest.steps:
         if entry["status"] != M.RUNNING:
             continue
         key = entry["key"]
+        last = manifest.last_attempt(key)
+        number = last["number"] if last else 0
         final = folder / f"{key}.h5"
         status = _file_status(final)
-        if status == "finished" and entry.get("attempts"):
+        if status == "finished" and last is not None:
             # Killed after the run closed its file but before the manifest said so.
             manifest.end_attempt(key, M.FINISHED, file=final.name, recovered=True)
             manifest.update_step(key, status=M.FINISHED, file=final.name, error=None)
-            recovered.append(f"{key}: run file complete, marked finished")
+            recovered.append(f"step {key} attempt {number}: run file complete, marked "
+                             "finished")
             continue
-        kept = keep_partial(folder, key, len(entry.get("attempts", [])))
-        manifest.end_attempt(key, "interrupted", error="process ended during the step",
-                             partial_file=str(kept.relative_to(folder)) if kept else None)
+        kept = keep_partial(folder, key, number)
+        ended = manifest.end_attempt(key, "interrupted", error="process ended during the step",
+                                     partial_file=str(kept.relative_to(folder))
+                                     if kept else None)
+        if not ended and kept is not None and last is not None:
+            # The attempt had ended (killed between two saves): keep how, add the file.
+            last.setdefault("partial_file", str(kept.relative_to(folder)))
+        how = "interrupted" if ended else f"had ended ({last['status']})" if last else \
+            "never started"
         manifest.update_step(key, status=M.PENDING, error="interrupted")
-        recovered.append(f"{key}: interrupted" + (f", partial run kept as "
-                                                  f"{kept.relative_to(folder)}" if kept else ""))
+        recovered.append(f"step {key} attempt {number} {how}" + (
+            f", partial run kept as {kept.relative_to(folder)}" if kept else ""))
     for line in recovered:
         log.warning("resume: %s", line)
     return recovered
@@ -763,6 +802,7 @@ def run_campaign(path: Path, output: Path | None = None, catalog: Any = None,
 
     catalog = catalog or ProcedureCatalog()
     campaign = load_for_run(Path(path), catalog, speed=speed)
+    _refuse_if_in_use(campaign, connect)
     folder = Path(output) if output else default_output(campaign)
     manifest = prepare_folder(campaign, folder)
     if speed is not None:
@@ -798,6 +838,7 @@ def resume_campaign(folder: Path, catalog: Any = None,
     campaign = with_speed(campaign, manifest.data.get("overrides", {}).get("speed"))
     campaign = with_estimates(campaign, catalog)
     manifest.check_matches([s.key for s in campaign.steps])
+    _refuse_if_in_use(campaign, connect)
     detach = _attach_log(folder, quiet_console)
     try:
         _recover(folder, manifest)
@@ -809,6 +850,15 @@ def resume_campaign(folder: Path, catalog: Any = None,
                                [folder / e["file"] for e in manifest.steps if e.get("file")])
     return _execute(campaign, folder, manifest, catalog, connect, show_progress, fitter,
                     quiet_console)
+
+
+def _refuse_if_in_use(campaign: Campaign, connect: Callable[[Campaign], Any] | None) -> None:
+    """Before anything is written: refuse a station another live process drives."""
+    if connect is not None:
+        return  # an injected station (tests) has no lock
+    station = unconnected_station(campaign)
+    if station is not None:
+        check_free(station)
 
 
 def _execute(campaign: Campaign, folder: Path, manifest: M.Manifest, catalog: Any,
@@ -824,8 +874,9 @@ def _execute(campaign: Campaign, folder: Path, manifest: M.Manifest, catalog: An
                                 done_estimate_s=sum(e.get("estimate_s", 0) for e in done) * scale)
         # Estimates on the progress line are wall-clock: laboratory time over the speed-up.
         progress_steps = {s.key: s.estimate_s * scale for s in campaign.steps}
+    from daqapp.runner.signals import termination_signals
+
     detach = _attach_log(folder, quiet_console)
-    restore = _sigterm_as_interrupt()
     try:
         log.info("campaign %r in %s (%d steps, %s)", campaign.name, folder,
                  len(campaign.steps), campaign.station.describe())
@@ -833,9 +884,9 @@ def _execute(campaign: Campaign, folder: Path, manifest: M.Manifest, catalog: An
                                     progress=progress, fitter=fitter)
         if progress is not None:
             executor.campaign = _scaled(campaign, progress_steps)
-        return executor.execute()
+        with termination_signals():  # SIGTERM/SIGHUP: abort the step, safe state, resumable
+            return executor.execute()
     finally:
-        restore()
         detach()
 
 

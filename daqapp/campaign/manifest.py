@@ -8,7 +8,9 @@ a torn one. ``resume`` trusts only this file and the run files it names.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -18,6 +20,7 @@ from typing import Any
 
 from daqapp.errors import ConfigError, DataFileError
 
+log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 CAMPAIGN_COPY_NAME = "campaign.toml"
 FORMAT = "daqapp-campaign-manifest"
@@ -34,10 +37,15 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime())
 
 
+def temp_path(path: Path, pid: int | None = None) -> Path:
+    """The temporary file :func:`write_json_atomic` writes before replacing ``path``."""
+    return path.with_name(f".{path.name}.{os.getpid() if pid is None else pid}.tmp")
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` so that readers see the old or the new file only."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_path(path)
     payload = json.dumps(data, indent=2, sort_keys=False, default=_json_default)
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(payload)
@@ -55,6 +63,44 @@ def write_json_atomic(path: Path, data: Any) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def remove_stale_temp_files(path: Path) -> list[Path]:
+    """Remove the temporary files of ``path`` that dead writers left behind.
+
+    A kill between writing the temporary file and replacing ``path`` leaves
+    ``.<name>.<pid>.tmp``; nothing else would ever remove it. A file is kept while its pid
+    runs and that process started before the file was written (a pid since reused by a
+    younger process did not write it).
+    """
+    from daqapp.station.lock import pid_alive, process_started_at
+
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.tmp")
+    removed = []
+    for candidate in path.parent.glob(f".{path.name}.*.tmp"):
+        match = pattern.fullmatch(candidate.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        try:
+            written = candidate.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if pid == os.getpid():
+            continue  # our own write in progress
+        if pid_alive(pid):
+            started = process_started_at(pid)
+            if started is None or started <= written + 1.0:
+                continue
+        try:
+            candidate.unlink()
+        except FileNotFoundError:
+            continue
+        log.warning("removed %s: a temporary file left by pid %d, killed while it wrote %s",
+                    candidate.name, pid, path.name)
+        removed.append(candidate)
+    return removed
 
 
 def _json_default(value: Any) -> Any:
@@ -205,9 +251,18 @@ class Manifest:
             self.save()
             return attempt
 
-    def end_attempt(self, key: str, status: str, **details: Any) -> None:
+    def end_attempt(self, key: str, status: str, **details: Any) -> bool:
+        """Close the step's last attempt if it is still running; False if it had ended (a
+        kill between two saves must not overwrite how it ended)."""
         with self._lock:
             step = self.step(key)
-            if step["attempts"]:
-                step["attempts"][-1].update(status=status, ended=now_iso(), **details)
+            attempts = step["attempts"]
+            if not attempts or attempts[-1].get("status") != RUNNING:
+                return False
+            attempts[-1].update(status=status, ended=now_iso(), **details)
             self.save()
+            return True
+
+    def last_attempt(self, key: str) -> dict[str, Any] | None:
+        attempts = self.step(key)["attempts"]
+        return attempts[-1] if attempts else None

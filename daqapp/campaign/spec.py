@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from daqapp.errors import ConfigError
+from daqapp.errors import ConfigError, LimitError, check_number
 
 #: Hard limits a campaign is checked against when the station file gives none.
 DEFAULT_TEMPERATURE_RANGE_K = (1.5, 300.0)
@@ -43,6 +43,14 @@ TEMPERATURE_MODES = ("step", "ramp")
 LOOP_ORDERS = ("field-outer", "temperature-outer")
 SUSPEND_KINDS = ("temperature", "magnet")
 LOOP_VARIABLES = ("temperature_K", "field_T")
+#: Most steps a campaign may expand to (a month of 4-minute steps). Counted from the lengths of
+#: the field and temperature lists before any combination is built: two lists of 3000 would
+#: otherwise make nine million steps and take minutes and gigabytes just to dry-run.
+MAX_STEPS = 10_000
+#: PID gains a heater zone may set: a Lake Shore 336 takes P and I up to 1000, D up to 200 %.
+PID_LIMITS = (("P", 1000.0), ("I", 1000.0), ("D", 200.0))
+#: What a step's position and its procedure's own start may differ by (rounding of TOML floats).
+POSITION_TOLERANCE = 1e-6
 
 
 class ProcedureCatalog(Protocol):
@@ -55,6 +63,9 @@ class ProcedureCatalog(Protocol):
 
     def estimate_s(self, name: str, params: Mapping[str, Any]) -> float:
         """Expected duration in (laboratory) seconds."""
+
+    # Optional: ``starting_point(name, params) -> {"field_T": ("fields", 0.0), ...}``, where
+    # the procedure itself puts the station first (see ControlledProcedure.starting_point).
 
 
 @dataclass(frozen=True)
@@ -173,13 +184,14 @@ class Campaign:
 
 
 def load_campaign(path: str | Path, catalog: ProcedureCatalog | None = None,
-                  limits: Mapping[str, float] | None = None) -> Campaign:
+                  limits: Mapping[str, Any] | None = None) -> Campaign:
     """Read, validate and expand a campaign file; raise ``ConfigError`` naming the key.
 
     ``catalog`` checks every procedure's parameters and supplies time estimates; without it
     only the campaign's own structure is checked. ``limits`` may override the field and
     temperature limits (keys ``field_T``, ``temperature_min_K``, ``temperature_max_K``,
-    ``field_rate_T_per_min``).
+    ``field_rate_T_per_min``) and give the heater ranges the station allows
+    (``heater_ranges_allowed``, checked against every ``[[heater_zone]]``).
     """
     path = Path(path)
     try:
@@ -193,7 +205,7 @@ def load_campaign(path: str | Path, catalog: ProcedureCatalog | None = None,
 
 def parse_campaign(text: str, path: str | Path = "<campaign>",
                    catalog: ProcedureCatalog | None = None,
-                   limits: Mapping[str, float] | None = None) -> Campaign:
+                   limits: Mapping[str, Any] | None = None) -> Campaign:
     """Parse campaign TOML ``text``; ``path`` is used in messages and to resolve relative files."""
     path = Path(path)
     try:
@@ -205,7 +217,7 @@ def parse_campaign(text: str, path: str | Path = "<campaign>",
 
 class _Reader:
     def __init__(self, path: Path, catalog: ProcedureCatalog | None,
-                 limits: dict[str, float]) -> None:
+                 limits: dict[str, Any]) -> None:
         self.path = path
         self.catalog = catalog
         self.field_limit = float(limits.get("field_T", DEFAULT_FIELD_LIMIT_T))
@@ -213,6 +225,9 @@ class _Reader:
         self.t_max = float(limits.get("temperature_max_K", DEFAULT_TEMPERATURE_RANGE_K[1]))
         self.field_rate_limit = float(limits.get("field_rate_T_per_min",
                                                  DEFAULT_FIELD_RATE_LIMIT_T_PER_MIN))
+        self.heater_ranges = tuple(int(r) for r in limits.get("heater_ranges_allowed") or ())
+        #: (procedure, params) -> its starting point, checked once per distinct parameter set
+        self._checked: dict[tuple[str, str], dict[str, tuple[str, float]]] = {}
 
     def fail(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.path}: {key}: {message}")
@@ -366,6 +381,11 @@ class _Reader:
                     raise self.fail(f"{where}.params.{key}",
                                     f"{value!r} used but the step sets no {var}")
 
+        if first_index + len(fields) * len(temps) > MAX_STEPS:
+            before = f" after the {first_index} steps before it" if first_index else ""
+            raise self.fail(where, f"field_T x temperature_K = {len(fields)} x {len(temps)} "
+                                   f"steps{before}: a campaign has at most {MAX_STEPS} steps "
+                                   "(split it into several campaigns)")
         combos = ([(b, t) for b in fields for t in temps] if loop == "field-outer"
                   else [(b, t) for t in temps for b in fields])
         steps = []
@@ -373,10 +393,7 @@ class _Reader:
             index = first_index + n
             concrete = {k: _substitute(v, t, b) for k, v in params.items()}
             if procedure is not None and self.catalog is not None:
-                try:
-                    self.catalog.check(procedure, concrete)
-                except (ConfigError, ValueError, TypeError) as exc:
-                    raise self.fail(f"{where}.params", _strip_prefix(str(exc))) from None
+                self.check_procedure(where, procedure, concrete, b, t)
             step = PlannedStep(
                 index=index, key=_step_key(index, name, t, b, len(combos) > 1),
                 block=name, procedure=procedure, params=concrete, field_T=b, temperature_K=t,
@@ -384,6 +401,33 @@ class _Reader:
                 field_ramp_T_per_min=field_rate, stabilize=stabilize, on_fault=on_fault)
             steps.append(step)
         return steps
+
+    def check_procedure(self, where: str, procedure: str, params: dict[str, Any],
+                        field_t: float | None, temperature: float | None) -> None:
+        """The step's parameters pass the procedure's validation, and the procedure starts
+        where the step put the station: ``rt`` with ``field_T = 1`` but its default ``fields =
+        0`` would ramp the magnet to 1 T and then measure at 0 T."""
+        cache_key = (procedure, repr(sorted(params.items())))
+        start = self._checked.get(cache_key)
+        if start is None:
+            try:
+                self.catalog.check(procedure, params)
+                starting_point = getattr(self.catalog, "starting_point", None)
+                start = dict(starting_point(procedure, params)) if starting_point else {}
+            except (ConfigError, ValueError, TypeError, ArithmeticError) as exc:
+                raise self.fail(f"{where}.params", _strip_prefix(str(exc))) from None
+            self._checked[cache_key] = start
+        for name, value, unit in (("field_T", field_t, "T"), ("temperature_K", temperature,
+                                                               "K")):
+            if value is None or name not in start:
+                continue
+            key, first = start[name]
+            if abs(first - value) > POSITION_TOLERANCE * max(1.0, abs(value)):
+                raise self.fail(f"{where}.{name}",
+                                f"{name} = {value:g} {unit} but {procedure} starts at "
+                                f"{key} = {first:g} {unit} (it sets it itself, undoing the "
+                                f"step's position); give params.{key} = \"${name}\" or "
+                                f"{value:g}, or drop {name}")
 
     def loop_values(self, block: dict[str, Any], where: str, key: str, low: float,
                     high: float) -> list[float | None]:
@@ -420,11 +464,18 @@ class _Reader:
         items = raw if isinstance(raw, list) else [raw]
         if not items:
             raise self.fail(name, "is an empty list")
+        if len(items) > MAX_STEPS:
+            raise self.fail(name, f"{len(items)} values (a campaign has at most {MAX_STEPS} "
+                                  "steps)")
         values = []
         for j, v in enumerate(items):
             if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v):
                 raise self.fail(f"{name}[{j}]" if isinstance(raw, list) else name,
                                 f"{v!r} is not a number in {unit}")
+            try:
+                check_number(f"{name}[{j}]" if isinstance(raw, list) else name, v, unit=unit)
+            except LimitError as exc:  # inf or a denormal
+                raise ConfigError(f"{self.path}: {exc}") from None
             if not low <= v <= high:
                 raise self.fail(f"{name}[{j}]" if isinstance(raw, list) else name,
                                 f"{v:g} {unit} is outside the allowed range {low:g} to "
@@ -491,13 +542,16 @@ class _Reader:
         rng = raw.get("range")
         if not isinstance(rng, int) or isinstance(rng, bool) or not 0 <= rng <= 10:
             raise self.fail(f"{where}.range", f"{rng!r}: must be a heater range index 0 to 10")
+        if self.heater_ranges and rng not in self.heater_ranges:
+            raise self.fail(f"{where}.range", f"{rng}: the station allows heater ranges "
+                                              f"{', '.join(map(str, self.heater_ranges))} "
+                                              "(limits.heater_ranges_allowed)")
         pid = raw.get("pid")
         if pid is not None:
-            if (not isinstance(pid, list) or len(pid) != 3 or any(
-                    isinstance(v, bool) or not isinstance(v, int | float) or v < 0
-                    for v in pid)):
-                raise self.fail(f"{where}.pid", f"{pid!r}: must be [P, I, D], each >= 0")
-            pid = tuple(float(v) for v in pid)
+            if not isinstance(pid, list) or len(pid) != 3:
+                raise self.fail(f"{where}.pid", f"{pid!r}: must be [P, I, D]")
+            pid = tuple(self.number({gain: v}, f"{where}.pid", gain, 0.0, top)
+                        for (gain, top), v in zip(PID_LIMITS, pid, strict=True))
         return HeaterZone(below_K=below, range=rng, pid=pid)
 
     # -- primitives
@@ -543,12 +597,12 @@ class _Reader:
                 raise self.fail(f"{where}.{key}", "missing (a number is required)")
             return default
         value = table[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(f"{where}.{key}", f"{value!r} is not a number")
-        if not low <= value <= high:
-            raise self.fail(f"{where}.{key}",
-                            f"{value:g} is outside the allowed range {low:g} to {high:g}")
-        return float(value)
+        try:  # finite, normal, in range: the rule of every number a user gives
+            return check_number(f"{where}.{key}", value, low, high)
+        except LimitError as exc:
+            raise ConfigError(f"{self.path}: {exc}") from None
 
     def resolve(self, text: str) -> Path:
         p = Path(text).expanduser()
@@ -604,6 +658,7 @@ def with_estimates(campaign: Campaign, catalog: ProcedureCatalog | None) -> Camp
     steps = []
     field_now = 0.0
     temp_now: float | None = None
+    procedure_s: dict[tuple[str, str], float] = {}  # one estimate per distinct parameter set
     for step in campaign.steps:
         seconds = 0.0
         if step.field_T is not None:
@@ -618,7 +673,11 @@ def with_estimates(campaign: Campaign, catalog: ProcedureCatalog | None) -> Camp
             seconds += step.stabilize.time_s
             temp_now = step.temperature_K
         if step.procedure is not None and catalog is not None:
-            seconds += max(0.0, float(catalog.estimate_s(step.procedure, step.params)))
+            key = (step.procedure, repr(sorted(step.params.items())))
+            if key not in procedure_s:
+                procedure_s[key] = max(0.0, float(catalog.estimate_s(step.procedure,
+                                                                     step.params)))
+            seconds += procedure_s[key]
         steps.append(replace(step, estimate_s=seconds))
     return replace(campaign, steps=tuple(steps))
 

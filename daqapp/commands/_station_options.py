@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from daqapp.commands._types import finite_float, whole_number
+
 TEXT_WIRING_KEYS = ("dc_bias_source", "dc_voltage_reader")
 
 
@@ -21,9 +23,10 @@ def add_station_options(parser: argparse.ArgumentParser, default_speed: float) -
                        help="use the in-process virtual lab instead of instruments")
     parser.add_argument("--preset", default="la3ni2o7-cell2",
                         help="virtual lab sample preset (with --simulate; default %(default)s)")
-    parser.add_argument("--speed", type=float, default=default_speed,
+    parser.add_argument("--speed", type=finite_float(0.01, 1e6), default=default_speed,
                         help="virtual lab time speed-up (with --simulate; default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="virtual lab noise seed")
+    parser.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=0,
+                        help="virtual lab noise seed")
     parser.add_argument("--wiring", action="append", default=[], metavar="KEY=VALUE",
                         help="station wiring for --simulate, e.g. dc_bias_source=current_source")
 

@@ -56,6 +56,17 @@ def _quick_fitter():
 
 
 def _finish(outcome, args) -> int:
+    """Summary lines, the report when finished, and the safe state's verdict last; the exit
+    code is 128 + N after a termination signal N (daqapp.runner.signals)."""
+    from daqapp.runner.signals import exit_code
+
+    code = _summarise(outcome, args)
+    if outcome.safe_state:
+        print(outcome.safe_state)
+    return exit_code(code)
+
+
+def _summarise(outcome, args) -> int:
     counts = outcome.counts
     print(f"campaign {outcome.status}: {counts.get('finished', 0)} finished, "
           f"{counts.get('skipped', 0)} skipped, {counts.get('failed', 0)} failed, "
@@ -100,7 +111,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     from daqapp.campaign.executor import resume_campaign
+    from daqapp.storage.recover import recovery_hint
 
+    for line in recovery_hint(args.folder):  # runs a killed session left open
+        print(line)
     outcome = resume_campaign(args.folder, show_progress=not args.no_progress,
                               fitter=_quick_fitter(),
                               quiet_console=not getattr(args, "debug", False))

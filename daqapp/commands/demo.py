@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from daqapp.commands._types import finite_float
+
 MAIN_CAMPAIGN = "la3ni2o7.toml"
 CALIBRATION_CAMPAIGN = "nb-calibration.toml"
 QUICK_CAMPAIGN = "quick.toml"
@@ -39,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "key numbers beside the simulated sample's. Run again to resume an interrupted demo.")
     parser.add_argument("--output", "-o", type=Path, default=Path("demo-output"),
                         help="folder for the campaigns and the report (default demo-output)")
-    parser.add_argument("--speed", type=float, default=None, metavar="X",
+    parser.add_argument("--speed", type=finite_float(0.01, 1e6), default=None, metavar="X",
                         help="virtual-lab speed-up (default: the campaign files' value)")
     parser.add_argument("--quick", action="store_true",
                         help="the short campaign (examples/quick.toml): fewer temperatures "
@@ -63,6 +65,15 @@ def _run_or_resume(path: Path, folder: Path, speed: float | None, progress: bool
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """SIGTERM/SIGHUP abort the running step into the safe state (resumable), exit 128 + N."""
+    from daqapp.runner import signals
+
+    with signals.termination_signals():
+        code = _demo_steps(args)
+    return signals.exit_code(code)
+
+
+def _demo_steps(args: argparse.Namespace) -> int:
     from daqapp.commands.report import print_key_numbers
     from daqapp.errors import ConfigError
     from daqapp.report import write_report
@@ -86,6 +97,8 @@ def _demo(args: argparse.Namespace) -> int:
         counts = outcome.counts
         print(f"  {outcome.status}: {counts.get('finished', 0)} finished, "
               f"{counts.get('skipped', 0)} skipped ({time.monotonic() - started:.0f} s)")
+        if outcome.safe_state:
+            print(f"  {outcome.safe_state}")
         if outcome.status != "finished":
             print(f"  {outcome.message}", file=sys.stderr)
             print(f"  run `daqapp demo --output {args.output}` again to resume", file=sys.stderr)

@@ -14,6 +14,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from daqapp.commands._types import finite_float, whole_number
+
 #: Temperature assumed for a table that gives none (said in the notes): the seed's 3 K.
 DEFAULT_TEMPERATURE_K = 3.0
 
@@ -31,10 +33,11 @@ def register(subparsers) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="HDF5 run file(s) or CSV/text")
     p.add_argument("--model", default="s+s",
                    help="s, d, s+s, s+d, d+s, d+d, n gaps like s+s+s, or 'all' (default s+s)")
-    p.add_argument("--temperature", type=float, default=None, metavar="K",
+    p.add_argument("--temperature", type=finite_float(0, 1500, "K", low_open=True), default=None,
+                   metavar="K",
                    help="temperature for the thermal smearing (default: from the file, else "
                         "3 K with a note)")
-    p.add_argument("--dimension", type=int, default=2, choices=(1, 2, 3),
+    p.add_argument("--dimension", type=whole_number(1, 3), default=2, choices=(1, 2, 3),
                    help="Fermi-surface convention: 1D, 2D (default, the seed's) or 3D")
     norm = p.add_mutually_exclusive_group()
     norm.add_argument("--normalize", action="store_true",
@@ -43,16 +46,18 @@ def register(subparsers) -> None:
     norm.add_argument("--normalized", action="store_true",
                       help="the file holds G/G_N already: background held at 1 (detected "
                            "when the outer edges sit at ≈ 1)")
-    p.add_argument("--series-resistance", type=float, default=None, metavar="OHM",
+    p.add_argument("--series-resistance", type=finite_float(0, unit="Ω"),
+                   default=None, metavar="OHM",
                    help="lead/spreading resistance in series with the junction, removed from "
                         "V and G (default: the run file's series_resistance_ohm, else 0)")
-    p.add_argument("--modulation-mV", type=float, default=None, metavar="MV_RMS",
+    p.add_argument("--modulation-mV", type=finite_float(0, unit="mV"),
+                   default=None, metavar="MV_RMS",
                    help="lock-in ac voltage across the junction, rms mV (default: from the "
                         "run's own columns, else 0)")
     p.add_argument("--v0", default="auto", metavar="MV|auto|none",
                    help="bias offset: a number (mV) is subtracted, 'auto' (default) fits it, "
                         "'none' leaves the axis alone")
-    p.add_argument("--bias-window", type=float, nargs=2, metavar=("MIN", "MAX"),
+    p.add_argument("--bias-window", type=finite_float(), nargs=2, metavar=("MIN", "MAX"),
                    help="fit only junction biases in [MIN, MAX] mV")
     p.add_argument("--profile", action="store_true",
                    help="profile-likelihood 68 %% intervals of the gaps (slower; follow a "
@@ -62,7 +67,7 @@ def register(subparsers) -> None:
                         "through non-superconducting regions; held at 0 otherwise)")
     p.add_argument("--keep-dips", action="store_true",
                    help="do not mask critical-current dips")
-    p.add_argument("--sigma", type=float, default=None,
+    p.add_argument("--sigma", type=finite_float(0, low_open=True), default=None,
                    help="noise of one point of G/G_N (default: estimated from the scatter)")
     p.add_argument("--json", action="store_true", help="print result objects as JSON")
     p.set_defaults(func=run)
@@ -74,13 +79,6 @@ def _options(args: argparse.Namespace):
     from daqapp.errors import ConfigError
 
     models = STANDARD_MODELS if args.model == "all" else (args.model,)
-    checks = (("--sigma", args.sigma, "> 0 (the noise of one point)", lambda x: x > 0),
-              ("--series-resistance", args.series_resistance, "0 to inf Ω", lambda x: x >= 0),
-              ("--modulation-mV", args.modulation_mV, "0 to inf mV rms", lambda x: x >= 0),
-              ("--temperature", args.temperature, "0 to inf K", lambda x: x >= 0))
-    for flag, value, allowed, ok in checks:
-        if value is not None and not (math.isfinite(value) and ok(value)):
-            raise ConfigError(f"{flag} = {value:g} is outside the allowed range {allowed}")
     if args.bias_window and not args.bias_window[0] < args.bias_window[1]:
         raise ConfigError(f"--bias-window {args.bias_window[0]:g} {args.bias_window[1]:g}: "
                           "MIN must be below MAX")

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from daqapp.commands._types import finite_float
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from daqapp.commands.report import add_report_options
@@ -16,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "plots and on-line fits as a live run. With --headless (or no display): refit every "
         "spectrum and transport curve and write the report.")
     parser.add_argument("sources", nargs="+", type=Path, metavar="RUN_OR_DIR")
-    parser.add_argument("--speed", type=float, default=None, metavar="X",
+    parser.add_argument("--speed", type=finite_float(0, 1e6, low_open=True), default=None,
+                        metavar="X",
                         help="play at X times the recorded pace (default: all at once)")
     parser.add_argument("--headless", action="store_true",
                         help="no window: refit and write the report")

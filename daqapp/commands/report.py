@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from daqapp.commands._types import finite_float, whole_number
+
 
 def add_report_options(parser: argparse.ArgumentParser) -> None:
     """Analysis choices shared by ``report``, ``replay --headless`` and ``demo``."""
     group = parser.add_argument_group("analysis")
     group.add_argument("--model", default="s+s", choices=["s", "s+s", "s+d", "d+s", "d+d"],
                        help="BTK model for the spectra (default s+s, as the seed)")
-    group.add_argument("--dimension", type=int, default=2, choices=[1, 2, 3],
+    group.add_argument("--dimension", type=whole_number(1, 3), default=2, choices=[1, 2, 3],
                        help="angular average of the BTK model (default 2, the seed's)")
-    group.add_argument("--series-resistance", type=float, default=None, metavar="OHM",
+    group.add_argument("--series-resistance", type=finite_float(0, 1e6, "Ohm"), default=None,
+                       metavar="OHM",
                        help="series resistance to remove from spectra (default: from the run "
                        "files' series_resistance_ohm, else 0)")
-    group.add_argument("--max-bias", type=float, default=None, metavar="MV",
+    group.add_argument("--max-bias", type=finite_float(0, 1e4, "mV", low_open=True),
+                       default=None, metavar="MV",
                        help="fit spectra only within ±MV (e.g. to exclude critical-current dips)")
     group.add_argument("--normal-state-reference", action="store_true",
                        help="divide the spectra by the normal-state spectrum (above the R–T "
@@ -27,9 +31,11 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
                        "(in the notes; slower)")
     group.add_argument("--gap-form", default="bcs", choices=["bcs", "tanh", "alpha", "dwave"],
                        help="Δ(T) form for Tc and Δ(0) (default bcs)")
-    group.add_argument("--hc2-criterion", type=float, default=0.9, metavar="FRACTION",
+    group.add_argument("--hc2-criterion", type=finite_float(0, 1, low_open=True, high_open=True),
+                       default=0.9, metavar="FRACTION",
                        help="Hc2(T) where R = FRACTION × R_N (default 0.9, the onset)")
-    group.add_argument("--hc2-eta", type=float, default=0.2, metavar="ETA",
+    group.add_argument("--hc2-eta", type=finite_float(0, 1e3, low_open=True), default=0.2,
+                       metavar="ETA",
                        help="D2/D1 of the two-band Hc2 fit (default 0.2; near-Tc data cannot "
                        "fix it, the summary notes how Hc2(0) depends on it)")
     group.add_argument("--jc-form", default="dew_hughes_dtc",

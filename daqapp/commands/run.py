@@ -2,12 +2,15 @@
 
 Parameters and station limits are checked against the station file before any connection is
 opened, so a bad ``--set`` exits 2 with one line and nothing moves. Ctrl-C once stops after the
-current point (the file is saved as finished); twice aborts to the safe state.
+current point (the file is saved as finished); twice aborts to the safe state. SIGTERM/SIGHUP
+abort the same way and the process exits 128 + the signal number. The last line printed is
+the safe state's verdict.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -27,8 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run", help="run one procedure headless into an HDF5 run file",
         description="Run one measurement procedure without the GUI. Writes one HDF5 run file "
-        "into --output, shows a progress bar on stderr and logs to stderr. Exit 0 when the run "
-        "finished (or was stopped), 1 when it failed or was aborted, 2 for bad input.",
+        "into --output, shows a progress bar on stderr and logs to stderr; the last line is the "
+        "safe state's read-back verdict. Exit 0 when the run finished (or was stopped) and "
+        "its safe state was confirmed, 1 when it failed, was aborted or its safe state was "
+        "not confirmed, 2 for bad input, 128+N after signal N (SIGTERM/SIGHUP abort it).",
         epilog="examples:\n"
         "  daqapp run --list\n"
         "  daqapp run nb-calibration --simulate --preset nb-foil --speed 200 --output runs\n"
@@ -72,6 +77,7 @@ def build_procedure(name: str, assignments: list[str], station: Any) -> Any:
     station *config*: limits and wiring, no connection)."""
     import procedures
     from daqapp.errors import ConfigError
+    from daqapp.runner.procedure import validate_parameters
 
     cls = procedures.load(name)
     procedure = cls()
@@ -84,48 +90,67 @@ def build_procedure(name: str, assignments: list[str], station: Any) -> Any:
             raise ConfigError(f"--set {key}: {name} has no such parameter; parameters: "
                               f"{', '.join(sorted(known))}")
         setattr(procedure, attribute, text)
-    procedure.station = station
-    procedure.validate()
+    validate_parameters(procedure, station, name=name)
     return procedure
 
 
 def execute(procedure: Any, station_config: Any, output: Path, filename: str | None,
             metadata: dict[str, Any], quiet: bool = False) -> int:
+    from daqapp.runner import signals
+
+    with signals.termination_signals():
+        code = _execute(procedure, station_config, output, filename, metadata, quiet)
+    return signals.exit_code(code)
+
+
+def _execute(procedure: Any, station_config: Any, output: Path, filename: str | None,
+             metadata: dict[str, Any], quiet: bool) -> int:
     from daqapp.runner import Run, events
+    from daqapp.runner.signals import Terminated, shielded
+    from daqapp.runner.station_lock import track_run
+    from daqapp.station.lock import connect_for_driving
 
     progress = ProgressBar(enabled=not quiet)
-    with station_config.connect() as conn:
-        run = Run(procedure, station=conn, output_dir=output, filename=filename,
-                  metadata=metadata)
-        run.subscribe(progress.handle)
-        run.start()  # validates again on the connected station; nothing moved yet
-        # the run's own log lines reach stderr through the progress bar (from the run file's
-        # log stream); keep the console handler from printing them a second time
-        run_thread = run.thread_id
-        quiet = _DropThread(run_thread)
+    with contextlib.ExitStack() as ending:  # once the run has ended, no signal cuts in
+        with connect_for_driving(station_config, "run") as conn:
+            run = Run(procedure, station=conn, output_dir=output, filename=filename,
+                      metadata=metadata)
+            run.subscribe(progress.handle)
+            track_run(conn, run)
+            run.start()  # validates again on the connected station; nothing moved yet
+            # the run's own log lines reach stderr through the progress bar (from the run file's
+            # log stream); keep the console handler from printing them a second time
+            run_thread = run.thread_id
+            quiet = _DropThread(run_thread)
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(quiet)
+            interrupts = 0
+            while True:
+                try:
+                    result = run.wait(0.25)
+                    progress.draw()
+                    if result is not None:
+                        ending.enter_context(shielded(raise_after=False))
+                        break
+                except Terminated as exc:  # SIGTERM/SIGHUP: abort; later ones are ignored
+                    progress.note(f"{exc.reason}: aborting, going to the safe state")
+                    run.control.abort(exc.reason)
+                except KeyboardInterrupt:
+                    interrupts += 1
+                    if interrupts == 1:
+                        progress.note("stopping after this point (Ctrl-C again to abort)")
+                        run.control.stop()
+                    else:
+                        progress.note("aborting: going to the safe state")
+                        run.control.abort()
         for handler in logging.getLogger().handlers:
-            handler.addFilter(quiet)
-        interrupts = 0
-        while True:
-            try:
-                result = run.wait(0.25)
-                progress.draw()
-                if result is not None:
-                    break
-            except KeyboardInterrupt:
-                interrupts += 1
-                if interrupts == 1:
-                    progress.note("stopping after this point (Ctrl-C again to abort)")
-                    run.control.stop()
-                else:
-                    progress.note("aborting: going to the safe state")
-                    run.control.abort()
-    for handler in logging.getLogger().handlers:
-        handler.removeFilter(quiet)
-    progress.finish()
-    print(f"{result.status}: {result.rows} rows in {result.path} "
-          f"({result.duration:.1f} s){': ' + result.error if result.error else ''}")
-    return 0 if result.status in (events.FINISHED, events.STOPPED) else EXIT_FAILED
+            handler.removeFilter(quiet)
+        progress.finish()
+        print(f"{result.status}: {result.rows} rows in {result.path} "
+              f"({result.duration:.1f} s){': ' + result.error if result.error else ''}")
+        if result.safe_state:
+            print(result.safe_state)
+        return 0 if result.status in (events.FINISHED, events.STOPPED) else EXIT_FAILED
 
 
 class _DropThread(logging.Filter):
@@ -218,7 +243,8 @@ def list_text() -> str:
             allowed = ""
             low, high = getattr(parameter, "minimum", None), getattr(parameter, "maximum", None)
             if low is not None and high is not None:
-                allowed = f" [{low:g} .. {high:g}]"
+                zero = "0 | " if getattr(parameter, "zero_allowed", False) else ""
+                allowed = f" [{zero}{low:g} .. {high:g}]"
             choices = getattr(parameter, "choices", None)
             if choices:
                 allowed = f" [{' | '.join(map(str, choices))}]"

@@ -1,4 +1,8 @@
-"""``daqapp runs``: list a folder of run files, show one, export one to CSV."""
+"""``daqapp runs``: list a folder of run files, show one, export, import and recover them.
+
+Everything printed from a file goes through ``h5safe.escape``: attributes of a file received
+from elsewhere must not drive the terminal (ANSI escapes, carriage returns).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ import math
 import os
 import time
 from typing import Any
+
+from daqapp.commands._types import whole_number
+from daqapp.storage.h5safe import escape
 
 
 def register(subparsers: Any) -> None:
@@ -26,7 +33,7 @@ def register(subparsers: Any) -> None:
     p_show = sub.add_parser("show", help="attributes, parameters, columns, fits, log of a run",
                             description="Everything about one run file in readable form.")
     p_show.add_argument("file", metavar="FILE", help="run file (.h5)")
-    p_show.add_argument("--log-lines", type=int, default=10, metavar="N",
+    p_show.add_argument("--log-lines", type=whole_number(0, 1_000_000), default=10, metavar="N",
                         help="last N log lines to print (default 10)")
     p_show.add_argument("--snapshot", action="store_true",
                         help="also print the start and end instrument snapshots (JSON)")
@@ -41,12 +48,18 @@ def register(subparsers: Any) -> None:
     p_export.set_defaults(func=_export)
 
     p_recover = sub.add_parser("recover", help="make an interrupted run readable by any tool",
-                               description="Copy a run whose writer was killed into a new "
-                               "cleanly closed file (status 'interrupted') that HDFView, h5web "
-                               "and plain h5py open; the original stays untouched.")
+                               description="Copy a run whose writer was killed, object by "
+                               "object, into a new cleanly closed file (status 'interrupted') "
+                               "that HDFView, h5web and plain h5py open, with every row and "
+                               "attribute that still reads; the original stays untouched. "
+                               "With --in-place, clear the file's 'open for write' flags "
+                               "instead (only once its writer is gone).")
     p_recover.add_argument("file", metavar="FILE", help="interrupted run file (.h5)")
     p_recover.add_argument("--output", "-o", metavar="H5",
                            help="new file (default: FILE_recovered.h5)")
+    p_recover.add_argument("--in-place", action="store_true",
+                           help="fix FILE itself (no copy): clear the flags a killed writer "
+                           "left set, trim unreadable rows, mark it interrupted")
     p_recover.set_defaults(func=_recover)
 
     p_import = sub.add_parser("import", help="turn a text/CSV spectra file into a run file",
@@ -76,27 +89,37 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     from daqapp.storage import list_runs
+    from daqapp.storage.recover import needs_recovery
 
     runs = list_runs(args.dir)
     if not runs:
         print(f"no run files in {args.dir}")
         return 0
-    rows = [[os.path.basename(r.path), r.procedure.rsplit(".", 1)[-1] or "-", r.status,
-             _short_time(r.start), str(r.n_rows), r.sample or "-"] for r in runs]
+    rows = [[escape(os.path.basename(r.path)), escape(r.procedure.rsplit(".", 1)[-1]) or "-",
+             escape(r.status), escape(_short_time(r.start)), str(r.n_rows),
+             escape(r.sample) or "-"] for r in runs]
     print(_table(rows, ["file", "procedure", "status", "start", "rows", "sample"]))
     for r in runs:
+        name = escape(os.path.basename(r.path))
         if r.status == "unreadable":
-            print(f"{os.path.basename(r.path)}: {r.error}")
+            print(f"{name}: skipped: {escape(r.error)}")
+        elif r.status == "interrupted" and needs_recovery(r.path):
+            print(f"{name}: writer was killed; other HDF5 tools refuse it until "
+                  f"`daqapp runs recover --in-place {escape(r.path)}`")
     return 0
 
 
 def _fmt(value: Any) -> str:
+    """A value from the file as one printable line (control characters escaped)."""
     if isinstance(value, float):
         return "-" if math.isnan(value) else f"{value:.6g}"
     if isinstance(value, (list, dict)):
-        text = json.dumps(value)
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError, RecursionError):
+            text = "<unprintable>"
         return text if len(text) <= 70 else text[:67] + "..."
-    return str(value)
+    return escape(str(value))
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -109,17 +132,17 @@ def _show(args: argparse.Namespace) -> int:
         status = run.status
         if status == "interrupted":
             status += " (file says running, but no process is writing it: the run did not finish)"
-        print(f"run file     {run.path}")
-        print(f"procedure    {run.procedure}")
-        print(f"status       {status}")
+        print(f"run file     {escape(run.path)}")
+        print(f"procedure    {_fmt(run.procedure)}")
+        print(f"status       {_fmt(status)}")
         if a.get("error"):
-            print(f"error        {a['error']}")
-        print(f"start        {run.start_time}")
-        print(f"end          {run.end_time or '-'}")
+            print(f"error        {_fmt(a['error'])}")
+        print(f"start        {_fmt(run.start_time)}")
+        print(f"end          {_fmt(run.end_time) or '-'}")
         for key in ("operator", "sample", "cell", "pressure_GPa"):
             print(f"{key:<12} {_fmt(a.get(key, '')) or '-'}")
-        print(f"format       {a.get('format')} v{a.get('format_version')}, "
-              f"daqapp {a.get('software_version')}")
+        print(f"format       {_fmt(a.get('format'))} v{_fmt(a.get('format_version'))}, "
+              f"daqapp {_fmt(a.get('software_version'))}")
         extra = run.metadata
         for key in ("operator", "sample", "cell", "pressure_GPa"):
             extra.pop(key, None)
@@ -129,7 +152,7 @@ def _show(args: argparse.Namespace) -> int:
         params = run.parameters
         if params:
             print("\nparameters")
-            print(_table([[n, _fmt(p.get("value")), p.get("units", "")]
+            print(_table([[_fmt(n), _fmt(p.get("value")), _fmt(p.get("units", ""))]
                           for n, p in params.items()], ["name", "value", "units"]))
 
         print(f"\ncolumns ({run.n_rows} rows)")
@@ -138,12 +161,12 @@ def _show(args: argparse.Namespace) -> int:
             col = run.column(name)
             finite = col[np.isfinite(col)]
             rng = f"{finite.min():.6g} .. {finite.max():.6g}" if finite.size else "-"
-            rows.append([name, units or "-", str(col.shape[0]), rng])
+            rows.append([_fmt(name), _fmt(units) or "-", str(col.shape[0]), rng])
         print(_table(rows, ["name", "units", "length", "range"]))
 
         sweeps = run.sweeps()
         if sweeps:
-            print(f"\nsweeps ({len(sweeps)}, axis {run.sweep_axis})")
+            print(f"\nsweeps ({len(sweeps)}, axis {_fmt(run.sweep_axis)})")
             print(_table([[str(s.index), str(s.n_points), _fmt(s.temperature), _fmt(s.field)]
                           for s in sweeps[:20]], ["sweep", "points", "T (K)", "B (T)"]))
             if len(sweeps) > 20:
@@ -155,21 +178,22 @@ def _show(args: argparse.Namespace) -> int:
             for name, fit, _ in fits:
                 stats = ", ".join(f"{k}={_fmt(fit[k])}" for k in ("model", "dimension", "chi2_red",
                                                                    "aic", "bic") if k in fit)
-                print(f"  {name}: {stats}")
-                for pname, p in (fit.get("params") or {}).items():
+                print(f"  {_fmt(name)}: {stats}")
+                params = fit.get("params")
+                for pname, p in (params if isinstance(params, dict) else {}).items():
                     if isinstance(p, dict):
                         err = p.get("stderr")
                         pm = f" ± {_fmt(err)}" if err is not None else ""
                         fixed = "" if p.get("vary", True) else " (fixed)"
-                        print(f"      {pname} = {_fmt(p.get('value'))}{pm}{fixed}")
+                        print(f"      {_fmt(pname)} = {_fmt(p.get('value'))}{pm}{fixed}")
 
         log_lines = run.log
         if log_lines and args.log_lines > 0:
             shown = log_lines[-args.log_lines:]
             print(f"\nlog (last {len(shown)} of {len(log_lines)})")
             for entry in shown:
-                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.time))
-                print(f"  {stamp} {entry.level:<7} {entry.message}")
+                stamp = _stamp(entry.time)
+                print(f"  {stamp} {_fmt(entry.level):<7} {_fmt(entry.message)}")
 
         if args.snapshot:
             snaps = run.snapshots
@@ -178,6 +202,13 @@ def _show(args: argparse.Namespace) -> int:
             print("\nend snapshot")
             print(json.dumps(snaps["end"], indent=2) if snaps["end"] is not None else "-")
     return 0
+
+
+def _stamp(t: float) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    except (OverflowError, OSError, ValueError):  # NaN or absurd times from a damaged file
+        return "????-??-?? ??:??:??"
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -199,6 +230,10 @@ def _import(args: argparse.Namespace) -> int:
 def _recover(args: argparse.Namespace) -> int:
     from daqapp.storage.recover import recover_run
 
-    out = recover_run(args.file, args.output)
-    print(f"wrote {out}")
+    result = recover_run(args.file, args.output, in_place=args.in_place)
+    for line in result.lost:
+        print(f"not recovered: {escape(line)}")
+    what = "fixed in place" if result.in_place else "wrote"
+    print(f"{what} {escape(str(result.path))} ({result.n_rows} rows; "
+          f"{len(result.lost)} object(s) unreadable)")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from daqapp.commands._types import finite_float, whole_number
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -20,10 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", default="la3ni2o7-cell2",
                         help="sample preset: la3ni2o7-cell2 (default), la3ni2o7-cell1, nb-foil, "
                         "or a .toml file")
-    parser.add_argument("--speed", type=float, default=1.0,
+    parser.add_argument("--speed", type=finite_float(0.01, 1e6), default=1.0,
                         help="simulated seconds per real second (default 1; 100-1000 "
                         "fast-forwards a campaign)")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    parser.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=0,
+                        help="noise seed (default 0)")
     parser.add_argument("--ports", choices=("ephemeral", "standard"), default="ephemeral",
                         help="ephemeral (default): free ports; standard: 6221 1394, LS336 7777, "
                         "AMI430 7180, SR830 18830, 2182A 12182, ITC503 15003, IPS120 15120")
@@ -31,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="temperature controller to emulate (default ls336)")
     parser.add_argument("--magnet", choices=("ami430", "ips120"), default="ami430",
                         help="magnet supply to emulate (default ami430)")
-    parser.add_argument("--initial-temperature", type=float, default=None, metavar="K",
+    parser.add_argument("--initial-temperature", type=finite_float(0, 1500, "K", low_open=True),
+                        default=None, metavar="K",
                         help="start the cryostat at this temperature (default: 1.5 K bath)")
     parser.add_argument("--list-presets", action="store_true",
                         help="print the built-in sample presets and exit")

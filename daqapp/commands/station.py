@@ -1,9 +1,11 @@
-"""``daqapp station``: check a station's instruments, show its configuration, list drivers."""
+"""``daqapp station``: check a station's instruments, show its configuration, list drivers,
+and show or clear the lock that keeps two processes from driving it at once."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,19 +33,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                          "terminators and their extra option keys.")
     drivers.set_defaults(func=_drivers)
 
+    status = sub.add_parser(
+        "status", help="show which process holds a station (or every station lock)",
+        description="Show the lock of the station FILE (or, without FILE, every station lock "
+        "in the state folder): the process driving it (pid, host, command, run file), or "
+        "'stale' when that process died. Touches no instrument and no lock.",
+        epilog="lock files live in $DAQAPP_STATE_DIR, else $XDG_STATE_HOME/daqapp/stations, "
+        "else ~/.local/state/daqapp/stations")
+    status.add_argument("file", metavar="FILE", nargs="?",
+                        help="station file (TOML) or a lock file shown by `station status`")
+    status.set_defaults(func=_status)
+
+    unlock = sub.add_parser(
+        "unlock", help="clear a stale station lock by hand (never a live one)",
+        description="Remove the lock a dead process left on a station (FILE: its station "
+        "file, or the lock file `station status` shows). The dead run file is marked "
+        "interrupted; the instruments are not touched: open the station (station check, run, "
+        "gui) to put it in its safe state. A lock held by a live process is refused.")
+    unlock.add_argument("file", metavar="FILE",
+                        help="station file (TOML) or a lock file shown by `station status`")
+    unlock.add_argument("--force", action="store_true",
+                        help="also clear a lock taken on another host (cannot be checked here)")
+    unlock.set_defaults(func=_unlock)
+
 
 def _check(args: argparse.Namespace) -> int:
     import logging
 
     from daqapp.errors import InstrumentError
     from daqapp.station import load_station
+    from daqapp.station.lock import connect_for_driving
 
     if not getattr(args, "debug", False):
         logging.getLogger("pymeasure").setLevel(logging.WARNING)  # no "Initializing ..." lines
 
     station = load_station(args.file)
     failed: list[str] = []
-    with station.connect(strict=False) as conn:
+    # Locked like a run: its queries must not interleave with a run's, and a station a dead
+    # process was driving is put safe here too.
+    with connect_for_driving(station, "check", strict=False) as conn:
         print(f"station {station.name} ({station.path})"
               + (" — virtual lab" if station.simulation.simulated else ""))
         for role, cfg in conn.resolved.roles.items():
@@ -98,4 +126,62 @@ def _drivers(args: argparse.Namespace) -> int:
               f"{spec.description}")
         if spec.options:
             print(f"{'':<22} options: {', '.join(sorted(spec.options))}")
+    return 0
+
+
+def _lock_file(target: str) -> Path:
+    """The lock file ``target`` names: a lock file itself, or a station file's lock."""
+    from daqapp.station import load_station
+    from daqapp.station.lock import LOCK_SUFFIX, lock_path
+
+    path = Path(target)
+    if path.suffix == LOCK_SUFFIX and path.is_file():
+        return path
+    return lock_path(load_station(path))
+
+
+def _print_lock(state) -> None:
+    info = state.info
+    print(f"{state.path.name}: {state.label} — {state.reason}")
+    if info is None:
+        return
+    print(f"  station  {info.station_name} ({info.station_path})")
+    print(f"  holder   {info.describe()}")
+    print(f"  purpose  {info.purpose or '?'}, lock taken {info.acquired or '?'}, "
+          f"updated {info.updated or '?'}")
+    print(f"  run file {info.run or 'none open'}")
+    print(f"  lock     {state.path}")
+
+
+def _status(args: argparse.Namespace) -> int:
+    from daqapp.station.lock import all_locks, inspect_lock, state_dir
+
+    if args.file is not None:
+        path = _lock_file(args.file)
+        state = inspect_lock(path)
+        if not path.exists():
+            print(f"free: no process holds this station (no {path})")
+            return 0
+        _print_lock(state)
+        return 0
+    locks = all_locks()
+    if not locks:
+        print(f"no station locks in {state_dir()}")
+    for state in locks:
+        _print_lock(state)
+    return 0
+
+
+def _unlock(args: argparse.Namespace) -> int:
+    from daqapp.errors import ConfigError
+    from daqapp.station.lock import clear_stale, mark_run_interrupted
+
+    path = _lock_file(args.file)
+    if not path.exists():
+        raise ConfigError(f"{args.file}: this station is not locked (no {path})")
+    stale = clear_stale(path, force=args.force)
+    runs = [mark_run_interrupted(run_file) for run_file in stale.run_files]
+    print(f"cleared the stale lock of {stale.info.describe()} ({stale.reason})"
+          + (f"; {'; '.join(runs)}" if runs else "")
+          + "; instruments untouched: open the station to put it in its safe state")
     return 0

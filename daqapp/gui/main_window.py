@@ -444,6 +444,12 @@ class MainWindow(QtWidgets.QMainWindow):
         text = f"#{item.number} {item.label}: {item.status}"
         if item.finished and item.error:
             text += f" — {item.error}"
+        result = item.run.result if item.finished and item.run is not None else None
+        if result is not None and result.safe_state and result.safe_state not in text:
+            # the read-back verdict: short when confirmed, every unconfirmed role when not
+            confirmed = result.safe_state.startswith("safe state confirmed")
+            text += " — " + ("safe state confirmed" if confirmed else result.safe_state)
+            self.statusBar().showMessage(result.safe_state)
         self.run_label.setText(text)
         self.run_label.setToolTip(str(item.path or ""))
         if item.finished and item.status == events.FINISHED:

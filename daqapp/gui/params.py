@@ -9,6 +9,7 @@ reaches the queue, let alone an instrument.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,8 @@ from pymeasure.experiment.parameters import (
 )
 from PyQt5 import QtCore, QtWidgets
 
-from daqapp.errors import LimitError, check_range
+from daqapp.errors import LimitError, check_number
+from daqapp.runner.procedure import parameter_rule
 
 _BAD_STYLE = "QLineEdit { background: #FFE0E0; border: 1px solid #C00000; }"
 _HUGE = 1e8  # pymeasure's default bounds are ±1e9: treat anything this wide as "no limit"
@@ -99,8 +101,9 @@ class _Field(QtWidgets.QWidget):
         row.addWidget(self.editor, 1)
         tip = parameter.description or parameter.name
         if self._numeric():
-            hint = f"{self.unit}  [{range_text(self.lo, self.hi, None)}]".strip()
-            tip += f"\nallowed: {range_text(self.lo, self.hi, self.unit)}"
+            zero = "0 or " if parameter_rule(parameter)["zero_allowed"] else ""
+            hint = f"{self.unit}  [{zero}{range_text(self.lo, self.hi, None)}]".strip()
+            tip += f"\nallowed: {zero}{range_text(self.lo, self.hi, self.unit)}"
         else:
             hint = self.unit
         self.hint = QtWidgets.QLabel(hint)
@@ -123,15 +126,10 @@ class _Field(QtWidgets.QWidget):
         if self._numeric():
             if self.unit and text.endswith(self.unit):
                 text = text[: -len(self.unit)].strip()
-            try:
-                number = float(text)
-            except ValueError:
-                raise LimitError(f"{self.key} = {text!r} is not a number (allowed "
-                                 f"{range_text(self.lo, self.hi, self.unit)})") from None
-            if isinstance(p, IntegerParameter) and number != int(number):
-                raise LimitError(f"{self.key} = {text} must be a whole number")
-            check_range(self.key, number, self.lo, self.hi, self.unit)
-            return int(number) if isinstance(p, IntegerParameter) else number
+            # the procedure's own rule (finite, normal, whole where integral, 0 where it means
+            # "off"), on the range narrowed by the station
+            rule = {**parameter_rule(p), "low": self.lo, "high": self.hi}
+            return check_number(self.key, text, **rule)
         if isinstance(p, VectorParameter):
             try:
                 return p.convert("[" + text.strip("[]") + "]")
@@ -241,10 +239,12 @@ def procedure_parameters(procedure_class: type) -> dict[str, Parameter]:
 
 
 def field_named_in(message: str, keys) -> str | None:
-    """The parameter a limit message is about: errors start with ``name = value …``."""
-    head = message.split("=", 1)[0].strip().split(":")[0].strip()
-    if head in keys:
-        return head
+    """The parameter a limit message is about: errors read ``name = value …``, possibly after
+    the validator's ``"<procedure> parameter "`` or ``"<procedure>: "``."""
+    head = message.split("=", 1)[0].strip()
+    for candidate in (head.split(":")[0].strip(), re.split(r"[\s:]+", head)[-1]):
+        if candidate in keys:
+            return candidate
     for key in sorted(keys, key=len, reverse=True):
         if key in message:
             return key

@@ -20,6 +20,7 @@ from matplotlib import cm  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
 from daqapp.report.results import ReportData, SpectrumResult  # noqa: E402
+from daqapp.storage.safe_write import open_output  # noqa: E402
 
 DPI = 110
 STYLE = {
@@ -56,7 +57,8 @@ def _kelvin(t: float) -> str:
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)
+    with open_output(path, "wb") as fh:  # never through a symlink planted at path
+        fig.savefig(fh, dpi=DPI, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from daqapp.campaign.manifest import write_json_atomic
 from daqapp.report.results import ReportData, Value, _num
+from daqapp.storage.safe_write import open_output
 
 FORMAT = "daqapp-report"
 VERSION = 1
@@ -85,7 +86,8 @@ def write_summary(data: ReportData, folder: Path, figures: list[Path] | None = N
     json_path = folder / "summary.json"
     write_json_atomic(json_path, summary)
     md_path = folder / "summary.md"
-    md_path.write_text(markdown(data, summary), encoding="utf-8")
+    with open_output(md_path, "w", encoding="utf-8") as fh:  # never through a symlink
+        fh.write(markdown(data, summary))
     return json_path, md_path
 
 

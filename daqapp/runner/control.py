@@ -60,6 +60,7 @@ class RunControl:
         self.check_interval = self.CHECK_INTERVAL
         self._last_check = -float("inf")
         self.suspended_seconds = 0.0
+        self.abort_reason: str | None = None
 
     # ---- verbs (any thread) -------------------------------------------------------------
     def stop(self) -> None:
@@ -68,8 +69,12 @@ class RunControl:
         self._resume.set()
         self._wake.set()
 
-    def abort(self) -> None:
-        """Stop at once and go to the safe state; the run ends with status "aborted"."""
+    def abort(self, reason: str | None = None) -> None:
+        """Stop at once and go to the safe state; the run ends with status "aborted".
+
+        ``reason`` (e.g. "SIGTERM") becomes the run's error text; the first one given wins."""
+        if reason and self.abort_reason is None:
+            self.abort_reason = reason
         self._abort.set()
         self._resume.set()
         self._wake.set()
@@ -138,7 +143,7 @@ class RunControl:
 
     def _raise_if_aborted(self) -> None:
         if self._abort.is_set():
-            raise RunAborted("aborted by operator")
+            raise RunAborted(self.abort_reason or "aborted by operator")
 
     def _active_reason(self, force: bool = False) -> tuple[Any, str] | None:
         now = lab_time(self.station)

@@ -15,8 +15,9 @@ import re
 from typing import Any, ClassVar
 
 from pymeasure.experiment import Procedure
+from pymeasure.experiment import parameters as pymeasure_parameters
 
-from daqapp.errors import ConfigError
+from daqapp.errors import ConfigError, DaqappError, LimitError, check_number
 from daqapp.runner.roles import lab_seconds_to_real, station_limits, station_role
 
 _UNIT_IN_NAME = re.compile(r"^(?P<name>.*?)\s*\((?P<unit>[^()]*)\)\s*$")
@@ -120,18 +121,16 @@ class ControlledProcedure(Procedure):
         station limit or a physical range. Called before anything moves."""
 
     def validate(self) -> None:
-        """Every parameter set, converted by its pymeasure Parameter (type, minimum, maximum,
-        choices) and within the station's limits; errors name the parameter and the range."""
-        for name, parameter in self._parameters.items():
-            value = getattr(self, name)
-            if value is None:
-                raise ConfigError(f"{name} ({parameter.name}) is not set")
-            try:
-                parameter.value = value
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(f"{name} = {value!r}: {exc}{_allowed(parameter)}") from None
-            setattr(self, name, parameter.value)
-        self.check_limits(station_limits(self.station))
+        """:func:`validate_parameters` on this procedure's station."""
+        validate_parameters(self, self.station)
+
+    def starting_point(self) -> dict[str, tuple[str, float]]:
+        """Where this procedure itself puts the station before its first point, by quantity:
+        ``{"field_T": ("fields", 0.0), "temperature_K": ("t_start", 100.0)}`` (the parameter
+        that sets it, and its value). A campaign step that positions the station elsewhere
+        would be undone by the procedure, so the campaign refuses the mismatch. Empty (the
+        default): the procedure measures wherever the station is."""
+        return {}
 
     def estimate_duration(self) -> float:
         """Expected duration in seconds of instrument time (settling and integration)."""
@@ -142,15 +141,112 @@ class ControlledProcedure(Procedure):
         return [("Duration", format_duration(self.estimate_duration()))]
 
 
-def _allowed(parameter: Any) -> str:
-    low, high = getattr(parameter, "minimum", None), getattr(parameter, "maximum", None)
-    units = getattr(parameter, "units", None) or ""
-    if low is not None and high is not None:
-        return f" (allowed {low:g} to {high:g}{' ' + units if units else ''})"
-    choices = getattr(parameter, "choices", None)
-    if choices:
-        return f" (allowed: {', '.join(map(str, choices))})"
-    return ""
+# ---- parameters that refuse what pymeasure's let through -----------------------------------
+class FloatParameter(pymeasure_parameters.FloatParameter):
+    """pymeasure's FloatParameter that refuses NaN, ±inf, denormals and booleans.
+
+    pymeasure checks ``value < minimum`` and ``value > maximum``, both False for NaN, so
+    ``settle_time = nan`` used to run with no settling at all. ``zero_allowed``: 0 is accepted
+    below ``minimum`` where it means "off" or "automatic" (a lock-in time constant of 0 =
+    leave as set); any other value below the physical floor ``minimum`` is refused. Being a
+    subclass, pymeasure's own windows and Worker refuse the same values.
+    """
+
+    def __init__(self, name: str, units: str | None = None, minimum: float = -1e9,
+                 maximum: float = 1e9, zero_allowed: bool = False, **kwargs: Any) -> None:
+        self.zero_allowed = zero_allowed  # before super().__init__ converts the default
+        super().__init__(name, units=units, minimum=minimum, maximum=maximum, **kwargs)
+
+    def convert(self, value: Any) -> float:
+        return check_number(self.name, _strip_units(value, self.units), self.minimum,
+                            self.maximum, self.units or "", zero_allowed=self.zero_allowed)
+
+
+class IntegerParameter(pymeasure_parameters.IntegerParameter):
+    """pymeasure's IntegerParameter that refuses 2.5 (pymeasure's ``int()`` truncates it),
+    NaN, ±inf (an OverflowError there) and booleans; ``"5"`` and ``5.0`` are 5."""
+
+    def convert(self, value: Any) -> int:
+        return int(check_number(self.name, _strip_units(value, self.units), self.minimum,
+                                self.maximum, self.units or "", integral=True))
+
+
+def _strip_units(value: Any, units: str | None) -> Any:
+    """``"5 s"`` -> ``"5"`` when the unit is the parameter's (pymeasure's string form)."""
+    if isinstance(value, str) and units:
+        text = value.strip()
+        if text.endswith(" " + units):
+            return text[: -len(units)].strip()
+    return value
+
+
+def parameter_rule(parameter: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`daqapp.errors.check_number` a numeric Parameter means
+    (empty for non-numeric ones): its range, unit, integrality and whether 0 means "off"."""
+    if isinstance(parameter, pymeasure_parameters.IntegerParameter):
+        integral = True
+    elif isinstance(parameter, pymeasure_parameters.FloatParameter):
+        integral = False
+    else:
+        return {}
+    return {"low": parameter.minimum, "high": parameter.maximum,
+            "unit": getattr(parameter, "units", None) or "", "integral": integral,
+            "zero_allowed": bool(getattr(parameter, "zero_allowed", False))}
+
+
+def check_parameter(key: str, parameter: Any, value: Any) -> Any:
+    """``value`` converted by ``parameter``, with the finite/normal/integral rule applied even
+    to a plain pymeasure Parameter; raises ConfigError/LimitError naming ``key``."""
+    if value is None:
+        raise ConfigError(f"{key} ({parameter.name}) is not set")
+    rule = parameter_rule(parameter)
+    if rule:  # the same rule, by key, whatever Parameter class declared it
+        value = check_number(key, _strip_units(value, rule["unit"]), **rule)
+    try:
+        parameter.value = value
+    except DaqappError as exc:
+        raise type(exc)(_rename(str(exc), parameter.name, key)) from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        choices = getattr(parameter, "choices", None)
+        allowed = f" (allowed: {', '.join(map(str, choices))})" if choices else ""
+        raise ConfigError(f"{key} = {value!r}: {exc}{allowed}") from None
+    return parameter.value
+
+
+def _rename(message: str, label: str, key: str) -> str:
+    return key + message[len(label):] if message.startswith(label) else f"{key}: {message}"
+
+
+def validate_parameters(procedure: Any, station: Any = None, name: str | None = None) -> None:
+    """The one check of a procedure's parameters, before anything moves.
+
+    Every parameter is set, converted by its Parameter and a real, finite, normal number in
+    its range (whole where integral); then the procedure's ``check_limits`` checks them
+    against the station's limits (bias current, field, ramp rates, temperatures, heater
+    ranges) and against each other (a non-empty, bounded number of points, a timeout longer
+    than the hold...). Raises ConfigError/LimitError as one line ``"<name> parameter <key> =
+    <value>: ..."``; touches no instrument. ``daqapp run --set``, the window's queue button,
+    campaign files (load and dry run) and :meth:`daqapp.runner.Run.validate` all call it.
+    ``station`` (connected or a station file's config) replaces ``procedure.station`` if given.
+    """
+    label = name or type(procedure).__name__
+    if station is not None:
+        procedure.station = station
+    for key, parameter in procedure._parameters.items():
+        try:
+            setattr(procedure, key, check_parameter(key, parameter, getattr(procedure, key)))
+        except DaqappError as exc:
+            raise type(exc)(f"{label} parameter {exc}") from None
+    check_limits = getattr(procedure, "check_limits", None)
+    if not callable(check_limits):
+        return
+    try:
+        check_limits(station_limits(procedure.station))
+    except DaqappError as exc:
+        raise type(exc)(f"{label}: {exc}") from None
+    except (ValueError, TypeError, ArithmeticError) as exc:  # a combination not foreseen
+        raise LimitError(f"{label}: these parameters do not make a measurement "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 def column_units_from_names(names: list[str]) -> dict[str, str]:

@@ -27,6 +27,7 @@ from pymeasure.experiment.results import CSVFormatter
 from daqapp.runner import events
 from daqapp.runner.control import RunControl
 from daqapp.runner.recording import RunRecorder, WriterFactory
+from daqapp.runner.safe_state import apply_safe_state
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,10 @@ class StorageResults(Results):
         for key, column in self._columns.items():
             column.append(float(record.get(key, np.nan)))
 
-    def close(self, status: str, error: str | None) -> None:
+    def close(self, status: str, error: str | None,
+              safe_state: dict[str, Any] | None = None) -> None:
         if self.opened:
-            self.recorder.close(status, error)
+            self.recorder.close(status, error, safe_state)
             self.opened = False
 
     def __repr__(self) -> str:
@@ -161,16 +163,16 @@ class StorageWorker(Worker):
             if self.recorder is not None and self.recorder.is_alive():
                 self.recorder.stop()
             self.monitor_queue.put(None)
-        station = self.results.station
-        if station is not None:
-            try:
-                unsafe = station.to_safe_state()
-            except Exception as exc:  # noqa: BLE001
-                problems.append(f"safe state failed: {type(exc).__name__}: {exc}")
-            else:
-                if isinstance(unsafe, (list, tuple)) and unsafe:
-                    problems.append(f"safe state incomplete: {'; '.join(map(str, unsafe))}")
         status = _FILE_STATUS.get(self.procedure.status, "failed")
+        safe = apply_safe_state(self.results.station)
+        if safe is not None and not safe.confirmed:
+            status = "failed"  # never "finished" with an instrument possibly left driving
+            problems.append(safe.summary)
         error = "; ".join(filter(None, [self._error_text, *problems])) or None
-        self.results.recorder.log("INFO", f"run ended: {status} (pymeasure Worker)")
-        self.results.close(status, error)
+        recorder = self.results.recorder
+        for level, message in (safe.log_lines() if safe else []):
+            recorder.log(level, message)
+        recorder.log("ERROR" if status == "failed" else "INFO",
+                     f"run ended: {status} (pymeasure Worker); "
+                     f"{safe.summary if safe else 'no station (no safe state)'}")
+        self.results.close(status, error, safe.to_dict() if safe else None)

@@ -23,8 +23,9 @@ from daqapp.runner.events import RunEvent
 
 log = logging.getLogger(__name__)
 
-#: Loggers whose records the run handler skips: run control writes its own lines directly.
-_OWN_LOGGERS = ("daqapp.runner",)
+#: Loggers whose records the run handler skips: run control writes its own lines directly
+#: (the station's safe-state verdict lines too: the run writes them with the end snapshot).
+_OWN_LOGGERS = ("daqapp.runner", "daqapp.station.connected")
 #: Loggers raised to INFO during a run so the procedures' progress lines reach the run file.
 _RUN_LOGGERS = ("procedures", "drivers")
 
@@ -182,8 +183,10 @@ class RunRecorder:
                 self._saved_levels[name] = logger.level
                 logger.setLevel(logging.INFO)
 
-    def close(self, status: str, error: str | None = None) -> None:
-        """End snapshot (after the safe state), final status and error; closes the file."""
+    def close(self, status: str, error: str | None = None,
+              safe_state: dict[str, Any] | None = None) -> None:
+        """End snapshot (after the safe state, with its verdict ``safe_state`` under
+        ``"safe_state_report"``), final status and error; closes the file."""
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)
             self._log_handler = None
@@ -192,6 +195,10 @@ class RunRecorder:
         if self.writer is None:
             return
         snapshot = safe_snapshot(self.station)
+        if safe_state is not None:
+            from daqapp.runner.safe_state import SNAPSHOT_KEY
+
+            snapshot[SNAPSHOT_KEY] = safe_state
         try:
             if self._batcher is not None:
                 self._batcher.close()

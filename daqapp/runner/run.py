@@ -10,9 +10,11 @@ Usage::
 
 Whatever ends the run (finish, stop, abort, an exception, a lost connection or timeout, a
 suspension that outlasted its timeout), the same bookends run in the same order:
-``procedure.shutdown()``, then ``station.to_safe_state()``, then the end snapshot, the status
-and the error text go into the file. Rows already taken are kept. Limits are checked in
-:meth:`Run.validate` before the file is created and before any instrument is touched.
+``procedure.shutdown()``, then ``station.to_safe_state()`` (read back, one verdict per role),
+then the end snapshot with that verdict, the status and the error text go into the file. A run
+whose safe state is not confirmed ends "failed", whatever ended it, with the verdict in its
+error text. Rows already taken are kept. Limits are checked in :meth:`Run.validate` before the
+file is created and before any instrument is touched.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from daqapp.runner import events
 from daqapp.runner.control import RunAborted, RunControl
 from daqapp.runner.events import RunEvent
 from daqapp.runner.recording import RunRecorder, WriterFactory, unique_run_path
+from daqapp.runner.safe_state import SafeStateOutcome, apply_safe_state
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +46,15 @@ FILE_STATUS = {events.FINISHED: "finished", events.STOPPED: "finished",
 @dataclass(frozen=True)
 class RunResult:
     """How a run ended: ``status`` (finished, stopped, aborted, failed), the run file, the
-    number of rows written, the error text (None if none) and the wall-clock duration in s."""
+    number of rows written, the error text (None if none), the wall-clock duration in s and
+    the safe state's one-line verdict (None without a station)."""
 
     status: str
     path: Path | None
     rows: int
     error: str | None
     duration: float
+    safe_state: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -108,13 +113,11 @@ class Run:
         if self.filename and (self.output_dir / self.filename).exists():
             raise DataFileError(f"{self.output_dir / self.filename}: run file already exists; "
                                 "choose another name (runs are never overwritten)")
+        from daqapp.runner.procedure import validate_parameters
+
         self.procedure.station = self.station
         self.procedure.control = self.control
-        validate = getattr(self.procedure, "validate", None)
-        if callable(validate):
-            validate()
-        else:
-            self.procedure.check_parameters()
+        validate_parameters(self.procedure, self.station)
         self._validated = True
 
     def start(self) -> None:
@@ -202,10 +205,10 @@ class Run:
             procedure.evaluate_metadata()
             procedure.execute()
             if self.control.abort_requested:
-                raise RunAborted("aborted by operator")
+                raise RunAborted(self.control.abort_reason or "aborted by operator")
             status = events.STOPPED if self.control.stop_requested else events.FINISHED
         except RunAborted as exc:
-            status, error = events.ABORTED, str(exc)
+            status, error = events.ABORTED, self.control.abort_reason or str(exc)
         except (KeyboardInterrupt, SystemExit):
             status, error = events.ABORTED, "interrupted"
         except Exception as exc:  # noqa: BLE001 - every failure ends in the safe state
@@ -214,45 +217,51 @@ class Run:
             if not isinstance(exc, DaqappError):
                 log.debug("run failed:\n%s", traceback.format_exc())
         finally:
-            error = self._bookend(recorder, status, error, opened)
+            status, error, safe = self._bookend(recorder, status, error, opened)
         if status == events.FINISHED:
             recorder.publish(events.PROGRESS, 100.0)
         self._set_status(status, error or "")
         self._result = RunResult(status, self.path if opened else None, recorder.rows, error,
-                                 time.time() - started)
+                                 time.time() - started, safe.summary if safe else None)
         return self._result
 
-    def _bookend(self, recorder: RunRecorder, status: str, error: str | None,
-                 opened: bool) -> str | None:
-        """shutdown -> safe state -> end snapshot/status/error, each step protected."""
+    def _bookend(self, recorder: RunRecorder, status: str, error: str | None, opened: bool
+                 ) -> tuple[str, str | None, SafeStateOutcome | None]:
+        """shutdown -> safe state -> end snapshot/status/error, each step protected.
+
+        Returns the final status (failed when the safe state is not confirmed), the error
+        text and the safe state's outcome."""
         problems = [error] if error else []
         try:
             self.procedure.shutdown()
         except Exception as exc:  # noqa: BLE001
             problems.append(f"shutdown failed: {_describe(exc)}")
-        if self.station is not None:
-            try:
-                unsafe = self.station.to_safe_state()
-            except Exception as exc:  # noqa: BLE001
-                problems.append(f"safe state failed: {_describe(exc)}")
-            else:  # a station reports the roles it could not make safe instead of raising
-                if isinstance(unsafe, (list, tuple)) and unsafe:
-                    problems.append(f"safe state incomplete: {'; '.join(map(str, unsafe))}")
+        run_problems = "; ".join(problems)
+        ended_as = status
+        safe = apply_safe_state(self.station)
+        if safe is not None and not safe.confirmed:
+            status = events.FAILED
+            problems.append(safe.summary)
         text = "; ".join(problems) or None
         if opened:
-            if status == events.STOPPED:
+            if ended_as == events.STOPPED:
                 recorder.log("INFO", f"stopped by operator after {recorder.rows} points")
-            elif status == events.ABORTED:
-                recorder.log("WARNING", f"aborted after {recorder.rows} points: {text}")
-            elif text:
-                recorder.log("ERROR", text)
-            recorder.log("INFO", f"run ended: {status}; instruments in safe state")
+            elif ended_as == events.ABORTED:
+                recorder.log("WARNING", f"aborted after {recorder.rows} points: {run_problems}")
+            elif run_problems:
+                recorder.log("ERROR", run_problems)
+            for level, message in (safe.log_lines() if safe else []):
+                recorder.log(level, message)
+            recorder.log("ERROR" if status == events.FAILED else "INFO",
+                         f"run ended: {status}; "
+                         f"{safe.summary if safe else 'no station (no safe state)'}")
             try:
-                recorder.close(FILE_STATUS[status], text)
+                recorder.close(FILE_STATUS[status], text,
+                               safe_state=safe.to_dict() if safe else None)
             except Exception as exc:  # noqa: BLE001 - report, the data are already flushed
                 log.error("closing the run file failed: %s", exc)
                 text = "; ".join(filter(None, [text, f"closing run file: {_describe(exc)}"]))
-        return text
+        return status, text, safe
 
     def _set_status(self, status: str, reason: str) -> None:
         self.status = status

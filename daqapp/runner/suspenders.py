@@ -4,7 +4,8 @@ A suspender is any object with ``check(station) -> str | None`` (the reason to h
 and a ``timeout`` in seconds (None: wait for ever). :class:`~daqapp.runner.control.RunControl`
 evaluates them at the procedure's checkpoints; a condition that does not clear in time fails
 the run with :class:`~daqapp.runner.control.SuspendTimeout`. A condition that can never clear by
-waiting (a quenched magnet) raises :class:`SuspenderFault` at once.
+waiting (a quenched magnet) raises at once: :class:`SuspenderFault`, or the
+:class:`~daqapp.runner.watchdogs.RunFault` of a fault check, which names the cause.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from daqapp.errors import ConfigError
 from daqapp.runner.roles import station_role
+from daqapp.runner.watchdogs import check_quench
 
 
 class SuspenderFault(RuntimeError):
@@ -83,12 +85,17 @@ class TemperatureBandSuspender(Suspender):
 
 
 class MagnetHoldingSuspender(Suspender):
-    """Hold acquisition while the magnet is ramping (not at its target); fail on a quench."""
+    """Hold acquisition while the magnet is ramping (not at its target); fail on a quench.
+
+    ``timeout`` defaults to 1800 s like the temperature band's: a magnet that never comes
+    back to holding must end the run, not hold it for ever."""
+
+    def __init__(self, timeout: float | None = 1800.0) -> None:
+        super().__init__(timeout)
 
     def reason(self, station: Any) -> str | None:
         magnet = station_role(station, "magnet")
-        if magnet.is_quenched():
-            raise SuspenderFault(f"magnet quenched at {magnet.field():.4g} T")
+        check_quench(magnet)
         if not magnet.is_holding():
             return (f"magnet not holding: {magnet.field():.4g} T, target "
                     f"{magnet.target_field():.4g} T")

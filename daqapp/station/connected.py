@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as _dt
 import inspect
 import logging
+import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -23,12 +25,21 @@ from daqapp.station.config import (
 )
 from drivers.base import RoleAdapter, visa_kwargs
 from drivers.registry import DRIVERS, ROLES
+from drivers.roles import Readback, RoleVerdict, SafeStateReport
 
 log = logging.getLogger(__name__)
 
 OPEN_ORDER = ("current_source", "lockin", "nanovoltmeter", "temperature", "magnet")
-# Safe-state order: stop driving the sample first, then the slow systems.
-SAFE_ORDER = ("current_source", "lockin", "magnet", "temperature", "nanovoltmeter")
+# Safe-state order, by harm: the current through the sample first, then the lock-in's
+# excitation and AUX (DC bias) outputs, the heater, the magnet, and what sources nothing.
+SAFE_ORDER = ("current_source", "lockin", "temperature", "magnet", "nanovoltmeter")
+#: VISA timeout (s) of every message of the safe state: a dead link costs this, not 5 s.
+#: Real instruments answer in milliseconds (the ITC503 at 9600 baud in ~20 ms).
+SAFE_IO_TIMEOUT_S = 0.5
+#: Longest one role's safe state may take (writes, read-back, one reconnect and a retry);
+#: a role still busy then (a hung instrument, a link held elsewhere) is reported unconfirmed
+#: and the next role goes on.
+SAFE_ROLE_DEADLINE_S = 10.0
 
 
 def role_kwargs(station: Station, cfg: RoleConfig) -> dict[str, Any]:
@@ -50,9 +61,11 @@ def role_kwargs(station: Station, cfg: RoleConfig) -> dict[str, Any]:
 
 
 def open_role(station: Station, cfg: RoleConfig,
-              opened: dict[str, RoleAdapter]) -> RoleAdapter:
+              opened: dict[str, RoleAdapter], timeout_s: float | None = None) -> RoleAdapter:
     """Connect one role and ask its identity; ``opened`` holds roles already open.
 
+    ``timeout_s`` caps the VISA timeout while connecting (the safe state's reconnect); the
+    connection keeps the station's own timeout afterwards.
     The identity query proves the link works: pyvisa-py may "open" a socket nobody listens
     on without complaint, and a station that connects but cannot talk is worse than an error.
     """
@@ -69,11 +82,12 @@ def open_role(station: Station, cfg: RoleConfig,
         except Exception as exc:
             raise InstrumentError(f"{where}: {type(exc).__name__}: {exc}") from exc
     else:
+        timeout = cfg.timeout_s if cfg.timeout_s is not None else spec.timeout_s
         visa = visa_kwargs(
             cfg.read_termination if cfg.read_termination is not None else spec.read_termination,
             cfg.write_termination if cfg.write_termination is not None
             else spec.write_termination,
-            cfg.timeout_s if cfg.timeout_s is not None else spec.timeout_s,
+            min(timeout, timeout_s) if timeout_s is not None else timeout,
             cfg.baud_rate,
         )
         try:
@@ -86,6 +100,10 @@ def open_role(station: Station, cfg: RoleConfig,
         adapter.close()
         raise InstrumentError(f"{where}: no identification reply: {type(exc).__name__}: "
                               f"{exc}") from exc
+    if timeout_s is not None and spec.via_role is None:
+        connection = getattr(adapter.instrument.adapter, "connection", None)
+        if connection is not None:
+            connection.timeout = int(round(timeout * 1000))
     return adapter
 
 
@@ -99,7 +117,13 @@ class ConnectedStation:
         self.lab: Any = None
         self.roles: dict[str, RoleAdapter] = {}
         self.failures: dict[str, str] = {}
+        self.unanswering: set[str] = set()
+        """Roles the last safe state could not confirm: the end snapshot does not query them
+        (each query would wait out a full timeout on a silent instrument)."""
         self.resolved = station
+        # Station lock hook: daqapp.station.lock.connect_for_driving sets this; close()
+        # releases it last, after every link is closed.
+        self.lock: Any = None
         try:
             if station.simulation.simulated:
                 self.resolved = self._start_lab(station)
@@ -197,6 +221,10 @@ class ConnectedStation:
                 entry["error"] = self.failures.get(role, "not connected")
             else:
                 entry["resource"] = adapter.resource
+                if role in self.unanswering:  # it just timed out: do not wait again
+                    entry["error"] = "not queried: no reply during the safe state"
+                    roles[role] = entry
+                    continue
                 try:
                     entry["idn"] = adapter.identify()
                     entry["settings"] = adapter.snapshot()
@@ -216,20 +244,118 @@ class ConnectedStation:
             "simulation": config["simulation"],
         }
 
-    def to_safe_state(self) -> list[str]:
-        """Put every role in its safe state; never raises, returns the errors it met."""
-        errors: list[str] = []
+    def to_safe_state(self) -> SafeStateReport:
+        """Put every role in its safe state, read it back, and return the verdict per role.
+
+        Never raises. Roles go in :data:`SAFE_ORDER`; within a role every write is sent even
+        when an earlier one failed; a role whose link failed is reconnected once and its safe
+        state sent again; each role is bounded by :data:`SAFE_ROLE_DEADLINE_S` so a hung
+        instrument cannot hold up the others. Unconfirmed roles are logged as errors.
+        """
+        started = time.monotonic()
+        report = SafeStateReport()
         for role in SAFE_ORDER:
-            adapter = self.roles.get(role)
-            if adapter is None:
+            if role not in self.resolved.roles:
                 continue
+            verdict = self._bounded_role_safe_state(role)
+            report.verdicts.append(verdict)
+            if verdict.confirmed:
+                self.unanswering.discard(role)
+                log.info("safe state: %s", verdict.line())
+            else:
+                self.unanswering.add(role)
+                log.error("safe state: %s", verdict.line())
+        report.duration_s = time.monotonic() - started
+        return report
+
+    def _bounded_role_safe_state(self, role: str) -> RoleVerdict:
+        """One role's safe state in a helper thread, abandoned after the deadline."""
+        box: list[RoleVerdict] = []
+
+        def work() -> None:
             try:
-                adapter.to_safe_state()
-            except Exception as exc:  # noqa: BLE001 - one failing role must not stop the rest
-                message = f"{role}: {type(exc).__name__}: {exc}"
-                log.error("safe state: %s", message)
-                errors.append(message)
-        return errors
+                box.append(self._role_safe_state(role))
+            except Exception as exc:  # noqa: BLE001 - a verdict, never an escape
+                box.append(RoleVerdict(role, self._driver(role), False,
+                                       problem=f"{type(exc).__name__}: {exc}"))
+
+        worker = threading.Thread(target=work, name=f"safe-state-{role}", daemon=True)
+        worker.start()
+        worker.join(SAFE_ROLE_DEADLINE_S)
+        if box:
+            return box[0]
+        return RoleVerdict(role, self._driver(role), False,
+                           problem=f"no answer within {SAFE_ROLE_DEADLINE_S:g} s "
+                                   "(instrument or its link hung)")
+
+    def _driver(self, role: str) -> str:
+        cfg = self.resolved.roles.get(role)
+        return cfg.driver if cfg is not None else "?"
+
+    def _role_safe_state(self, role: str) -> RoleVerdict:
+        actions: list[str] = []
+        failed: list[str] = []
+        notes: list[str] = []
+        adapter = self.roles.get(role)
+        if adapter is None:  # never connected: one try now, it may be back
+            adapter = self._reconnect(role, notes)
+        if adapter is None:
+            check = Readback("", unanswered=[f"not connected ({self.failures.get(role, '?')})"])
+        else:
+            actions, failed, check = self._apply_and_verify(adapter)
+            if failed or check.unanswered:
+                # a dropped or silent link: re-open it once and send everything again
+                adapter = self._reconnect(role, notes)
+                if adapter is not None:
+                    again, failed, check = self._apply_and_verify(adapter)
+                    actions += [f"{a} (after reconnect)" for a in again]
+            elif check.wrong:
+                again, failed, check = self._apply_and_verify(adapter)  # once more, same link
+                actions += [f"{a} (again)" for a in again]
+        confirmed = adapter is not None and not failed and check.ok
+        problem = None
+        if not confirmed:
+            writes = ([f"{len(failed)} write(s) failed, first {failed[0]}"] if failed else [])
+            problem = "; ".join(check.problems + writes + notes) or "not confirmed"
+        return RoleVerdict(role, self._driver(role), confirmed, actions, dict(check.values),
+                           problem, check.summary)
+
+    @staticmethod
+    def _apply_and_verify(adapter: RoleAdapter) -> tuple[list[str], list[str], Readback]:
+        with adapter.io_timeout(SAFE_IO_TIMEOUT_S):
+            done, failed = adapter.apply_safe_state()
+            return done, failed, adapter.verify_safe_state()
+
+    def _reconnect(self, role: str, notes: list[str]) -> RoleAdapter | None:
+        """Re-open ``role`` with the station's VISA settings; None (and a note) if it fails.
+
+        Whoever holds the role adapter keeps it: the new link is moved into it, and a role
+        that talks through this one (the 2182A behind the 6221) follows it. A role reached
+        through another is re-made on its host's current link.
+        """
+        cfg = self.resolved.roles[role]
+        spec = DRIVERS[cfg.driver]
+        old = self.roles.get(role)
+        if old is not None and spec.via_role is None:
+            old.close()
+        try:
+            fresh = open_role(self.resolved, cfg, self.roles, timeout_s=SAFE_IO_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - the verdict says so
+            notes.append(f"reconnect failed: {exc}")
+            return None
+        notes.append("reconnected")
+        log.warning("safe state: %s reconnected to %s", role, fresh.resource)
+        if old is None:
+            self.roles[role] = fresh
+            self.failures.pop(role, None)
+            adapter = fresh
+        else:
+            old.instrument, old.idn = fresh.instrument, fresh.idn
+            adapter = old
+        for other, other_cfg in self.resolved.roles.items():
+            if DRIVERS[other_cfg.driver].via_role == role and other in self.roles:
+                self.roles[other].instrument = adapter.instrument
+        return adapter
 
     def close(self) -> None:
         """Close every connection and stop the virtual lab; never raises."""
@@ -243,6 +369,9 @@ class ConnectedStation:
             except Exception as exc:  # noqa: BLE001
                 log.warning("virtual lab did not stop cleanly: %s", exc)
             self.lab = None
+        lock, self.lock = self.lock, None  # station lock hook (daqapp.station.lock)
+        if lock is not None:
+            lock.release()
 
     def __enter__(self) -> ConnectedStation:
         return self

@@ -2,14 +2,21 @@
 
 The JSON list (``/entry/fits/name``, ``json``, ``time``) is what the reader trusts: it is
 resizable, so fits can be added while SWMR is on, and it round-trips ``FitResult.to_dict()``
-exactly. Once the run is closed, each fit is also expanded into ``/entry/fits/<name>``: arrays
-as datasets, scalars as attributes, nested dicts (``params``) as subgroups, so h5web/HDFView
-users see model, parameters, uncertainties, covariance and χ² without parsing JSON.
+exactly. Once the run is closed, each fit is also expanded into ``/entry/fit_results/<name>``:
+arrays as datasets, scalars as attributes, nested dicts (``params``) as subgroups, so
+h5web/HDFView users see model, parameters, uncertainties, covariance and χ² without parsing JSON.
+
+Crash safety: a process killed while a file is open for plain (non-SWMR) writing can leave any
+metadata it was changing half-written. So a fit is appended to the JSON list under SWMR write
+(the file stays readable at every instant, like a running run), and only the browsable groups,
+which nothing reads back, are written without SWMR, into their own group: a kill there can
+damage ``fit_results`` alone, never the run's data or its fit list.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -21,6 +28,8 @@ import numpy as np
 
 from daqapp.errors import DataFileError
 from daqapp.storage import layout as L
+
+log = logging.getLogger(__name__)
 
 _RESERVED = {"name", "json", "time"}
 
@@ -66,38 +75,56 @@ def _nan_nested(value: Any) -> Any:
     return np.nan if value is None else value
 
 
-def write_fit_groups(fits_group: h5py.Group, fits: Iterable[tuple[str, str]]) -> None:
-    """Expand each (name, json) into a subgroup; a later fit of the same name replaces it."""
-    for name, text in fits:
-        fit = json.loads(text)
-        key = group_name(name)
-        if key in fits_group:
-            del fits_group[key]
-        g = fits_group.create_group(key)
-        g.attrs["NX_class"] = "NXprocess"
-        g.attrs["fit_name"] = name
-        g.attrs["json"] = text
-        if isinstance(fit, Mapping):
-            for k, v in fit.items():
-                if str(k) in ("NX_class", "fit_name", "json"):
-                    continue
-                _write_value(g, str(k), v)
+def write_fit_groups(path: str | os.PathLike[str], fits: Iterable[tuple[str, str]]) -> None:
+    """Expand each (name, json) into ``/entry/fit_results/<name>`` of a closed run file.
+
+    A later fit of the same name replaces the earlier group. Opens the file without SWMR (object
+    creation needs it); see the module doc for why only ``fit_results`` is at risk then.
+    """
+    with h5py.File(path, "a", libver="latest") as f:
+        if L.FIT_RESULTS not in f:  # files written before fit_results existed
+            f.create_group(L.FIT_RESULTS).attrs["NX_class"] = "NXcollection"
+        results = f[L.FIT_RESULTS]
+        for name, text in fits:
+            fit = json.loads(text)
+            key = group_name(name)
+            if key in results:
+                del results[key]
+            g = results.create_group(key)
+            g.attrs["NX_class"] = "NXprocess"
+            g.attrs["fit_name"] = name
+            g.attrs["json"] = text
+            if isinstance(fit, Mapping):
+                for k, v in fit.items():
+                    if str(k) in ("NX_class", "fit_name", "json"):
+                        continue
+                    _write_value(g, str(k), v)
 
 
 def append_fit(path: str | os.PathLike[str], name: str, fit: Mapping[str, Any]) -> None:
-    """Add a fit to a closed run file (a refit of an old run); the run data stay untouched."""
+    """Add a fit to a closed run file (a refit of an old run); the run data stay untouched.
+
+    The fit goes into the JSON list under SWMR write first (kill-safe), then into its browsable
+    group (see the module doc).
+    """
+    p = os.fspath(path)
     text = L.dumps(dict(fit))
     try:
-        f = h5py.File(path, "a", libver="latest")
+        f = h5py.File(p, "a", libver="latest")
     except OSError as exc:
-        raise DataFileError(f"{os.fspath(path)}: cannot open run file to add a fit "
+        raise DataFileError(f"{p}: cannot open run file to add a fit "
                             f"(is it still being written?): {exc}") from None
     with f:
-        if L.FITS not in f or "json" not in f[L.FITS]:
-            raise DataFileError(f"{os.fspath(path)}: not a daqapp run file (no {L.FITS})")
+        if L.FITS not in f or not all(k in f[L.FITS] for k in ("name", "json", "time")):
+            raise DataFileError(f"{p}: not a daqapp run file (no {L.FITS})")
+        f.swmr_mode = True  # from here on the file is consistent on disk at every instant
         g = f[L.FITS]
-        n = g["json"].shape[0]
+        n = min(g[k].shape[0] for k in ("name", "json", "time"))
         for key, value in (("name", name), ("json", text), ("time", time.time())):
             g[key].resize((n + 1,))
             g[key][n] = value
-        write_fit_groups(g, [(name, text)])
+        f.flush()
+    try:
+        write_fit_groups(p, [(name, text)])
+    except OSError as exc:  # the JSON list already holds the fit
+        log.warning("%s: fit %r kept as JSON only (%s)", p, name, exc)

@@ -12,8 +12,10 @@ drift apart. The layout (format version 1)::
                            per-sweep ``sweep_index``, ``sweep_temperature``, ``sweep_field``,
                            ``sweep_time`` (first point), ``sweep_n_points``
     /entry/snapshots       ``start`` (JSON text) and ``end`` (0 or 1 JSON text)
-    /entry/fits            ``name``, ``json``, ``time`` (resizable); after the run one subgroup
-                           per fit with arrays as datasets and scalars as attributes
+    /entry/fits            ``name``, ``json``, ``time`` (resizable): the fits as exact JSON
+    /entry/fit_results     after the run, one browsable subgroup per fit (arrays as datasets,
+                           scalars as attributes); its own group, created before SWMR starts,
+                           so a kill while it is written can damage nothing else
     /entry/log             ``time``, ``level``, ``message`` (resizable)
     /entry/heartbeat       wall-clock time of the last flush (liveness fallback)
 """
@@ -36,6 +38,7 @@ SWEEPS = f"{ENTRY}/sweeps"
 PARAMETERS = f"{ENTRY}/parameters"
 SNAPSHOTS = f"{ENTRY}/snapshots"
 FITS = f"{ENTRY}/fits"
+FIT_RESULTS = f"{ENTRY}/fit_results"
 LOG = f"{ENTRY}/log"
 HEARTBEAT = f"{ENTRY}/heartbeat"
 

@@ -1,27 +1,49 @@
 """Reading run files: finished, interrupted, or still being written by another process.
 
-Files are opened as SWMR readers, which is also the only way HDF5 opens a file whose writer
-was killed (its "open for write" flag is never cleared). ``refresh()`` picks up rows flushed
-since; the status attribute is re-read by reopening, because HDF5 caches attributes.
-A file whose status still says "running" but whose writer is gone is reported "interrupted".
+Files are opened by ``h5safe.open_hdf5``: a live writer's file as a SWMR reader, a killed
+writer's through a view that reads its "open for write" flag as clear, both failing fast on a
+truncated or damaged file. ``refresh()`` picks up rows flushed since; the status attribute is
+re-read by reopening, because HDF5 caches attributes. A file whose status still says "running"
+but whose writer is gone is reported "interrupted".
+
+Every object is reached through ``h5safe.child`` (hard links, or soft links inside the file;
+external links refused) and every public accessor runs under ``h5safe.damaged``, so a hostile
+or broken file gives one DataFileError line naming the file, never a traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import h5py
 import numpy as np
 
 from daqapp.errors import DataFileError
 from daqapp.storage import layout as L
+from daqapp.storage.h5safe import check_dataset, child, damaged, escape, has, open_hdf5, resolve
 from daqapp.storage.liveness import writer_alive
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _guarded(method: Callable[..., T]) -> Callable[..., T]:
+    """Run a RunReader accessor under ``damaged``: a broken file gives one DataFileError."""
+
+    @functools.wraps(method)
+    def wrapper(self: RunReader, *args: Any, **kwargs: Any) -> T:
+        with damaged(self.path, method.__name__.strip("_").replace("_", " ")):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 RUN_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs")
 #: Without an OFD lock, a heartbeat older than this means the writer is gone.
@@ -79,21 +101,35 @@ class RunReader:
         if os.path.realpath(self.path) in ACTIVE_PATHS:
             raise DataFileError(f"{self.path}: being written by this process; read the live "
                                 "records from a RunBuffer listener instead of the file")
+        f = open_hdf5(self.path)
         try:
-            f = h5py.File(self.path, "r", swmr=True)
-        except OSError as exc:
-            try:  # files not written with the SWMR-capable format
-                f = h5py.File(self.path, "r")
-            except OSError:
-                raise DataFileError(f"{self.path}: not a readable HDF5 file ({exc})") from None
-        if L.text(f.attrs.get("format", "")) != L.FORMAT_NAME or L.DATA not in f:
+            with damaged(self.path, "opening"):
+                attrs = _read_attrs(f, self.path)
+                if attrs.get("format") != L.FORMAT_NAME or not has(f, L.ENTRY) \
+                        or not has(child(f, L.ENTRY, self.path), "data"):
+                    raise DataFileError(f"{self.path}: not a daqapp run file (no "
+                                        f"format={L.FORMAT_NAME!r} attribute or no {L.DATA})")
+                if not isinstance(self._group(L.DATA, f), h5py.Group):
+                    raise DataFileError(f"{self.path}: {L.DATA} is not a group")
+        except BaseException:
             f.close()
-            raise DataFileError(f"{self.path}: not a daqapp run file "
-                                f"(no format={L.FORMAT_NAME!r} attribute or no {L.DATA})")
+            raise
         self._file = f
         self._cache = {}
         self._column_names: list[str] | None = None
-        self.attrs: dict[str, Any] = {k: _attr(v) for k, v in f.attrs.items()}
+        self.attrs: dict[str, Any] = attrs
+
+    def _group(self, path: str, f: h5py.File | None = None) -> Any:
+        """The object at ``path``, reached through checked links only."""
+        return resolve(f if f is not None else self.file, "/" + path, self.path)
+
+    def _has(self, path: str) -> bool:
+        head, _, name = path.rpartition("/")
+        try:
+            parent = self._group(head) if head else self.file
+        except KeyError:
+            return False
+        return isinstance(parent, h5py.Group) and has(parent, name)
 
     @property
     def file(self) -> h5py.File:
@@ -112,6 +148,7 @@ class RunReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @_guarded
     def refresh(self) -> int:
         """Pick up rows (and, while running, the status) written since; return the row count."""
         if self.attrs.get("status") == "running":
@@ -132,8 +169,10 @@ class RunReader:
 
     def _datasets(self) -> Iterator[h5py.Dataset]:
         for group in (L.DATA, L.SWEEPS, L.FITS, L.LOG, L.SNAPSHOTS):
-            if group in self.file:
-                for obj in self.file[group].values():
+            if self._has(group):
+                g = self._group(group)
+                for name in g:
+                    obj = child(g, name, self.path)
                     if isinstance(obj, h5py.Dataset):
                         yield obj
 
@@ -145,12 +184,14 @@ class RunReader:
     @property
     def parameters(self) -> dict[str, dict[str, Any]]:
         """``{name: {"value": v, "units": u}}`` exactly as the procedure gave them."""
-        return _json(self.attrs.get("parameters", "{}"), self.path, "parameters")
+        raw = _json(self.attrs.get("parameters", "{}"), self.path, "parameters attribute")
+        return {str(k): v if isinstance(v, dict) and "value" in v else {"value": v, "units": ""}
+                for k, v in raw.items()}
 
     @property
     def metadata(self) -> dict[str, Any]:
         out = {k: self.attrs.get(k, "") for k in ("operator", "sample", "cell", "pressure_GPa")}
-        out.update(_json(self.attrs.get("metadata", "{}"), self.path, "metadata"))
+        out.update(_json(self.attrs.get("metadata", "{}"), self.path, "metadata attribute"))
         return out
 
     @property
@@ -159,6 +200,7 @@ class RunReader:
         return str(self.attrs.get("status", ""))
 
     @property
+    @_guarded
     def is_live(self) -> bool:
         """True while a writer process still holds the file."""
         if self.raw_status != "running":
@@ -166,7 +208,10 @@ class RunReader:
         alive = writer_alive(self.path)
         if alive is not None:
             return alive
-        heartbeat = float(self.file[L.HEARTBEAT][0]) if L.HEARTBEAT in self.file else 0.0
+        heartbeat = 0.0
+        if self._has(L.HEARTBEAT):
+            hb = check_dataset(self._group(L.HEARTBEAT), self.path, L.HEARTBEAT, ndim=1)
+            heartbeat = float(hb[0]) if hb.shape[0] else 0.0
         return time.time() - heartbeat < HEARTBEAT_STALE_S
 
     @property
@@ -204,31 +249,42 @@ class RunReader:
             self._column_names = self._read_column_names()
         return list(self._column_names)
 
+    @_guarded
     def _read_column_names(self) -> list[str]:
-        data = self.file[L.DATA]
-        order = [L.text(c) for c in data.attrs.get("columns", [])]
-        present = [k for k in data if isinstance(data[k], h5py.Dataset)]
+        data = self._group(L.DATA)
+        order = _attr(data.attrs["columns"]) if "columns" in data.attrs else []
+        if not isinstance(order, list) or not all(isinstance(c, str) for c in order):
+            raise DataFileError(f"{self.path}: attribute 'columns' of {L.DATA} is "
+                                f"{type(order).__name__}, expected a list of column names")
+        present = [k for k in data if isinstance(child(data, k, self.path), h5py.Dataset)]
         named = [c for c in order if L.dataset_name(c) in present]
         taken = {L.dataset_name(c) for c in named}
-        return named + [c for c in present if c not in taken]
+        names = named + [c for c in present if c not in taken]
+        for name in names:
+            check_dataset(child(data, L.dataset_name(name), self.path), self.path,
+                          f"column {name!r}", ndim=1)
+        return names
 
     def _dataset(self, column: str) -> h5py.Dataset:
-        return self.file[L.DATA][L.dataset_name(column)]
+        return child(self._group(L.DATA), L.dataset_name(column), self.path)
 
     @property
+    @_guarded
     def units(self) -> dict[str, str]:
         return {k: L.text(self._dataset(k).attrs.get("units", "")) for k in self.column_names}
 
     @property
+    @_guarded
     def n_rows(self) -> int:
         """Rows every column holds (columns are written together; the shortest bounds it)."""
         lengths = [self._dataset(k).shape[0] for k in self.column_names]
         return min(lengths) if lengths else 0
 
+    @_guarded
     def column(self, name: str) -> np.ndarray:
         if name not in self.column_names:
             raise DataFileError(f"{self.path}: no column {name!r} "
-                                f"(columns: {', '.join(self.column_names)})")
+                                f"(columns: {escape(', '.join(self.column_names))})")
         if name not in self._cache:
             self._cache[name] = self._dataset(name)[: self.n_rows]
         return self._cache[name]
@@ -238,6 +294,7 @@ class RunReader:
         """Column name → float64 array, all of length ``n_rows``."""
         return {name: self.column(name) for name in self.column_names}
 
+    @_guarded
     def read_rows(self, start: int, stop: int | None = None) -> dict[str, np.ndarray]:
         """Rows ``start:stop`` of every column, read from the file (cheap live following)."""
         n = self.n_rows
@@ -258,23 +315,32 @@ class RunReader:
 
     # ------------------------------------------------------------ sweeps
     @property
+    @_guarded
     def has_sweeps(self) -> bool:
-        return L.SWEEPS in self.file
+        return self._has(L.SWEEPS)
 
+    @_guarded
     def sweeps(self) -> list[Sweep]:
         """Each sweep's columns (trimmed to its length) with its temperature, field, time."""
         if not self.has_sweeps:
             return []
-        sw = self.file[L.SWEEPS]
-        info = {name: sw[L.sweep_info_name(name)][()] for name in L.SWEEP_INFO}
+        sw = self._group(L.SWEEPS)
+        info = {name: check_dataset(child(sw, L.sweep_info_name(name), self.path), self.path,
+                                    f"{L.SWEEPS}/{L.sweep_info_name(name)}", ndim=1)[()]
+                for name in L.SWEEP_INFO}
         n_sweeps = min(len(v) for v in info.values())
-        names = [c for c in self.column_names if L.dataset_name(c) in sw
-                 and sw[L.dataset_name(c)].ndim == 2]
-        grids = {name: sw[L.dataset_name(name)][()] for name in names}
+        grids: dict[str, np.ndarray] = {}
+        for name in self.column_names:
+            if not has(sw, L.dataset_name(name)):
+                continue
+            ds = check_dataset(child(sw, L.dataset_name(name), self.path), self.path,
+                               f"{L.SWEEPS}/{name}")
+            if ds.ndim == 2:
+                grids[name] = ds[()]
         out = []
         for i in range(n_sweeps):
             n = int(info["n_points"][i])
-            if n == 0:
+            if n <= 0:
                 continue
             out.append(Sweep(
                 index=int(info["index"][i]),
@@ -288,22 +354,30 @@ class RunReader:
 
     # ------------------------------------------------------------ snapshots, fits, log
     @property
+    @_guarded
     def snapshots(self) -> dict[str, dict[str, Any] | None]:
         """``{"start": dict, "end": dict or None}`` (end is None until the run finishes)."""
-        g = self.file[L.SNAPSHOTS]
-        start = _json(L.text(g["start"][()]), self.path, "start snapshot")
-        end_ds = g["end"]
+        g = self._group(L.SNAPSHOTS)
+        start_ds = check_dataset(child(g, "start", self.path), self.path, "start snapshot",
+                                 numeric=False)
+        start = _json(L.text(start_ds[()] if start_ds.ndim == 0 else start_ds[0]), self.path,
+                      "start snapshot")
+        end_ds = check_dataset(child(g, "end", self.path), self.path, "end snapshot", ndim=1,
+                               numeric=False)
         end = _json(L.text(end_ds[0]), self.path, "end snapshot") if end_ds.shape[0] else None
         return {"start": start, "end": end}
 
     @property
+    @_guarded
     def fit_list(self) -> list[tuple[str, dict[str, Any], float]]:
         """Every stored fit in order: (name, FitResult dict, unix time)."""
-        g = self.file[L.FITS]
-        n = min(g["name"].shape[0], g["json"].shape[0], g["time"].shape[0])
-        names = [L.text(v) for v in g["name"][:n]]
-        texts = [L.text(v) for v in g["json"][:n]]
-        times = g["time"][:n].tolist()
+        g = self._group(L.FITS)
+        ds = {k: check_dataset(child(g, k, self.path), self.path, f"{L.FITS}/{k}", ndim=1,
+                               numeric=k == "time") for k in ("name", "json", "time")}
+        n = min(d.shape[0] for d in ds.values())
+        names = [L.text(v) for v in ds["name"][:n]]
+        texts = [L.text(v) for v in ds["json"][:n]]
+        times = [float(t) for t in ds["time"][:n]]
         return [(name, _json(t, self.path, f"fit {name!r}"), tm)
                 for name, t, tm in zip(names, texts, times, strict=True)]
 
@@ -313,12 +387,16 @@ class RunReader:
         return {name: fit for name, fit, _ in self.fit_list}
 
     @property
+    @_guarded
     def log(self) -> list[LogEntry]:
-        g = self.file[L.LOG]
-        n = min(g[k].shape[0] for k in ("time", "level", "message"))
+        g = self._group(L.LOG)
+        ds = {k: check_dataset(child(g, k, self.path), self.path, f"{L.LOG}/{k}", ndim=1,
+                               numeric=k == "time") for k in ("time", "level", "message")}
+        n = min(d.shape[0] for d in ds.values())
         return [LogEntry(float(t), L.text(lv), L.text(m)) for t, lv, m in
-                zip(g["time"][:n], g["level"][:n], g["message"][:n], strict=True)]
+                zip(ds["time"][:n], ds["level"][:n], ds["message"][:n], strict=True)]
 
+    @_guarded
     def summary(self) -> RunSummary:
         return RunSummary(path=self.path, procedure=self.procedure, status=self.status,
                           start=self.start_time, n_rows=self.n_rows,
@@ -347,10 +425,23 @@ def list_runs(folder: str | os.PathLike[str]) -> list[RunSummary]:
         try:
             with open_run(p) as run:
                 out.append(run.summary())
-        except (DataFileError, OSError, KeyError, ValueError) as exc:
+        except (DataFileError, OSError) as exc:
+            log.warning("skipping %s: %s", p.name, exc)
             out.append(RunSummary(path=str(p), procedure="", status="unreadable", start="",
                                   n_rows=0, sample="", error=str(exc)))
     out.sort(key=lambda s: (s.start == "", s.start, s.path))
+    return out
+
+
+def _read_attrs(obj: h5py.HLObject, path: str) -> dict[str, Any]:
+    """Attributes as plain Python values; one HDF5 cannot decode is named, not fatal."""
+    out: dict[str, Any] = {}
+    for key in obj.attrs:
+        try:
+            out[key] = _attr(obj.attrs[key])
+        except (OSError, TypeError, ValueError, RuntimeError) as exc:
+            log.warning("%s: attribute %r unreadable (%s)", path, key, exc)
+            out[key] = ""
     return out
 
 
@@ -359,15 +450,27 @@ def _attr(value: Any) -> Any:
         return value.decode("utf-8", "replace")
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "OSU":
-            return [L.text(v) for v in value.tolist()]
+            return [L.text(v) for v in value.tolist()] if value.ndim == 1 else \
+                L.text(value.tolist()) if value.ndim == 0 else str(value.tolist())
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     return value
 
 
-def _json(text: Any, path: str, what: str) -> Any:
+def _json(text: Any, path: str, what: str, expect: type = dict) -> Any:
+    """Parse a JSON attribute/dataset; it must hold an ``expect`` (a file from elsewhere may
+    hold anything)."""
+    if text is None or text == "":
+        return expect()
+    if not isinstance(text, str):
+        raise DataFileError(f"{path}: {what} is {type(text).__name__}, expected JSON text")
     try:
-        return json.loads(text) if text else {}
-    except (TypeError, ValueError) as exc:
-        raise DataFileError(f"{path}: {what} is not valid JSON ({exc})") from None
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise DataFileError(f"{path}: {what} is not valid JSON ({reason})") from None
+    if not isinstance(value, expect):
+        raise DataFileError(f"{path}: {what} holds a JSON {type(value).__name__}, expected "
+                            f"a JSON {'object' if expect is dict else expect.__name__}")
+    return value

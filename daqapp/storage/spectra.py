@@ -14,13 +14,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from daqapp.errors import DataFileError
 from daqapp.storage import layout as L
+from daqapp.storage.h5safe import escape, has_hdf5_signature
 from daqapp.storage.textio import TextTable, read_table
 
+#: A spectrum longer than this is refused (fits cost grows with the points: a 10⁷-point
+#: spectrum took over 600 s); real lock-in spectra have 10²-10⁴ points.
+MAX_POINTS_PER_SPECTRUM = 100_000
+#: A file with more spectra than this is refused (one run sweep each when imported).
+MAX_SPECTRA_PER_FILE = 10_000
 #: Two readings belong to one spectrum if their temperatures differ by less than this.
 T_TOLERANCE_K = 0.02
 T_TOLERANCE_REL = 0.005
@@ -48,13 +53,21 @@ def load_spectra(path: str | os.PathLike[str]) -> list[SpectrumData]:
         raise DataFileError(f"{p}: no such file")
     if p.is_dir():
         raise DataFileError(f"{p}: is a folder, not a spectrum file")
-    if h5py.is_hdf5(p):
+    if has_hdf5_signature(p):
         spectra = _from_run(p)
     else:
         spectra = _from_table(read_table(p))
     spectra = [s for s in spectra if len(s) > 0]
     if not spectra:
         raise DataFileError(f"{p}: no spectrum with finite bias and conductance points")
+    if len(spectra) > MAX_SPECTRA_PER_FILE:
+        raise DataFileError(f"{p}: {len(spectra)} spectra (blank-line blocks or temperatures); "
+                            f"at most {MAX_SPECTRA_PER_FILE} per file are read")
+    for s in spectra:
+        if len(s) > MAX_POINTS_PER_SPECTRUM:
+            raise DataFileError(f"{p}: spectrum {s.label!r} has {len(s)} points; at most "
+                                f"{MAX_POINTS_PER_SPECTRUM} per spectrum are read (decimate "
+                                "or split it)")
     return spectra
 
 
@@ -84,7 +97,7 @@ def _run_columns(run, path: Path) -> tuple[str, float, str, bool]:
             break
     if bias is None:
         raise DataFileError(f"{path}: no junction voltage column for the bias axis "
-                            f"(columns: {', '.join(units)})")
+                            f"(columns: {escape(', '.join(units))})")
     if "didv" in units:
         return bias, factor, "didv", False
     if "dvdi" in units:
@@ -93,7 +106,7 @@ def _run_columns(run, path: Path) -> tuple[str, float, str, bool]:
     if siemens:
         return bias, factor, siemens[0], False
     raise DataFileError(f"{path}: no conductance column (didv, dvdi, or units S) "
-                        f"(columns: {', '.join(units)})")
+                        f"(columns: {escape(', '.join(units))})")
 
 
 def _normalized_flag(run) -> bool:
@@ -207,7 +220,7 @@ def _text_columns(table: TextTable) -> tuple[int, float, int, bool, bool, int | 
     if bias is None or g is None:
         what = "bias voltage" if bias is None else "conductance"
         raise DataFileError(f"{p}: cannot tell which column is the {what} "
-                            f"(header: {', '.join(table.names)}); name columns e.g. "
+                            f"(header: {escape(', '.join(table.names))}); name columns e.g. "
                             "'bias (mV)', 'dI/dV', 'T (K)'")
     factor = L.units_to_mV(table.units[bias]) if table.units[bias] else 1.0
     gname = _key(table.names[g])
@@ -312,8 +325,12 @@ def spectra_to_run(source: str | os.PathLike[str],
                             "labels": [s.label for s in spectra]},
                   columns=_run_columns_for(spectra), sweep_axis="dc_voltage")
     w.start(snapshot={"imported_from": str(src.resolve())})
-    for record in spectrum_records(spectra):
-        w.append(record)
-    w.log("INFO", f"imported {len(spectra)} spectra from {src.name}")
+    try:
+        for record in spectrum_records(spectra):
+            w.append(record)
+        w.log("INFO", f"imported {len(spectra)} spectra from {src.name}")
+    except BaseException as exc:  # the file must not stay "running"
+        w.finish("failed", error=exc)
+        raise
     w.finish("finished")
     return out

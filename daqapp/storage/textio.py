@@ -1,8 +1,9 @@
 """Plain-text tables in and out: CSV export of a run, and reading spectra files from elsewhere.
 
 Other labs send spectra as CSV, TSV or whitespace columns with a header line of names (often
-with units, "bias (mV)", "G_norm"), or with ``#`` comments. ``read_table`` accepts all of those
-and says which file and line are wrong when it cannot. ``export_csv`` writes a run's columns with
+with units, "bias (mV)", "G_norm"), or with ``#`` comments. ``read_table`` accepts all of those,
+streaming (bounded memory, at most ``MAX_TEXT_ROWS`` rows), and says which file and line are
+wrong when it cannot. ``export_csv`` writes a run's columns with
 their units in the header, in a form ``read_table`` (and spreadsheets) read back.
 """
 
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from daqapp.errors import DataFileError
+from daqapp.storage.safe_write import open_output
 
 _COMMENT = ("#", "%", "//", ";")
 _UNIT_RE = re.compile(r"^\s*(?P<name>.*?)\s*[\(\[](?P<unit>[^\)\]]*)[\)\]]\s*$")
@@ -68,54 +71,118 @@ def _numbers(tokens: list[str]) -> list[float] | None:
         return None
 
 
+#: At most this many numeric rows per text file (all spectra together). A real spectrum has
+#: 10²-10⁴ points; the bound keeps a hostile or mistaken file (10⁷ lines) from taking minutes
+#: and gigabytes before anything is said.
+MAX_TEXT_ROWS = 2_000_000
+#: At most this many columns per row.
+MAX_TEXT_COLUMNS = 64
+#: Rows parsed by numpy at once (memory per step stays a few MB whatever the file's size).
+_PARSE_CHUNK = 65536
+
+
+def _decode(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("latin-1")
+
+
+def _parse_chunk(path: Path, lines: list[str], linenos: list[int], delim: str | None,
+                 ncols: int) -> np.ndarray:
+    """Rows of a chunk of numeric lines; on a bad line, DataFileError naming it."""
+    try:  # numpy's C parser checks every line's column count
+        rows = np.loadtxt(lines, delimiter=delim, ndmin=2, comments=None, dtype=float)
+        if rows.shape == (len(lines), ncols):
+            return rows
+    except ValueError:
+        pass
+    rows = np.empty((len(lines), ncols))
+    for i, (line, lineno) in enumerate(zip(lines, linenos, strict=True)):
+        values = _numbers(_row_tokens(line, delim))
+        if values is None:
+            raise DataFileError(f"{path}: line {lineno}: not numbers: {line[:60]!r}")
+        if len(values) != ncols:
+            raise DataFileError(f"{path}: line {lineno}: {len(values)} columns, "
+                                f"expected {ncols}")
+        rows[i] = values
+    return rows
+
+
+def _row_tokens(line: str, delim: str | None) -> list[str]:
+    tokens = _split(line, delim)
+    if delim is not None and tokens and tokens[-1] == "":
+        tokens = tokens[:-1]  # trailing delimiter
+    return tokens
+
+
 def read_table(path: str | os.PathLike[str]) -> TextTable:
-    """Read a numeric text table; raise DataFileError naming the file (and line) if it cannot."""
+    """Read a numeric text table; raise DataFileError naming the file (and line) if it cannot.
+
+    Streams the file: lines are checked one by one, numbers parsed by numpy a chunk at a time,
+    and a file over ``MAX_TEXT_ROWS`` rows is refused as soon as it passes the bound.
+    """
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        st = os.stat(p)
     except OSError as exc:
         raise DataFileError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    if b"\x00" in raw[:4096]:
-        raise DataFileError(f"{p}: binary file, not a text table")
+    if not stat.S_ISREG(st.st_mode):
+        raise DataFileError(f"{p}: not a regular file")
     try:
-        content = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        content = raw.decode("latin-1")
-    header_candidates: list[str] = []
-    rows: list[list[float]] = []
-    blocks: list[int] = []
-    delim: str | None = None
-    ncols = 0
-    new_block = True
-    for lineno, line in enumerate(content.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped:
-            new_block = True
-            continue
-        if stripped.startswith(_COMMENT):
-            if not rows:
-                header_candidates.append(stripped.lstrip("#%/; ").strip())
-            continue
-        if not rows:
-            delim = _delimiter(stripped)
-        tokens = _split(stripped, delim)
-        if delim is not None and tokens and tokens[-1] == "":
-            tokens = tokens[:-1]  # trailing delimiter
-        values = _numbers(tokens)
-        if values is None:
-            if rows:
-                raise DataFileError(f"{p}: line {lineno}: not numbers: {stripped[:60]!r}")
-            header_candidates.append(stripped)
-            continue
-        if not rows:
-            ncols = len(values)
-        elif len(values) != ncols:
-            raise DataFileError(f"{p}: line {lineno}: {len(values)} columns, expected {ncols}")
-        if new_block:
-            blocks.append(len(rows))
-            new_block = False
-        rows.append(values)
-    if not rows:
+        fh = open(p, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise DataFileError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    with fh:
+        if b"\x00" in fh.read(4096):
+            raise DataFileError(f"{p}: binary file, not a text table")
+        fh.seek(0)
+        if fh.read(3) != b"\xef\xbb\xbf":
+            fh.seek(0)
+        header_candidates: list[str] = []
+        chunks: list[np.ndarray] = []
+        pending: list[str] = []
+        pending_lines: list[int] = []
+        blocks: list[int] = []
+        delim: str | None = None
+        ncols = 0
+        n_rows = 0
+        new_block = True
+        for lineno, raw in enumerate(fh, start=1):
+            stripped = _decode(raw).strip()
+            if not stripped:
+                new_block = True
+                continue
+            if stripped.startswith(_COMMENT):
+                if not n_rows:
+                    header_candidates.append(stripped.lstrip("#%/; ").strip())
+                continue
+            if not n_rows:
+                delim = _delimiter(stripped)
+                values = _numbers(_row_tokens(stripped, delim))
+                if values is None:
+                    header_candidates.append(stripped[:10_000])
+                    continue
+                ncols = len(values)
+                if not 1 <= ncols <= MAX_TEXT_COLUMNS:
+                    raise DataFileError(f"{p}: line {lineno}: {ncols} columns; at most "
+                                        f"{MAX_TEXT_COLUMNS} are read")
+            if new_block:
+                blocks.append(n_rows)
+                new_block = False
+            pending.append(stripped)
+            pending_lines.append(lineno)
+            n_rows += 1
+            if n_rows > MAX_TEXT_ROWS:
+                raise DataFileError(f"{p}: more than {MAX_TEXT_ROWS} numeric rows; daqapp reads "
+                                    "at most that many from one text file (split or decimate "
+                                    "it)")
+            if len(pending) >= _PARSE_CHUNK:
+                chunks.append(_parse_chunk(p, pending, pending_lines, delim, ncols))
+                pending, pending_lines = [], []
+        if pending:
+            chunks.append(_parse_chunk(p, pending, pending_lines, delim, ncols))
+    if not n_rows:
         raise DataFileError(f"{p}: no numeric rows found")
     names, has_header = [f"column{i + 1}" for i in range(ncols)], False
     for cand in reversed(header_candidates):
@@ -129,7 +196,7 @@ def read_table(path: str | os.PathLike[str]) -> TextTable:
             break
     split = [split_name_unit(n) for n in names]
     return TextTable(path=str(p), names=[s[0] for s in split], units=[s[1] for s in split],
-                     data=np.asarray(rows, dtype=float), blocks=blocks, has_header=has_header)
+                     data=np.concatenate(chunks), blocks=blocks, has_header=has_header)
 
 
 def export_csv(run_path: str | os.PathLike[str],
@@ -156,7 +223,7 @@ def export_csv(run_path: str | os.PathLike[str],
     header = ",".join(_csv_label(n, units.get(n, "")) for n in names)
     table = np.column_stack([columns[n] for n in names]) if names else np.empty((0, 0))
     try:
-        with open(out, "w", encoding="utf-8", newline="") as fh:
+        with open_output(out, "w", encoding="utf-8", newline="") as fh:
             for line in lines:
                 fh.write(f"# {line}\n")
             fh.write(header + "\n")

@@ -12,11 +12,13 @@ reader (also in another process, also after SIGKILL) sees every row up to the la
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -39,10 +41,31 @@ _CHUNK_ROWS = 4096
 #: Sweep indices beyond this are a bug in the procedure (the 2-D grids would be huge).
 MAX_SWEEPS = 100_000
 _SWEEP_CHUNK = (4, 512)
+#: A batch whose sweep points span at most this many grid cells is written as one rectangle.
+_RECTANGLE_CELLS = 1 << 20
 
 
 #: Real paths this process is writing; HDF5 cannot open them a second time in-process.
 ACTIVE_PATHS: set[str] = set()
+#: Writers started and not yet finished; closed as "failed" at interpreter exit.
+_UNFINISHED: weakref.WeakSet[RunWriter] = weakref.WeakSet()
+#: How long the exit hook waits for a writer thread to drain before giving up on it.
+EXIT_DRAIN_S = 5.0
+
+
+@atexit.register
+def _finish_abandoned_writers() -> None:
+    """A run nobody finished (an exception path that skipped ``finish``) ends "failed".
+
+    Runs before h5py's own teardown: an HDF5 file still open for SWMR writing at interpreter
+    exit, with a writer thread mid-batch, made the process hang instead of exiting.
+    """
+    for writer in list(_UNFINISHED):
+        try:
+            writer.finish("failed", error="process exited without finishing the run",
+                          join_timeout=EXIT_DRAIN_S)
+        except Exception:  # noqa: BLE001 - exiting anyway; the file reads as interrupted
+            log.exception("%s: could not close the run at exit", writer.path)
 
 
 def now_iso() -> str:
@@ -178,6 +201,7 @@ class RunWriter:
             log.warning("%s: liveness lock not available (%s)", self.path, exc)
         self._state = "running"
         self.status = "running"
+        _UNFINISHED.add(self)
         self._thread = threading.Thread(target=self._run, name=f"RunWriter[{self.path}]",
                                         daemon=True)
         self._thread.start()
@@ -228,8 +252,13 @@ class RunWriter:
         self._put(_LogLine(time.time(), str(level).upper(), str(message)))
 
     def finish(self, status: str = "finished", snapshot: Mapping[str, Any] | None = None,
-               error: str | BaseException | None = None) -> None:
-        """Write everything queued, the end snapshot, end time and status; close the file."""
+               error: str | BaseException | None = None, *,
+               join_timeout: float | None = None) -> None:
+        """Write everything queued, the end snapshot, end time and status; close the file.
+
+        With ``join_timeout``, a writer thread still busy after that long is abandoned (a
+        daemon: it cannot hold the process) and the file is left to read as interrupted.
+        """
         if status not in L.FINAL_STATUSES:
             raise ValueError(f"finish status = {status!r}; allowed: {', '.join(L.FINAL_STATUSES)}")
         if self._state == "finished":
@@ -237,9 +266,21 @@ class RunWriter:
         if self._state == "new":
             raise RuntimeError(f"RunWriter.finish: run {self.path} was never started")
         self._state = "finishing"
-        self._put(_Stop())
         assert self._thread is not None
-        self._thread.join()
+        if join_timeout is not None:  # never wait on a full backlog at exit
+            with self._lock:
+                self._pending.append(_Stop())
+            self._wake.set()
+        else:
+            self._put(_Stop())
+        self._thread.join(join_timeout)
+        if self._thread.is_alive():
+            log.error("%s: writer thread still busy after %.0f s; run left unfinished "
+                      "(it reads as interrupted)", self.path, join_timeout or 0.0)
+            if self._writer_lock is not None:
+                self._writer_lock.release()
+            _UNFINISHED.discard(self)
+            return
         f = self._file
         assert f is not None
         thread_error = self._error
@@ -266,11 +307,11 @@ class RunWriter:
                 self._writer_lock.release()
             self._state = "finished"
             self.status = status
+            _UNFINISHED.discard(self)
         self.rows_flushed = self.rows_written
         if self._fits:
             try:  # the per-fit groups need object creation, impossible under SWMR
-                with h5py.File(self.path, "a", libver="latest") as g:
-                    write_fit_groups(g[L.FITS], self._fits)
+                write_fit_groups(self.path, self._fits)
             except OSError as exc:  # a reader holds the file: the JSON list still has all fits
                 log.warning("%s: fits kept as JSON only (file busy: %s)", self.path, exc)
         if thread_error is not None:
@@ -391,6 +432,7 @@ class RunWriter:
         fits.attrs["NX_class"] = "NXcollection"
         for name, dtype in (("name", L.STR_DTYPE), ("json", L.STR_DTYPE), ("time", "f8")):
             fits.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(16,))
+        f.create_group(L.FIT_RESULTS).attrs["NX_class"] = "NXcollection"
 
         lg = f.create_group(L.LOG)
         lg.attrs["NX_class"] = "NXcollection"
@@ -526,7 +568,19 @@ class RunWriter:
                 sw[L.sweep_info_name("index")][self._n_sweeps:rows] = np.arange(
                     self._n_sweeps, rows)
             self._n_sweeps, self._sweep_width = rows, width
-        # contiguous runs of one sweep with consecutive positions → one slice write each
+        # the batch's points as one rectangle (sweeps × positions) per column when it is small:
+        # an import of many short spectra made one HDF5 write per sweep and column (14 s for
+        # 10 000 two-point spectra); otherwise one slice write per contiguous run of a sweep
+        s_idx, p_idx = idx[valid], pos[valid]
+        s_lo, s_hi = int(s_idx.min()), int(s_idx.max()) + 1
+        p_lo, p_hi = int(p_idx.min()), int(p_idx.max()) + 1
+        rectangle = (s_hi - s_lo) * (p_hi - p_lo) <= _RECTANGLE_CELLS
+        if rectangle:
+            for name in names:
+                ds = sw[ds_names[name]]
+                block = ds[s_lo:s_hi, p_lo:p_hi]
+                block[s_idx - s_lo, p_idx - p_lo] = arrays[name][valid]
+                ds[s_lo:s_hi, p_lo:p_hi] = block
         i = 0
         while i < n:
             if idx[i] < 0:
@@ -536,8 +590,9 @@ class RunWriter:
             while j < n and idx[j] == idx[i] and pos[j] == pos[j - 1] + 1:
                 j += 1
             s, p0 = int(idx[i]), int(pos[i])
-            for name in names:
-                sw[ds_names[name]][s, p0:p0 + (j - i)] = arrays[name][i:j]
+            if not rectangle:
+                for name in names:
+                    sw[ds_names[name]][s, p0:p0 + (j - i)] = arrays[name][i:j]
             self._update_sweep_info(s, arrays, i, j)
             i = j
         touched = sorted({int(s) for s in idx[valid]})

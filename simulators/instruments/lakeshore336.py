@@ -14,6 +14,7 @@ import threading
 from simulators.clock import SimClock
 from simulators.cryostat import Cryostat
 from simulators.faults import FaultBoard
+from simulators.instruments.numbers import MALFORMED, any_nonfinite
 
 IDN = "LSCI,MODEL336,LSA2CMQ/LSA2C8R,2.9"
 INPUTS = "ABCD"
@@ -204,7 +205,7 @@ class LakeShore336Emulator:
                 except _Unknown:
                     self.esr |= 32
                     continue
-                except (_Bad, ValueError, IndexError, KeyError):
+                except (_Bad, *MALFORMED):  # ESR bit 4, execution error; the line goes on
                     self.esr |= 16
                     continue
                 if out is not None:
@@ -220,7 +221,14 @@ class LakeShore336Emulator:
         handler = getattr(self, "_c_" + name.replace("*", "star_").lower(), None)
         if handler is None:
             raise _Unknown(name)
+        if any_nonfinite(args):
+            raise _Bad(rest)
         return handler(query, args)
+
+    def input_overflow(self) -> None:
+        """A line longer than the input buffer was discarded: ESR bit 5 (command error)."""
+        with self.lock:
+            self.esr |= 32
 
     def _out(self, arg: str, allowed=(1, 2, 3, 4)) -> _Output:
         n = int(float(arg))

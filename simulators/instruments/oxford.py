@@ -14,6 +14,7 @@ import threading
 from simulators.clock import SimClock
 from simulators.cryostat import Cryostat
 from simulators.faults import FaultBoard
+from simulators.instruments.numbers import MALFORMED, nonfinite_number
 from simulators.magnet import MagnetModel
 
 
@@ -49,13 +50,20 @@ class OxfordEmulator:
             try:
                 if letter not in self.read_only + "Cxyrqtdm" and self.control in (0, 2):
                     raise _Refused(text)
+                if nonfinite_number(arg):
+                    raise _Refused(arg)
                 reply = self.command(letter, arg)
-            except (_Refused, ValueError, IndexError, KeyError):
+            except (_Refused, *MALFORMED):
                 reply = "?" + text
         return [] if silent else [reply]
 
     def command(self, letter: str, arg: str) -> str:
         raise _Refused(letter)
+
+    def input_overflow(self) -> list[str]:
+        """A line longer than the input buffer was discarded: answered ``?`` like any
+        command the instrument cannot parse (the protocol has no error register)."""
+        return ["?"]
 
     def _set_control(self, arg: str) -> str:
         n = int(arg)

@@ -10,6 +10,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from simulators.instruments.numbers import MALFORMED, any_nonfinite
+
 ERROR_TEXT = {
     0: "No error",
     -100: "Command error",
@@ -22,6 +24,7 @@ ERROR_TEXT = {
     -224: "Illegal parameter value",
     -230: "Data corrupt or stale",
     -350: "Queue overflow",
+    -363: "Input buffer overrun",
 }
 
 
@@ -124,6 +127,8 @@ def parse_float(arg: str, low: float | None = None, high: float | None = None,
         raise ScpiError(-104, f"Data type error; {arg!r}") from None
     if math.isnan(v):
         raise ScpiError(-104)
+    if not math.isfinite(v):
+        raise ScpiError(-222)
     if (low is not None and v < low) or (high is not None and v > high):
         raise ScpiError(-222)
     return v
@@ -137,7 +142,7 @@ def parse_bool(arg: str) -> bool:
         return False
     try:
         return bool(round(float(a)))
-    except ValueError:
+    except (ValueError, OverflowError):  # text, nan, inf
         raise ScpiError(-104) from None
 
 
@@ -247,6 +252,11 @@ class ScpiEmulator:
     def reset(self) -> None:
         """``*RST``: subclasses restore their defaults."""
 
+    def input_overflow(self) -> None:
+        """A line longer than the input buffer was discarded (-363, as SCPI instruments do)."""
+        with self.lock:
+            self.push_error(-363)
+
     def greeting(self) -> list[str]:
         return []
 
@@ -260,6 +270,9 @@ class ScpiEmulator:
                     reply, prev_path = self._dispatch(part, prev_path)
                 except ScpiError as exc:
                     self.push_error(exc.code, str(exc))
+                    continue
+                except MALFORMED as exc:  # a field missing or unusable: refused, line goes on
+                    self.push_error(-109 if isinstance(exc, IndexError) else -224)
                     continue
                 if reply is not None:
                     replies.append(reply)
@@ -282,6 +295,9 @@ class ScpiEmulator:
                     handler = cmd.getter if query else cmd.setter
                     if handler is None:
                         raise ScpiError(-113, "Undefined header")
+                    if any_nonfinite(args, keywords=("INF", "INFINITY")):
+                        # NaN is no number at all (-104); an infinite one is out of range
+                        raise ScpiError(-104 if "NAN" in args.upper() else -222)
                     out = handler(args, suffixes)
                     return (str(out) if query else None), toks
         raise ScpiError(-113)

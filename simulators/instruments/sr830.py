@@ -17,6 +17,7 @@ import numpy as np
 from simulators.bench import Bench
 from simulators.clock import SimClock
 from simulators.faults import FaultBoard
+from simulators.instruments.numbers import MALFORMED, nonfinite_number
 
 IDN = "Stanford_Research_Systems,SR830,s/n48237,ver1.07"
 SENSITIVITIES = [(2, 5, 10)[i % 3] * 10 ** (i // 3) * 1e-9 for i in range(27)]
@@ -36,6 +37,8 @@ class _Execution(Exception):
 
 
 def _int(arg: str, low: int, high: int) -> int:
+    if nonfinite_number(arg):
+        raise _Execution(arg)
     try:
         v = float(arg)
     except ValueError:
@@ -47,6 +50,8 @@ def _int(arg: str, low: int, high: int) -> int:
 
 
 def _float(arg: str, low: float, high: float) -> float:
+    if nonfinite_number(arg):
+        raise _Execution(arg)
     try:
         v = float(arg)
     except ValueError:
@@ -289,12 +294,18 @@ class SR830Emulator:
                 except _IllegalCommand:
                     self.esr |= 32
                     continue
-                except _Execution:
+                except (_Execution, *MALFORMED):  # ESR bit 4; the rest of the line goes on
                     self.esr |= 16
                     continue
                 if out is not None:
                     replies.append(out)
         return replies
+
+    def input_overflow(self) -> None:
+        """A line longer than the input buffer was discarded: ESR bit 0 (input queue
+        overflow)."""
+        with self.lock:
+            self.esr |= 1
 
     def _one(self, part: str) -> str | None:
         m = re.fullmatch(r"(\*?[A-Za-z]{3,4})\s*(\?)?\s*(.*)", part, re.S)

@@ -7,6 +7,7 @@ from daqapp.analysis.critical import (
     JC_FORMS,
     critical_current,
     critical_current_density,
+    fit_jc_forms,
     fit_jc_temperature,
     jc_temperature,
 )
@@ -121,3 +122,60 @@ def test_jc_fit_with_fixed_tc_and_invalid_input():
         fit_jc_temperature(T, J, form="bean")
     with pytest.raises(ValueError, match="ic"):
         fit_jc_temperature(T, -J)
+
+
+def test_power_t2_form_analytic():
+    t = np.linspace(0.0, 0.999, 50)
+    np.testing.assert_allclose(jc_temperature(t, 1.0, 1.0, "power_t2", n=1.0), 1 - t ** 2)
+    # δl pinning is (1 − t²)^{5/2} times (1 + t²)^{−1/2}
+    np.testing.assert_allclose(jc_temperature(t, 1.0, 1.0, "dew_hughes_dl")
+                               / jc_temperature(t, 1.0, 1.0, "power_t2", n=2.5),
+                               (1 + t ** 2) ** -0.5, rtol=1e-12)
+    # near Tc (1 − t²)^n → 2^n (1 − t)^n: the same exponent n as the (1 − t)^n form
+    tt = 1 - 1e-7
+    assert (jc_temperature(tt, 1.0, 1.0, "power_t2", n=1.7)
+            / jc_temperature(tt, 1.0, 1.0, "power", n=1.7)) == pytest.approx(2 ** 1.7, rel=1e-6)
+    assert jc_temperature(1.2, 1.0, 1.0, "power_t2", n=1.7) == 0.0
+    with pytest.raises(ValueError, match="n"):
+        jc_temperature(t, 1.0, 1.0, "power_t2", n=-1.0)
+
+
+def test_power_t2_fit_recovers_n_over_noise_draws():
+    T = np.linspace(2, 25, 12)
+    sigma = 0.02
+    truth = jc_temperature(T, 2.03, 32.0, "power_t2", n=1.8)
+    pulls = []
+    for k in range(12):
+        y = truth + np.random.default_rng(40 + k).normal(0, sigma, T.size)
+        fit = fit_jc_temperature(T, y, sigma, form="power_t2")
+        assert fit.n_fitted and fit.n_free == 3
+        pulls.append((fit.n - 1.8) / fit.n_err)
+    assert np.all(np.abs(pulls) < 3.5)
+    assert 0.4 <= np.mean(np.abs(pulls) < 1) <= 0.95  # ~68 % coverage of the 1σ error
+    # noise-free data give the exponent back exactly
+    exact = fit_jc_temperature(T, truth, form="power_t2")
+    assert exact.n == pytest.approx(1.8, rel=1e-6) and exact.tc_K == pytest.approx(32.0)
+
+
+def test_fit_jc_forms_reports_the_spread_between_pinning_forms():
+    T = np.linspace(2, 25, 12)
+    truth = jc_temperature(T, 2.03, 32.0, "power_t2", n=1.8)
+    sigma = 0.1  # 5 %: several forms stay acceptable
+    y = truth + np.random.default_rng(2).normal(0, sigma, T.size)
+    r = fit_jc_forms(T, y, sigma)
+    assert set(r.fits) == set(JC_FORMS) and not r.failed
+    assert r.best_form in r.accepted_forms and len(r.accepted_forms) >= 2
+    jc0s = [r.fits[f].jc0 for f in r.accepted_forms]
+    assert r.jc0_range == (min(jc0s), max(jc0s))
+    assert r.jc0_systematic == pytest.approx(0.5 * (max(jc0s) - min(jc0s)))
+    assert r.jc0_systematic > 0 and r.jc0 == r.best.jc0
+    assert r.tc_range_K[0] <= r.best.tc_K <= r.tc_range_K[1]
+    for f in set(JC_FORMS) - set(r.accepted_forms):
+        assert r.aic[f] - r.aic[r.best_form] > 10
+        assert any("rejected" in n for n in r.notes)
+    assert r.to_dict()["best_form"] == r.best_form
+    # precise data reject the wrong shapes: the true form is the only one left, spread 0
+    precise = fit_jc_forms(T, truth + np.random.default_rng(3).normal(0, 0.002, T.size), 0.002)
+    assert precise.accepted_forms == ("power_t2",) and precise.jc0_systematic == 0.0
+    with pytest.raises(ValueError, match="form"):
+        fit_jc_forms(T, y, forms=("gl", "bean"))

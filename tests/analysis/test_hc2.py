@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy.special import psi
 
 from daqapp.analysis.hc2 import (
     WHH_DIRTY_RATIO,
@@ -16,6 +17,106 @@ from daqapp.analysis.hc2 import (
 )
 
 SINGLE_BAND_LIKE = (0.5, 0.5, 0.25, 0.25)
+MGB2 = (0.81, 0.285, 0.119, 0.09)
+E_CHARGE, K_B = 1.602176634e-19, 1.380649e-23
+
+
+def _largest_sign_change(f, grid, n_bisect=60):
+    """Brute force: the largest sign change of f(grid) in every row, bisected; 0 if none.
+
+    ``f(x)`` takes a (rows, k) array of abscissae and returns values of the same shape.
+    """
+    vals = f(np.broadcast_to(grid, (1, grid.size)))
+    rows = vals.shape[0]
+    change = np.sign(vals[:, :-1]) * np.sign(vals[:, 1:]) < 0
+    has = change.any(axis=1)
+    k = grid.size - 2 - np.argmax(change[:, ::-1], axis=1)
+    lo, hi = grid[k].copy(), grid[k + 1].copy()
+    s_lo = np.sign(vals[np.arange(rows), k])
+    for _ in range(n_bisect):
+        mid = 0.5 * (lo + hi)
+        same = np.sign(f(mid[:, None])[:, 0]) == s_lo
+        lo = np.where(same, mid, lo)
+        hi = np.where(same, hi, mid)
+    return np.where(has, 0.5 * (lo + hi), 0.0)
+
+
+def _gurevich_paper_lhs(B, T, tc, d1, eta, lambdas):
+    """a0[ln t + U(h)][ln t + U(ηh)] + a1[ln t + U(h)] + a2[ln t + U(ηh)], Gurevich (2003)."""
+    l11, l22, l12, l21 = lambdas
+    lam_minus = l11 - l22
+    lam0 = np.sqrt(lam_minus ** 2 + 4 * l12 * l21)
+    w = l11 * l22 - l12 * l21
+    a0, a1, a2 = 2 * w / lam0, 1 + lam_minus / lam0, 1 - lam_minus / lam0
+    t = T / tc
+    h = E_CHARGE * d1 * B / (2 * np.pi * K_B * T)
+
+    def U(x):
+        return psi(0.5 + x) - psi(0.5)
+
+    x1, x2 = np.log(t) + U(h), np.log(t) + U(eta * h)
+    return a0 * x1 * x2 + a1 * x1 + a2 * x2
+
+
+def _whh_matsubara_lhs(hbar, t, alpha, lambda_so, n_terms=2000):
+    """ln(1/t) − Σ_ν{1/|2ν+1| − [|2ν+1| + h̄/t + (αh̄/t)²/(|2ν+1| + (h̄+λ_so)/t)]⁻¹}.
+
+    The sum over ν of ±(2ν+1) is twice the sum over odd n > 0, cut at n_terms with the
+    leading x/n² tail added (relative error ~ (h̄/(t n_terms))²).
+    """
+    x = hbar / t
+    c = (alpha * x) ** 2
+    d = (hbar + lambda_so) / t
+    total = np.zeros(np.broadcast_shapes(np.shape(hbar), np.shape(t)))
+    for n in np.arange(1.0, 2 * n_terms, 2.0):
+        total += 1 / n - 1 / (n + x + c / (n + d))
+    total += x / (4 * n_terms)
+    return np.log(1 / t) - 2 * total
+
+
+REDUCED_T = np.array([1e-3, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99, 0.999])
+
+
+@pytest.mark.parametrize("lambdas", [MGB2, SINGLE_BAND_LIKE, (0.3, 0.6, 0.05, 0.05)])
+def test_gurevich_returns_the_largest_root_for_every_eta(lambdas):
+    # physics.md §2.9: for η ≠ 1 the equation has several roots at low T; Hc2 is the
+    # largest.  Scan the paper's equation densely in B (far beyond any root: 2000 T/min(η,1)
+    # where the largest root is below 200 T/min(η,1)) and compare.
+    tc, d1 = 72.0, diffusivity_from_slope(1.0)
+    T = REDUCED_T * tc
+    for eta in np.geomspace(0.01, 100.0, 13):
+        grid = np.geomspace(1e-6, 2000.0 / min(eta, 1.0), 20000)
+        brute = _largest_sign_change(
+            lambda B, eta=eta: _gurevich_paper_lhs(B, T[:, None], tc, d1, eta, lambdas), grid)
+        got = gurevich_hc2(T, tc, d1, eta, lambdas)
+        assert np.all(brute > 0)
+        np.testing.assert_allclose(got, brute, rtol=1e-7, err_msg=f"eta = {eta:g}")
+        # and it is a root of the paper's equation, not just near one
+        lhs = _gurevich_paper_lhs(got * (1 + 1e-9), T, tc, d1, eta, lambdas)
+        lhs_below = _gurevich_paper_lhs(got * (1 - 1e-9), T, tc, d1, eta, lambdas)
+        assert np.all(np.sign(lhs) != np.sign(lhs_below))
+
+
+def test_gurevich_issue_case_eta_5():
+    # the reported failure: η = 5 at 5 K gave a value that is no root of the equation
+    tc, d1 = 72.0, diffusivity_from_slope(2.0)
+    b = float(gurevich_hc2(5.0, tc, d1, 5.0))
+    grid = np.geomspace(1e-6, 2000.0, 200000)
+    vals = _gurevich_paper_lhs(grid, 5.0, tc, d1, 5.0, MGB2)
+    roots = grid[:-1][np.sign(vals[:-1]) != np.sign(vals[1:])]
+    assert roots.size >= 2  # a low-field root and the physical Hc2
+    assert b == pytest.approx(roots[-1], rel=1e-4)
+
+
+@pytest.mark.parametrize("alpha,lambda_so", [(0.0, 0.0), (1.0, 0.0), (1.0, 2.0), (3.0, 0.5),
+                                             (5.0, 0.0), (10.0, 0.1)])
+def test_whh_returns_the_largest_root_of_the_matsubara_sum(alpha, lambda_so):
+    t = np.array([0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95, 0.999])
+    grid = np.geomspace(1e-7, 2.0, 1200)
+    brute = _largest_sign_change(
+        lambda h: _whh_matsubara_lhs(h, t[:, None], alpha, lambda_so), grid, n_bisect=40)
+    got = whh_reduced_field(t, alpha, lambda_so) * 4 / np.pi ** 2
+    np.testing.assert_allclose(got, brute, rtol=5e-5)
 
 
 def _brute_whh_g(hbar, t, alpha, lambda_so, n_terms=200000):
@@ -135,7 +236,8 @@ def test_fit_two_band_recovers_truth_and_beats_whh():
     truth = gurevich_hc2(T, 72.0, d1, 0.1)
     sigma = 0.02 * truth + 0.05
     y = truth + rng.normal(0, sigma)
-    fit = fit_hc2(T, y, sigma, model="two_band")
+    fit = fit_hc2(T, y, sigma, model="two_band", profile_eta=False)
+    assert fit.hc2_0_range_T is None
     assert abs(fit.params["eta"] - 0.1) < 3 * fit.param_errors["eta"]
     assert abs(fit.params["d1_m2_s"] - d1) < 3 * fit.param_errors["d1_m2_s"]
     h0 = float(gurevich_hc2(0.0, 72.0, d1, 0.1))
@@ -146,7 +248,8 @@ def test_fit_two_band_recovers_truth_and_beats_whh():
 
 def test_two_band_fit_on_near_tc_data_reports_its_ignorance():
     # the seed's situation: 0–8 T near Tc, Hc2(0) ~ 10x beyond the data.  η is then not
-    # determined, and the fit must say so through large errors rather than tiny ones.
+    # determined, and the fit must say so through large errors rather than tiny ones, and
+    # the η profile must carry the whole spread of Hc2(0) the data allow.
     rng = np.random.default_rng(3)
     d1 = diffusivity_from_slope(1.2)
     B = np.arange(0.0, 9.0)
@@ -155,3 +258,65 @@ def test_two_band_fit_on_near_tc_data_reports_its_ignorance():
     fit = fit_hc2(T, B, model="two_band")
     assert fit.param_errors["eta"] > 1.0
     assert fit.hc2_0_err_T > 0.2 * fit.hc2_0_T
+    h0 = float(gurevich_hc2(0.0, 72.0, d1, 0.2))
+    lo, hi = fit.hc2_0_range_T
+    assert lo <= h0 <= hi and hi > 3 * lo
+    assert any("not bounded below" in n for n in fit.notes)
+    assert any("Pauli limit" in n for n in fit.notes)
+    # fixing η (as the report does) keeps the same data-allowed range and says so
+    fixed = fit_hc2(T, B, model="two_band", eta=0.2)
+    assert fixed.params["eta"] == 0.2 and fixed.param_errors["eta"] == 0.0
+    assert fixed.hc2_0_range_T == pytest.approx(fit.hc2_0_range_T, rel=0.05)
+    assert any("fixed at 0.2" in n for n in fixed.notes)
+
+
+def test_two_band_eta_profile_agrees_with_the_covariance_when_eta_is_determined():
+    rng = np.random.default_rng(5)
+    d1 = diffusivity_from_slope(1.0)
+    T = np.linspace(5, 70, 15)
+    truth = gurevich_hc2(T, 72.0, d1, 0.1)
+    sigma = 0.02 * truth + 0.05
+    fit = fit_hc2(T, truth + rng.normal(0, sigma), sigma, model="two_band")
+    lo, hi = fit.hc2_0_range_T
+    assert lo <= fit.hc2_0_T <= hi
+    # Δχ² = 1 profile ≈ ±1σ of the linearised error when η is well determined
+    assert 0.5 < (hi - lo) / (2 * fit.hc2_0_err_T) < 2.0
+    e_lo, e_hi = fit.eta_range
+    assert 0.5 < (e_hi - e_lo) / (2 * fit.param_errors["eta"]) < 2.0
+    assert not any("not bounded" in n for n in fit.notes)
+    d = fit.to_dict()
+    assert d["hc2_0_range_T"] == [lo, hi] and d["notes"] == fit.notes
+    assert all(c >= fit.chi2_red * 12 * (1 - 1e-6) for _, c, _ in fit.eta_profile)
+
+
+def test_two_band_fit_with_eta_above_one_is_a_true_root():
+    # the issue: a best fit at η > 1 returned 87.0 T where the equation gives 95.5 T
+    rng = np.random.default_rng(8)
+    tc, d1 = 72.0, diffusivity_from_slope(2.0)
+    T = np.linspace(4, 70, 14)
+    truth = gurevich_hc2(T, tc, d1, 5.0)
+    sigma = 0.02 * truth + 0.05
+    fit = fit_hc2(T, truth + rng.normal(0, sigma), sigma, model="two_band", profile_eta=False)
+    assert abs(fit.params["eta"] - 5.0) < 3 * fit.param_errors["eta"]
+    grid = np.geomspace(1e-6, 4000.0, 200000)
+    vals = _gurevich_paper_lhs(grid, 0.05, fit.tc_K, fit.params["d1_m2_s"], fit.params["eta"],
+                               MGB2)
+    largest = grid[:-1][np.sign(vals[:-1]) != np.sign(vals[1:])][-1]
+    assert float(fit.curve(0.05)) == pytest.approx(largest, rel=1e-4)
+
+
+def test_hc2_fit_errors_cover_the_truth_over_noise_draws():
+    # coverage: over independent noise draws the truth lies within 1σ about 68 % of the time
+    d1 = diffusivity_from_slope(1.0)
+    T = np.linspace(5, 70, 15)
+    h0 = float(gurevich_hc2(0.0, 72.0, d1, 0.1))
+    truth = gurevich_hc2(T, 72.0, d1, 0.1)
+    sigma = 0.02 * truth + 0.05
+    pulls = []
+    for k in range(10):
+        y = truth + np.random.default_rng(100 + k).normal(0, sigma)
+        fit = fit_hc2(T, y, sigma, model="two_band", profile_eta=False)
+        pulls.append((fit.hc2_0_T - h0) / fit.hc2_0_err_T)
+    pulls = np.abs(pulls)
+    assert 0.4 <= np.mean(pulls < 1) <= 0.9
+    assert np.mean(pulls < 2.5) >= 0.85

@@ -29,7 +29,7 @@ def test_dropped_lockin_connection_fails_run_keeps_rows(lab_station, tmp_path):
     result = run.execute()
     assert result.status == "failed"
     assert result.rows >= 5
-    assert "safe state incomplete: lockin" in result.error
+    assert "safe state NOT CONFIRMED: lockin" in result.error
     with open_run(result.path) as stored:
         assert stored.status == "failed"
         assert stored.n_rows == result.rows
@@ -79,8 +79,8 @@ def test_cli_list_shows_parameters_with_units(capsys):
 @pytest.mark.parametrize("assignment, message", [
     ("bias_stop=2e-3", "bias_stop = 0.002 A is outside the allowed range -0.001 to 0.001 A "
                        "(station limit max_bias_current_a)"),
-    ("excitation=9", "excitation = '9': FloatParameter value is above the maximum "
-                     "(allowed 0.004 to 5 V)"),
+    ("excitation=9", "didv-lockin parameter excitation = 9 V is outside the allowed range "
+                     "0.004 to 5 V"),
     ("spacing=log", "spacing = 'log'"),
 ])
 def test_cli_bad_parameter_exits_2_with_one_line(capsys, tmp_path, assignment, message):

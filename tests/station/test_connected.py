@@ -66,20 +66,36 @@ def test_station_limits_reach_the_role_adapters(bench):
     assert not any(c.startswith(":SOUR:CURR 0.002") for c in k6221.received)
 
 
-def test_safe_state_sends_the_design_md_messages(bench):
+def _after(received: list[str], first: str) -> list[str]:
+    return received[received.index(first):]
+
+
+def test_safe_state_sends_the_design_md_messages_and_reads_them_back(bench):
     lockin, k6221, ls336 = bench
     conn = station_for(lockin.resource, k6221.resource, ls336.resource).connect()
     try:
-        assert conn.to_safe_state() == []
-        conn.temperature.temperature()  # a query after the writes: they have all arrived
-        conn.lockin.excitation()
-        conn.current_source.current()
+        report = conn.to_safe_state()
     finally:
         conn.close()
-    assert k6221.received[-4:-1] == ["SOUR:SWE:ABOR", "OUTPut 0", ":SOUR:CURR 0"]
-    assert ["SLVL0.004", "AUXV1,0;", "AUXV2,0;", "AUXV3,0;", "AUXV4,0;"] == \
-        lockin.received[-6:-1]
-    assert ls336.received[-4:-1] == ["RAMP 1,0,0", "SETP 1,10.000000", "RANGE 1,0"]
+    assert [v.role for v in report.verdicts] == ["current_source", "lockin", "temperature",
+                                                 "nanovoltmeter"]
+    assert _after(k6221.received, "SOUR:SWE:ABOR")[:4] == \
+        ["SOUR:SWE:ABOR", "OUTPut 0", ":SOUR:CURR 0", "OUTPut?"]
+    assert _after(lockin.received, "SLVL0.004")[:6] == \
+        ["SLVL0.004", "AUXV1,0;", "AUXV2,0;", "AUXV3,0;", "AUXV4,0;", "SLVL?"]
+    assert _after(ls336.received, "RAMP 1,0,0")[:3] == \
+        ["RAMP 1,0,0", "SETP 1,10.000000", "RANGE 1,0"]
+    # the 6221 fake reads back output 0 and 0 A: confirmed
+    assert report.verdict("current_source").confirmed
+    assert report.verdict("current_source").line() == \
+        "current_source (Keithley6221): output OFF, 0 A confirmed"
+    # these fakes answer from a fixed table, so the read-back says what they really report
+    lockin_verdict = report.verdict("lockin")
+    assert not lockin_verdict.confirmed and "SLVL reads 0.1 V" in lockin_verdict.problem
+    assert lockin_verdict.line().endswith("— check by hand")
+    assert "heater range reads 1" in report.verdict("temperature").problem
+    assert not report.confirmed
+    assert report.summary().startswith("safe state NOT CONFIRMED: lockin (SR830)")
 
 
 def test_safe_state_never_raises_and_reports_dead_roles(bench):
@@ -89,10 +105,13 @@ def test_safe_state_never_raises_and_reports_dead_roles(bench):
         lockin.close()
         conn.lockin.instrument.adapter.connection.timeout = 200
         conn.lockin.instrument.adapter.close()
-        errors = conn.to_safe_state()
+        report = conn.to_safe_state()
     finally:
         conn.close()
-    assert len(errors) == 1 and errors[0].startswith("lockin:")
+    assert [v.role for v in report.unconfirmed] != []
+    dead = report.verdict("lockin")
+    assert not dead.confirmed and "reconnect failed" in dead.problem
+    assert report.verdict("current_source").confirmed
 
 
 def test_unreachable_role_is_named_and_opened_roles_are_closed(bench, closed_resource):
@@ -128,3 +147,17 @@ def test_station_check_command(bench, closed_resource, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "magnet" in captured.err and "failed" in captured.err
     assert "magnet          FAIL" in captured.out
+
+
+def test_a_role_that_never_connected_is_tried_once_and_reported(bench, closed_resource):
+    lockin, k6221, _ = bench
+    conn = station_for(lockin.resource, k6221.resource, closed_resource).connect(strict=False)
+    try:
+        report = conn.to_safe_state()
+    finally:
+        conn.close()
+    verdict = report.verdict("temperature")
+    assert not verdict.confirmed
+    assert verdict.problem.startswith("not connected (temperature (LakeShore336 at TCPIP")
+    assert "reconnect failed" in verdict.problem
+    assert report.verdict("current_source").confirmed

@@ -42,7 +42,7 @@ def test_magnet_ramps_and_safe_state_holds_it(conn):
     assert conn.magnet.state() is MagnetState.RAMPING
     conn.current_source.set_current(1e-4)
     conn.current_source.enable()
-    assert conn.to_safe_state() == []
+    assert conn.to_safe_state().confirmed
     assert conn.magnet.state() is MagnetState.PAUSED
     assert conn.current_source.is_enabled() is False
     assert conn.current_source.current() == 0.0
@@ -97,6 +97,52 @@ def test_oxford_models_swap_in_by_editing_the_station():
         assert oxford.temperature.is_ramping() is True
         oxford.magnet.ramp_to(0.2, 0.3)
         assert oxford.magnet.target_field() == pytest.approx(0.2)
-        assert oxford.to_safe_state() == []
+        assert oxford.to_safe_state().confirmed
         assert oxford.magnet.state() is MagnetState.PAUSED
         assert oxford.temperature.is_ramping() is False
+
+
+def test_dropped_6221_link_is_reopened_once_and_the_2182a_follows_it():
+    station = Station.simulated(speed=100.0, seed=3, wiring={"dc_bias_source": "current_source"},
+                                nanovoltmeter={"driver": "Keithley2182_via_6221"})
+    with station.connect() as conn:
+        conn.current_source.set_current(1e-4)
+        conn.current_source.enable()
+        conn.lab.faults.set("current_source", "drop")  # the server closes the connection
+        conn.lab.faults.clear("current_source", "drop")  # and the instrument is back
+        report = conn.to_safe_state()
+        verdict = report.verdict("current_source")
+        assert verdict.confirmed, verdict.problem
+        assert any("after reconnect" in action for action in verdict.actions)
+        emulator = conn.lab.emulators["current_source"]
+        assert emulator.output is False and emulator.level == 0.0
+        # the 2182A behind the 6221 talks through the new link
+        assert conn.nanovoltmeter.instrument is conn.current_source.instrument
+        assert conn.nanovoltmeter.identify().startswith("KEITHLEY")
+
+
+def test_a_hung_link_is_abandoned_at_the_deadline_and_the_rest_go_on(conn, monkeypatch):
+    import daqapp.station.connected as connected
+
+    monkeypatch.setattr(connected, "SAFE_ROLE_DEADLINE_S", 0.5)
+    held, release = threading.Event(), threading.Event()
+
+    def hog():  # another thread stuck mid-transaction on the lock-in's connection
+        with conn.lockin.lock:
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hog)
+    thread.start()
+    held.wait(5)
+    try:
+        conn.magnet.ramp_to(0.2, 0.3)
+        report = conn.to_safe_state()
+    finally:
+        release.set()
+        thread.join(10)
+    lockin = report.verdict("lockin")
+    assert not lockin.confirmed and "no answer within 0.5 s" in lockin.problem
+    assert [v.role for v in report.unconfirmed] == ["lockin"]
+    assert conn.magnet.state() is MagnetState.PAUSED
+    assert report.duration_s < 5

@@ -79,7 +79,7 @@ def test_fit_round_trips_exactly_and_is_browsable(spectrum_run, fit_dict):
     with open_run(spectrum_run) as run:
         assert run.fits == {"sweep0": FIT}
     with h5py.File(spectrum_run, "r") as f:
-        g = f["entry/fits/sweep0"]
+        g = f["entry/fit_results/sweep0"]
         assert g.attrs["model"] == "btk_two_gap" and g.attrs["chi2"] == 12.5
         np.testing.assert_allclose(g["covariance"][()], FIT["covariance"])
         assert g["params/delta1"].attrs["stderr"] == 0.05

@@ -74,7 +74,7 @@ def test_sigkill_leaves_readable_file_with_flushed_rows(tmp_path, monkeypatch):
     # other tools refuse the killed file until it is recovered into a clean copy
     with pytest.raises(OSError):
         h5py.File(path, "r")
-    fixed = recover_run(path)
+    fixed = recover_run(path).path
     with h5py.File(fixed, "r") as f:
         assert f.attrs["status"] == "interrupted"
         assert f["entry/data/didv"].shape == (n,)
