@@ -72,11 +72,13 @@ def test_normalize_fits_the_background_jointly_on_a_narrow_raw_sweep(tmp_path, c
 
 
 def test_bad_sigma_and_series_resistance_exit_2_naming_the_option(cell2_csv, capsys):
-    assert cli.main(["fit", str(cell2_csv), "--sigma", "-1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "--sigma" in err and "> 0" in err and err.count("\n") == 0
-    assert cli.main(["fit", str(cell2_csv), "--series-resistance", "-5"]) == 2
-    assert "--series-resistance" in capsys.readouterr().err
+    for option, value, rule in (("--sigma", "-1", "> 0"), ("--series-resistance", "-5", ">= 0"),
+                                ("--modulation-mV", "nan", "finite")):
+        with pytest.raises(SystemExit) as exit_info:  # argparse refuses it: one line, exit 2
+            cli.main(["fit", str(cell2_csv), option, value])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert option in err and rule in err and err.count("\n") == 0
 
 
 def test_a_normalised_bias_mV_conductance_table_is_accepted(tmp_path, capsys):
