@@ -466,17 +466,19 @@ def looks_normalized(bias_mV, conductance) -> bool:
 
 
 def _junction(raw: RawSpectrum, r_series: float, normalized: bool,
-              steps: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Junction voltage (mV) and conductance, sorted, series resistance removed."""
+              steps: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Junction voltage (mV), conductance and the recorded bias (mV), sorted by the junction
+    voltage, series resistance removed."""
     if raw.kind in ("dvdi_i", "v_i"):
         v, g = junction_from_current(raw.x, raw.y, raw.kind, r_series)
+        measured = v + np.sort(raw.x) * r_series
         steps.append(("dV/dI" if raw.kind == "dvdi_i" else "V") + " against current: "
                      "junction voltage V_j = " + ("∫(dV/dI − R_s) dI" if raw.kind == "dvdi_i"
                                                   else "V − I·R_s"))
         if r_series:
             steps.append(f"series resistance {r_series:g} Ω removed")
     else:
-        v = raw.x
+        v = measured = raw.x
         with np.errstate(divide="ignore", invalid="ignore"):
             g = 1.0 / raw.y if raw.kind == "dvdi" else raw.y
         if r_series:
@@ -489,7 +491,7 @@ def _junction(raw: RawSpectrum, r_series: float, normalized: bool,
                             else "I = ∫G dV") + ", G_j = G/(1 − R_s·G))")
     ok = np.isfinite(v) & np.isfinite(g)
     order = np.argsort(v[ok], kind="stable")
-    return v[ok][order], g[ok][order]
+    return v[ok][order], g[ok][order], measured[ok][order]
 
 
 def prepare(raw: RawSpectrum, options: AnalysisOptions | None = None,
@@ -510,16 +512,16 @@ def prepare(raw: RawSpectrum, options: AnalysisOptions | None = None,
         if normalized:
             steps.append("input taken as normalised G/G_N (outer edges ≈ 1)")
     try:
-        v, g = _junction(raw, rs, bool(normalized), steps)
+        v, g, measured = _junction(raw, rs, bool(normalized), steps)
     except ValueError as exc:
         raise ConfigError(f"{raw.label or 'spectrum'}: {exc}") from None
     if options.max_bias_mV:
         inside = np.abs(v) <= options.max_bias_mV
-        v, g = v[inside], g[inside]
+        v, g, measured = v[inside], g[inside], measured[inside]
     if options.bias_window_mV:
         lo, hi = options.bias_window_mV
         inside = (v >= lo) & (v <= hi)
-        v, g = v[inside], g[inside]
+        v, g, measured = v[inside], g[inside], measured[inside]
     if v.size < 20:
         raise ConfigError(f"{raw.label or 'spectrum'}: {v.size} usable points; need at least 20")
     t = options.temperature_K if options.temperature_K is not None else raw.temperature_K
@@ -549,12 +551,12 @@ def prepare(raw: RawSpectrum, options: AnalysisOptions | None = None,
         divisor = np.ones_like(g)
     elif reference is not None:
         try:
-            rv, rg = _junction(reference, rs, False, [])
+            rv, rg, _ = _junction(reference, rs, False, [])
         except ValueError as exc:
             raise ConfigError(f"{reference.label or 'reference'}: {exc}") from None
         rkeep = ~critical_current_dips(rv, rg)
         inside = (v >= rv[rkeep].min()) & (v <= rv[rkeep].max())
-        v, g, keep = v[inside], g[inside], keep[inside]
+        v, g, keep, measured = v[inside], g[inside], keep[inside], measured[inside]
         divisor = np.interp(v, rv[rkeep], rg[rkeep])
         steps.append(f"divided by the normal-state reference {reference.label or ''} "
                      f"(T = {reference.temperature_K:.1f} K"
@@ -575,7 +577,7 @@ def prepare(raw: RawSpectrum, options: AnalysisOptions | None = None,
     return PreparedSpectrum(v, gn, steps, divisor, keep, round(float(t), 6),
                             float(raw.field_T), float(sigma), bool(normalized), float(v0),
                             v0_free, round(float(modulation), 6), dips, raw.label, rs,
-                            subtracted)
+                            subtracted, measured)
 
 
 # --------------------------------------------------------------------------- one spectrum
@@ -654,17 +656,14 @@ class SpectrumAnalysis:
                 ) -> tuple[np.ndarray, np.ndarray]:
         """The fitted curve as recorded — against the measured bias, with the series
         resistance put back (V = V_j + I·R_s, G = G_j/(1 + R_s·G_j)) — to draw over the data."""
-        from scipy.integrate import cumulative_trapezoid
-
         p = self.prepared
         vj = np.linspace(float(p.bias_mV.min()), float(p.bias_mV.max()), n_points)
         gj = self.curve(vj, model)
         rs = p.series_resistance_ohm
-        if not rs:
-            return vj + p.offset_subtracted_mV, gj
-        current = cumulative_trapezoid(gj, vj, initial=0.0)
-        current -= np.interp(0.0, vj, current)
-        return vj + current * rs + p.offset_subtracted_mV, gj / (1.0 + rs * gj)
+        # the recorded bias of each junction bias, as the preparation mapped them
+        bias = (np.interp(vj, p.bias_mV, p.measured_bias_mV) if p.measured_bias_mV is not None
+                else vj + p.offset_subtracted_mV)
+        return bias, (gj / (1.0 + rs * gj) if rs else gj)
 
     def to_dict(self, model: str | None = None) -> dict[str, Any]:
         """One model's result with the preparation, for the run file."""

@@ -42,6 +42,8 @@ class PreparedSpectrum:
     label: str = ""
     series_resistance_ohm: float = 0.0
     offset_subtracted_mV: float = 0.0
+    #: the recorded bias (mV) at each point, for drawing a fit over the data as recorded
+    measured_bias_mV: np.ndarray | None = None
 
     @property
     def mask(self) -> np.ndarray:
