@@ -573,11 +573,11 @@ def clear_stale(path: Path, force: bool = False) -> StaleLock:
 def mark_run_interrupted(run_file: Path) -> str:
     """Deal with the run file a dead process left; returns one phrase saying what was done.
 
-    A file still saying "running" with no writer left is recovered by
-    :func:`daqapp.storage.recover.recover_run` into a cleanly closed copy marked
-    ``interrupted`` (the original stays as evidence). A campaign step's file (its metadata
-    names the step) is left to ``campaign resume``, which keeps it under ``partial/`` and
-    runs the step again; a copy beside it would be counted twice by the report.
+    A file still saying "running" with no writer left is recovered in place by
+    :func:`daqapp.storage.recover.recover_run` (write flags cleared, status ``interrupted``),
+    so every HDF5 tool opens it and no second copy of the run is left beside it. A campaign
+    step's file (its metadata names the step) is left to ``campaign resume``, which keeps it
+    under ``partial/`` and runs the step again.
     """
     from daqapp.storage import open_run
     from daqapp.storage.recover import recover_run
@@ -598,10 +598,12 @@ def mark_run_interrupted(run_file: Path) -> str:
         return (f"run file {run_file.name} is interrupted; `daqapp campaign resume "
                 f"{run_file.parent}` keeps it under partial/ and runs the step again")
     try:
-        copy = recover_run(run_file)
-    except Exception as exc:  # noqa: BLE001 - e.g. a copy exists already
-        return f"run file {run_file.name} is interrupted (not recovered: {exc})"
-    return f"run file {run_file.name} marked interrupted (readable copy {copy.name})"
+        recovery = recover_run(run_file, in_place=True)
+    except Exception as exc:  # noqa: BLE001 - e.g. truncated: the copy path is by hand
+        return (f"run file {run_file.name} is interrupted (not recovered: {exc}; try "
+                f"`daqapp runs recover {run_file}`)")
+    lost = f", {len(recovery.lost)} unreadable part(s) listed in it" if recovery.lost else ""
+    return f"run file {run_file.name} marked interrupted in place ({recovery.n_rows} rows{lost})"
 
 
 def safe_state_text(result: Any) -> tuple[bool, str]:
@@ -671,11 +673,9 @@ def connect_for_driving(station: Station, purpose: str, strict: bool = True,
     The one line saying what a recovery did is logged (stderr in the CLI, the campaign log)
     and also given to ``report`` if set.
     """
-    from daqapp.station.connected import ConnectedStation
-
     lock = StationLock.acquire(station, purpose)
     try:
-        conn = ConnectedStation(station, strict=strict)
+        conn = station.connect() if strict else station.connect(strict=False)
     except BaseException:
         lock.release()
         raise

@@ -142,7 +142,7 @@ def test_compliance_leaves_no_nan_rows(faulty_run):
 def test_temperature_that_never_settles_times_out_naming_the_condition(faulty_run):
     def unreachable():
         # 1 s of stabilisation after the ramp time is far too little to settle at 12 K
-        return rt(ramp_rate=20.0, stabilize_timeout=1.0)
+        return rt(ramp_rate=20.0, hold_time=0.5, stabilize_timeout=1.0)
 
     _, result = faulty_run(unreachable, "nb-foil", {}, "lockin", "latency", 10_000)
     assert result.status == "failed"

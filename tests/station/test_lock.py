@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import pytest
 
 from daqapp import cli
@@ -259,12 +260,11 @@ def test_sigkilled_run_next_open_marks_file_interrupted_and_puts_station_safe(tm
     lines: list[str] = []
     with L.connect_for_driving(st, "run", report=lines.append) as conn:
         assert emulator_state(conn) == SAFE
-    copy = run_file.with_name(f"{run_file.stem}_recovered.h5")
-    assert len(lines) == 1 and f"pid {pid}" in lines[0] and copy.name in lines[0]
-    with open_run(copy) as reader:
-        assert reader.raw_status == "interrupted" and reader.n_rows >= 3
+    assert len(lines) == 1 and f"pid {pid}" in lines[0] and "in place" in lines[0]
     with open_run(run_file) as reader:
-        assert reader.status == "interrupted"
+        assert reader.raw_status == "interrupted" and reader.n_rows >= 3
+    with h5py.File(run_file, "r") as plain:  # plain HDF5 tools open it now
+        assert "entry" in plain
     assert not L.lock_path(st).exists()
 
 
