@@ -11,9 +11,7 @@ import pytest
 from daqapp.analysis.btk import Gap, conductance
 from daqapp.analysis.gaps import gap_bcs
 from daqapp.fitworker import (
-    AnalysisFitter,
     FitWorker,
-    ParameterRow,
     RunFitStore,
     Spectrum,
     SweepCollector,
@@ -58,59 +56,40 @@ def test_two_gap_spectrum_with_background_is_recovered_off_thread():
     assert np.sqrt(np.mean(residual**2)) < 0.006
 
 
-class _BCSFitter:
-    """Returns the exact BCS gap of each spectrum's temperature (tests the Δ(T) bookkeeping)."""
-
-    TC, DELTA0 = 72.0, 23.0
-
-    def prepare(self, spectrum):
-        return spectrum
-
-    def fit(self, prepared, model, warm_start):
-        d1 = float(gap_bcs(prepared.temperature_K, self.DELTA0, self.TC))
-        return {"d1": d1, "d2": d1 * 6 / 23, "warm": warm_start}
-
-    def stats(self, result):
-        return {"chi2_red": 1.0, "aic": 10.0, "bic": 12.0, "n_free": 7, "n_points": 301}
-
-    def rows(self, result, model, spectrum):
-        return [ParameterRow(model, "Δ1", result["d1"], 0.1, "meV")]
-
-    def gaps(self, result):
-        return result["d1"], 0.1, result["d2"], 0.1
-
-    def curve(self, result, prepared, bias_mV):
-        return np.ones_like(bias_mV)
-
-    def to_dict(self, result, prepared, spectrum):
-        return {"delta1": result["d1"], "sweep": spectrum.sweep}
-
-
 def test_temperature_series_builds_gap_curve_and_tc_from_events():
-    fitter = _BCSFitter()
+    """The record stream of a temperature series (BCS gaps, Tc 72 K): Δ(T), Tc once it is
+    determined, every fit stored; the series holds the contact's channel weight."""
     stored: list[tuple[str, dict]] = []
-    worker = FitWorker(models=("s+s",), fitter=fitter, store=lambda n, d: stored.append((n, d)))
-    # the record stream of a run: per-point records, a sweep_end after each spectrum
-    temps = [3.0, 20.0, 35.0, 50.0, 60.0, 66.0]
+    worker = FitWorker(models=("s+s",), store=lambda n, d: stored.append((n, d)))
+    temps = [3.0, 20.0, 35.0, 50.0, 60.0]
     for sweep, kelvin in enumerate(temps):
-        for v in BIAS_MV[::10]:
-            worker.handle_event(RunEvent(RECORD, {"dc_voltage": v * 1e-3, "didv": 1e-3,
+        d1, d2 = (float(gap_bcs(kelvin, d0, 72.0)) for d0 in (23.0, 6.0))
+        g = conductance(BIAS_MV, kelvin, [Gap(d1, 6.6, 0.58, weight=0.5),
+                                          Gap(d2, 4.0, 0.4, weight=0.5)])
+        g = g * 2e-3 * (1 + 1.5e-5 * BIAS_MV**2) * (
+            1 + 0.001 * np.random.default_rng(sweep).normal(size=BIAS_MV.size))
+        for v, gi in zip(BIAS_MV, g, strict=True):
+            worker.handle_event(RunEvent(RECORD, {"dc_voltage": v * 1e-3, "didv": gi,
                                                    "temperature": kelvin, "sweep": sweep}))
         worker.handle_event(RunEvent(SWEEP_END, {"sweep": sweep, "temperature": kelvin}))
-    assert worker.wait_idle(60)
+    assert worker.wait_idle(300)
     worker.stop()
     last = worker.updates[-1]
     np.testing.assert_allclose(last.gap_series.temperature_K, temps)
     assert last.gap_series.delta2 is not None
     tc_fit = last.gap_fits[0]
-    assert tc_fit.tc_K == pytest.approx(72.0, abs=0.5)
-    assert tc_fit.delta0_meV == pytest.approx(23.0, abs=0.1)
-    # warm start: every spectrum after the first started from the previous result
-    assert worker.warm["s+s"]["warm"] is not None
+    assert last.gap_series.tc_determined["delta1"]
+    assert tc_fit.tc_K == pytest.approx(72.0, rel=0.04)
+    assert tc_fit.delta0_meV == pytest.approx(23.0, rel=0.02)
+    assert "Tc = " in last.status
+    # the channel weight is the contact's: held from the first spectrum on
+    w = [u.results["s+s"].values["weight1"] for u in worker.updates]
+    assert w[1:] == [w[0]] * (len(w) - 1)
+    assert not worker.updates[1].results["s+s"].params["weight1"]["vary"]
     names = [n for n, _ in stored]
     assert names[:2] == ["sweep0000_s+s", "sweep0001_s+s"]
     assert "gap_T_delta1_bcs" in names
-    # no Tc before three temperatures were known
+    # no Δ(T) fit before three temperatures were known
     assert worker.updates[1].gap_fits[0] is None
 
 
@@ -148,22 +127,52 @@ def test_collector_splits_sweeps_and_converts_bias_to_mV():
 
 def test_bad_model_names_are_refused_with_the_allowed_list():
     with pytest.raises(ValueError, match="s, d, s\\+s"):
-        FitWorker(models=("p-wave",), fitter=_BCSFitter())
-    fitter = AnalysisFitter()
-    with pytest.raises(ValueError, match="temperature unknown"):
-        fitter.prepare(Spectrum(0, BIAS_MV, measured_spectrum(3.0), math.nan))
+        FitWorker(models=("p-wave",))
 
 
-def test_critical_current_dips_are_left_out_but_btk_structure_is_not():
-    from daqapp.fitworker import dip_mask
+def test_a_spectrum_without_temperature_is_reported_not_fitted():
+    worker = FitWorker(models=("s",))
+    worker.submit(Spectrum(0, BIAS_MV, measured_spectrum(3.0), math.nan))
+    assert worker.wait_idle(60)
+    worker.stop()
+    assert worker.updates == []  # logged by the worker thread, nothing half-fitted shown
 
-    clean = measured_spectrum(3.0, seed=5)
-    assert not dip_mask(BIAS_MV, clean).any()  # gap peaks and the zero-bias dip stay in
-    dipped = clean.copy()
-    for centre in (-35.0, 35.0):  # Ic dips: narrow, 15 % deep, symmetric
-        dipped *= 1 - 0.15 * np.exp(-0.5 * ((BIAS_MV - centre) / 0.6) ** 2)
-    mask = dip_mask(BIAS_MV, dipped)
-    assert mask.any() and mask.sum() < 0.05 * BIAS_MV.size
-    assert np.all(np.abs(np.abs(BIAS_MV[mask]) - 35.0) < 3.0)
-    prepared = AnalysisFitter().prepare(Spectrum(0, BIAS_MV, dipped, 3.0))
-    assert prepared.excluded_mV() == sorted(BIAS_MV[mask].tolist())
+
+def test_the_collector_carries_current_and_the_junction_modulation():
+    collector = SweepCollector({"dc_voltage": "V", "didv": "S", "bias_current": "A",
+                                "i_ac": "A", "dvdi": "Ohm"})
+    for i in range(40):
+        collector.add({"dc_voltage": (i - 20) * 1e-3, "didv": 1 / 400, "dvdi": 400.0,
+                       "bias_current": (i - 20) * 2.5e-6, "i_ac": 2e-6, "temperature": 3.0,
+                       "sweep": 0})
+    spectrum = collector.finish()
+    assert spectrum.current_mA[-1] == pytest.approx(19 * 2.5e-3)
+    assert spectrum.modulation_mV == pytest.approx(0.8)  # 2 µA × 400 Ω
+    assert spectrum.normalized is False
+
+
+def test_attach_takes_the_lead_from_the_station_wiring_and_continues_a_contacts_series():
+    from types import SimpleNamespace
+
+    from daqapp.station.config import Station
+
+    station = SimpleNamespace(wiring=Station.simulated("la3ni2o7-cell2").wiring)
+    assert station.wiring.series_resistance_ohm == 25.0  # the virtual lab's own lead
+
+    class Run:
+        def __init__(self, metadata):
+            self.metadata, self.station = metadata, station
+            self.procedure = SimpleNamespace(excitation=0.1, bias_resistor=0.0,
+                                             column_units=lambda: {"dc_voltage": "V"})
+
+        def subscribe(self, listener):
+            pass
+
+    worker = FitWorker(models=("s+s",))
+    worker.attach(Run({"sample": "LNO", "cell": "2"}))
+    assert worker.options().series_resistance_ohm == 25.0
+    worker.series_fit.analyses.append("a spectrum")  # the series so far
+    worker.attach(Run({"sample": "LNO", "cell": "2"}))  # same contact: the series goes on
+    assert worker.series_fit.analyses == ["a spectrum"]
+    worker.attach(Run({"sample": "Nb", "cell": ""}))  # another contact: a new series
+    assert worker.series_fit.analyses == []

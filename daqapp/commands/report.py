@@ -22,6 +22,13 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-bias", type=finite_float(0, 1e4, "mV", low_open=True),
                        default=None, metavar="MV",
                        help="fit spectra only within ±MV (e.g. to exclude critical-current dips)")
+    group.add_argument("--normal-state-reference", action="store_true",
+                       help="divide the spectra by the normal-state spectrum (above the R–T "
+                       "onset + 3 K) before the joint background fit (default: the same "
+                       "analysis as the window and daqapp fit, without it)")
+    group.add_argument("--profile", action="store_true",
+                       help="profile-likelihood 68 %% intervals of the gaps of every spectrum "
+                       "(in the notes; slower)")
     group.add_argument("--gap-form", default="bcs", choices=["bcs", "tanh", "alpha", "dwave"],
                        help="Δ(T) form for Tc and Δ(0) (default bcs)")
     group.add_argument("--hc2-criterion", type=finite_float(0, 1, low_open=True, high_open=True),
@@ -53,7 +60,9 @@ def options_from(args: argparse.Namespace):
                          series_resistance_ohm=args.series_resistance,
                          fit_max_bias_mV=args.max_bias, gap_form=args.gap_form,
                          hc2_criterion=args.hc2_criterion, hc2_eta=args.hc2_eta,
-                         jc_form=args.jc_form)
+                         jc_form=args.jc_form,
+                         normal_state_reference=getattr(args, "normal_state_reference", False),
+                         profile=getattr(args, "profile", False))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -378,7 +378,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # ----------------------------------------------------------------------------- run events
     def _before_run(self, item: QueuedRun, run: Any) -> None:
         """Called on the GUI thread just before a run starts: the fit worker follows it."""
-        new_series = True
+        new_series = None  # auto: a run of the same contact continues the Δ(T) series
         self.fitworker.attach(run, units=item.buffer.units if item.buffer else None,
                               new_series=new_series)
         item.listeners.append(self._mark_overload)

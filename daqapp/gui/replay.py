@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from PyQt5 import QtCore, QtWidgets
 
+from daqapp.analysis.spectroscopy import RunFacts, facts_from_run
 from daqapp.errors import DataFileError
 from daqapp.fitworker import (
     FitUpdate,
@@ -46,9 +47,9 @@ _TICK_MS = 100
 
 
 def spectra_from_columns(columns: Mapping[str, np.ndarray], units: Mapping[str, str],
-                         source: str = "") -> list[Spectrum]:
+                         source: str = "", facts: RunFacts | None = None) -> list[Spectrum]:
     """Every complete sweep of a run's columns, as the fit worker's spectra."""
-    collector = SweepCollector(units, source)
+    collector = SweepCollector(units, source, facts)
     names = list(columns)
     n = min((len(v) for v in columns.values()), default=0)
     out: list[Spectrum] = []
@@ -84,6 +85,8 @@ class _Player:
         self.path = Path(path)
         self.reader = open_run(self.path)
         self.units = self.reader.units
+        #: what the file says about its measurement (series resistance, excitation)
+        self.facts = facts_from_run(self.reader)
         self.buffer = RunBuffer(self.units)
         self.played = 0
         self.t0_file: float | None = None
@@ -237,7 +240,8 @@ class ReplayWindow(QtWidgets.QMainWindow):
         player.played = 0
         player.buffer.clear()
         player.done = False
-        self._collector = SweepCollector(player.units, source=player.path.name)
+        self._collector = SweepCollector(player.units, source=player.path.name,
+                                         facts=player.facts)
         self._clock_origin = None
         self._file_origin = None
         if index == 0:
@@ -377,7 +381,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
         spectra: list[Spectrum] = []
         for player in self.players[: self.index + 1]:
             spectra += spectra_from_columns(player.buffer.snapshot(), player.units,
-                                            player.path.name)
+                                            player.path.name, player.facts)
         self.fitworker.refit(spectra, models, self._store_for(self.player))
 
     def wait_fits(self, timeout: float = 120.0) -> bool:

@@ -62,6 +62,8 @@ class Wiring:
     dc_voltage_aux_channel: int = 1
     dc_voltage_gain: float = 1.0
     """Gain of any preamplifier before the AUX input: V_junction = V_aux / gain."""
+    series_resistance_ohm: float | None = None
+    """Lead resistance in series with the contact (Ω), removed by the spectrum analysis."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,19 @@ class Station:
             **tables,
         }
         return parse_station(data, f"<simulated {preset}>")
+
+
+def _simulated_lead(simulation: Simulation) -> float | None:
+    """The virtual lab's contact has a lead of its own (the preset's series resistance): a
+    simulated station's wiring knows it, as a real station file states its own."""
+    if not simulation.simulated:
+        return None
+    from simulators.presets import load_preset
+
+    try:
+        return float(load_preset(simulation.preset).series_resistance_ohm)
+    except (ConfigError, OSError):
+        return None
 
 
 class _Reader:
@@ -345,7 +360,8 @@ def parse_station(data: dict[str, Any], path: str = "<station>") -> Station:
 
     w = _Reader(path, "wiring", data.get("wiring", {}), {
         "bias_resistor_ohm", "dc_bias_source", "bias_aux_channel", "bias_divider",
-        "dc_voltage_reader", "dc_voltage_aux_channel", "dc_voltage_gain"})
+        "dc_voltage_reader", "dc_voltage_aux_channel", "dc_voltage_gain",
+        "series_resistance_ohm"})
     wiring = Wiring(
         bias_resistor_ohm=w.number("bias_resistor_ohm", Wiring.bias_resistor_ohm, 1.0, 1e10,
                                    "ohm"),
@@ -356,6 +372,9 @@ def parse_station(data: dict[str, Any], path: str = "<station>") -> Station:
                                    DC_VOLTAGE_READERS),
         dc_voltage_aux_channel=w.integer("dc_voltage_aux_channel", 1, (1, 2, 3, 4)),
         dc_voltage_gain=w.number("dc_voltage_gain", 1.0, 0.0, 1e6, low_open=True),
+        series_resistance_ohm=(w.number("series_resistance_ohm", 0.0, 0.0, 1e6, "ohm")
+                               if "series_resistance_ohm" in data.get("wiring", {})
+                               else _simulated_lead(simulation)),
     )
     needs = {"dc_bias_source": {"lockin_aux": "lockin", "current_source": "current_source"},
              "dc_voltage_reader": {"nanovoltmeter": "nanovoltmeter", "lockin_aux_in": "lockin"}}

@@ -1,4 +1,4 @@
-"""Report pieces: joint BTK × background fit, Ic-dip mask, summary file, figures."""
+"""Report pieces: the spectrum analysis as the report shows it, summary file, figures."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from daqapp.analysis.btk import Gap, conductance
-from daqapp.report.analyse import critical_current_dips, joint_fit
+from daqapp.analysis.spectroscopy import (
+    AnalysisOptions,
+    RawSpectrum,
+    SeriesFit,
+    analyse,
+    prepare,
+)
+from daqapp.report.analyse import spectrum_result
 from daqapp.report.figures import write_all
 from daqapp.report.results import CurveFit, IVCurve, ReportData, RTCurve, SpectrumResult, Value
 from daqapp.report.summary import REQUIRED_SUMMARY_KEYS, summary_dict, write_summary
@@ -27,42 +34,34 @@ def seed_spectrum(noise: float = 0.002, seed: int = 3):
     return v, g * (1 + noise * rng.standard_normal(v.size)), background
 
 
-def test_joint_fit_recovers_seed_gaps_through_the_background():
+def test_joint_background_recovers_seed_gaps_and_the_normal_state():
     v, g, background = seed_spectrum()
-    fit = joint_fit(v, g, 3.0, n_gaps=2)
-    values = dict(zip(fit.names, fit.values, strict=True))
-    errors = dict(zip(fit.names, fit.errors, strict=True))
+    a = analyse(RawSpectrum(v, g, temperature_K=3.0), AnalysisOptions(v0_mV=None))
+    values, errors = a.result().values, a.result().stderr
     assert values["delta1"] == pytest.approx(23.0, rel=0.02)
     assert values["delta2"] == pytest.approx(6.0, rel=0.05)
     assert values["weight1"] == pytest.approx(0.6, abs=0.05)
     assert 0 < errors["delta1"] < 0.5
-    # the fitted background is the one the spectrum was built on (to 1 %)
-    assert np.max(np.abs(fit.background(v) / background - 1)) < 0.01
-    assert 0.3 < fit.chi2_red < 3.0
+    # the fitted normal state is the one the spectrum was built on (to 1 %)
+    assert np.max(np.abs(a.normal_state(v) / background - 1)) < 0.01
+    assert 0.3 < a.result().chi2_red < 3.0
+    result = spectrum_result(a, "seed")
+    assert result.parameters["delta1_meV"].value == values["delta1"]
+    assert np.max(np.abs(result.conductance_norm - g / background)) < 0.02
 
 
-def test_warm_start_cannot_let_a_gap_grow():
+def test_a_warmer_spectrum_of_the_series_cannot_let_a_gap_grow():
     v, g, _ = seed_spectrum()
-    colder = joint_fit(v, g, 3.0, n_gaps=2)
+    series = SeriesFit(AnalysisOptions(v0_mV=None))
+    colder = series.add(prepare(RawSpectrum(v, g, temperature_K=3.0)))
     hotter = [Gap(delta=20.0, gamma=7.0, z=0.4, weight=0.6), Gap(delta=5.0, gamma=4.2, z=0.3,
                                                                  weight=0.4)]
     g2 = conductance(v, 40.0, hotter, dimension=2) * 2.8e-3 * (1 + 4e-4 * v + 1.5e-5 * v * v)
-    fit = joint_fit(v, g2, 40.0, n_gaps=2, start=colder)
-    values = dict(zip(fit.names, fit.values, strict=True))
-    assert values["delta1"] <= 1.05 * colder.values[0] + 0.3
+    warm = series.add(prepare(RawSpectrum(v, g2, temperature_K=40.0)))
+    values, cold = warm.result().values, colder.result().values
+    assert values["delta1"] <= 1.05 * cold["delta1"] + 0.3
     assert values["delta1"] == pytest.approx(20.0, rel=0.04)
-    assert values["weight1"] == pytest.approx(colder.values[6])  # shared along the series
-
-
-def test_critical_current_dips_are_masked_and_clean_spectra_untouched():
-    v, g, _ = seed_spectrum(noise=0.001)
-    assert not critical_current_dips(v, g).any()
-    dipped = g.copy()
-    where = (np.abs(np.abs(v) - 50) < 2.5)
-    dipped[where] *= 0.85
-    mask = critical_current_dips(v, dipped)
-    assert mask[where].all()
-    assert mask.sum() <= where.sum() + 8  # the dips and a margin, nothing else
+    assert values["weight1"] == cold["weight1"]  # the contact's: held along the series
 
 
 def report_data() -> ReportData:
