@@ -1,9 +1,9 @@
 """``daqapp demo``: the main job — the seed paper end to end on the virtual lab.
 
-Runs ``examples/la3ni2o7.toml`` (R–T at 0–8 T, I–V curves, spectra 3–65 K and one in the
-normal state) and ``examples/nb-calibration.toml`` on the virtual lab, then writes the report
-and prints where it is and the key numbers beside the simulated sample's. Interrupted, it
-resumes where it stopped when run again with the same ``--output``.
+Runs ``la3ni2o7.toml`` (R–T at 0–8 T, I–V curves, spectra 3–65 K and one in the normal
+state) and ``nb-calibration.toml`` (package data, :mod:`daqapp.examples_data`) on the virtual
+lab, then writes the report and prints where it is and the key numbers beside the simulated
+sample's. Interrupted, it resumes where it stopped when run again with the same ``--output``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from importlib.resources import as_file
 from pathlib import Path
 
 from daqapp.commands._types import finite_float
@@ -20,31 +21,18 @@ CALIBRATION_CAMPAIGN = "nb-calibration.toml"
 QUICK_CAMPAIGN = "quick.toml"
 
 
-def examples_folder() -> Path:
-    """``examples/`` of the source tree (the project is installed editable: ``make demo``)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "examples"
-        if (candidate / MAIN_CAMPAIGN).is_file():
-            return candidate
-    from daqapp.errors import ConfigError
-
-    raise ConfigError(f"cannot find examples/{MAIN_CAMPAIGN} above {here.parent}; run from a "
-                      "source checkout (make demo)")
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="the seed paper end to end on the virtual lab, then the report",
-        description="Run examples/la3ni2o7.toml (R–T at 0–8 T, I–V, spectra 3–65 K) and "
-        "examples/nb-calibration.toml on the virtual lab, write the report, and print the "
+        description="Run the packaged la3ni2o7.toml (R–T at 0–8 T, I–V, spectra 3–65 K) "
+        "and nb-calibration.toml on the virtual lab, write the report, and print the "
         "key numbers beside the simulated sample's. Run again to resume an interrupted demo.")
     parser.add_argument("--output", "-o", type=Path, default=Path("demo-output"),
                         help="folder for the campaigns and the report (default demo-output)")
     parser.add_argument("--speed", type=finite_float(0.01, 1e6), default=None, metavar="X",
                         help="virtual-lab speed-up (default: the campaign files' value)")
     parser.add_argument("--quick", action="store_true",
-                        help="the short campaign (examples/quick.toml): fewer temperatures "
+                        help="the short campaign (quick.toml): fewer temperatures "
                         "and fields, for a first look or a test")
     parser.add_argument("--no-calibration", action="store_true",
                         help="skip the Nb calibration campaign")
@@ -76,24 +64,27 @@ def _demo(args: argparse.Namespace) -> int:
 def _demo_steps(args: argparse.Namespace) -> int:
     from daqapp.commands.report import print_key_numbers
     from daqapp.errors import ConfigError
+    from daqapp.examples_data import example_campaign
     from daqapp.report import write_report
     from daqapp.report.analyse import quick_fit_run
 
     if args.speed is not None and not 0.01 <= args.speed <= 1e6:
         raise ConfigError(f"--speed = {args.speed:g} is outside the allowed range 0.01 to 1e6")
-    examples = examples_folder()
     out = args.output.resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    plan = [(examples / (QUICK_CAMPAIGN if args.quick else MAIN_CAMPAIGN),
+    plan = [(QUICK_CAMPAIGN if args.quick else MAIN_CAMPAIGN,
              out / ("quick" if args.quick else "la3ni2o7"))]
     if not args.no_calibration:
-        plan.append((examples / CALIBRATION_CAMPAIGN, out / "nb-calibration"))
+        plan.append((CALIBRATION_CAMPAIGN, out / "nb-calibration"))
     folders = []
-    for path, folder in plan:
-        print(f"campaign {path.name} -> {folder}")
-        outcome = _run_or_resume(path, folder, args.speed, not args.no_progress,
-                                 quick_fit_run)
+    for name, folder in plan:
+        # as_file: a real path even if the package sits in a zip; the campaign folder keeps
+        # its own copy, so resuming never needs this file again.
+        with as_file(example_campaign(name)) as path:
+            print(f"campaign {path} -> {folder}")
+            outcome = _run_or_resume(path, folder, args.speed, not args.no_progress,
+                                     quick_fit_run)
         counts = outcome.counts
         print(f"  {outcome.status}: {counts.get('finished', 0)} finished, "
               f"{counts.get('skipped', 0)} skipped ({time.monotonic() - started:.0f} s)")

@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
     metadata = parse_pairs("--meta", args.meta)
     config = station_from_options(args)
 
-    from PyQt5 import QtCore, QtWidgets
+    from qtpy import QtCore, QtWidgets
 
     from daqapp.gui.main_window import MainWindow
     from daqapp.runner import signals
@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
         quit_on_interrupt(app, lambda: (window.save_layout(), window.shutdown()))
         with signals.termination_signals(
                 on_signal=lambda reason: abort_and_quit(window, app, reason)):
-            app.exec_()
+            app.exec()
         window.shutdown()
     return signals.exit_code(0)
 
@@ -104,10 +104,11 @@ LEAVE = "Leave as it is"
 def stale_lock_dialog(stale: Any) -> Any:
     """The question asked when the station's previous driver died: the facts, and
     "Put safe now" as the default answer (Enter or closing the box picks it)."""
-    from PyQt5 import QtWidgets
+    from qtpy import QtWidgets
 
     info = stale.info
-    box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Warning, "Station left by a dead process",
+    box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning,
+                                "Station left by a dead process",
                                 f"The last process that drove station {info.station_name!r} "
                                 "ended without putting it in its safe state.")
     facts = [f"Process: {info.command or 'unknown'} (pid {info.pid} on {info.host or '?'}, "
@@ -116,8 +117,8 @@ def stale_lock_dialog(stale: Any) -> Any:
     box.setInformativeText("\n".join(facts) + "\n\nThe current source may still be on, the "
                            "excitation, heater or magnet where it left them. Put the station "
                            "in its safe state before anything else moves?")
-    safe = box.addButton(PUT_SAFE, QtWidgets.QMessageBox.AcceptRole)
-    box.addButton(LEAVE, QtWidgets.QMessageBox.RejectRole)
+    safe = box.addButton(PUT_SAFE, QtWidgets.QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(LEAVE, QtWidgets.QMessageBox.ButtonRole.RejectRole)
     box.setDefaultButton(safe)
     box.setEscapeButton(safe)
     box.put_safe_button = safe
@@ -129,7 +130,7 @@ def ask_put_safe(stale: Any, conn: Any) -> bool:
     import logging
 
     box = stale_lock_dialog(stale)
-    box.exec_()
+    box.exec()
     clicked = box.clickedButton()
     answer = clicked is None or clicked == box.put_safe_button
     if not answer:
@@ -148,7 +149,7 @@ def quit_on_interrupt(app: Any, before_quit: Any) -> Any:
     import logging
     import signal
 
-    from PyQt5 import QtCore
+    from qtpy import QtCore
 
     def interrupted(*_args: Any) -> None:
         logging.getLogger("daqapp.gui").warning("interrupted: aborting any run (safe state)")

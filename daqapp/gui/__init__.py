@@ -1,1 +1,1 @@
-"""The operator window (PyQt5 + pyqtgraph)."""
+"""The operator window (Qt through qtpy: PyQt5 or PyQt6, + pyqtgraph)."""

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 
-from PyQt5 import QtCore, QtGui, QtWidgets
+from qtpy import QtCore, QtGui, QtWidgets
 
 _COLOURS = {logging.WARNING: "#A06000", logging.ERROR: "#C00000", logging.CRITICAL: "#C00000"}
 
 
 class _Emitter(QtCore.QObject):
-    record = QtCore.pyqtSignal(int, str)
+    record = QtCore.Signal(int, str)
 
 
 class QtLogHandler(logging.Handler):
@@ -43,8 +43,8 @@ class LogPanel(QtWidgets.QPlainTextEdit):
         super().__init__(parent)
         self.setReadOnly(True)
         self.setMaximumBlockCount(self.MAX_LINES)
-        self.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.FixedFont))
-        self.setLineWrapMode(QtWidgets.QPlainTextEdit.NoWrap)
+        self.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))
+        self.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
         self.handler = QtLogHandler()
         self.handler.setLevel(level)
         self.handler.emitter.record.connect(self.append_record)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from PyQt5 import QtCore, QtGui, QtWidgets
+from qtpy import QtCore, QtGui, QtWidgets
 
 from daqapp.errors import DaqappError
 from daqapp.fitworker import FitUpdate, FitWorker
@@ -40,8 +40,8 @@ DEFAULT_SIZE = (1600, 1000)
 class _Bridge(QtCore.QObject):
     """Carries callbacks from worker threads to the GUI thread."""
 
-    fit = QtCore.pyqtSignal(object)
-    reading = QtCore.pyqtSignal(object)
+    fit = QtCore.Signal(object)
+    reading = QtCore.Signal(object)
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -145,9 +145,9 @@ class MainWindow(QtWidgets.QMainWindow):
         dock = QtWidgets.QDockWidget(title, self)
         dock.setObjectName(name)
         dock.setWidget(widget)
-        dock.setFeatures(QtWidgets.QDockWidget.DockWidgetMovable
-                         | QtWidgets.QDockWidget.DockWidgetFloatable
-                         | QtWidgets.QDockWidget.DockWidgetClosable)
+        dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(area, dock)
         self.docks[name] = dock
         return dock
@@ -155,10 +155,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_docks(self, models: Sequence[str]) -> None:
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
         self.setDockNestingEnabled(True)
-        left, right = QtCore.Qt.LeftDockWidgetArea, QtCore.Qt.RightDockWidgetArea
-        bottom = QtCore.Qt.BottomDockWidgetArea
-        self.setCorner(QtCore.Qt.BottomLeftCorner, left)
-        self.setCorner(QtCore.Qt.BottomRightCorner, bottom)
+        area = QtCore.Qt.DockWidgetArea
+        left, right = area.LeftDockWidgetArea, area.RightDockWidgetArea
+        bottom = area.BottomDockWidgetArea
+        self.setCorner(QtCore.Qt.Corner.BottomLeftCorner, left)
+        self.setCorner(QtCore.Qt.Corner.BottomRightCorner, bottom)
 
         self._dock("Measurement", self._build_measurement(), left, "measurement")
         self.queue_panel = self._build_queue_panel()
@@ -181,8 +182,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._dock("Temperature and field", self.plots.tb, bottom, "tb")
         self.log_panel = LogPanel()
         self._dock("Log", self.log_panel, bottom, "log")
-        self.splitDockWidget(self.docks["iv"], self.docks["tb"], QtCore.Qt.Horizontal)
-        self.splitDockWidget(self.docks["tb"], self.docks["log"], QtCore.Qt.Horizontal)
+        self.splitDockWidget(self.docks["iv"], self.docks["tb"], QtCore.Qt.Orientation.Horizontal)
+        self.splitDockWidget(self.docks["tb"], self.docks["log"], QtCore.Qt.Orientation.Horizontal)
         self._dock("R–T", self.plots.rt, bottom, "rt")
         self._dock("X–Y", self.plots.custom, bottom, "custom")
         self.tabifyDockWidget(self.docks["iv"], self.docks["rt"])
@@ -190,14 +191,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.docks["iv"].raise_()
 
         self.resizeDocks([self.docks["measurement"], self.docks["fits"]], [400, 440],
-                         QtCore.Qt.Horizontal)
+                         QtCore.Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["measurement"], self.docks["queue"],
-                          self.docks["monitor"]], [440, 200, 250], QtCore.Qt.Vertical)
-        self.resizeDocks([self.docks["iv"]], [250], QtCore.Qt.Vertical)
+                          self.docks["monitor"]], [440, 200, 250], QtCore.Qt.Orientation.Vertical)
+        self.resizeDocks([self.docks["iv"]], [250], QtCore.Qt.Orientation.Vertical)
         self.resizeDocks([self.docks["fits"], self.docks["gap"]], [420, 250],
-                         QtCore.Qt.Vertical)
+                         QtCore.Qt.Orientation.Vertical)
         self.resizeDocks([self.docks["iv"], self.docks["tb"], self.docks["log"]],
-                         [360, 400, 460], QtCore.Qt.Horizontal)
+                         [360, 400, 460], QtCore.Qt.Orientation.Horizontal)
 
     def _build_measurement(self) -> QtWidgets.QWidget:
         panel = QtWidgets.QWidget()
@@ -214,7 +215,7 @@ class MainWindow(QtWidgets.QMainWindow):
         layout.addWidget(self.procedure_summary)
         self.form_area = QtWidgets.QScrollArea()
         self.form_area.setWidgetResizable(True)
-        self.form_area.setFrameShape(QtWidgets.QFrame.NoFrame)
+        self.form_area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
         layout.addWidget(self.form_area, 1)
         row = QtWidgets.QHBoxLayout()
         self.estimate_label = QtWidgets.QLabel("")
@@ -251,7 +252,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_menu(self) -> None:
         menu = self.menuBar().addMenu("&File")
         act = menu.addAction("Open run for replay…")
-        act.setShortcut(QtGui.QKeySequence.Open)
+        act.setShortcut(QtGui.QKeySequence.StandardKey.Open)
         act.triggered.connect(self._open_dialog)
         act = menu.addAction("Export plots (PNG/SVG)…")
         act.triggered.connect(self._export_dialog)
@@ -365,7 +366,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _remove_selected(self) -> None:
         for entry in self.queue_list.selectedItems():
-            item = entry.data(QtCore.Qt.UserRole)
+            item = entry.data(QtCore.Qt.ItemDataRole.UserRole)
             self.queue.remove(item)
 
     def _update_buttons(self) -> None:
@@ -462,7 +463,7 @@ class MainWindow(QtWidgets.QMainWindow):
             when = (f"≈ {format_duration(left)}" if not item.finished and left == left else "")
             text = f"#{item.number} {item.label} — {item.status} {when}".rstrip()
             entry = QtWidgets.QListWidgetItem(text)
-            entry.setData(QtCore.Qt.UserRole, item)
+            entry.setData(QtCore.Qt.ItemDataRole.UserRole, item)
             entry.setToolTip(", ".join(f"{k} = {v}" for k, v in item.values.items())
                              + (f"\n{item.path}" if item.path else "")
                              + (f"\n{item.error}" if item.error else ""))
@@ -626,8 +627,9 @@ class MainWindow(QtWidgets.QMainWindow):
             answer = QtWidgets.QMessageBox.question(
                 self, "Run in progress",
                 "A run is in progress. Abort it (instruments to the safe state) and quit?",
-                QtWidgets.QMessageBox.Abort | QtWidgets.QMessageBox.Cancel)
-            if answer != QtWidgets.QMessageBox.Abort:
+                QtWidgets.QMessageBox.StandardButton.Abort
+                | QtWidgets.QMessageBox.StandardButton.Cancel)
+            if answer != QtWidgets.QMessageBox.StandardButton.Abort:
                 event.ignore()
                 return
         self.save_layout()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from PyQt5 import QtCore, QtWidgets
+from qtpy import QtCore, QtWidgets
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +156,12 @@ class MonitorPanel(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QtWidgets.QFormLayout(self)
-        layout.setLabelAlignment(QtCore.Qt.AlignRight)
-        layout.setFieldGrowthPolicy(QtWidgets.QFormLayout.AllNonFixedFieldsGrow)
+        layout.setLabelAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
+        layout.setFieldGrowthPolicy(QtWidgets.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.values: dict[str, QtWidgets.QLabel] = {}
         for key, label in self.ROWS:
             value = QtWidgets.QLabel("—")
-            value.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+            value.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
             if key in ("temperature", "field"):
                 font = value.font()
                 font.setPointSizeF(font.pointSizeF() * 1.3)

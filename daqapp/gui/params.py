@@ -21,7 +21,7 @@ from pymeasure.experiment.parameters import (
     Parameter,
     VectorParameter,
 )
-from PyQt5 import QtCore, QtWidgets
+from qtpy import QtCore, QtWidgets
 
 from daqapp.errors import LimitError, check_number
 from daqapp.runner.procedure import parameter_rule
@@ -59,7 +59,7 @@ def range_text(lo: float, hi: float, unit: str | None) -> str:
 class _Field(QtWidgets.QWidget):
     """One parameter row: editor, unit/range label, and an error line shown when invalid."""
 
-    changed = QtCore.pyqtSignal()
+    changed = QtCore.Signal()
 
     def __init__(self, key: str, parameter: Parameter,
                  station_limit: tuple[float, float] | None) -> None:
@@ -177,7 +177,7 @@ class _Field(QtWidgets.QWidget):
 class ParameterForm(QtWidgets.QWidget):
     """The editable parameters of one procedure class, with units, defaults and limits."""
 
-    validity_changed = QtCore.pyqtSignal(bool)
+    validity_changed = QtCore.Signal(bool)
 
     def __init__(self, procedure_class: type, station_limits: Mapping[str, tuple[float, float]]
                  | None = None, parent: QtWidgets.QWidget | None = None) -> None:
@@ -186,8 +186,8 @@ class ParameterForm(QtWidgets.QWidget):
         self.fields: dict[str, _Field] = {}
         layout = QtWidgets.QFormLayout(self)
         # labels above their fields (as pymeasure's inputs): a narrow dock never clips them
-        layout.setRowWrapPolicy(QtWidgets.QFormLayout.WrapAllRows)
-        layout.setFieldGrowthPolicy(QtWidgets.QFormLayout.AllNonFixedFieldsGrow)
+        layout.setRowWrapPolicy(QtWidgets.QFormLayout.RowWrapPolicy.WrapAllRows)
+        layout.setFieldGrowthPolicy(QtWidgets.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         layout.setVerticalSpacing(2)
         limits = dict(station_limits or {})
         for key, parameter in procedure_parameters(procedure_class).items():

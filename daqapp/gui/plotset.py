@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt5 import QtCore, QtWidgets
+from qtpy import QtCore, QtWidgets
 
 from daqapp.gui.channels import Channel, PlotChannels, display
 from daqapp.gui.plots import FIT_PEN, PALETTE, LivePlot
@@ -262,7 +262,8 @@ class PlotSet(QtCore.QObject):
             curve = np.nan_to_num(fit.curve(grid), nan=0.0)
             name = f"BCS Δ{i + 1}: Tc = {fit.tc_K:.1f} ± {_err(fit.tc_err_K)} K"
             self.gap.set_trace(f"BCS Δ{i + 1}", grid, curve,
-                               pen=pg.mkPen(colours[i], width=1.5, style=QtCore.Qt.DashLine),
+                               pen=pg.mkPen(colours[i], width=1.5,
+                                            style=QtCore.Qt.PenStyle.DashLine),
                                name=name)
 
     # -- monitor history -------------------------------------------------------------------

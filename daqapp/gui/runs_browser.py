@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PyQt5 import QtCore, QtGui, QtWidgets
+from qtpy import QtCore, QtGui, QtWidgets
 
 from daqapp.errors import DataFileError
 from daqapp.storage import list_runs
@@ -22,14 +22,15 @@ class ElidedLabel(QtWidgets.QLabel):
 
     def paintEvent(self, event: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt API
         painter = QtGui.QPainter(self)
-        text = self.fontMetrics().elidedText(self.text(), QtCore.Qt.ElideMiddle, self.width())
+        text = self.fontMetrics().elidedText(self.text(), QtCore.Qt.TextElideMode.ElideMiddle,
+                                             self.width())
         painter.drawText(self.rect(), int(self.alignment()), text)
 
 
 class RunsBrowser(QtWidgets.QWidget):
     """Table of past runs; double-click (or *Replay*) opens one in the replay viewer."""
 
-    open_requested = QtCore.pyqtSignal(list)
+    open_requested = QtCore.Signal(list)
     HEADERS = ("start", "procedure", "status", "points", "sample", "file")
 
     def __init__(self, folder: str | Path, parent: QtWidgets.QWidget | None = None) -> None:
@@ -39,9 +40,10 @@ class RunsBrowser(QtWidgets.QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         row = QtWidgets.QHBoxLayout()
         self.folder_label = ElidedLabel()
-        self.folder_label.setAlignment(QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter)
-        self.folder_label.setSizePolicy(QtWidgets.QSizePolicy.Ignored,
-                                        QtWidgets.QSizePolicy.Preferred)
+        align = QtCore.Qt.AlignmentFlag
+        self.folder_label.setAlignment(align.AlignLeft | align.AlignVCenter)
+        self.folder_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                        QtWidgets.QSizePolicy.Policy.Preferred)
         row.addWidget(self.folder_label, 1)
         choose = QtWidgets.QPushButton("Folder…")
         choose.clicked.connect(self._choose_folder)
@@ -57,11 +59,11 @@ class RunsBrowser(QtWidgets.QWidget):
         self.table = QtWidgets.QTableWidget(0, len(self.HEADERS))
         self.table.setHorizontalHeaderLabels(list(self.HEADERS))
         self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
-        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setDefaultSectionSize(20)
         self.table.horizontalHeader().setSectionResizeMode(
-            QtWidgets.QHeaderView.ResizeToContents)
+            QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.doubleClicked.connect(lambda _index: self._open_selected())
         layout.addWidget(self.table, 1)
@@ -91,7 +93,7 @@ class RunsBrowser(QtWidgets.QWidget):
                      run.sample, Path(run.path).name)
             for j, text in enumerate(cells):
                 item = QtWidgets.QTableWidgetItem(text)
-                item.setData(QtCore.Qt.UserRole, run.path)
+                item.setData(QtCore.Qt.ItemDataRole.UserRole, run.path)
                 if run.error:
                     item.setToolTip(run.error)
                 if j == 2 and run.status in _STATUS_COLOURS:
@@ -99,11 +101,11 @@ class RunsBrowser(QtWidgets.QWidget):
                 self.table.setItem(i, j, item)
 
     def paths(self) -> list[str]:
-        return [self.table.item(i, 0).data(QtCore.Qt.UserRole)
+        return [self.table.item(i, 0).data(QtCore.Qt.ItemDataRole.UserRole)
                 for i in range(self.table.rowCount())]
 
     def _open_selected(self) -> None:
         rows = sorted({index.row() for index in self.table.selectedIndexes()})
-        paths = [self.table.item(r, 0).data(QtCore.Qt.UserRole) for r in rows]
+        paths = [self.table.item(r, 0).data(QtCore.Qt.ItemDataRole.UserRole) for r in rows]
         if paths:
             self.open_requested.emit(paths)

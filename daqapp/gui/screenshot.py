@@ -19,7 +19,7 @@ def capture(output: Path, temperatures: str = "3, 8, 14, 20, 26, 32", speed: flo
             spectra_before_capture: int = 4, timeout_s: float = 600.0) -> Path:
     """Run the series and save the window PNG at ``output``; returns the path."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PyQt5 import QtCore, QtWidgets
+    from qtpy import QtCore, QtWidgets
 
     from daqapp.gui.main_window import MainWindow
     from daqapp.station import Station
@@ -46,7 +46,7 @@ def capture(output: Path, temperatures: str = "3, 8, 14, 20, 26, 32", speed: flo
                                + "; ".join(form.errors()))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            app.processEvents(QtCore.QEventLoop.AllEvents, 50)
+            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
             fit = window.last_fit
             if (fit is not None and len(window.fitworker.updates) >= spectra_before_capture
                     and not item.finished):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PyQt5 import QtCore
+from qtpy import QtCore
 
 from daqapp.runner import Run, RunEvent, events
 from daqapp.storage import RunBuffer
@@ -68,13 +68,13 @@ class RunQueue(QtCore.QObject):
     """Queue of runs on one station; emits Qt signals on the GUI thread."""
 
     #: (QueuedRun, RunEvent) for every non-record event of the current run
-    event = QtCore.pyqtSignal(object, object)
+    event = QtCore.Signal(object, object)
     #: QueuedRun that just started (its buffer exists, records may follow)
-    run_started = QtCore.pyqtSignal(object)
+    run_started = QtCore.Signal(object)
     #: QueuedRun that just ended (status final)
-    run_ended = QtCore.pyqtSignal(object)
-    queue_changed = QtCore.pyqtSignal()
-    _deliver = QtCore.pyqtSignal(object, object)
+    run_ended = QtCore.Signal(object)
+    queue_changed = QtCore.Signal()
+    _deliver = QtCore.Signal(object, object)
 
     def __init__(self, station: Any, output_dir: str | Path,
                  metadata: Mapping[str, Any] | None = None,
@@ -90,7 +90,7 @@ class RunQueue(QtCore.QObject):
         self.current: QueuedRun | None = None
         self.paused_after_current = False
         self._numbers = itertools.count(1)
-        self._deliver.connect(self._on_event, QtCore.Qt.QueuedConnection)
+        self._deliver.connect(self._on_event, QtCore.Qt.ConnectionType.QueuedConnection)
 
     # -- building and queueing -------------------------------------------------------------
     def make_procedure(self, procedure_class: type, values: Mapping[str, Any]) -> Any:
@@ -263,7 +263,7 @@ class RunQueue(QtCore.QObject):
         app = QtCore.QCoreApplication.instance()
         while time.monotonic() < deadline:
             if app is not None:
-                app.processEvents(QtCore.QEventLoop.AllEvents, 50)
+                app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
             if self.current is None and not self.pending():
                 return True
             time.sleep(0.01)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from daqapp import cli
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "daqapp" / "examples_data"
 
 
 def test_dry_run_of_every_example_moves_nothing(capsys, tmp_path):

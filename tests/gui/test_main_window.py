@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PyQt5 import QtCore, QtWidgets
+from qtpy import QtCore, QtWidgets
 
 from daqapp.gui.main_window import DEFAULT_SIZE, MainWindow
 from daqapp.gui.replay import ReplayWindow
@@ -89,7 +89,7 @@ def clipped_widgets(window: QtWidgets.QWidget) -> list[str]:
 
 def test_live_spectrum_is_plotted_fitted_stored_and_replayed_identically(qtbot, aux_station,
                                                                          tmp_path):
-    settings = QtCore.QSettings(str(tmp_path / "gui.ini"), QtCore.QSettings.IniFormat)
+    settings = QtCore.QSettings(str(tmp_path / "gui.ini"), QtCore.QSettings.Format.IniFormat)
     window = open_window(qtbot, aux_station, tmp_path, settings)
     set_fields(window, "didv-lockin", bias_start="-0.0002", bias_stop="0.0002", points="81",
                directions="up")

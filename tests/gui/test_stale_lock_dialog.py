@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from PyQt5 import QtWidgets
+from qtpy import QtWidgets
 
 from daqapp import cli
 from daqapp.commands import gui as gui_command
@@ -32,17 +32,17 @@ def leave_stale_lock(tmp_path: Path) -> L.StaleLock:
 @pytest.fixture
 def answered(monkeypatch, qapp):
     """Run ``daqapp gui`` with the dialog answered by ``choose(box)``; returns the boxes."""
-    monkeypatch.setattr(QtWidgets.QApplication, "exec_", lambda self: 0)
+    monkeypatch.setattr(QtWidgets.QApplication, "exec", lambda self: 0)
 
     def run(tmp_path: Path, choose) -> list[QtWidgets.QMessageBox]:
         boxes: list[QtWidgets.QMessageBox] = []
 
-        def exec_(box: QtWidgets.QMessageBox) -> int:
+        def exec(box: QtWidgets.QMessageBox) -> int:
             boxes.append(box)
             choose(box).click()
             return 0
 
-        monkeypatch.setattr(QtWidgets.QMessageBox, "exec_", exec_)
+        monkeypatch.setattr(QtWidgets.QMessageBox, "exec", exec)
         assert cli.main(["gui", "--simulate", "--output", str(tmp_path / "runs")]) == 0
         return boxes
 
@@ -84,7 +84,7 @@ def test_the_window_keeps_the_lock_and_its_run_file(tmp_path, monkeypatch, qapp)
     recorded: list[str | None] = []
     results = []
 
-    def exec_(app) -> int:
+    def exec(app) -> int:
         window = next(w for w in QtWidgets.QApplication.topLevelWidgets()  # this one:
                       if isinstance(w, MainWindow) and w.queue.station.lock is not None)
         lock = window.queue.station.lock
@@ -96,7 +96,7 @@ def test_the_window_keeps_the_lock_and_its_run_file(tmp_path, monkeypatch, qapp)
         window.close()
         return 0
 
-    monkeypatch.setattr(QtWidgets.QApplication, "exec_", exec_)
+    monkeypatch.setattr(QtWidgets.QApplication, "exec", exec)
     assert cli.main(["gui", "--simulate", "--speed", "1000", "--output",
                      str(tmp_path / "runs")]) == 0
     (path, after), = results

@@ -1,0 +1,7 @@
+"""``python -m daqapp``: the same command line as the ``daqapp`` script."""
+
+import sys
+
+from daqapp.cli import main
+
+sys.exit(main())
