@@ -23,7 +23,7 @@ from daqapp.examples_data import CAMPAIGNS, example_campaign
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("daqapp", "drivers", "simulators", "procedures")
 #: Modules another branch is converting to qtpy; remove each as it lands.
-QT_IMPORT_PENDING = {"daqapp/gui/replay.py", "daqapp/gui/fitpanel.py"}
+QT_IMPORT_PENDING: set[str] = set()
 
 
 def test_demo_campaigns_are_found_through_importlib_resources():

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from PyQt5 import QtCore, QtWidgets
+from qtpy import QtCore, QtWidgets
 
 from daqapp.fitworker import MODELS, ComparisonRow, ParameterRow
 
@@ -31,8 +31,8 @@ def _fmt_value_error(value: float, error: float) -> tuple[str, str]:
 class FitPanel(QtWidgets.QWidget):
     """Model check boxes, the parameter table of the selected model, and the AIC/BIC ranking."""
 
-    models_changed = QtCore.pyqtSignal(list)
-    refit_requested = QtCore.pyqtSignal(list)
+    models_changed = QtCore.Signal(list)
+    refit_requested = QtCore.Signal(list)
 
     PARAM_HEADERS = ("model", "parameter", "value", "± error", "unit")
     COMPARE_HEADERS = ("model", "χ²_red", "AIC", "ΔAIC", "BIC", "ΔBIC", "k")
@@ -68,7 +68,7 @@ class FitPanel(QtWidgets.QWidget):
         self.status = QtWidgets.QLabel("No fit yet.")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
-        split = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.param_table = self._table(self.PARAM_HEADERS)
         self.compare_table = self._table(self.COMPARE_HEADERS)
         split.addWidget(self.param_table)
@@ -85,11 +85,12 @@ class FitPanel(QtWidgets.QWidget):
         table = QtWidgets.QTableWidget(0, len(headers))
         table.setHorizontalHeaderLabels(list(headers))
         table.verticalHeader().setVisible(False)
-        table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         table.setAlternatingRowColors(True)
         table.verticalHeader().setDefaultSectionSize(19)
         table.verticalHeader().setMinimumSectionSize(16)
-        table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
+        table.horizontalHeader().setSectionResizeMode(
+            QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         table.horizontalHeader().setStretchLastSection(True)
         return table
 
@@ -121,7 +122,8 @@ class FitPanel(QtWidgets.QWidget):
             for j, text in enumerate(cells):
                 item = QtWidgets.QTableWidgetItem(text)
                 if j in (2, 3):
-                    item.setTextAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
+                    item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignRight
+                                          | QtCore.Qt.AlignmentFlag.AlignVCenter)
                 self.param_table.setItem(i, j, item)
         self.compare_table.setRowCount(len(self._compare))
         for i, row in enumerate(self._compare):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PyQt5 import QtCore, QtWidgets
+from qtpy import QtCore, QtWidgets
 
 from daqapp.analysis.spectroscopy import RunFacts, facts_from_run
 from daqapp.errors import DataFileError
@@ -130,7 +130,7 @@ def _start_epoch(reader: Any) -> float | None:
 class ReplayWindow(QtWidgets.QMainWindow):
     """Plays run files into the standard plots and fits; see the module docstring."""
 
-    fit_ready = QtCore.pyqtSignal(object)
+    fit_ready = QtCore.Signal(object)
 
     def __init__(self, paths: Sequence[str | Path], speed: float | None = None,
                  models: Sequence[str] = ("s+s",), fit: bool = True, autoplay: bool = True,
@@ -208,7 +208,8 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.fit_panel.models_changed.connect(
             lambda ms: self.fitworker.set_models(ms) if ms else None)
         docks = {}
-        right, bottom = QtCore.Qt.RightDockWidgetArea, QtCore.Qt.BottomDockWidgetArea
+        right, bottom = (QtCore.Qt.DockWidgetArea.RightDockWidgetArea,
+                         QtCore.Qt.DockWidgetArea.BottomDockWidgetArea)
         for key, title, widget, area in (
                 ("fits", "Fits", self.fit_panel, right),
                 ("gap", "Δ(T) and BCS fit", self.plots.gap, right),
@@ -224,9 +225,9 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.tabifyDockWidget(docks["iv"], docks["rt"])
         self.tabifyDockWidget(docks["rt"], docks["custom"])
         docks["iv"].raise_()
-        self.splitDockWidget(docks["iv"], docks["tb"], QtCore.Qt.Horizontal)
-        self.resizeDocks([docks["fits"]], [440], QtCore.Qt.Horizontal)
-        self.resizeDocks([docks["iv"]], [260], QtCore.Qt.Vertical)
+        self.splitDockWidget(docks["iv"], docks["tb"], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([docks["fits"]], [440], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([docks["iv"]], [260], QtCore.Qt.Orientation.Vertical)
         self.docks = docks
 
     # -- playback --------------------------------------------------------------------------
@@ -438,6 +439,6 @@ def open_replay_window(paths: Sequence[str | Path], speed: float | None = None,
         from daqapp.commands.gui import quit_on_interrupt
 
         quit_on_interrupt(app, window.close)
-        app.exec_()
+        app.exec()
     return window
 
