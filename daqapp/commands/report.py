@@ -10,6 +10,8 @@ from daqapp.commands._types import finite_float, whole_number
 
 def add_report_options(parser: argparse.ArgumentParser) -> None:
     """Analysis choices shared by ``report``, ``replay --headless`` and ``demo``."""
+    from daqapp.analysis.critical import JC_FORMS
+
     group = parser.add_argument_group("analysis")
     group.add_argument("--model", default="s+s", choices=["s", "s+s", "s+d", "d+s", "d+d"],
                        help="BTK model for the spectra (default s+s, as the seed)")
@@ -39,7 +41,7 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
                        help="D2/D1 of the two-band Hc2 fit (default 0.2; near-Tc data cannot "
                        "fix it, the summary notes how Hc2(0) depends on it)")
     group.add_argument("--jc-form", default="dew_hughes_dtc",
-                       choices=["dew_hughes_dtc", "dew_hughes_dl", "gl", "power"],
+                       choices=list(JC_FORMS),
                        help="Ic(T) pinning form (default δTc pinning, Dew-Hughes)")
 
 
