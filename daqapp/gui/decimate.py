@@ -154,6 +154,11 @@ class Envelope:
             block <<= 1
         self.n = n
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the levels hold (allocated), to keep beside the column's own 8 bytes/row."""
+        return sum(g.data.nbytes for g in self._min + self._max)
+
     def _span(self, y: np.ndarray, a: int, b: int) -> tuple[int, int]:
         """(argmin, argmax) of rows a:b (a < b ≤ self.n) from O(log) blocks and a few rows."""
         cands: list[tuple[int, int]] = []
