@@ -86,8 +86,27 @@ def bucket_size(n_rows: int, max_points: int) -> int:
     """Rows per drawn bucket for ``n_rows`` under ``max_points``: a power of two (so each
     bucket is one block of an :class:`Envelope` level), at least 2**_BASE_LEVEL."""
     bins = max(1, max_points // 2)
-    need = -(-n_rows // bins)
+    need = -(-int(n_rows) // bins)
     return 1 << max(_BASE_LEVEL, (need - 1).bit_length())
+
+
+class Ascending:
+    """Whether a growing column never decreases (and has no NaN) so far, checked on new rows
+    only: such an x axis (time) finds the rows in a zoomed view by bisection."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.ascending = True
+
+    def update(self, x: np.ndarray) -> bool:
+        n = len(x)
+        if n < self.n:
+            raise ValueError(f"Ascending.update: column shrank from {self.n} to {n} rows")
+        if self.ascending and n > self.n:
+            new = np.asarray(x[max(self.n - 1, 0):n], dtype=float)
+            self.ascending = bool(np.isfinite(new).all() and (np.diff(new) >= 0).all())
+        self.n = n
+        return self.ascending
 
 
 class _Growable:
@@ -191,8 +210,8 @@ class Envelope:
         """
         if max_points < 2:
             raise ValueError(f"max_points = {max_points} must be at least 2")
-        stop = self.n if stop is None else min(stop, self.n)
-        start = max(0, start)
+        stop = self.n if stop is None else min(int(stop), self.n)
+        start = max(0, int(start))
         if stop - start <= max_points:
             return np.arange(start, max(start, stop))
         size = bucket_size(stop - start, max_points)

@@ -39,6 +39,7 @@ class _Trace:
     x_offset: float = 0.0
     y_factor: float = 1.0
     envelope: Envelope | None = None
+    x_ascending: bool = False
     pen: object = None
     symbol: str | None = None
     dense_pen: object = None
@@ -85,12 +86,13 @@ class LivePlot(pg.PlotWidget):
                   symbol: str | None = None, symbol_size: int = 4, name: str | None = None,
                   z: int = 0, right: bool = False, brush=None, x_factor: float = 1.0,
                   x_offset: float = 0.0, y_factor: float = 1.0,
-                  envelope: Envelope | None = None) -> None:
+                  envelope: Envelope | None = None, x_ascending: bool = False) -> None:
         """Show ``y * y_factor`` against ``x * x_factor + x_offset`` as trace ``key`` (created
         on first use) and draw it.
 
         ``envelope`` (an :class:`Envelope` of ``y``, updated to ``len(y)`` rows) makes the
-        unzoomed redraw cost O(pixels) instead of O(len(y)). ``right=True`` puts the trace on
+        unzoomed redraw cost O(pixels) instead of O(len(y)); with ``x_ascending`` (x never
+        decreases, e.g. time) a zoomed redraw does too. ``right=True`` puts the trace on
         the right-hand axis (see :meth:`add_right_axis`).
         """
         trace = self._traces.get(key)
@@ -127,6 +129,7 @@ class LivePlot(pg.PlotWidget):
         trace.y = np.asarray(y)
         trace.x_factor, trace.x_offset, trace.y_factor = x_factor, x_offset, y_factor
         trace.envelope = envelope
+        trace.x_ascending = x_ascending
         self._draw(trace)
 
     def remove_trace(self, key: str) -> None:
@@ -205,6 +208,8 @@ class LivePlot(pg.PlotWidget):
         return max(self.MIN_DRAWN, self.SAMPLES_PER_PIXEL * 2 * max(self.width(), 1))
 
     def redraw(self) -> None:
+        if self.plotItem is None:  # closed (pyqtgraph drops its items) while a rezoom was due
+            return
         for trace in self._traces.values():
             self._draw(trace)
 
@@ -219,12 +224,20 @@ class LivePlot(pg.PlotWidget):
         budget, visible = self.budget(), self._visible_x()
         n = min(len(trace.x), len(trace.y))
         envelope = trace.envelope
-        if visible is None and envelope is not None and envelope.n == len(trace.y) and n > budget:
+        if visible is not None and (trace.x_factor != 1.0 or trace.x_offset != 0.0):
+            lo, hi = ((v - trace.x_offset) / trace.x_factor for v in visible)
+            visible = (min(lo, hi), max(lo, hi))  # in stored units
+        usable = envelope is not None and envelope.n == len(trace.y) and n > budget
+        if usable and visible is None:
             keep = envelope.indices(trace.y, budget, 0, n)
+        elif usable and trace.x_ascending:
+            # sorted x (time): the in-view rows are one range, found by bisection, and each
+            # neighbour outside it is kept so lines run to the edge of the view
+            x = trace.x[:n]
+            a, b = np.searchsorted(x, visible[0], "left"), np.searchsorted(x, visible[1], "right")
+            keep = (envelope.indices(trace.y, budget, max(a - 1, 0), min(b + 1, n)) if b > a
+                    else np.empty(0, dtype=np.int64))
         else:
-            if visible is not None and (trace.x_factor != 1.0 or trace.x_offset != 0.0):
-                lo, hi = ((v - trace.x_offset) / trace.x_factor for v in visible)
-                visible = (min(lo, hi), max(lo, hi))
             keep = decimate_indices(trace.x, trace.y, budget, visible)
         x, y = _shown(trace, keep)
         if trace.symbol is not None:

@@ -17,7 +17,7 @@ import pyqtgraph as pg
 from PyQt5 import QtCore, QtWidgets
 
 from daqapp.gui.channels import Channel, PlotChannels, display
-from daqapp.gui.decimate import Envelope
+from daqapp.gui.decimate import Ascending, Envelope
 from daqapp.gui.plots import FIT_PEN, PALETTE, LivePlot
 
 #: earlier sweeps kept on the dI/dV plot, faded, behind the current one
@@ -39,6 +39,7 @@ class ColumnEnvelopes:
     def __init__(self) -> None:
         self._columns: Mapping[str, np.ndarray] = {}
         self._envelopes: dict[str, Envelope] = {}
+        self._ascending: dict[str, Ascending] = {}
 
     def refresh(self, columns: Mapping[str, np.ndarray]) -> None:
         """This redraw's columns (views of the same buffer, possibly longer than before)."""
@@ -50,6 +51,13 @@ class ColumnEnvelopes:
         envelope = self._envelopes.setdefault(channel.column, Envelope())
         envelope.update(self._columns[channel.column])
         return envelope
+
+    def ascending(self, channel: Channel | None) -> bool:
+        """True while the column has never decreased (an x axis to bisect when zoomed)."""
+        if channel is None or channel.column not in self._columns:
+            return False
+        check = self._ascending.setdefault(channel.column, Ascending())
+        return check.update(self._columns[channel.column])
 
 
 class SweepIndex:
@@ -249,13 +257,14 @@ class PlotSet(QtCore.QObject):
                 self.tb.set_trace("run T", times, temperature, pen=None, symbol="o",
                                   symbol_size=4, name="T (run)", z=2, x_offset=offset,
                                   x_factor=ch.time.factor, y_factor=ch.temperature.factor,
-                                  envelope=env.get(ch.temperature))
+                                  envelope=env.get(ch.temperature),
+                                  x_ascending=env.ascending(ch.time))
             field = _values(columns, ch.field)
             if field is not None:
                 self.tb.set_trace("run B", times, field, pen=None, symbol="t", symbol_size=5,
                                   name="B (run)", right=True, z=2, x_offset=offset,
                                   x_factor=ch.time.factor, y_factor=ch.field.factor,
-                                  envelope=env.get(ch.field))
+                                  envelope=env.get(ch.field), x_ascending=env.ascending(ch.time))
         self.custom.set_units(units, ch.bias.column if ch.bias else None,
                               ch.didv.column if ch.didv else None)
         self.custom.draw(columns, env)

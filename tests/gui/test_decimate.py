@@ -173,3 +173,43 @@ def test_sweep_offsets_extended_in_batches_match_a_full_scan():
         assert index.slices() == full
         assert index.slices(7) == full[-7:]
     assert sweep_slices(sweep) == index.slices()
+
+
+def test_zoomed_time_plot_bisects_sorted_time_and_keeps_the_envelope(qtbot):
+    from daqapp.gui.decimate import Ascending, decimate_indices
+    from daqapp.gui.plotset import PlotSet
+    from daqapp.storage import RunBuffer
+
+    rng = np.random.default_rng(11)
+    plots = PlotSet()
+    qtbot.addWidget(plots.tb)
+    buffer = RunBuffer(UNITS)
+    for start in range(0, 200_000, 50_000):
+        rows = run_rows(rng, start, 50_000)
+        if start == 100_000:
+            rows["temperature"][23_456] = 300.0  # a glitch at row 123 456
+        buffer.extend_columns(rows)
+        plots.show_buffer(buffer, 1.7e9)
+    cols = buffer.snapshot()
+    t, temperature = cols["time"], cols["temperature"]
+    spike = 123_456
+    assert plots.tb._traces["run T"].x_ascending  # noqa: SLF001
+    for lo, hi in ((1000.0, 1010.0), (100.0, 1900.0), (-5.0, 0.0), (3000.0, 4000.0)):
+        plots.tb.getViewBox().setXRange(1.7e9 + lo, 1.7e9 + hi, padding=0)
+        plots.tb.redraw()
+        x, y = plots.tb.drawn_data("run T")
+        view = plots.tb.getViewBox().viewRange()[0]
+        a, b = np.searchsorted(t, view[0] - 1.7e9), np.searchsorted(t, view[1] - 1.7e9, "right")
+        budget = plots.tb.budget()
+        if b - a + 2 <= budget:  # few rows in view: all of them, as the unsorted path draws
+            np.testing.assert_array_equal(
+                y, temperature[decimate_indices(t + 1.7e9, temperature, budget, tuple(view))])
+        else:
+            keep = brute_force(temperature, budget, max(a - 1, 0), min(b + 1, len(t)))
+            np.testing.assert_array_equal(y, temperature[keep])
+            np.testing.assert_array_equal(x, t[keep] + 1.7e9)
+            if a <= spike < b:
+                assert y.max() == 300.0
+    check = Ascending()
+    assert check.update(np.array([0.0, 1.0, 1.0]))
+    assert not check.update(np.array([0.0, 1.0, 1.0, np.nan, 5.0]))
