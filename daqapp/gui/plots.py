@@ -16,7 +16,7 @@ import numpy as np
 import pyqtgraph as pg
 from qtpy import QtCore, QtWidgets
 
-from daqapp.gui.decimate import decimate
+from daqapp.gui.decimate import Envelope, decimate_indices
 
 pg.setConfigOptions(antialias=False, background="w", foreground="k")
 
@@ -27,11 +27,23 @@ FIT_PEN = pg.mkPen("#D00000", width=2)
 
 @dataclass
 class _Trace:
+    """A trace's stored columns; shown as ``x * x_factor + x_offset`` against ``y * y_factor``
+    — the display units are applied to the few drawn samples, never to whole columns."""
+
     item: pg.PlotDataItem
     x: np.ndarray
     y: np.ndarray
     view: pg.ViewBox
     name: str | None = None
+    x_factor: float = 1.0
+    x_offset: float = 0.0
+    y_factor: float = 1.0
+    envelope: Envelope | None = None
+    x_ascending: bool = False
+    pen: object = None
+    symbol: str | None = None
+    dense_pen: object = None
+    dense: bool = False  # drawn as a line for now (too many samples in view for symbols)
 
 
 class LivePlot(pg.PlotWidget):
@@ -40,6 +52,9 @@ class LivePlot(pg.PlotWidget):
     #: drawn samples per horizontal pixel (min and max of each pixel column)
     SAMPLES_PER_PIXEL = 2
     MIN_DRAWN = 2000
+    #: symbols are drawn only while at most this many samples of a trace are in view; denser
+    #: traces are drawn as lines (a scatter of thousands of symbols reads as a line anyway)
+    SYMBOL_MAX_POINTS = 500
 
     def __init__(self, x_label: str, x_unit: str, y_label: str, y_unit: str, *,
                  time_axis: bool = False, legend: bool = True,
@@ -69,10 +84,16 @@ class LivePlot(pg.PlotWidget):
     # -- traces ----------------------------------------------------------------------------
     def set_trace(self, key: str, x: np.ndarray, y: np.ndarray, *, pen=None,
                   symbol: str | None = None, symbol_size: int = 4, name: str | None = None,
-                  z: int = 0, right: bool = False, brush=None) -> None:
-        """Show ``y`` against ``x`` as trace ``key`` (created on first use) and draw it.
+                  z: int = 0, right: bool = False, brush=None, x_factor: float = 1.0,
+                  x_offset: float = 0.0, y_factor: float = 1.0,
+                  envelope: Envelope | None = None, x_ascending: bool = False) -> None:
+        """Show ``y * y_factor`` against ``x * x_factor + x_offset`` as trace ``key`` (created
+        on first use) and draw it.
 
-        ``right=True`` puts the trace on the right-hand axis (see :meth:`add_right_axis`).
+        ``envelope`` (an :class:`Envelope` of ``y``, updated to ``len(y)`` rows) makes the
+        unzoomed redraw cost O(pixels) instead of O(len(y)); with ``x_ascending`` (x never
+        decreases, e.g. time) a zoomed redraw does too. ``right=True`` puts the trace on
+        the right-hand axis (see :meth:`add_right_axis`).
         """
         trace = self._traces.get(key)
         if trace is None:
@@ -95,7 +116,8 @@ class LivePlot(pg.PlotWidget):
             else:
                 view = self.plotItem.getViewBox()
                 self.plotItem.addItem(item)
-            trace = _Trace(item, x, y, view, name)
+            trace = _Trace(item, x, y, view, name, pen=pen, symbol=symbol,
+                           dense_pen=pen if pen is not None else pg.mkPen(brush, width=1))
             self._traces[key] = trace
         elif name != trace.name and self.legend is not None:
             self.legend.removeItem(trace.item)
@@ -105,6 +127,9 @@ class LivePlot(pg.PlotWidget):
             trace.name = name
         trace.x = np.asarray(x)
         trace.y = np.asarray(y)
+        trace.x_factor, trace.x_offset, trace.y_factor = x_factor, x_offset, y_factor
+        trace.envelope = envelope
+        trace.x_ascending = x_ascending
         self._draw(trace)
 
     def remove_trace(self, key: str) -> None:
@@ -167,9 +192,9 @@ class LivePlot(pg.PlotWidget):
         return list(self._traces)
 
     def trace_data(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """The full (undecimated) data of a trace, as the plot holds it."""
+        """The full (undecimated) data of a trace in display units (computed on request)."""
         trace = self._traces[key]
-        return trace.x, trace.y
+        return _shown(trace, slice(None))
 
     def drawn_data(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """What pyqtgraph was given to draw for ``key`` (after decimation)."""
@@ -183,6 +208,8 @@ class LivePlot(pg.PlotWidget):
         return max(self.MIN_DRAWN, self.SAMPLES_PER_PIXEL * 2 * max(self.width(), 1))
 
     def redraw(self) -> None:
+        if self.plotItem is None:  # closed (pyqtgraph drops its items) while a rezoom was due
+            return
         for trace in self._traces.values():
             self._draw(trace)
 
@@ -194,7 +221,31 @@ class LivePlot(pg.PlotWidget):
         return lo, hi
 
     def _draw(self, trace: _Trace) -> None:
-        x, y = decimate(trace.x, trace.y, self.budget(), self._visible_x())
+        budget, visible = self.budget(), self._visible_x()
+        n = min(len(trace.x), len(trace.y))
+        envelope = trace.envelope
+        if visible is not None and (trace.x_factor != 1.0 or trace.x_offset != 0.0):
+            lo, hi = ((v - trace.x_offset) / trace.x_factor for v in visible)
+            visible = (min(lo, hi), max(lo, hi))  # in stored units
+        usable = envelope is not None and envelope.n == len(trace.y) and n > budget
+        if usable and visible is None:
+            keep = envelope.indices(trace.y, budget, 0, n)
+        elif usable and trace.x_ascending:
+            # sorted x (time): the in-view rows are one range, found by bisection, and each
+            # neighbour outside it is kept so lines run to the edge of the view
+            x = trace.x[:n]
+            a, b = np.searchsorted(x, visible[0], "left"), np.searchsorted(x, visible[1], "right")
+            keep = (envelope.indices(trace.y, budget, max(a - 1, 0), min(b + 1, n)) if b > a
+                    else np.empty(0, dtype=np.int64))
+        else:
+            keep = decimate_indices(trace.x, trace.y, budget, visible)
+        x, y = _shown(trace, keep)
+        if trace.symbol is not None:
+            dense = len(x) > self.SYMBOL_MAX_POINTS
+            if dense != trace.dense:
+                trace.item.setSymbol(None if dense else trace.symbol)
+                trace.item.setPen(trace.dense_pen if dense else trace.pen)
+                trace.dense = dense
         trace.item.setData(x, y)
 
     def _on_range_changed(self, *_args) -> None:
@@ -218,3 +269,13 @@ class LivePlot(pg.PlotWidget):
         exporter.export(str(path))
         return path
 
+
+def _shown(trace: _Trace, rows: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a trace in display units (only these rows are scaled)."""
+    n = min(len(trace.x), len(trace.y))
+    x, y = trace.x[:n][rows], trace.y[:n][rows]
+    if trace.x_factor != 1.0 or trace.x_offset != 0.0:
+        x = x * trace.x_factor + trace.x_offset
+    if trace.y_factor != 1.0:
+        y = y * trace.y_factor
+    return x, y

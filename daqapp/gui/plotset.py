@@ -17,6 +17,7 @@ import pyqtgraph as pg
 from qtpy import QtCore, QtWidgets
 
 from daqapp.gui.channels import Channel, PlotChannels, display
+from daqapp.gui.decimate import Ascending, Envelope
 from daqapp.gui.plots import FIT_PEN, PALETTE, LivePlot
 
 #: earlier sweeps kept on the dI/dV plot, faded, behind the current one
@@ -25,22 +26,77 @@ _EPOCH_2001 = 978307200.0  # times below this are relative seconds, not unix tim
 
 
 def _values(columns: Mapping[str, np.ndarray], channel: Channel | None) -> np.ndarray | None:
+    """A channel's stored column, unscaled (plots apply ``channel.factor`` to drawn rows)."""
     if channel is None or channel.column not in columns:
         return None
-    values = columns[channel.column]
-    return values * channel.factor if channel.factor != 1.0 else values
+    return columns[channel.column]
+
+
+class ColumnEnvelopes:
+    """Min/max envelopes of a growing buffer's columns, made on first use and extended by the
+    rows that arrived since the last redraw (a RunBuffer's rows never change once written)."""
+
+    def __init__(self) -> None:
+        self._columns: Mapping[str, np.ndarray] = {}
+        self._envelopes: dict[str, Envelope] = {}
+        self._ascending: dict[str, Ascending] = {}
+
+    def refresh(self, columns: Mapping[str, np.ndarray]) -> None:
+        """This redraw's columns (views of the same buffer, possibly longer than before)."""
+        self._columns = columns
+
+    def get(self, channel: Channel | None) -> Envelope | None:
+        if channel is None or channel.column not in self._columns:
+            return None
+        envelope = self._envelopes.setdefault(channel.column, Envelope())
+        envelope.update(self._columns[channel.column])
+        return envelope
+
+    def ascending(self, channel: Channel | None) -> bool:
+        """True while the column has never decreased (an x axis to bisect when zoomed)."""
+        if channel is None or channel.column not in self._columns:
+            return False
+        check = self._ascending.setdefault(channel.column, Ascending())
+        return check.update(self._columns[channel.column])
+
+
+class SweepIndex:
+    """Where each run of equal sweep numbers starts, extended by the new rows only."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._starts: list[int] = []
+        self._sweeps: list[int] = []
+
+    def update(self, sweep: np.ndarray) -> None:
+        n = len(sweep)
+        if n <= self.n:
+            return
+        base = max(self.n - 1, 0)
+        s = np.asarray(sweep[base:n], dtype=float)
+        s = np.where(np.isfinite(s), s, -1.0)
+        if self.n == 0:
+            self._starts.append(0)
+            self._sweeps.append(int(s[0]))
+        for edge in np.flatnonzero(np.diff(s)) + 1:
+            self._starts.append(base + int(edge))
+            self._sweeps.append(int(s[edge]))
+        self.n = n
+
+    def slices(self, last: int | None = None) -> list[tuple[int, slice]]:
+        """(sweep index, row slice) of the last ``last`` runs (all if None), in order."""
+        k = len(self._starts) if last is None else min(last, len(self._starts))
+        first = len(self._starts) - k
+        stops = self._starts[first + 1:] + [self.n]
+        return [(self._sweeps[first + i], slice(self._starts[first + i], stops[i]))
+                for i in range(k)]
 
 
 def sweep_slices(sweep: np.ndarray) -> list[tuple[int, slice]]:
     """(sweep index, row slice) of each run of equal sweep numbers, in order."""
-    n = len(sweep)
-    if n == 0:
-        return []
-    s = np.where(np.isfinite(sweep), sweep, -1.0)
-    edges = np.flatnonzero(np.diff(s)) + 1
-    starts = np.concatenate(([0], edges))
-    stops = np.concatenate((edges, [n]))
-    return [(int(s[a]), slice(int(a), int(b))) for a, b in zip(starts, stops, strict=True)]
+    index = SweepIndex()
+    index.update(sweep)
+    return index.slices()
 
 
 class CustomPlot(QtWidgets.QWidget):
@@ -64,6 +120,7 @@ class CustomPlot(QtWidgets.QWidget):
         self.x_combo.currentIndexChanged.connect(self._axes_changed)
         self.y_combo.currentIndexChanged.connect(self._axes_changed)
         self._columns: Mapping[str, np.ndarray] = {}
+        self._envelopes: ColumnEnvelopes | None = None
 
     def set_units(self, units: Mapping[str, str], x: str | None, y: str | None) -> None:
         if dict(units) == self.units:
@@ -86,15 +143,19 @@ class CustomPlot(QtWidgets.QWidget):
         self.plot.plotItem.setLabel("bottom", f"{x} ({cx.unit})" if cx.unit else x)
         self.plot.plotItem.setLabel("left", f"{y} ({cy.unit})" if cy.unit else y)
         self.plot.getViewBox().enableAutoRange()
-        self.draw(self._columns)
+        self.draw(self._columns, self._envelopes)
 
-    def draw(self, columns: Mapping[str, np.ndarray]) -> None:
+    def draw(self, columns: Mapping[str, np.ndarray],
+             envelopes: ColumnEnvelopes | None = None) -> None:
         self._columns = columns
+        self._envelopes = envelopes
         x, y = self.x_combo.currentText(), self.y_combo.currentText()
         if x in columns and y in columns:
             cx, cy = display(x, self.units.get(x, "")), display(y, self.units.get(y, ""))
             self.plot.set_trace("data", _values(columns, cx), _values(columns, cy),
-                                pen=pg.mkPen(PALETTE[0], width=1), symbol="o", symbol_size=3)
+                                pen=pg.mkPen(PALETTE[0], width=1), symbol="o", symbol_size=3,
+                                x_factor=cx.factor, y_factor=cy.factor,
+                                envelope=envelopes.get(cy) if envelopes else None)
 
 
 class PlotSet(QtCore.QObject):
@@ -119,6 +180,14 @@ class PlotSet(QtCore.QObject):
         self._monitor_T: list[float] = []
         self._monitor_B: list[float] = []
         self.fit_sweep: int | None = None
+        self._reset_caches()
+
+    def _reset_caches(self) -> None:
+        """Forget what was derived from the rows drawn so far (new or cleared buffer)."""
+        self._envelopes = ColumnEnvelopes()
+        self._sweeps = SweepIndex()
+        self._time_offset: float | None = None
+        self._generation = -1
 
     def plots(self) -> dict[str, LivePlot]:
         return {"didv": self.didv, "iv": self.iv, "rt": self.rt, "tb": self.tb,
@@ -137,6 +206,7 @@ class PlotSet(QtCore.QObject):
         self._buffer = None
         self.channels = None
         self.fit_sweep = None
+        self._reset_caches()
 
     def show_buffer(self, buffer: Any, start_epoch: float | None = None,
                     force: bool = False) -> bool:
@@ -149,39 +219,65 @@ class PlotSet(QtCore.QObject):
         if not force and buffer.version == self._version:
             return False
         self._version = buffer.version
+        generation = getattr(buffer, "generation", 0)
+        if generation != self._generation:
+            self._reset_caches()  # cleared and refilled: the rows seen so far are gone
+            self._generation = generation
         columns = buffer.snapshot()
-        self.draw_columns(columns, buffer.units)
+        self._envelopes.refresh(columns)
+        self.draw_columns(columns, buffer.units, growing=True)
         return True
 
-    def draw_columns(self, columns: Mapping[str, np.ndarray], units: Mapping[str, str]) -> None:
+    def draw_columns(self, columns: Mapping[str, np.ndarray], units: Mapping[str, str],
+                     growing: bool = False) -> None:
+        """Draw ``columns``; ``growing=True`` (from :meth:`show_buffer`) says they extend the
+        columns of the last call, so envelopes and sweep offsets are extended, not rebuilt."""
         ch = self.channels or PlotChannels.find(units)
         self.channels = ch
+        if not growing:
+            self._reset_caches()
+            self._envelopes.refresh(columns)
+        env = self._envelopes
         self._draw_spectra(columns, ch)
         current, voltage = _values(columns, ch.current), _values(columns, ch.voltage)
         if current is not None and voltage is not None and ch.current != ch.voltage:
             self.iv.set_trace("run", current, voltage, pen=pg.mkPen(PALETTE[0], width=1.5),
-                              symbol="o", symbol_size=3)
+                              symbol="o", symbol_size=3, x_factor=ch.current.factor,
+                              y_factor=ch.voltage.factor, envelope=env.get(ch.voltage))
         temperature = _values(columns, ch.temperature)
         resistance = _values(columns, ch.resistance)
         if temperature is not None and resistance is not None:
             self.rt.set_trace("run", temperature, resistance, pen=pg.mkPen(PALETTE[0], width=1.5),
-                              symbol="o", symbol_size=3)
+                              symbol="o", symbol_size=3, x_factor=ch.temperature.factor,
+                              y_factor=ch.resistance.factor, envelope=env.get(ch.resistance))
         times = _values(columns, ch.time)
         if times is not None and len(times):
-            epoch = times
-            first = times[np.isfinite(times)][:1]
-            if first.size and first[0] < _EPOCH_2001:
-                epoch = times + (self.run_start_epoch or 0.0)
+            offset = self._epoch_offset(times)
             if temperature is not None:
-                self.tb.set_trace("run T", epoch, temperature, pen=None, symbol="o",
-                                  symbol_size=4, name="T (run)", z=2)
+                self.tb.set_trace("run T", times, temperature, pen=None, symbol="o",
+                                  symbol_size=4, name="T (run)", z=2, x_offset=offset,
+                                  x_factor=ch.time.factor, y_factor=ch.temperature.factor,
+                                  envelope=env.get(ch.temperature),
+                                  x_ascending=env.ascending(ch.time))
             field = _values(columns, ch.field)
             if field is not None:
-                self.tb.set_trace("run B", epoch, field, pen=None, symbol="t", symbol_size=5,
-                                  name="B (run)", right=True, z=2)
+                self.tb.set_trace("run B", times, field, pen=None, symbol="t", symbol_size=5,
+                                  name="B (run)", right=True, z=2, x_offset=offset,
+                                  x_factor=ch.time.factor, y_factor=ch.field.factor,
+                                  envelope=env.get(ch.field), x_ascending=env.ascending(ch.time))
         self.custom.set_units(units, ch.bias.column if ch.bias else None,
                               ch.didv.column if ch.didv else None)
-        self.custom.draw(columns)
+        self.custom.draw(columns, env)
+
+    def _epoch_offset(self, times: np.ndarray) -> float:
+        """Seconds to add to the time column for the date axis: the run's start for relative
+        times, 0 for unix times — decided once, from the first finite time of the run."""
+        if self._time_offset is None:
+            first = times[np.isfinite(times)][:1]
+            if not first.size:
+                return 0.0
+            self._time_offset = (self.run_start_epoch or 0.0) if first[0] < _EPOCH_2001 else 0.0
+        return self._time_offset
 
     def _draw_spectra(self, columns: Mapping[str, np.ndarray], ch: PlotChannels) -> None:
         bias, didv = _values(columns, ch.bias), _values(columns, ch.didv)
@@ -192,10 +288,11 @@ class PlotSet(QtCore.QObject):
         sweep = columns.get(ch.sweep.column) if ch.sweep else None
         if sweep is None:
             self.didv.set_trace("sweep current", bias, didv, pen=pg.mkPen(PALETTE[0], width=2),
-                                name="data", z=1)
+                                name="data", z=1, x_factor=ch.bias.factor,
+                                y_factor=ch.didv.factor, envelope=self._envelopes.get(ch.didv))
             return
-        slices = sweep_slices(sweep)
-        shown = slices[-(HISTORY_SWEEPS + 1):]
+        self._sweeps.update(sweep)
+        shown = self._sweeps.slices(HISTORY_SWEEPS + 1)
         wanted = set()
         for rank, (index, rows) in enumerate(reversed(shown)):
             key = "sweep current" if rank == 0 else f"sweep -{rank}"
@@ -212,7 +309,8 @@ class PlotSet(QtCore.QObject):
                 t = t[np.isfinite(t)]
                 if t.size:
                     label = f"sweep {index}, {float(np.mean(t)):.3g} K"
-            self.didv.set_trace(key, bias[rows], didv[rows], pen=pen, name=label, z=-rank)
+            self.didv.set_trace(key, bias[rows], didv[rows], pen=pen, name=label, z=-rank,
+                                x_factor=ch.bias.factor, y_factor=ch.didv.factor)
         for key in self.didv.trace_keys():
             if key.startswith("sweep") and key not in wanted:
                 self.didv.remove_trace(key)

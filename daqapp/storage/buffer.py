@@ -35,6 +35,9 @@ class RunBuffer:
         self._data = {n: np.full(self._capacity, np.nan) for n in self.names}
         self._n = 0
         self.version = 0  # bumped on every change, so a GUI timer can skip idle redraws
+        #: bumped by :meth:`clear`: rows of one generation are never rewritten, so a reader
+        #: may keep what it derived from them (plot envelopes) until this changes
+        self.generation = 0
 
     def __len__(self) -> int:
         return self._n
@@ -133,6 +136,7 @@ class RunBuffer:
             self._data = {n: np.full(self._capacity, np.nan) for n in self.names}
             self._n = 0
             self.version += 1
+            self.generation += 1
 
     @classmethod
     def from_run(cls, run: Any) -> RunBuffer:

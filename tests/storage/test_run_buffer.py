@@ -53,3 +53,13 @@ def test_concurrent_appends_lose_nothing():
 def test_unknown_column_request_names_it():
     with pytest.raises(KeyError, match="'x'"):
         RunBuffer(["a"]).column("x")
+
+
+def test_clear_starts_a_new_generation_so_readers_drop_what_they_derived():
+    buf = RunBuffer(["a"])
+    buf.extend_columns({"a": np.arange(10.0)})
+    before = (buf.generation, buf.version)
+    buf.extend_columns({"a": np.arange(5.0)})
+    assert buf.generation == before[0] and buf.version > before[1]
+    buf.clear()
+    assert buf.generation == before[0] + 1 and len(buf) == 0
