@@ -39,12 +39,12 @@ SUMMARY_KEYS = {
     "tc_mid_K": "T_c midpoint (R–T, 0 T)",
     "tc_zero_K": "T_c zero resistance (R–T, 0 T)",
     "hc2_0_T": "μ₀H_c2(0), two-band fit",
-    "hc2_0_low_T": "μ₀H_c2(0), lowest the data allow (two-band, over η = D2/D1)",
-    "hc2_0_high_T": "μ₀H_c2(0), highest the data allow (two-band, over η = D2/D1)",
+    "hc2_0_low_T": "μ₀H_c2(0) two-band, lowest over η",
+    "hc2_0_high_T": "μ₀H_c2(0) two-band, highest over η",
     "hc2_0_whh_T": "μ₀H_c2(0), single-band WHH fit",
     "coherence_length_nm": "Coherence length ξ(0)",
     "jc0_mA": "I_c(0) (pinning fit)",
-    "jc0_systematic_mA": "I_c(0) systematic error (spread over pinning forms)",
+    "jc0_systematic_mA": "I_c(0) systematic (pinning forms)",
 }
 REQUIRED_SUMMARY_KEYS = ("tc_gap_K", "delta1_0_meV", "delta2_0_meV", "ratio_2delta1_kTc",
                          "tc_onset_K", "tc_zero_K", "hc2_0_T", "coherence_length_nm", "jc0_mA")
