@@ -37,11 +37,10 @@ def _has_display() -> bool:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from daqapp.errors import ConfigError, DataFileError
+    from daqapp.commands.report import require_runs
+    from daqapp.errors import ConfigError
 
-    for source in args.sources:
-        if not source.exists():
-            raise DataFileError(f"{source}: no such file or folder")
+    require_runs(args.sources)
     if args.speed is not None and not args.speed > 0:
         raise ConfigError(f"--speed = {args.speed:g} must be > 0")
     if not args.headless and _has_display():

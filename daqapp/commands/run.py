@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from daqapp.commands._options import add_output_option, add_progress_option
 from daqapp.commands._station_options import (
     add_station_options,
     parse_pairs,
@@ -47,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         dest="assignments", help="set a procedure parameter (repeatable)")
     parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                         help="run metadata: operator, sample, cell, pressure_GPa, ...")
-    parser.add_argument("--output", type=Path, metavar="DIR", help="folder for the run file")
+    add_output_option(parser, help="folder for the run file (required to run)")
     parser.add_argument("--filename", help="run file name (default: <Procedure>_<time>.h5)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_option(parser)
     parser.set_defaults(func=main)
 
 
@@ -61,14 +62,17 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.procedure:
         raise ConfigError("procedure: name one (daqapp run --list shows them)")
+    import procedures
+
+    procedures.load(args.procedure)  # an unknown name is refused first, with the known ones
     if args.output is None:
-        raise ConfigError("--output DIR is required (the folder for the run file)")
+        raise ConfigError("-o/--output DIR is required (the folder for the run file)")
     station = station_from_options(args)
     procedure = build_procedure(args.procedure, args.assignments, station)
     metadata = parse_pairs("--meta", args.meta)
     if not getattr(args, "debug", False):
         logging.getLogger("pymeasure").setLevel(logging.WARNING)  # "Initializing ..." lines
-    return execute(procedure, station, args.output, args.filename, metadata, args.quiet)
+    return execute(procedure, station, args.output, args.filename, metadata, args.no_progress)
 
 
 # ---- building blocks (also used by tests) ------------------------------------------------
