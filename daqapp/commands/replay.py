@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="With a display: play run files (or a campaign folder) into the same "
         "plots and on-line fits as a live run. With --headless (or no display): refit every "
         "spectrum and transport curve and write the report.")
-    parser.add_argument("sources", nargs="+", type=Path, metavar="RUN_OR_DIR")
+    parser.add_argument("sources", nargs="+", type=Path, metavar="RUN_OR_DIR",
+                        help="run file(s) or campaign folder(s)")
     parser.add_argument("--speed", type=finite_float(0, 1e6, low_open=True), default=None,
                         metavar="X",
                         help="play at X times the recorded pace (default: all at once)")
