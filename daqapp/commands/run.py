@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("procedure", nargs="?", help="procedure name (see --list)")
     parser.add_argument("--list", action="store_true",
-                        help="list procedures and their parameters (units, defaults, limits)")
+                        help="list procedures and their parameters (units, defaults, limits; "
+                        "with --station or --simulate, the ranges valid on that station)")
     add_station_options(parser, default_speed=1.0)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         dest="assignments", help="set a procedure parameter (repeatable)")
@@ -58,7 +59,8 @@ def main(args: argparse.Namespace) -> int:
     from daqapp.errors import ConfigError
 
     if args.list:
-        print(list_text())
+        known = args.station is not None or args.simulate
+        print(list_text(station_from_options(args) if known else None))
         return 0
     if not args.procedure:
         raise ConfigError("procedure: name one (daqapp run --list shows them)")
@@ -233,19 +235,27 @@ class ProgressBar:
                 self.stream.write("\n")
 
 
-def list_text() -> str:
-    """Every procedure with its summary and parameters (name, units, default, allowed)."""
+def list_text(station: Any = None) -> str:
+    """Every procedure with its summary and parameters (name, units, default, allowed);
+    with a ``station`` (config), a range is the one valid there (procedure ∩ station)."""
     import procedures
+    from daqapp.runner.procedure import effective_range
+    from daqapp.runner.roles import station_limits
 
     lines = []
     for name in procedures.PROCEDURES:
         cls = procedures.load(name)
         lines.append(f"{name}  ({cls.__name__}): {getattr(cls, 'SUMMARY', '')}")
         instance = cls()
+        instance.station = station
+        limits = station_limits(station)
         for key, parameter in sorted(instance.parameter_objects().items()):
             units = getattr(parameter, "units", None) or ""
             allowed = ""
             low, high = getattr(parameter, "minimum", None), getattr(parameter, "maximum", None)
+            span = effective_range(instance, key, limits) if limits is not None else None
+            if span is not None:
+                low, high = span[0], span[1]
             if low is not None and high is not None:
                 zero = "0 | " if getattr(parameter, "zero_allowed", False) else ""
                 allowed = f" [{zero}{low:g} .. {high:g}]"

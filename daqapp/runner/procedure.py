@@ -310,10 +310,13 @@ def validate_parameters(procedure: Any, station: Any = None, name: str | None = 
         return
     try:
         check_limits(station_limits(procedure.station))
-    except LimitError as exc:
-        name = getattr(exc, "allowed", (None,))[0]
-        message = (_with_effective_range(procedure, name, exc)
-                   if name in procedure._parameters else str(exc))
+    except LimitError as exc:  # the station's range is the effective one unless it is wider
+        name, s_low, s_high = getattr(exc, "allowed", (None, 0.0, 0.0))
+        message = str(exc)
+        if name in procedure._parameters:
+            span = effective_range(procedure, name, station_limits(procedure.station))
+            if span is not None and span[:2] != (s_low, s_high):
+                message = _with_effective_range(procedure, name, exc)
         raise LimitError(f"{label}: {message}") from None
     except DaqappError as exc:
         raise type(exc)(f"{label}: {exc}") from None
