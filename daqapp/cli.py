@@ -15,6 +15,38 @@ from daqapp.errors import DaqappError
 
 EXIT_USAGE = 2
 
+#: pymeasure's import-time notices about optional extras daqapp does not use (its ZMQ/TCP
+#: listeners and IPython notebook display), printed on every start once logging is set up.
+_PYMEASURE_IMPORT_NOTICES = {
+    "pymeasure.experiment.listeners": "ZMQ and cloudpickle are required",
+    "pymeasure.experiment.workers": "ZMQ and cloudpickle are required",
+    "pymeasure.display.listeners": "ZMQ and cloudpickle are required",
+    "pymeasure.experiment.experiment": "IPython could not be imported",
+}
+
+
+class _DropNotice(logging.Filter):
+    """Drops one known message of one logger; everything else that logger says passes."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def silence_pymeasure_import_notices() -> None:
+    """Filter those notices on their own loggers (before pymeasure is imported: the filter
+    is on the logger object pymeasure's ``getLogger(__name__)`` will return)."""
+    for name, prefix in _PYMEASURE_IMPORT_NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotice) for f in logger.filters):
+            logger.addFilter(_DropNotice(prefix))
+
+
+silence_pymeasure_import_notices()
+
 
 def build_parser() -> argparse.ArgumentParser:
     from daqapp.commands._types import OneLineErrorParser

@@ -39,7 +39,10 @@ def check_range(name: str, value: float, low: float, high: float, unit: str = ""
                          f"{' ' + unit if unit else ''})") from None
     if not (low <= v <= high):  # also rejects NaN
         u = f" {unit}" if unit else ""
-        raise LimitError(f"{name} = {v:g}{u} is outside the allowed range {low:g} to {high:g}{u}")
+        error = LimitError(f"{name} = {v:g}{u} is outside the allowed range {low:g} to "
+                           f"{high:g}{u}")
+        error.allowed = (name, low, high)  # for the effective (procedure ∩ station) range
+        raise error
     return v
 
 

@@ -76,8 +76,10 @@ def check_current(name: str, amps: float, limits: Any, key: str = "max_current_a
     the point contact, ``max_current_a`` for transport)."""
     top = station_limit(limits, key)
     if not abs(amps) <= top:
-        raise LimitError(f"{name} = {amps:g} A is outside the allowed range {-top:g} to "
-                         f"{top:g} A (station limit {key})")
+        error = LimitError(f"{name} = {amps:g} A is outside the allowed range {-top:g} to "
+                           f"{top:g} A (station limit {key})")
+        error.allowed = (name, -top, top)  # as check_range: for the effective range
+        raise error
     return amps
 
 

@@ -177,11 +177,11 @@ class CampaignExecutor:
         status, message = M.FINISHED, ""
         try:
             self.conn = self.connect(self.campaign)
-            for entry in list(self.manifest.steps):
+            for position, entry in enumerate(list(self.manifest.steps), start=1):
                 if entry["status"] in M.DONE_STATES:
                     continue
                 step = steps[entry["key"]]
-                self._run_step_with_policy(step)
+                self._run_step_with_policy(step, position)
         except StationInUse as exc:  # another live process drives it: refuse, exit 2
             status, message = "stopped", str(exc)
             raise
@@ -245,11 +245,12 @@ class CampaignExecutor:
                 log.warning("closing the station failed: %s", exc)
 
     # -- one step with its fault policy
-    def _run_step_with_policy(self, step: PlannedStep) -> None:
+    def _run_step_with_policy(self, step: PlannedStep, position: int | None = None) -> None:
+        """``position``: the step's 1-based number in the campaign (for the progress line)."""
         policy = step.on_fault
         while True:
             if self.progress:
-                self.progress.begin(step.key, step.estimate_s)
+                self.progress.begin(step.key, step.estimate_s, position=position)
             # The manifest records the attempt first, the log names it after: a kill between
             # the two leaves an attempt that resume reports, never a logged start the
             # manifest does not count.
@@ -536,7 +537,7 @@ class CampaignExecutor:
             elif event.kind == events.FIT:
                 text = fit_text(event.payload.get("result", {}))
                 if text:
-                    self.progress.fit(text)
+                    self.progress.fit(text, step.key)
 
         run.subscribe(listen)
         track_run(self.conn, run)
@@ -592,7 +593,7 @@ class CampaignExecutor:
         values, text = found
         self.manifest.update_step(step.key, fit=values)
         if self.progress:
-            self.progress.fit(f"{step.key}: {text}")
+            self.progress.fit(text, step.key)
         log.info("fit %s: %s", step.key, text)
 
 
@@ -866,14 +867,16 @@ def _execute(campaign: Campaign, folder: Path, manifest: M.Manifest, catalog: An
              fitter: Callable[[Path], Any] | None, quiet_console: bool) -> CampaignOutcome:
     progress = None
     if show_progress:
-        done = [e for e in manifest.steps if e["status"] in M.DONE_STATES]
+        done = [e["key"] for e in manifest.steps if e["status"] in M.DONE_STATES]
         speed = campaign.station.speed if campaign.station.simulated else 1.0
         scale = 1.0 / speed
+        # Estimates on the progress line are wall-clock: laboratory time over the speed-up.
+        # Steps finished in an earlier session count with their estimate, so a resumed
+        # campaign's percentage starts where the last session left it.
+        progress_steps = {s.key: s.estimate_s * scale for s in campaign.steps}
         progress = ProgressLine(len(manifest.steps), campaign.total_estimate_s * scale,
                                 done=len(done),
-                                done_estimate_s=sum(e.get("estimate_s", 0) for e in done) * scale)
-        # Estimates on the progress line are wall-clock: laboratory time over the speed-up.
-        progress_steps = {s.key: s.estimate_s * scale for s in campaign.steps}
+                                done_estimate_s=sum(progress_steps.get(k, 0.0) for k in done))
     from daqapp.runner.signals import termination_signals
 
     detach = _attach_log(folder, quiet_console)

@@ -2,6 +2,12 @@
 
 On a terminal the line is redrawn in place; into a file or pipe a line is printed only when
 something changes (step start/end, every tenth of a step), so logs stay readable.
+
+The percentage is the fraction of the *estimated* work done (finished steps' estimates plus
+the running step's share of its own) and never decreases: a retried step starts its own share
+again from zero, but the campaign's share shown stays at its high-water mark. The ETA scales
+the remaining estimate by how fast estimates came true *in this session* only, so a resumed
+campaign does not divide its earlier work by a few seconds of new wall time.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from daqapp.campaign.spec import format_duration
 
 
 class ProgressLine:
-    """Progress of a campaign of ``total`` steps whose estimates sum to ``estimate_s``."""
+    """Progress of a campaign of ``total`` steps whose estimates sum to ``estimate_s``;
+    ``done`` steps worth ``done_estimate_s`` were finished before this session (resume)."""
 
     def __init__(self, total: int, estimate_s: float, stream: TextIO | None = None,
                  done: int = 0, done_estimate_s: float = 0.0) -> None:
@@ -27,17 +34,27 @@ class ProgressLine:
         self.done = done
         self.done_estimate_s = done_estimate_s
         self.started = time.monotonic()
+        self.current = min(done + 1, total)  # 1-based number of the step being run
         self.step_key = ""
-        self.step_estimate_s = 0.0
+        self.step_estimate_s = 0.0  # the running step's estimate; 0 once it has ended
         self.step_fraction = 0.0
         self.state = ""
         self.latest_fit = ""
+        self._fit_position = 0  # step number the latest fit belongs to (stale fits ignored)
+        self._positions: dict[str, int] = {}
+        self._high_water = self._raw_fraction()
+        self._session_start_fraction = self._high_water
         self._lock = threading.Lock()
         self._last_bucket = -1
-        self._elapsed_before = 0.0
 
-    def begin(self, key: str, estimate_s: float, state: str = "positioning") -> None:
+    # -- events from the executor
+    def begin(self, key: str, estimate_s: float, state: str = "positioning",
+              position: int | None = None) -> None:
+        """Step ``key`` starts (again, on a retry); ``position`` is its 1-based number."""
         with self._lock:
+            self.current = position if position is not None else min(self.done + 1,
+                                                                     self.total)
+            self._positions[key] = self.current
             self.step_key, self.step_estimate_s = key, estimate_s
             self.step_fraction, self.state = 0.0, state
             self._last_bucket = -1
@@ -51,40 +68,56 @@ class ProgressLine:
                 self.state = state
         self.draw(force=state is not None)
 
-    def fit(self, text: str) -> None:
+    def fit(self, text: str, key: str | None = None) -> None:
+        """The latest fit, named by its step; a fit of an earlier step than the one already
+        shown (a slow background fit) does not replace it."""
         with self._lock:
-            self.latest_fit = text
+            position = self._positions.get(key, self.current) if key else self.current
+            if position < self._fit_position:
+                return
+            self._fit_position = position
+            self.latest_fit = f"{key}: {text}" if key else text
         self.draw(force=True)
 
     def end(self, key: str, outcome: str, estimate_s: float) -> None:
+        """Step ``key`` ended (done, skipped or failed): its whole estimate counts as done."""
         with self._lock:
             self.done += 1
             self.done_estimate_s += estimate_s
+            self.step_estimate_s = 0.0  # counted once, in done_estimate_s
             self.step_fraction, self.state = 1.0, outcome
         self.draw(force=True, final=True)
 
-    def eta_s(self) -> float:
-        """Remaining wall time: remaining estimate scaled by how fast estimates came true."""
-        elapsed = time.monotonic() - self.started
+    # -- what is shown
+    def _raw_fraction(self) -> float:
         progressed = self.done_estimate_s + self.step_fraction * self.step_estimate_s
-        remaining = self.estimate_s - progressed
+        return max(0.0, min(1.0, progressed / self.estimate_s))
+
+    def fraction(self) -> float:
+        """Fraction of the estimated work done, never decreasing."""
+        self._high_water = max(self._high_water, self._raw_fraction())
+        return self._high_water
+
+    def eta_s(self) -> float:
+        """Remaining wall time: remaining estimate scaled by this session's pace."""
+        frac = self.fraction()
+        remaining = (1.0 - frac) * self.estimate_s
+        elapsed = time.monotonic() - self.started
+        progressed = (frac - self._session_start_fraction) * self.estimate_s
         if progressed > 0 and elapsed > 1.0:
             return max(0.0, remaining * elapsed / progressed)
         return max(0.0, remaining)
 
     def line(self) -> str:
-        frac = (self.done_estimate_s + self.step_fraction * self.step_estimate_s) / \
-            self.estimate_s
-        frac = max(0.0, min(1.0, frac))
+        frac = self.fraction()
         width = 20
         filled = int(round(frac * width))
         bar = "#" * filled + "-" * (width - filled)
-        current = min(self.done + 1, self.total)
         eta = format_duration(self.eta_s())
-        text = (f"[{bar}] {frac * 100:5.1f}%  step {current}/{self.total} {self.step_key} "
-                f"{self.state} {self.step_fraction * 100:3.0f}%  ETA {eta}")
+        text = (f"[{bar}] {frac * 100:5.1f}%  step {self.current}/{self.total} "
+                f"{self.step_key} {self.state} {self.step_fraction * 100:3.0f}%  ETA {eta}")
         if self.latest_fit:
-            text += f"  | {self.latest_fit}"
+            text += f"  | fit {self.latest_fit}"
         return text
 
     def draw(self, force: bool = False, final: bool = False) -> None:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from daqapp.commands._options import add_output_option, add_progress_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -21,10 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("file", type=Path, help="campaign TOML file")
     run.add_argument("--dry-run", action="store_true",
                      help="print the expanded steps and the time estimate; touch nothing")
-    run.add_argument("--output", "-o", type=Path, default=None,
-                     help="campaign folder to create (default: [campaign] output, else "
-                     "<file stem>-<date-time> in the current folder)")
-    run.add_argument("--no-progress", action="store_true", help="no progress line")
+    add_output_option(run, help="campaign folder to create (default: [campaign] output, else "
+                      "<file stem>-<date-time> in the current folder)")
+    add_progress_option(run)
     run.add_argument("--no-report", action="store_true",
                      help="do not write the report when the campaign finishes")
     run.set_defaults(func=_run)
@@ -34,17 +35,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "steps are never repeated, an interrupted step's partial run is "
                             "kept under partial/ and the step is run again.")
     resume.add_argument("folder", type=Path, help="campaign folder (holds manifest.json)")
-    resume.add_argument("--no-progress", action="store_true", help="no progress line")
+    add_progress_option(resume)
     resume.add_argument("--no-report", action="store_true",
                         help="do not write the report when the campaign finishes")
     resume.set_defaults(func=_resume)
 
-    status = sub.add_parser("status", help="show the steps of a campaign folder and their state")
-    status.add_argument("folder", type=Path)
+    status = sub.add_parser("status", help="show the steps of a campaign folder and their state",
+                            description="One line per step of a campaign folder: its state "
+                            "(pending, running, finished, skipped, failed), the number of "
+                            "attempts, its run file and the last error. Reads manifest.json "
+                            "only; safe while the campaign runs.")
+    status.add_argument("folder", type=Path, help="campaign folder (holds manifest.json)")
     status.set_defaults(func=_status)
 
     procs = sub.add_parser("procedures", help="list the procedures a campaign can name, "
-                           "with their parameters")
+                           "with their parameters",
+                           description="The procedure names a [[step]]'s procedure = may "
+                           "use, each with its summary and the parameter names its params "
+                           "table takes (units, defaults and limits: daqapp run --list).")
     procs.set_defaults(func=_procedures)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 

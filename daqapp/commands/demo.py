@@ -14,6 +14,7 @@ import time
 from importlib.resources import as_file
 from pathlib import Path
 
+from daqapp.commands._options import add_output_option, add_progress_option
 from daqapp.commands._types import finite_float
 
 MAIN_CAMPAIGN = "la3ni2o7.toml"
@@ -27,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run the packaged la3ni2o7.toml (R–T at 0–8 T, I–V, spectra 3–65 K) "
         "and nb-calibration.toml on the virtual lab, write the report, and print the "
         "key numbers beside the simulated sample's. Run again to resume an interrupted demo.")
-    parser.add_argument("--output", "-o", type=Path, default=Path("demo-output"),
-                        help="folder for the campaigns and the report (default demo-output)")
+    add_output_option(parser, default=Path("demo-output"),
+                      help="folder for the campaigns and the report (default demo-output)")
     parser.add_argument("--speed", type=finite_float(0.01, 1e6), default=None, metavar="X",
                         help="virtual-lab speed-up (default: the campaign files' value)")
     parser.add_argument("--quick", action="store_true",
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "and fields, for a first look or a test")
     parser.add_argument("--no-calibration", action="store_true",
                         help="skip the Nb calibration campaign")
-    parser.add_argument("--no-progress", action="store_true", help="no progress line")
+    add_progress_option(parser)
     parser.set_defaults(func=_demo)
 
 

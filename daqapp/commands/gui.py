@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from daqapp.commands._options import add_output_option
 from daqapp.commands._station_options import (
     add_station_options,
     parse_pairs,
@@ -27,8 +28,8 @@ def register(subparsers: Any) -> None:
         "  daqapp gui --station lab.toml --output /data/cell2 --models s+s,d+d",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_station_options(parser, default_speed=100.0)
-    parser.add_argument("--output", type=Path, default=Path("runs"), metavar="DIR",
-                        help="folder for run files (default %(default)s)")
+    add_output_option(parser, default=Path("runs"),
+                      help="folder for run files (default %(default)s)")
     parser.add_argument("--models", default="s+s", metavar="LIST",
                         help="on-line fit models, comma-separated from s, d, s+s, s+d, d+s, d+d "
                              "(default %(default)s)")

@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="With a display: play run files (or a campaign folder) into the same "
         "plots and on-line fits as a live run. With --headless (or no display): refit every "
         "spectrum and transport curve and write the report.")
-    parser.add_argument("sources", nargs="+", type=Path, metavar="RUN_OR_DIR")
+    parser.add_argument("sources", nargs="+", type=Path, metavar="RUN_OR_DIR",
+                        help="run file(s) or campaign folder(s)")
     parser.add_argument("--speed", type=finite_float(0, 1e6, low_open=True), default=None,
                         metavar="X",
                         help="play at X times the recorded pace (default: all at once)")
@@ -37,11 +38,10 @@ def _has_display() -> bool:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from daqapp.errors import ConfigError, DataFileError
+    from daqapp.commands.report import require_runs
+    from daqapp.errors import ConfigError
 
-    for source in args.sources:
-        if not source.exists():
-            raise DataFileError(f"{source}: no such file or folder")
+    require_runs(args.sources)
     if args.speed is not None and not args.speed > 0:
         raise ConfigError(f"--speed = {args.speed:g} must be > 0")
     if not args.headless and _has_display():

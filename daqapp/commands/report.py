@@ -11,9 +11,10 @@ from daqapp.commands._types import finite_float, whole_number
 def add_report_options(parser: argparse.ArgumentParser) -> None:
     """Analysis choices shared by ``report``, ``replay --headless`` and ``demo``."""
     from daqapp.analysis.critical import JC_FORMS
+    from daqapp.fitworker import MODELS  # the one list the window's fit panel offers too
 
     group = parser.add_argument_group("analysis")
-    group.add_argument("--model", default="s+s", choices=["s", "s+s", "s+d", "d+s", "d+d"],
+    group.add_argument("--model", default="s+s", choices=list(MODELS),
                        help="BTK model for the spectra (default s+s, as the seed)")
     group.add_argument("--dimension", type=whole_number(1, 3), default=2, choices=[1, 2, 3],
                        help="angular average of the BTK model (default 2, the seed's)")
@@ -98,13 +99,28 @@ def print_key_numbers(summary: dict, stream=None) -> None:
         print(f"  {label:<36} {value.text()}", file=stream)
 
 
-def _report(args: argparse.Namespace) -> int:
+def require_runs(sources: list[Path]) -> None:
+    """Refuse (exit 2, one line) sources holding no readable run file: a report of only
+    "n/a" would look like a result."""
     from daqapp.errors import DataFileError
-    from daqapp.report import write_report
+    from daqapp.report.analyse import collect
 
-    for source in args.sources:
+    for source in sources:
         if not source.exists():
             raise DataFileError(f"{source}: no such file or folder")
+    runs = collect(sources).runs
+    where = ", ".join(str(s) for s in sources)
+    if not runs:
+        raise DataFileError(f"no run files in {where}")
+    if all(run["kind"] == "unreadable" for run in runs):
+        raise DataFileError(f"no readable run files in {where} ({len(runs)} unreadable, "
+                            f"e.g. {runs[0]['file']}: {runs[0]['status']})")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from daqapp.report import write_report
+
+    require_runs(args.sources)
     report = write_report(args.sources, output=args.output, options=options_from(args),
                           title=args.title, progress=None if args.quiet else print)
     print(f"report: {report.summary_md}")

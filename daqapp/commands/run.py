@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from daqapp.commands._options import add_output_option, add_progress_option
 from daqapp.commands._station_options import (
     add_station_options,
     parse_pairs,
@@ -41,15 +42,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("procedure", nargs="?", help="procedure name (see --list)")
     parser.add_argument("--list", action="store_true",
-                        help="list procedures and their parameters (units, defaults, limits)")
+                        help="list procedures and their parameters (units, defaults, limits; "
+                        "with --station or --simulate, the ranges valid on that station)")
     add_station_options(parser, default_speed=1.0)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         dest="assignments", help="set a procedure parameter (repeatable)")
     parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                         help="run metadata: operator, sample, cell, pressure_GPa, ...")
-    parser.add_argument("--output", type=Path, metavar="DIR", help="folder for the run file")
+    add_output_option(parser, help="folder for the run file (required to run)")
     parser.add_argument("--filename", help="run file name (default: <Procedure>_<time>.h5)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_option(parser)
     parser.set_defaults(func=main)
 
 
@@ -57,18 +59,22 @@ def main(args: argparse.Namespace) -> int:
     from daqapp.errors import ConfigError
 
     if args.list:
-        print(list_text())
+        known = args.station is not None or args.simulate
+        print(list_text(station_from_options(args) if known else None))
         return 0
     if not args.procedure:
         raise ConfigError("procedure: name one (daqapp run --list shows them)")
+    import procedures
+
+    procedures.load(args.procedure)  # an unknown name is refused first, with the known ones
     if args.output is None:
-        raise ConfigError("--output DIR is required (the folder for the run file)")
+        raise ConfigError("-o/--output DIR is required (the folder for the run file)")
     station = station_from_options(args)
     procedure = build_procedure(args.procedure, args.assignments, station)
     metadata = parse_pairs("--meta", args.meta)
     if not getattr(args, "debug", False):
         logging.getLogger("pymeasure").setLevel(logging.WARNING)  # "Initializing ..." lines
-    return execute(procedure, station, args.output, args.filename, metadata, args.quiet)
+    return execute(procedure, station, args.output, args.filename, metadata, args.no_progress)
 
 
 # ---- building blocks (also used by tests) ------------------------------------------------
@@ -229,19 +235,27 @@ class ProgressBar:
                 self.stream.write("\n")
 
 
-def list_text() -> str:
-    """Every procedure with its summary and parameters (name, units, default, allowed)."""
+def list_text(station: Any = None) -> str:
+    """Every procedure with its summary and parameters (name, units, default, allowed);
+    with a ``station`` (config), a range is the one valid there (procedure ∩ station)."""
     import procedures
+    from daqapp.runner.procedure import effective_range
+    from daqapp.runner.roles import station_limits
 
     lines = []
     for name in procedures.PROCEDURES:
         cls = procedures.load(name)
         lines.append(f"{name}  ({cls.__name__}): {getattr(cls, 'SUMMARY', '')}")
         instance = cls()
+        instance.station = station
+        limits = station_limits(station)
         for key, parameter in sorted(instance.parameter_objects().items()):
             units = getattr(parameter, "units", None) or ""
             allowed = ""
             low, high = getattr(parameter, "minimum", None), getattr(parameter, "maximum", None)
+            span = effective_range(instance, key, limits) if limits is not None else None
+            if span is not None:
+                low, high = span[0], span[1]
             if low is not None and high is not None:
                 zero = "0 | " if getattr(parameter, "zero_allowed", False) else ""
                 allowed = f" [{zero}{low:g} .. {high:g}]"

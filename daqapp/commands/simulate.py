@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from daqapp.commands._options import add_renamed_option
 from daqapp.commands._types import finite_float, whole_number
 
 
@@ -17,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(SR830 and Keithley LF, Lake Shore and AMI CR LF, Oxford CR).",
         epilog="examples:\n  daqapp simulate --speed 100\n"
         "  daqapp simulate --ports standard --fault lockin=no_reply\n"
-        "  daqapp simulate --preset my_sample.toml --temperature itc503 --magnet ips120",
+        "  daqapp simulate --preset my_sample.toml --temperature-controller itc503 \\\n"
+        "      --magnet-supply ips120",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="la3ni2o7-cell2",
                         help="sample preset: la3ni2o7-cell2 (default), la3ni2o7-cell1, nb-foil, "
@@ -30,10 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ports", choices=("ephemeral", "standard"), default="ephemeral",
                         help="ephemeral (default): free ports; standard: 6221 1394, LS336 7777, "
                         "AMI430 7180, SR830 18830, 2182A 12182, ITC503 15003, IPS120 15120")
-    parser.add_argument("--temperature", choices=("ls336", "itc503"), default="ls336",
-                        help="temperature controller to emulate (default ls336)")
-    parser.add_argument("--magnet", choices=("ami430", "ips120"), default="ami430",
-                        help="magnet supply to emulate (default ami430)")
+    # Instrument models, not physical values: ``fit --temperature`` is kelvin.
+    add_renamed_option(parser, "--temperature-controller", "--temperature",
+                       choices=("ls336", "itc503"), default="ls336",
+                       help="temperature controller to emulate (default ls336)")
+    add_renamed_option(parser, "--magnet-supply", "--magnet",
+                       choices=("ami430", "ips120"), default="ami430",
+                       help="magnet supply to emulate (default ami430)")
     parser.add_argument("--initial-temperature", type=finite_float(0, 1500, "K", low_open=True),
                         default=None, metavar="K",
                         help="start the cryostat at this temperature (default: 1.5 K bath)")
@@ -67,7 +72,8 @@ def _simulate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--initial-temperature = {args.initial_temperature:g} K is outside "
                           "the allowed range 1.5 to 300 K")
     lab = VirtualLab(preset=args.preset, speed=args.speed, seed=args.seed,
-                     temperature_model=args.temperature, magnet_model=args.magnet,
+                     temperature_model=args.temperature_controller,
+                     magnet_model=args.magnet_supply,
                      ports=args.ports, initial_temperature_K=args.initial_temperature)
     stop = threading.Event()
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from pymeasure.experiment import Procedure
 from pymeasure.experiment import parameters as pymeasure_parameters
 
-from daqapp.errors import ConfigError, DaqappError, LimitError, check_number
+from daqapp.errors import ConfigError, DaqappError, LimitError, check_number, shown_value
 from daqapp.runner.roles import lab_seconds_to_real, station_limits, station_role
 
 _UNIT_IN_NAME = re.compile(r"^(?P<name>.*?)\s*\((?P<unit>[^()]*)\)\s*$")
@@ -206,11 +206,75 @@ def check_parameter(key: str, parameter: Any, value: Any) -> Any:
         parameter.value = value
     except DaqappError as exc:
         raise type(exc)(_rename(str(exc), parameter.name, key)) from None
-    except (ValueError, TypeError, OverflowError) as exc:
+    except (ValueError, TypeError, OverflowError):
+        # pymeasure's own text ("IntegerParameter given non-integer value of type ...")
+        # names neither the parameter nor what it accepts: say both instead.
         choices = getattr(parameter, "choices", None)
-        allowed = f" (allowed: {', '.join(map(str, choices))})" if choices else ""
-        raise ConfigError(f"{key} = {value!r}: {exc}{allowed}") from None
+        allowed = (f"one of {', '.join(map(str, choices))}" if choices else
+                   f"a valid {type(parameter).__name__.removesuffix('Parameter').lower()} "
+                   "value")
+        raise ConfigError(f"{key} = {value!r}: must be {allowed}") from None
     return parameter.value
+
+
+def effective_range(procedure: Any, key: str, limits: Any = None
+                    ) -> tuple[float, float, str] | None:
+    """``(low, high, unit)`` a numeric parameter may take on this station: its own range
+    intersected with the station limit the procedure's ``check_limits`` applies to it
+    (found by asking ``check_limits`` about a value beyond every limit); None when the
+    parameter has no numeric range."""
+    parameter = procedure._parameters.get(key)
+    rule = parameter_rule(parameter) if parameter is not None else {}
+    if not rule or rule["low"] is None or rule["high"] is None:
+        return None
+    low, high = float(rule["low"]), float(rule["high"])
+    check_limits = getattr(procedure, "check_limits", None)
+    if limits is None or not callable(check_limits):
+        return low, high, rule["unit"]
+    kept = getattr(procedure, key)
+    try:
+        for probe in (math.inf, -math.inf):
+            setattr(procedure, key, probe)
+            try:
+                check_limits(limits)
+            except LimitError as exc:
+                name, s_low, s_high = getattr(exc, "allowed", (None, 0.0, 0.0))
+                if name == key:
+                    low, high = max(low, s_low), min(high, s_high)
+                    break
+            except Exception:  # noqa: BLE001 - another check refused first: no station range
+                continue
+    finally:
+        setattr(procedure, key, kept)
+    return low, high, rule["unit"]
+
+
+def _range_text(span: tuple[float, float, str]) -> str:
+    low, high, unit = span
+    return f"{low:g} to {high:g}{' ' + unit if unit else ''}"
+
+
+def _with_effective_range(procedure: Any, key: str, error: DaqappError) -> str:
+    """``error``'s text, its allowed range replaced by the effective one on this station."""
+    span = effective_range(procedure, key, station_limits(procedure.station))
+    text = str(error)
+    if span is None:
+        return text
+    rule = parameter_rule(procedure._parameters[key])
+    own = (float(rule["low"]), float(rule["high"]), rule["unit"])
+    if span[:2] == own[:2]:
+        return text
+    value = getattr(procedure, key)
+    try:
+        number = float(_strip_units(value, span[2]))
+    except (TypeError, ValueError):
+        number = math.nan
+    where = f"on this station (procedure {_range_text(own)})"
+    if not math.isfinite(number):
+        return f"{key} = {shown_value(value)}: must be a number {_range_text(span)} {where}"
+    unit = f" {span[2]}" if span[2] else ""
+    return (f"{key} = {number:g}{unit} is outside the allowed range {_range_text(span)} "
+            f"{where}")
 
 
 def _rename(message: str, label: str, key: str) -> str:
@@ -235,6 +299,10 @@ def validate_parameters(procedure: Any, station: Any = None, name: str | None = 
     for key, parameter in procedure._parameters.items():
         try:
             setattr(procedure, key, check_parameter(key, parameter, getattr(procedure, key)))
+        except LimitError as exc:  # out of its own range: say the range valid on the station
+            message = _with_effective_range(procedure, key, exc) if procedure.station \
+                is not None else str(exc)
+            raise LimitError(f"{label} parameter {message}") from None
         except DaqappError as exc:
             raise type(exc)(f"{label} parameter {exc}") from None
     check_limits = getattr(procedure, "check_limits", None)
@@ -242,6 +310,14 @@ def validate_parameters(procedure: Any, station: Any = None, name: str | None = 
         return
     try:
         check_limits(station_limits(procedure.station))
+    except LimitError as exc:  # the station's range is the effective one unless it is wider
+        name, s_low, s_high = getattr(exc, "allowed", (None, 0.0, 0.0))
+        message = str(exc)
+        if name in procedure._parameters:
+            span = effective_range(procedure, name, station_limits(procedure.station))
+            if span is not None and span[:2] != (s_low, s_high):
+                message = _with_effective_range(procedure, name, exc)
+        raise LimitError(f"{label}: {message}") from None
     except DaqappError as exc:
         raise type(exc)(f"{label}: {exc}") from None
     except (ValueError, TypeError, ArithmeticError) as exc:  # a combination not foreseen
