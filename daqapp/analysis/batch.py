@@ -328,8 +328,13 @@ def _run_in_processes(tasks: Sequence[SeriesTask], jobs: int,
                 except Exception as exc:  # noqa: BLE001 - a dead worker fails its task only
                     outcomes[k] = _failed(tasks[k], f"worker failed: {exc!r}")
                 tick(len(tasks[k]))
-        except BaseException:
+        except BaseException:  # Ctrl-C (or a failing callback): stop now, not after the queue
+            processes = list(getattr(pool, "_processes", {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:  # a running series would otherwise finish first
+                process.terminate()
+            for process in processes:
+                process.join(timeout=10)
             raise
         pool.shutdown(wait=True)
     return [o for o in outcomes if o is not None]

@@ -140,3 +140,19 @@ def test_a_real_dask_scheduler_and_two_workers_give_the_same_numbers(mapped):
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def test_an_interrupt_cancels_the_batch_and_stops_the_workers(mapped):
+    import multiprocessing
+
+    _, tasks, _, _ = mapped
+    more = [SeriesTask(f"{t.contact}-{k}", t.items) for k in range(3) for t in tasks]
+
+    def interrupt(p):
+        if p.done:  # the first series is back: the user presses Ctrl-C
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(more, jobs=2, progress=interrupt)
+    # no worker is left fitting the cancelled series
+    assert not [p for p in multiprocessing.active_children() if p.is_alive()]
