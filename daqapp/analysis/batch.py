@@ -8,9 +8,13 @@ arrays (:class:`~daqapp.analysis.spectroscopy.RawSpectrum`), never open HDF5 fil
 need no access to the data. A spectrum whose fit fails is kept with its error text; the batch
 goes on.
 
-Local worker processes are spawned with ``MALLOC_TRIM_THRESHOLD_`` removed and one BLAS/OpenMP
-thread each: dask's default worker environment sets the former to 65536, which made each fit
-2.2–2.5× slower (issue 14), and two threaded BLAS per core only compete.
+Local worker processes are spawned with ``MALLOC_TRIM_THRESHOLD_`` removed: dask's default
+worker environment sets it to 65536, which made each fit 2.2–2.5× slower (issue 14). They
+inherit this process's BLAS/OpenMP thread settings, so ``jobs=N`` gives serial's numbers to the
+bit: a different thread count changes the summation order of threaded BLAS (spectra of a few
+hundred points and more), hence the last digits of χ² and the digits of a poorly determined
+parameter. Dask workers run with ``OMP_NUM_THREADS=1`` unless told otherwise; to compare a
+cluster bit for bit, run serial with ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`` too.
 """
 
 from __future__ import annotations
@@ -39,10 +43,9 @@ RUN_SUFFIXES = (".h5", ".hdf5")
 #: folders under a campaign that hold no runs of its own
 SKIP_DIRS = ("partial", "report")
 
-#: Environment of every worker process this module starts: no malloc trim threshold (dask
-#: sets 65536: fits 2.2–2.5× slower), one BLAS/OpenMP thread per single-threaded worker.
+#: Removed from the environment of every worker process this module starts (dask sets
+#: MALLOC_TRIM_THRESHOLD_=65536: fits 2.2–2.5× slower).
 WORKER_ENV_UNSET = ("MALLOC_TRIM_THRESHOLD_",)
-WORKER_ENV_SET = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 # --------------------------------------------------------------------------- tasks
@@ -256,8 +259,8 @@ def run_batch(tasks: Sequence[SeriesTask], jobs: int = 1, scheduler: str | None 
               progress: Callable[[Progress], None] | None = None) -> list[SeriesOutcome]:
     """Every task fitted; outcomes in task order.
 
-    ``jobs=1`` and no ``scheduler``: in this process. ``jobs=N``: N spawned single-threaded
-    local processes. ``scheduler="tcp://HOST:PORT"``: an existing dask.distributed cluster
+    ``jobs=1`` and no ``scheduler``: in this process. ``jobs=N``: N spawned local processes
+    (one task at a time each). ``scheduler="tcp://HOST:PORT"``: an existing dask.distributed cluster
     (its workers' environment is the cluster's; see the module doc). All three run the same
     :func:`fit_series` on the same arrays, so they give the same numbers. Ctrl-C cancels
     what has not run and shuts the workers down before ``KeyboardInterrupt`` propagates.
@@ -296,11 +299,10 @@ def run_batch(tasks: Sequence[SeriesTask], jobs: int = 1, scheduler: str | None 
 def worker_environment() -> Iterator[None]:
     """os.environ as worker processes should inherit it (see :data:`WORKER_ENV_UNSET`), for
     the processes spawned inside the block; restored afterwards."""
-    saved = {k: os.environ.get(k) for k in (*WORKER_ENV_UNSET, *WORKER_ENV_SET)}
+    saved = {k: os.environ.get(k) for k in WORKER_ENV_UNSET}
     try:
         for k in WORKER_ENV_UNSET:
             os.environ.pop(k, None)
-        os.environ.update(WORKER_ENV_SET)
         yield
     finally:
         for k, v in saved.items():

@@ -92,6 +92,7 @@ def write_free_spectrum():
 
 def test_workers_do_not_inherit_the_malloc_trim_threshold(monkeypatch):
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited: the parent's BLAS threads
     with worker_environment():
         env = subprocess.run([sys.executable, "-c", "import os; print("
                               "os.environ.get('MALLOC_TRIM_THRESHOLD_'), "
