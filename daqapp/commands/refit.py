@@ -68,8 +68,11 @@ def _default_output(first: Path) -> Path:
     return folder / "report" / "refit.h5"  # report/ is not searched for runs
 
 
-def progress_bar(stream=sys.stderr):
-    """A one-line progress bar (fits done, rate, ETA) for :func:`run_batch`."""
+def progress_bar(stream=None):
+    """A one-line progress bar (fits done, rate, ETA) for :func:`run_batch`, on ``stream``
+    (default: sys.stderr as it is when the bar is made)."""
+    stream = stream or sys.stderr
+
     def show(p) -> None:
         width = 30
         filled = int(width * p.done / p.total) if p.total else width

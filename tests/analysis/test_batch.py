@@ -157,3 +157,18 @@ def test_an_interrupt_cancels_the_batch_and_stops_the_workers(mapped):
         run_batch(more, jobs=2, progress=interrupt)
     # no worker is left fitting the cancelled series
     assert not [p for p in multiprocessing.active_children() if p.is_alive()]
+
+
+def test_the_report_gives_the_batch_numbers_for_a_contacts_folder(mapped):
+    from daqapp.report.analyse import ReportOptions, analyse_spectra
+    from daqapp.report.results import ReportData
+
+    root, tasks, _, serial = mapped
+    task = next(k for k, t in enumerate(tasks) if t.contact == "contact0")
+    data = ReportData()
+    analyse_spectra([root / "contact0" / "spectra.h5"], ReportOptions(), data)
+    report = [(s.temperature_K, s.parameters["delta1_meV"].value,
+               s.parameters["delta2_meV"].value) for s in data.spectra]
+    batch = [(r.temperature_K, r.values["delta1"], r.values["delta2"])
+             for r in serial[task].rows()]
+    assert report == batch
