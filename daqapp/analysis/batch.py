@@ -321,8 +321,10 @@ def _run_in_processes(tasks: Sequence[SeriesTask], jobs: int,
     with worker_environment():
         pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)),
                                    mp_context=multiprocessing.get_context("spawn"))
+        futures: dict[Any, int] = {}
         try:
-            futures = {pool.submit(fit_series, task): k for k, task in enumerate(tasks)}
+            for k, task in enumerate(tasks):
+                futures[pool.submit(fit_series, task)] = k
             for future in as_completed(futures):
                 k = futures[future]
                 try:
@@ -331,12 +333,14 @@ def _run_in_processes(tasks: Sequence[SeriesTask], jobs: int,
                     outcomes[k] = _failed(tasks[k], f"worker failed: {exc!r}")
                 tick(len(tasks[k]))
         except BaseException:  # Ctrl-C (or a failing callback): stop now, not after the queue
-            processes = list(getattr(pool, "_processes", {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
+            for future in futures:
+                future.cancel()
+            processes = list((getattr(pool, "_processes", None) or {}).values())
             for process in processes:  # a running series would otherwise finish first
                 process.terminate()
             for process in processes:
                 process.join(timeout=10)
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
     return [o for o in outcomes if o is not None]
