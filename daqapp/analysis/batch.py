@@ -333,8 +333,6 @@ def _run_in_processes(tasks: Sequence[SeriesTask], jobs: int,
                     outcomes[k] = _failed(tasks[k], f"worker failed: {exc!r}")
                 tick(len(tasks[k]))
         except BaseException:  # Ctrl-C (or a failing callback): stop now, not after the queue
-            for future in futures:
-                future.cancel()
             processes = list((getattr(pool, "_processes", None) or {}).values())
             for process in processes:  # a running series would otherwise finish first
                 process.terminate()
