@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,10 +27,10 @@ from daqapp.report.results import (
     Value,
 )
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from daqapp.analysis.batch import SeriesItem
 
-RUN_SUFFIXES = (".h5", ".hdf5")
-SKIP_DIRS = ("partial", "report")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,23 +93,8 @@ def classify(procedure: str, columns: Iterable[str]) -> str:
     return "other"
 
 
-def find_run_files(paths: Iterable[Path]) -> list[Path]:
-    """Run files under each path (a file, a campaign folder, or a folder of campaigns)."""
-    out: list[Path] = []
-    for path in paths:
-        path = Path(path)
-        if path.is_file():
-            out.append(path)
-            continue
-        for p in sorted(path.rglob("*")):
-            if p.suffix.lower() in RUN_SUFFIXES and p.is_file() and not any(
-                    part in SKIP_DIRS or part.startswith(".") for part in
-                    p.relative_to(path).parts[:-1]):
-                out.append(p)
-    return out
-
-
 def collect(paths: Iterable[Path]) -> Collected:
+    from daqapp.analysis.batch import find_run_files
     from daqapp.errors import DataFileError
     from daqapp.storage import open_run
 
@@ -149,36 +134,13 @@ def analysis_options(options: ReportOptions, model: str | None = None) -> Any:
                            profile=options.profile)
 
 
-@dataclass(eq=False)  # holds arrays: identity, not element-wise ==
-class _RunSpectrum:
-    """A recorded spectrum with the analysis options its own run's facts give."""
-
-    raw: Any
-    options: Any
-    source: str
-
-    @property
-    def temperature_K(self) -> float:
-        return float(self.raw.temperature_K)
-
-    @property
-    def field_T(self) -> float:
-        return float(self.raw.field_T)
-
-
 def load_run_spectra(path: Path, options: ReportOptions | None = None,
-                     model: str | None = None) -> list[_RunSpectrum]:
-    """Spectra of a run, both sweep directions at one temperature merged into one curve, each
-    with the run's facts (series resistance from its campaign or station, modulation)."""
-    from daqapp.analysis.spectroscopy import options_from_run, raw_spectra_from_run
-    from daqapp.storage import open_run
+                     model: str | None = None) -> list[SeriesItem]:
+    """Spectra of a run (sweep directions merged), each with the run's facts, as the batch
+    fits them (:func:`daqapp.analysis.batch.run_file_spectra`)."""
+    from daqapp.analysis.batch import run_file_spectra
 
-    options = options or ReportOptions()
-    path = Path(path)
-    with open_run(path) as run:
-        opts = options_from_run(run, analysis_options(options, model))
-        raws = raw_spectra_from_run(run, merge_directions=True)
-    return [_RunSpectrum(raw, opts, path.name) for raw in raws]
+    return run_file_spectra(path, analysis_options(options or ReportOptions(), model))
 
 
 def spectrum_result(analysis: Any, source: str) -> SpectrumResult:
@@ -215,7 +177,7 @@ def spectrum_result(analysis: Any, source: str) -> SpectrumResult:
         source=source, warnings=warnings)
 
 
-def _reference_for(references: list[_RunSpectrum], field_T: float) -> _RunSpectrum | None:
+def _reference_for(references: list[SeriesItem], field_T: float) -> SeriesItem | None:
     if not references:
         return None
     return min(references, key=lambda r: (abs(r.field_T - field_T), r.temperature_K))
@@ -225,9 +187,7 @@ def analyse_spectra(paths: list[Path], options: ReportOptions, data: ReportData,
                     progress: Callable[[str], None] | None = None) -> None:
     """Every spectrum through the one analysis (:mod:`daqapp.analysis.spectroscopy`), cold to
     warm as one series, then Δ(T) with Tc only where the data determine it."""
-    from daqapp.analysis.spectroscopy import SeriesFit, prepare
-
-    spectra: list[_RunSpectrum] = []
+    spectra: list[SeriesItem] = []
     for path in paths:
         try:
             spectra.extend(load_run_spectra(path, options))
@@ -259,17 +219,16 @@ def analyse_spectra(paths: list[Path], options: ReportOptions, data: ReportData,
     if any(rs_values):
         data.notes.append("series resistance removed before normalising: R_s = "
                           + ", ".join(f"{r:g} Ω" for r in rs_values))
-    series = SeriesFit()
-    for spec in spectra:
-        try:
-            series.options = spec.options
-            ref = (_reference_for(references, spec.field_T)
-                   if options.normal_state_reference else None)
-            analysis = series.add(prepare(spec.raw, spec.options,
-                                          ref.raw if ref is not None else None))
-        except Exception as exc:  # noqa: BLE001
-            data.notes.append(f"{spec.source} at {spec.temperature_K:.1f} K: fit failed ({exc})")
-            continue
+    if options.normal_state_reference:
+        for spec in spectra:
+            ref = _reference_for(references, spec.field_T)
+            spec.reference = ref.raw if ref is not None else None
+
+    def reported(spec: SeriesItem, analysis: Any, error: str) -> None:
+        if analysis is None:
+            data.notes.append(f"{spec.source} at {spec.temperature_K:.1f} K: fit failed "
+                              f"({error})")
+            return
         result = spectrum_result(analysis, spec.source)
         data.spectra.append(result)
         intervals = getattr(analysis.result(), "intervals", None) or {}
@@ -284,7 +243,11 @@ def analyse_spectra(paths: list[Path], options: ReportOptions, data: ReportData,
             d2 = result.parameters.get("delta2_meV", MISSING)
             progress(f"spectrum {spec.temperature_K:5.1f} K: Δ1 = {d1.text()}, "
                      f"Δ2 = {d2.text()}, χ²_red = {result.chi2_red:.2f}")
-    gaps = series.series()
+
+    # the report's spectra are one contact's series: one batch task, fitted here
+    from daqapp.analysis.batch import SeriesTask, fit_series
+
+    gaps = fit_series(SeriesTask("", spectra), on_fit=reported).gaps
     data.notes.extend(gaps.notes)
     if len(gaps.temperature_K) < 2:
         if data.spectra:
