@@ -13,6 +13,7 @@ import math
 import sys
 from pathlib import Path
 
+from daqapp.commands._options import add_progress_option
 from daqapp.commands._types import finite_float, whole_number
 
 
@@ -51,7 +52,7 @@ def register(subparsers) -> None:
                    help="results table (default: <first PATH>/report/refit.h5)")
     p.add_argument("--store", action="store_true",
                    help="also append each fit to its run file (never rewrites raw data)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_option(p)
     p.set_defaults(func=run)
 
 
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     if not tasks:
         raise DataFileError(f"{', '.join(map(str, args.paths))}: no spectrum runs found")
     outcomes = run_batch(tasks, jobs=args.jobs, scheduler=args.scheduler,
-                         progress=None if args.quiet else progress_bar())
+                         progress=None if args.no_progress else progress_bar())
     output = args.output or _default_output(args.paths[0])
     n_rows = write_results(output, outcomes, notes)
     failed = sum(1 for o in outcomes for e in o.errors if e)
