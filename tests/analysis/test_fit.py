@@ -376,7 +376,7 @@ def test_parallel_normal_fraction_is_recovered_when_freed_and_biases_the_fit_whe
     assert r.values["gamma1"] == pytest.approx(3.0, rel=0.05)
     without = fit_spectrum(v, g, BTKModel("s", 3.0))
     # measured: Γ1 5.4 instead of 3.0, χ²_red 59 — here it shows; with two gaps it is
-    # absorbed into w instead, at χ²_red ≈ 1 (docs/drafts/fit-model.md)
+    # absorbed into w instead, at χ²_red ≈ 1 (docs/notes/fit-model.md)
     assert without.values["gamma1"] > 1.5 * 3.0 and without.chi2_red > 5
 
 
