@@ -430,7 +430,10 @@ class FitWorker:
             self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """End the worker: the fit in progress finishes, spectra still queued are dropped
+        (a closed window must not go on fitting for minutes); ``wait_idle`` first to keep them."""
         if self._thread is not None and self._thread.is_alive():
+            self._generation += 1
             self._queue.put(None)
             self._thread.join(timeout)
         self._thread = None

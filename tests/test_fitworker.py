@@ -176,3 +176,17 @@ def test_attach_takes_the_lead_from_the_station_wiring_and_continues_a_contacts_
     assert worker.series_fit.analyses == ["a spectrum"]
     worker.attach(Run({"sample": "Nb", "cell": ""}))  # another contact: a new series
     assert worker.series_fit.analyses == []
+
+
+def test_stop_drops_queued_spectra_and_the_thread_ends():
+    """A closed window must not go on fitting its queue: stop() lets the fit in progress
+    finish, skips the rest, and the thread is gone; wait_idle() before stop() keeps them."""
+    worker = FitWorker(models=("s+s",))
+    for sweep, temperature in enumerate((3.0, 10.0, 20.0, 30.0, 40.0, 50.0)):
+        worker.submit(Spectrum(sweep, BIAS_MV, measured_spectrum(temperature, sweep),
+                               temperature))
+    thread = worker._thread  # noqa: SLF001 - the worker's own thread, to see it end
+    worker.stop(timeout=120)
+    assert thread is not None and not thread.is_alive()
+    assert len(worker.updates) <= 1
+    assert worker.wait_idle(1)  # the skipped spectra are not left pending

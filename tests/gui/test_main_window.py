@@ -87,6 +87,13 @@ def clipped_widgets(window: QtWidgets.QWidget) -> list[str]:
     return bad
 
 
+def _has_fit(path, name: str) -> bool:
+    """Poll the file closing it each time: a reader left open until garbage collection
+    keeps the fit worker's append (same process, read-write) out of the file."""
+    with open_run(path) as run:
+        return name in run.fits
+
+
 def test_live_spectrum_is_plotted_fitted_stored_and_replayed_identically(qtbot, aux_station,
                                                                          tmp_path):
     settings = QtCore.QSettings(str(tmp_path / "gui.ini"), QtCore.QSettings.Format.IniFormat)
@@ -119,7 +126,7 @@ def test_live_spectrum_is_plotted_fitted_stored_and_replayed_identically(qtbot, 
     assert np.isfinite(rows["Δ1"].value) and rows["Δ1"].error > 0
     assert window.fit_panel.param_table.rowCount() == len(rows)
     assert window.fit_panel.compare_table.item(0, 0).text() == "s+s"
-    qtbot.waitUntil(lambda: "sweep0000_s+s" in open_run(item.path).fits, timeout=30_000)
+    qtbot.waitUntil(lambda: _has_fit(item.path, "sweep0000_s+s"), timeout=30_000)
     fx, fy = window.plots.didv.trace_data("fit")
     assert fx.min() == pytest.approx(x.min()) and np.all(np.isfinite(fy))
     assert fits is not None
