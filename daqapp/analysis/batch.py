@@ -312,6 +312,19 @@ def worker_environment() -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _collect(done: Iterable[Any], futures: dict[Any, int], tasks: Sequence[SeriesTask],
+             outcomes: list[SeriesOutcome | None], tick: Callable[[int], None]) -> None:
+    """Store each finished future's outcome at its task's index as it completes (a pool's
+    or a dask cluster's futures alike); a failed task fails its series only."""
+    for future in done:
+        k = futures[future]
+        try:
+            outcomes[k] = future.result()
+        except Exception as exc:  # noqa: BLE001 - a dead or lost worker fails its task only
+            outcomes[k] = _failed(tasks[k], f"worker failed: {exc!r}")
+        tick(len(tasks[k]))
+
+
 def _run_in_processes(tasks: Sequence[SeriesTask], jobs: int,
                       tick: Callable[[int], None]) -> list[SeriesOutcome]:
     import multiprocessing
@@ -325,13 +338,7 @@ def _run_in_processes(tasks: Sequence[SeriesTask], jobs: int,
         try:
             for k, task in enumerate(tasks):
                 futures[pool.submit(fit_series, task)] = k
-            for future in as_completed(futures):
-                k = futures[future]
-                try:
-                    outcomes[k] = future.result()
-                except Exception as exc:  # noqa: BLE001 - a dead worker fails its task only
-                    outcomes[k] = _failed(tasks[k], f"worker failed: {exc!r}")
-                tick(len(tasks[k]))
+            _collect(as_completed(futures), futures, tasks, outcomes, tick)
         except BaseException:  # Ctrl-C (or a failing callback): stop now, not after the queue
             processes = list((getattr(pool, "_processes", None) or {}).values())
             for process in processes:  # a running series would otherwise finish first
@@ -360,13 +367,7 @@ def _run_on_cluster(tasks: Sequence[SeriesTask], address: str,
         for k, task in enumerate(tasks):
             # retries: a task of a lost worker runs again on another one
             futures[client.submit(fit_series, task, pure=False, retries=1)] = k
-        for future in as_completed(list(futures)):
-            k = futures[future]
-            try:
-                outcomes[k] = future.result()
-            except Exception as exc:  # noqa: BLE001 - a failed task fails its series only
-                outcomes[k] = _failed(tasks[k], f"worker failed: {exc!r}")
-            tick(len(tasks[k]))
+        _collect(as_completed(list(futures)), futures, tasks, outcomes, tick)
     except BaseException:
         client.cancel(list(futures))
         raise
