@@ -38,15 +38,16 @@ def _has_display() -> bool:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from daqapp.commands.report import require_runs
+    from daqapp.commands.report import require_runs, require_sources
     from daqapp.errors import ConfigError
 
-    require_runs(args.sources)
+    require_sources(args.sources)
     if args.speed is not None and not args.speed > 0:
         raise ConfigError(f"--speed = {args.speed:g} must be > 0")
     if not args.headless and _has_display():
         from daqapp.gui.replay import open_replay_window
 
+        require_runs(args.sources)  # the window reads the files itself
         open_replay_window([str(s) for s in args.sources], speed=args.speed,
                            models=(args.model,))
         return 0
@@ -56,7 +57,7 @@ def _replay(args: argparse.Namespace) -> int:
     from daqapp.report import write_report
 
     report = write_report(args.sources, output=args.output, options=options_from(args),
-                          progress=print)
+                          progress=print, require=True)
     print(f"report: {report.summary_md}")
     print_key_numbers(report.summary)
     return 0

@@ -100,29 +100,30 @@ def print_key_numbers(summary: dict, stream=None) -> None:
 
 
 def require_runs(sources: list[Path]) -> None:
-    """Refuse (exit 2, one line) sources holding no readable run file: a report of only
-    "n/a" would look like a result."""
-    from daqapp.errors import DataFileError
+    """Refuse (exit 2, one line) sources that do not exist or hold no readable run file
+    (for callers that do not analyse them next; the report checks while it collects)."""
     from daqapp.report.analyse import collect
+    from daqapp.report.analyse import require_runs as require_collected
+
+    require_sources(sources)
+    require_collected(collect(sources), sources)
+
+
+def require_sources(sources: list[Path]) -> None:
+    from daqapp.errors import DataFileError
 
     for source in sources:
         if not source.exists():
             raise DataFileError(f"{source}: no such file or folder")
-    runs = collect(sources).runs
-    where = ", ".join(str(s) for s in sources)
-    if not runs:
-        raise DataFileError(f"no run files in {where}")
-    if all(run["kind"] == "unreadable" for run in runs):
-        raise DataFileError(f"no readable run files in {where} ({len(runs)} unreadable, "
-                            f"e.g. {runs[0]['file']}: {runs[0]['status']})")
 
 
 def _report(args: argparse.Namespace) -> int:
     from daqapp.report import write_report
 
-    require_runs(args.sources)
+    require_sources(args.sources)
     report = write_report(args.sources, output=args.output, options=options_from(args),
-                          title=args.title, progress=None if args.quiet else print)
+                          title=args.title, progress=None if args.quiet else print,
+                          require=True)
     print(f"report: {report.summary_md}")
     print(f"figures: {', '.join(p.name for p in report.figures) or 'none'}")
     if not args.quiet:

@@ -34,11 +34,13 @@ class Report:
 
 def write_report(source: Path | str | Iterable[Path | str], output: Path | None = None,
                  options: ReportOptions | None = None, title: str | None = None,
-                 progress: Callable[[str], None] | None = None) -> Report:
+                 progress: Callable[[str], None] | None = None,
+                 require: bool = False) -> Report:
     """Analyse every run under ``source`` and write figures + summary into ``output``.
 
     ``source`` is a run file, a campaign folder, a folder of campaign folders, or a list of
-    these; ``output`` defaults to ``<first source folder>/report``.
+    these; ``output`` defaults to ``<first source folder>/report``. ``require`` refuses
+    sources without a readable run file before anything is written.
     """
     from daqapp.report.figures import write_all
     from daqapp.report.summary import summary_dict, write_summary
@@ -48,8 +50,8 @@ def write_report(source: Path | str | Iterable[Path | str], output: Path | None 
         first = sources[0]
         output = (first if first.is_dir() else first.parent) / REPORT_DIR
     output = Path(output)
+    data = analyse(sources, options, title=title, progress=progress, require=require)
     output.mkdir(parents=True, exist_ok=True)
-    data = analyse(sources, options, title=title, progress=progress)
     figures = write_all(data, output)
     json_path, md_path = write_summary(data, output, figures)
     return Report(output, figures, json_path, md_path, data, summary_dict(data, figures))

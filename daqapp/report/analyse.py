@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -553,13 +553,31 @@ def analyse_calibration(paths: list[Path], options: ReportOptions, data: ReportD
 # --------------------------------------------------------------------------- entry points
 
 
+def require_runs(found: Collected, paths: Sequence[Path]) -> None:
+    """Refuse (one line) sources holding no readable run file: a report of only "n/a" would
+    look like a result."""
+    from daqapp.errors import DataFileError
+
+    where = ", ".join(str(p) for p in paths)
+    if not found.runs:
+        raise DataFileError(f"no run files in {where}")
+    if all(run["kind"] == "unreadable" for run in found.runs):
+        first = found.runs[0]
+        raise DataFileError(f"no readable run files in {where} ({len(found.runs)} unreadable, "
+                            f"e.g. {first['file']}: {first['status']})")
+
+
 def analyse(paths: Iterable[Path], options: ReportOptions | None = None,
             title: str | None = None,
-            progress: Callable[[str], None] | None = None) -> ReportData:
-    """Read every run under ``paths`` and compute the report's figures' data and numbers."""
+            progress: Callable[[str], None] | None = None,
+            require: bool = False) -> ReportData:
+    """Read every run under ``paths`` and compute the report's figures' data and numbers;
+    ``require`` refuses sources without a readable run file (:func:`require_runs`)."""
     options = options or ReportOptions()
     paths = [Path(p) for p in paths]
     found = collect(paths)
+    if require:
+        require_runs(found, paths)
     data = ReportData(title=title or _title(found, paths), sample=found.sample,
                       runs=found.runs)
     steps = (("R–T", analyse_rt, found.rt), ("I–V", analyse_iv, found.iv),
