@@ -27,6 +27,7 @@ from typing import Any
 from daqapp.campaign import manifest as M
 from daqapp.campaign.progress import ProgressLine
 from daqapp.campaign.spec import (
+    UNBOUNDED_LIMITS,
     Campaign,
     PlannedStep,
     SuspendRule,
@@ -780,14 +781,16 @@ def with_speed(campaign: Campaign, speed: float | None) -> Campaign:
 
 
 def load_for_run(path: Path, catalog: Any, speed: float | None = None) -> Campaign:
-    """Validate a campaign fully (station limits included) and attach estimates."""
-    campaign = with_speed(load_campaign(path), speed)
+    """Validate a campaign fully (station limits included) and attach estimates.
+
+    The file is read once for its structure and the station it names, then validated against
+    that station's limits only: a range check never quotes a default the station does not have.
+    """
+    structure = with_speed(load_campaign(path, limits=UNBOUNDED_LIMITS), speed)
     if getattr(catalog, "station", "absent") is None:
-        catalog.station = unconnected_station(campaign)
-    campaign = with_speed(load_campaign(path, catalog=catalog), speed)
-    limits = station_limits_dict(campaign)
-    if limits:
-        campaign = with_speed(load_campaign(path, catalog=catalog, limits=limits), speed)
+        catalog.station = unconnected_station(structure)
+    limits = station_limits_dict(structure)
+    campaign = with_speed(load_campaign(path, catalog=catalog, limits=limits or None), speed)
     return with_estimates(campaign, catalog)
 
 
