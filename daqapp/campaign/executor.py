@@ -84,7 +84,27 @@ def connect_station(campaign: Campaign) -> Any:
         station = station_module.load_station(spec.file)
     else:
         station = _simulated_station(campaign)
-    return connect_for_driving(station, "campaign")
+    return connect_for_driving(station, "campaign", roles=campaign_roles(campaign))
+
+
+def campaign_roles(campaign: Campaign) -> set[str] | None:
+    """The roles the campaign's steps use (None: every role): the temperature controller and
+    magnet that position each step, and what each step's procedure declares it may use."""
+    from daqapp.campaign.catalog import ProcedureCatalog
+
+    catalog = ProcedureCatalog()
+    roles = {"temperature", "magnet"}
+    for step in campaign.steps:
+        if step.procedure is None:
+            continue
+        try:
+            declared = getattr(catalog.resolve(step.procedure), "ROLES", None)
+        except ConfigError:
+            return None
+        if declared is None:
+            return None
+        roles |= set(declared)
+    return roles
 
 
 def _simulated_station(campaign: Campaign) -> Any:
