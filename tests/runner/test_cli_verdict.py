@@ -19,8 +19,8 @@ class MagnetGoesSilent:
     def __getattr__(self, name):
         return getattr(self.config, name)
 
-    def connect(self):
-        conn = self.config.connect()
+    def connect(self, **kwargs):
+        conn = self.config.connect(**kwargs)
         conn.lab.faults.set("magnet", "no_reply")
         return conn
 
