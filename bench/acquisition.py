@@ -10,7 +10,11 @@ same lab, is recorded twice in this one process:
 * pymeasure stock: ``pymeasure.experiment.Worker`` + ``Results`` (CSV via the Recorder).
 
 Each is measured headless and with a live plot that refreshes every 0.1 s (pymeasure's plot
-reads ``Results.data``, which re-reads the CSV; daqapp's reads the in-memory RunBuffer).
+reads ``Results.data``, which re-reads the CSV; daqapp's reads the in-memory RunBuffer). The
+drivers open their sockets with TCP_NODELAY (``drivers.base.disable_nagle``); ``--nagle`` turns
+Nagle's algorithm back on to show what it costs. Then the same procedure with the instruments in
+this process (``simulators.inprocess``: the same drivers and emulators, no sockets), where only
+the stacks differ: daqapp, pymeasure's Worker, and the bare procedure loop.
 Then ``bench/storage.py`` gives the rows/s the HDF5 writer sustains and the memory of a 10^6-
 point run. Every figure is printed beside its target.
 
@@ -124,26 +128,54 @@ def run_pymeasure(conn, folder: Path, points: int, plot: bool) -> tuple[float, i
     return elapsed, len(data), steady_rate(data["time"])
 
 
-def set_nodelay(conn, on: bool) -> list[str]:
-    """TCP_NODELAY on every socket connection.
+def set_nagle(conn, on: bool) -> list[str]:
+    """Nagle's algorithm on or off on every socket link (the drivers open them with it off,
+    ``drivers.base.disable_nagle``; ``--nagle`` turns it on to show what it costs)."""
+    from drivers.base import disable_nagle
 
-    With Nagle's algorithm on (the socket default, and what the drivers open today), a query
-    that follows a write waits for the delayed ACK of the write: tens of ms per point.
-    pyvisa-py 0.7 refuses VI_ATTR_TCPIP_NODELAY on SOCKET sessions, so the option is set on
-    the session's socket itself."""
-    import socket
+    return [role for role, adapter in conn.roles.items()
+            if disable_nagle(adapter.instrument, disable=not on)]
 
-    changed = []
-    for role, adapter in conn.roles.items():
-        resource = getattr(getattr(getattr(adapter, "instrument", None), "adapter", None),
-                           "connection", None)
-        if resource is None or not str(getattr(resource, "resource_name", "")).endswith(
-                "SOCKET"):
-            continue
-        session = resource.visalib.sessions[resource.session]
-        session.interface.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(on))
-        changed.append(role)
-    return changed
+
+def run_bare(conn, points: int) -> tuple[float, int, float]:
+    """The procedure's own loop and nothing else: rows appended to a list, no file, no
+    snapshots, no safe state (the floor any recording stack adds to)."""
+    procedure = _procedure(points)
+    procedure.station = conn
+    rows: list[dict] = []
+    procedure.emit = lambda kind, payload=None, *a, **k: (
+        rows.append(payload) if kind == "results" else None)
+    t0 = time.perf_counter()
+    procedure.startup()
+    try:
+        procedure.execute()
+    finally:
+        procedure.shutdown()
+    elapsed = time.perf_counter() - t0
+    return elapsed, len(rows), steady_rate([row["time"] for row in rows])
+
+
+def measure_in_process(points: int, repeats: int) -> dict[str, float]:
+    """Points/s with the instruments in this process (``simulators.inprocess``: the same
+    drivers and emulator physics, no TCP round trip), where only the stacks differ: daqapp's
+    Run + HDF5, pymeasure's Worker + CSV, and the bare loop. Interleaved, medians."""
+    from daqapp.station import Station
+    from simulators.inprocess import in_process
+
+    rates: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, \
+            Station.simulated(speed=1e4, wiring={"dc_voltage_reader": "lockin_aux_in"}) \
+            .connect() as conn:
+        in_process(conn)
+        folder = Path(tmp)
+        run_daqapp(conn, folder, 21, False)  # warm-up
+        paths = [("daqapp", lambda: run_daqapp(conn, folder, points, False)),
+                 ("pymeasure", lambda: run_pymeasure(conn, folder, points, False)),
+                 ("bare loop", lambda: run_bare(conn, points))]
+        for repeat in range(repeats):
+            for name, runner in (paths if repeat % 2 == 0 else paths[::-1]):
+                rates.setdefault(name, []).append(runner()[2])
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def measure(points: int, repeats: int, nodelay: bool) -> dict[str, float]:
@@ -154,8 +186,8 @@ def measure(points: int, repeats: int, nodelay: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, \
             Station.simulated(speed=1e4, wiring={"dc_voltage_reader": "lockin_aux_in"}) \
             .connect() as conn:
-        if nodelay:
-            set_nodelay(conn, True)
+        if not nodelay:
+            set_nagle(conn, True)
         folder = Path(tmp)
         run_daqapp(conn, folder, 21, False)  # warm-up: imports, first h5py file, sockets
         paths = [("daqapp", run_daqapp), ("pymeasure", run_pymeasure)]
@@ -264,6 +296,13 @@ def main() -> int:
         print(f"    whole run incl. bookends     daqapp {totals[f'daqapp{suffix}']:.2f} s "
               f"(file, start/end snapshots of 5 instruments, safe state), pymeasure "
               f"{totals[f'pymeasure{suffix}']:.2f} s (none of these)")
+    inproc = measure_in_process(args.points, args.repeats)
+    print(f"Instruments in this process (same drivers and emulators, no sockets), "
+          f"{args.points} points, median of {args.repeats}: only the stacks differ")
+    for name, rate in inproc.items():
+        print(f"    {name:28s} {rate:10.1f} points/s   {rate / inproc['bare loop']:5.2f} x "
+              "the bare loop")
+    print(f"    speed-up daqapp / pymeasure  {inproc['daqapp'] / inproc['pymeasure']:10.2f} x")
     for plot in (False, True):
         cost = recording_cost(args.cost_rows, plot)
         print(f"Recording cost per point, {args.cost_rows:,} records of the spectrum's 14 "

@@ -1,5 +1,6 @@
-"""Refit speed of a synthetic map: serial, ``--jobs N`` local processes, and a real dask
-scheduler + N ``dask worker`` processes on 127.0.0.1, each as a ratio to serial in this run.
+"""Refit speed of a synthetic map: serial, ``--jobs N`` (a dask LocalCluster of N processes),
+and a real dask scheduler + N ``dask worker`` processes (default nanny, as any cluster starts
+them) on 127.0.0.1, each as a ratio to serial in this run.
 
 Run: ``PYTHONPATH=$PWD .venv/bin/python bench/refit.py`` (defaults: 8 contacts × 9
 temperatures × 3 fields of Table 3–like raw s+s spectra, 401 points, 0.2 % noise; 2 workers).
@@ -77,23 +78,20 @@ def _free_port() -> int:
 
 
 def start_cluster(workers: int) -> tuple[str, list[subprocess.Popen]]:
-    """``dask scheduler`` and ``workers`` single-threaded ``dask worker --no-nanny`` processes
-    on loopback, without MALLOC_TRIM_THRESHOLD_ (see analysis.batch). With a nanny the same
-    map ran at 1.26× instead of 1.6–1.7× here (cause not pinned down)."""
+    """``dask scheduler`` and ``workers`` single-threaded ``dask worker`` processes on loopback,
+    started as an administrator would (a nanny each, which sets MALLOC_TRIM_THRESHOLD_=65536:
+    the fit task undoes its effect itself, see analysis.batch)."""
     from distributed import Client
 
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ,
-           "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_": "None"}
-    env.pop("MALLOC_TRIM_THRESHOLD_", None)
-    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    quiet = {"env": dict(os.environ), "stdout": subprocess.DEVNULL,
+             "stderr": subprocess.DEVNULL}
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
                                "--host", "127.0.0.1", "--port", str(port),
                                "--dashboard-address", ":0"], **quiet)]
     procs += [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
-                                "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
-                                "--no-nanny"],
+                                "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
                                **quiet) for _ in range(workers)]
     with Client(address, timeout="30s") as client:
         client.wait_for_workers(workers, timeout=60)
@@ -129,8 +127,8 @@ def main() -> None:
           f"spectra of {args.points} points, s+s; {os.cpu_count()} cores")
     t_serial, serial = timed(tasks)
     per_fit = t_serial / n
-    print(f"serial:            {n / t_serial:6.2f} fits/s  (1.00×)  {per_fit * 1e3:.0f} ms/fit")
-    runs = [(f"--jobs {args.jobs}", {"jobs": args.jobs})]
+    print(f"{'serial':28s} {n / t_serial:6.2f} fits/s  (1.00×)  {per_fit * 1e3:.0f} ms/fit")
+    runs = [(f"--jobs {args.jobs} (LocalCluster)", {"jobs": args.jobs})]
     procs: list[subprocess.Popen] = []
     if not args.no_cluster:
         address, procs = start_cluster(args.jobs)
@@ -141,7 +139,7 @@ def main() -> None:
             same = "identical" if numbers(outcomes) == numbers(serial) else "DIFFERENT"
             overhead = max(t - t_serial / args.jobs, 0.0) / len(tasks)
             project = (1e5 * per_fit + 1e5 / (n / len(tasks)) * overhead) / 64
-            print(f"{name:18s} {n / t:6.2f} fits/s  ({t_serial / t:.2f}×)  numbers {same}; "
+            print(f"{name:28s} {n / t:6.2f} fits/s  ({t_serial / t:.2f}×)  numbers {same}; "
                   f"overhead {overhead * 1e3:.0f} ms/task; 10⁵ spectra on 64 workers ≈ "
                   f"{project / 60:.0f} min")
     finally:

@@ -233,8 +233,9 @@ def verify_heater(role: Any, read_setpoint: Callable[[], float],
     return check
 
 
-def disable_nagle(instrument: Any) -> bool:
-    """Send small SCPI messages at once on raw TCP sockets; True if the option was set.
+def disable_nagle(instrument: Any, disable: bool = True) -> bool:
+    """Send small SCPI messages at once on raw TCP sockets; True if the option was set
+    (``disable=False`` turns Nagle's algorithm back on, for measuring what it costs).
 
     With Nagle's algorithm on, a query written right after a command waits for the peer's
     delayed ACK (~20-40 ms), which made a lock-in spectrum ~7x slower. pyvisa-py refuses
@@ -248,5 +249,5 @@ def disable_nagle(instrument: Any) -> bool:
     sock = getattr(sessions.get(connection.session), "interface", None)
     if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_STREAM:
         return False
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(disable))
     return True

@@ -38,6 +38,9 @@ CONVERSION_S = 0.025
 class DifferentialConductanceDcon(ControlledProcedure):
     """dI/dV spectrum from the 6221's differential-conductance (DCON) staircase."""
 
+    #: delta mode / DC sweeps: no lock-in
+    ROLES: ClassVar[tuple[str, ...] | None] = ("current_source", "nanovoltmeter", "temperature",
+                                               "magnet")
     SUMMARY = "dI/dV spectrum, Keithley 6221 DCON mode with the 2182A (fast)"
     COLUMNS: ClassVar[dict[str, str]] = {
         "bias_current": "A", "dc_voltage": "V", "dv": "V", "dvdi": "Ohm", "didv": "S",

@@ -53,6 +53,9 @@ def find_critical_current(current: np.ndarray, voltage: np.ndarray,
 class CriticalCurrentIV(ControlledProcedure):
     """I–V sweep with the 6221 (DC) and the 2182A; Ic from where V leaves zero."""
 
+    #: delta mode / DC sweeps: no lock-in
+    ROLES: ClassVar[tuple[str, ...] | None] = ("current_source", "nanovoltmeter", "temperature",
+                                               "magnet")
     SUMMARY = "I-V curve and critical current (6221 DC sweep, 2182A voltage)"
     COLUMNS: ClassVar[dict[str, str]] = {
         "current": "A", "voltage": "V", "voltage_raw": "V", "resistance": "Ohm",

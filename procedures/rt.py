@@ -67,6 +67,9 @@ MAX_RAMP_ROWS = 1_000_000
 class ResistanceTemperature(ControlledProcedure):
     """R(T) with the delta method, ramped or stepped, for each field of a list."""
 
+    #: delta mode / DC sweeps: no lock-in
+    ROLES: ClassVar[tuple[str, ...] | None] = ("current_source", "nanovoltmeter", "temperature",
+                                               "magnet")
     SUMMARY = "R-T in delta mode (6221 + 2182A), ramped or stepped, at a list of fields"
     COLUMNS: ClassVar[dict[str, str]] = {
         "temperature": "K", "resistance": "Ohm", "voltage": "V", "current": "A",

@@ -8,19 +8,36 @@ arrays (:class:`~daqapp.analysis.spectroscopy.RawSpectrum`), never open HDF5 fil
 need no access to the data. A spectrum whose fit fails is kept with its error text; the batch
 goes on.
 
-Local worker processes are spawned with ``MALLOC_TRIM_THRESHOLD_`` removed: dask's default
-worker environment sets it to 65536, which made each fit 2.2–2.5× slower (issue 14). They
-inherit this process's BLAS/OpenMP thread settings, so ``jobs=N`` gives serial's numbers to the
-bit: a different thread count changes the summation order of threaded BLAS (spectra of a few
-hundred points and more), hence the last digits of χ² and the digits of a poorly determined
-parameter. Dask workers run with ``OMP_NUM_THREADS=1`` unless told otherwise; to compare a
-cluster bit for bit, run serial with ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`` too.
+With ``shared_fs`` a task names its run files instead (:class:`FileSeriesTask`) and the worker
+reads them: for clusters whose nodes see the same files, so the client ships paths, not data.
+
+``jobs=N`` starts a dask LocalCluster of N single-threaded worker processes on 127.0.0.1 (a
+process pool where dask is not installed); ``scheduler=ADDRESS`` uses a running cluster. Both
+run through one client loop.
+
+Why fits ran 2.2–2.5× slower on dask workers (issue 14): a nanny starts each worker with
+``MALLOC_TRIM_THRESHOLD_=65536``. Setting any malloc threshold by environment switches off
+glibc's dynamic mmap threshold, so every array above 128 KiB (the BTK energy × bias grids) is
+mmapped, page-faulted in and unmapped again, every time. The variable cannot be removed from a
+running worker, and dask's environment-variable override does not reach it either
+(``DASK_..._MALLOC_TRIM_THRESHOLD_`` is lower-cased into a new key, the upper-case default
+stays), so :func:`fit_series` restores large thresholds with ``mallopt`` in any process started
+that way — on every cluster, whoever started its workers. The LocalCluster's workers are also
+spawned without the variable, and inherit this process's BLAS/OpenMP thread settings, so
+``jobs=N`` gives serial's numbers to the bit: a different thread count changes the summation
+order of threaded BLAS (spectra of a few hundred points and more), hence the last digits of χ²
+and of a poorly determined parameter. Workers of an external cluster run with
+``OMP_NUM_THREADS=1`` unless told otherwise; to compare such a cluster bit for bit, run serial
+with ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`` too.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +63,38 @@ SKIP_DIRS = ("partial", "report")
 #: Removed from the environment of every worker process this module starts (dask sets
 #: MALLOC_TRIM_THRESHOLD_=65536: fits 2.2–2.5× slower).
 WORKER_ENV_UNSET = ("MALLOC_TRIM_THRESHOLD_",)
+#: dask's nanny sets these in its workers' environment; unset for the LocalCluster, so its
+#: workers inherit this process's values (same BLAS threads: serial's numbers to the bit).
+DASK_PRE_SPAWN_UNSET = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                        "OPENBLAS_NUM_THREADS")
+#: glibc's largest dynamic mmap threshold on 64-bit systems (what the dynamic rule reaches),
+#: and the trim threshold it pairs with (twice that).
+_MMAP_THRESHOLD = 32 * 1024 * 1024
+_TRIM_THRESHOLD = 2 * _MMAP_THRESHOLD
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+_malloc_checked = False
+
+
+def restore_malloc_thresholds() -> bool:
+    """In a process started with ``MALLOC_TRIM_THRESHOLD_`` set (a dask nanny's worker), give
+    glibc large mmap/trim thresholds again, so BTK grids are reused instead of mmapped and
+    unmapped per allocation. True if applied; a no-op elsewhere and on non-glibc systems."""
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and \
+        bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+
+
+def _once_per_process() -> None:
+    global _malloc_checked
+    if not _malloc_checked:
+        _malloc_checked = True
+        restore_malloc_thresholds()
 
 
 # --------------------------------------------------------------------------- tasks
@@ -84,6 +133,19 @@ class SeriesTask:
 
 
 @dataclass(eq=False)
+class FileSeriesTask:
+    """One contact's series named by its run files, read by the worker (``shared_fs``): for a
+    cluster whose nodes see the same filesystem, so the client ships paths, not arrays."""
+
+    contact: str
+    paths: list[str]
+    options: AnalysisOptions | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass(eq=False)
 class SeriesOutcome:
     """The fits of one task: per item (same order) the analysis or the error, and Δ(T)."""
 
@@ -92,6 +154,8 @@ class SeriesOutcome:
     analyses: list[SpectrumAnalysis | None]
     errors: list[str]
     gaps: GapSeries = field(default_factory=GapSeries)
+    #: what the worker could not read (``shared_fs``: files without spectra or temperature)
+    notes: list[str] = field(default_factory=list)
 
     def rows(self) -> list[SpectrumFit]:
         return [row for k in range(len(self.items)) for row in _rows(self, k)]
@@ -145,6 +209,7 @@ def fit_series(task: SeriesTask,
     A spectrum that raises is recorded with its error and constrains nothing. ``on_fit`` is
     called after each spectrum (the report prints its line there).
     """
+    _once_per_process()
     order = sorted(range(len(task.items)), key=lambda k: task.items[k].temperature_K
                    if math.isfinite(task.items[k].temperature_K) else -math.inf)
     analyses: list[SpectrumAnalysis | None] = [None] * len(task.items)
@@ -162,8 +227,27 @@ def fit_series(task: SeriesTask,
     return SeriesOutcome(task.contact, task.items, analyses, errors, series.series())
 
 
-def _failed(task: SeriesTask, error: str) -> SeriesOutcome:
-    """A task whose worker failed as a whole: every spectrum carries the error."""
+def fit_file_series(task: FileSeriesTask) -> SeriesOutcome:
+    """Read the task's run files here (the worker), then :func:`fit_series` their spectra."""
+    items, notes = _load_series([Path(p) for p in task.paths], task.options)
+    outcome = fit_series(SeriesTask(task.contact, items))
+    outcome.notes = notes
+    return outcome
+
+
+def _fit_task(task: SeriesTask | FileSeriesTask) -> SeriesOutcome:
+    """The one function every engine runs: arrays shipped, or files read where it runs."""
+    if isinstance(task, FileSeriesTask):
+        return fit_file_series(task)
+    return fit_series(task)
+
+
+def _failed(task: SeriesTask | FileSeriesTask, error: str) -> SeriesOutcome:
+    """A task whose worker failed as a whole: every spectrum carries the error (for a task of
+    files, whose spectra were never read, the note names the files)."""
+    if isinstance(task, FileSeriesTask):
+        return SeriesOutcome(task.contact, [], [], [], notes=[
+            f"{p}: not fitted ({error})" for p in task.paths])
     return SeriesOutcome(task.contact, task.items, [None] * len(task.items),
                          [error] * len(task.items))
 
@@ -200,26 +284,50 @@ def run_file_spectra(path: Path | str, options: AnalysisOptions | None = None
     return [SeriesItem(raw, opts, path.name, path=str(path)) for raw in raws]
 
 
-def series_tasks(paths: Iterable[Path | str], options: AnalysisOptions | None = None
-                 ) -> tuple[list[SeriesTask], list[str]]:
-    """(one task per contact, notes): the spectrum runs under ``paths`` grouped by folder.
-
-    Runs without spectra (R–T, I–V) are left out; an unreadable file and spectra without a
-    temperature are named in the notes.
-    """
-    groups: dict[Path, list[SeriesItem]] = {}
+def _load_series(paths: Sequence[Path], options: AnalysisOptions | None
+                 ) -> tuple[list[SeriesItem], list[str]]:
+    """The spectra of ``paths`` with a temperature, and notes on what was left out."""
+    items: list[SeriesItem] = []
     notes: list[str] = []
-    for path in find_run_files(paths):
+    for path in paths:
         try:
-            items = run_file_spectra(path, options)
+            found = run_file_spectra(path, options)
         except Exception as exc:  # noqa: BLE001 - one bad file must not sink the batch
             notes.append(f"{path}: spectra not read ({exc})")
             continue
-        for item in items:
+        for item in found:
             if math.isfinite(item.temperature_K):
-                groups.setdefault(path.parent, []).append(item)
+                items.append(item)
             else:
                 notes.append(f"{path.name} sweep {item.raw.sweep}: no temperature, not fitted")
+    return items, notes
+
+
+def series_tasks(paths: Iterable[Path | str], options: AnalysisOptions | None = None,
+                 shared_fs: bool = False
+                 ) -> tuple[list[SeriesTask] | list[FileSeriesTask], list[str]]:
+    """(one task per contact, notes): the spectrum runs under ``paths`` grouped by folder.
+
+    Runs without spectra (R–T, I–V) are left out; an unreadable file and spectra without a
+    temperature are named in the notes. With ``shared_fs`` nothing is read here: each task
+    names its folder's run files (absolute paths) and the worker reads them; its notes come
+    back in the outcome.
+    """
+    by_folder: dict[Path, list[Path]] = {}
+    for path in find_run_files(paths):
+        by_folder.setdefault(path.parent, []).append(path)
+    if shared_fs:
+        root = _common_root(list(by_folder))
+        return [FileSeriesTask(_contact_name(folder, root),
+                               [str(p.resolve()) for p in files], options)
+                for folder, files in by_folder.items()], []
+    groups: dict[Path, list[SeriesItem]] = {}
+    notes: list[str] = []
+    for folder, files in by_folder.items():
+        items, more = _load_series(files, options)
+        notes += more
+        if items:
+            groups[folder] = items
     root = _common_root(list(groups))
     tasks = [SeriesTask(_contact_name(folder, root), items) for folder, items in groups.items()]
     return tasks, notes
@@ -247,29 +355,39 @@ def _contact_name(folder: Path, root: Path | None) -> str:
 
 @dataclass(frozen=True)
 class Progress:
-    """How far a batch is: spectra fitted (or failed), of how many, fits/s and seconds left."""
+    """How far a batch is: spectra fitted (or failed), of how many, fits/s and seconds left.
+
+    With ``shared_fs`` the client never sees the spectra before they are fitted, so progress
+    counts run files (``unit = "files"``)."""
 
     done: int
     total: int
     rate: float
     eta_s: float
+    unit: str = "spectra"
 
 
-def run_batch(tasks: Sequence[SeriesTask], jobs: int = 1, scheduler: str | None = None,
+Task = SeriesTask | FileSeriesTask
+
+
+def run_batch(tasks: Sequence[Task], jobs: int = 1, scheduler: str | None = None,
               progress: Callable[[Progress], None] | None = None) -> list[SeriesOutcome]:
     """Every task fitted; outcomes in task order.
 
-    ``jobs=1`` and no ``scheduler``: in this process. ``jobs=N``: N spawned local processes
-    (one task at a time each). ``scheduler="tcp://HOST:PORT"``: an existing dask.distributed cluster
-    (its workers' environment is the cluster's; see the module doc). All three run the same
-    :func:`fit_series` on the same arrays, so they give the same numbers. Ctrl-C cancels
-    what has not run and shuts the workers down before ``KeyboardInterrupt`` propagates.
+    ``jobs=1`` and no ``scheduler``: in this process. ``jobs=N``: a LocalCluster of N
+    single-threaded worker processes on 127.0.0.1 (N spawned processes where dask is not
+    installed). ``scheduler="tcp://HOST:PORT"``: an existing dask.distributed cluster. All run
+    the same :func:`fit_series` on the same arrays (or, for :class:`FileSeriesTask`, the same
+    files), so they give the same numbers. A task of a lost worker runs again on another one.
+    Ctrl-C cancels what has not run and shuts the workers down before ``KeyboardInterrupt``
+    propagates.
     """
     if jobs < 1:
         from daqapp.errors import ConfigError
 
         raise ConfigError(f"jobs = {jobs}: allowed is a whole number >= 1")
     total = sum(len(t) for t in tasks)
+    unit = "files" if any(isinstance(t, FileSeriesTask) for t in tasks) else "spectra"
     started = time.perf_counter()
     done = 0
 
@@ -280,19 +398,29 @@ def run_batch(tasks: Sequence[SeriesTask], jobs: int = 1, scheduler: str | None 
             elapsed = max(time.perf_counter() - started, 1e-9)
             rate = done / elapsed
             progress(Progress(done, total, rate, (total - done) / rate if rate > 0
-                              else math.inf))
+                              else math.inf, unit))
 
     if progress is not None:
-        progress(Progress(0, total, 0.0, math.inf))
+        progress(Progress(0, total, 0.0, math.inf, unit))
     if scheduler is not None:
         return _run_on_cluster(tasks, scheduler, tick)
     if jobs == 1 or len(tasks) <= 1:
         outcomes = []
         for task in tasks:
-            outcomes.append(fit_series(task))
+            outcomes.append(_fit_task(task))
             tick(len(task))
         return outcomes
+    if _have_dask():
+        return _run_on_local_cluster(tasks, min(jobs, len(tasks)), tick)
     return _run_in_processes(tasks, jobs, tick)
+
+
+def _have_dask() -> bool:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 @contextmanager
@@ -312,7 +440,7 @@ def worker_environment() -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _collect(done: Iterable[Any], futures: dict[Any, int], tasks: Sequence[SeriesTask],
+def _collect(done: Iterable[Any], futures: dict[Any, int], tasks: Sequence[Task],
              outcomes: list[SeriesOutcome | None], tick: Callable[[int], None]) -> None:
     """Store each finished future's outcome at its task's index as it completes (a pool's
     or a dask cluster's futures alike); a failed task fails its series only."""
@@ -325,7 +453,7 @@ def _collect(done: Iterable[Any], futures: dict[Any, int], tasks: Sequence[Serie
         tick(len(tasks[k]))
 
 
-def _run_in_processes(tasks: Sequence[SeriesTask], jobs: int,
+def _run_in_processes(tasks: Sequence[Task], jobs: int,
                       tick: Callable[[int], None]) -> list[SeriesOutcome]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -337,7 +465,7 @@ def _run_in_processes(tasks: Sequence[SeriesTask], jobs: int,
         futures: dict[Any, int] = {}
         try:
             for k, task in enumerate(tasks):
-                futures[pool.submit(fit_series, task)] = k
+                futures[pool.submit(_fit_task, task)] = k
             _collect(as_completed(futures), futures, tasks, outcomes, tick)
         except BaseException:  # Ctrl-C (or a failing callback): stop now, not after the queue
             processes = list((getattr(pool, "_processes", None) or {}).values())
@@ -351,26 +479,63 @@ def _run_in_processes(tasks: Sequence[SeriesTask], jobs: int,
     return [o for o in outcomes if o is not None]
 
 
-def _run_on_cluster(tasks: Sequence[SeriesTask], address: str,
+def _run_on_local_cluster(tasks: Sequence[Task], workers: int,
+                          tick: Callable[[int], None]) -> list[SeriesOutcome]:
+    with local_cluster(workers) as client:
+        return _run_with_client(client, tasks, tick)
+
+
+@contextmanager
+def local_cluster(workers: int) -> Iterator[Any]:
+    """A client of a LocalCluster of ``workers`` single-threaded worker processes on
+    127.0.0.1, closed on exit; the workers inherit this process's environment (see
+    :data:`DASK_PRE_SPAWN_UNSET`) without ``MALLOC_TRIM_THRESHOLD_``."""
+    import logging
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    unset = dict.fromkeys(DASK_PRE_SPAWN_UNSET)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": unset}), \
+            worker_environment():
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None,
+                               silence_logs=logging.ERROR)
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+def _run_on_cluster(tasks: Sequence[Task], address: str,
                     tick: Callable[[int], None]) -> list[SeriesOutcome]:
     try:
-        from distributed import Client, as_completed
+        from distributed import Client
     except ImportError:
         from daqapp.errors import ConfigError
 
         raise ConfigError("--scheduler needs dask.distributed: pip install 'daqapp[cluster]'"
                           ) from None
-    outcomes: list[SeriesOutcome | None] = [None] * len(tasks)
     client = Client(address, timeout="20s")
+    try:
+        return _run_with_client(client, tasks, tick)
+    finally:
+        client.close()
+
+
+def _run_with_client(client: Any, tasks: Sequence[Task],
+                     tick: Callable[[int], None]) -> list[SeriesOutcome]:
+    from distributed import as_completed
+
+    outcomes: list[SeriesOutcome | None] = [None] * len(tasks)
     futures: dict[Any, int] = {}
     try:
         for k, task in enumerate(tasks):
             # retries: a task of a lost worker runs again on another one
-            futures[client.submit(fit_series, task, pure=False, retries=1)] = k
+            futures[client.submit(_fit_task, task, pure=False, retries=1)] = k
         _collect(as_completed(list(futures)), futures, tasks, outcomes, tick)
     except BaseException:
         client.cancel(list(futures))
         raise
-    finally:
-        client.close()
     return [o for o in outcomes if o is not None]

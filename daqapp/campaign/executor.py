@@ -27,6 +27,7 @@ from typing import Any
 from daqapp.campaign import manifest as M
 from daqapp.campaign.progress import ProgressLine
 from daqapp.campaign.spec import (
+    UNBOUNDED_LIMITS,
     Campaign,
     PlannedStep,
     SuspendRule,
@@ -83,7 +84,27 @@ def connect_station(campaign: Campaign) -> Any:
         station = station_module.load_station(spec.file)
     else:
         station = _simulated_station(campaign)
-    return connect_for_driving(station, "campaign")
+    return connect_for_driving(station, "campaign", roles=campaign_roles(campaign))
+
+
+def campaign_roles(campaign: Campaign) -> set[str] | None:
+    """The roles the campaign's steps use (None: every role): the temperature controller and
+    magnet that position each step, and what each step's procedure declares it may use."""
+    from daqapp.campaign.catalog import ProcedureCatalog
+
+    catalog = ProcedureCatalog()
+    roles = {"temperature", "magnet"}
+    for step in campaign.steps:
+        if step.procedure is None:
+            continue
+        try:
+            declared = getattr(catalog.resolve(step.procedure), "ROLES", None)
+        except ConfigError:
+            return None
+        if declared is None:
+            return None
+        roles |= set(declared)
+    return roles
 
 
 def _simulated_station(campaign: Campaign) -> Any:
@@ -780,14 +801,16 @@ def with_speed(campaign: Campaign, speed: float | None) -> Campaign:
 
 
 def load_for_run(path: Path, catalog: Any, speed: float | None = None) -> Campaign:
-    """Validate a campaign fully (station limits included) and attach estimates."""
-    campaign = with_speed(load_campaign(path), speed)
+    """Validate a campaign fully (station limits included) and attach estimates.
+
+    The file is read once for its structure and the station it names, then validated against
+    that station's limits only: a range check never quotes a default the station does not have.
+    """
+    structure = with_speed(load_campaign(path, limits=UNBOUNDED_LIMITS), speed)
     if getattr(catalog, "station", "absent") is None:
-        catalog.station = unconnected_station(campaign)
-    campaign = with_speed(load_campaign(path, catalog=catalog), speed)
-    limits = station_limits_dict(campaign)
-    if limits:
-        campaign = with_speed(load_campaign(path, catalog=catalog, limits=limits), speed)
+        catalog.station = unconnected_station(structure)
+    limits = station_limits_dict(structure)
+    campaign = with_speed(load_campaign(path, catalog=catalog, limits=limits or None), speed)
     return with_estimates(campaign, catalog)
 
 

@@ -126,7 +126,9 @@ class ProgressLine:
             if self.tty:
                 cols = shutil.get_terminal_size((120, 20)).columns
                 self.stream.write("\r" + text[: cols - 1].ljust(cols - 1))
-                if final:
+                if final or self.done >= self.total:
+                    # after the last step, a late preview fit's redraw ends its line too, so
+                    # the campaign's closing lines never continue the progress bar
                     self.stream.write("\n")
                 self.stream.flush()
                 return

@@ -33,9 +33,6 @@ from typing import Any, Protocol
 from daqapp.errors import ConfigError, LimitError, check_number
 
 #: Hard limits a campaign is checked against when the station file gives none.
-DEFAULT_TEMPERATURE_RANGE_K = (1.5, 300.0)
-DEFAULT_FIELD_LIMIT_T = 9.0
-DEFAULT_FIELD_RATE_LIMIT_T_PER_MIN = 2.0
 DEFAULT_TEMPERATURE_RAMP_LIMIT_K_PER_MIN = 20.0
 
 FAULT_ACTIONS = ("skip", "stop")
@@ -183,6 +180,23 @@ class Campaign:
 # --------------------------------------------------------------------------- reading
 
 
+#: ``limits`` that bound nothing: for reading a campaign's structure (which station it names)
+#: before that station's own limits are known.
+UNBOUNDED_LIMITS = {"field_T": math.inf, "temperature_min_K": 0.0,
+                    "temperature_max_K": math.inf, "field_rate_T_per_min": math.inf}
+
+
+def station_default_limits() -> dict[str, float]:
+    """The field and temperature limits of a station file that sets none: one set of
+    defaults (``daqapp.station.config.Limits``) for station and campaign alike."""
+    from daqapp.station.config import Limits
+
+    d = Limits()
+    return {"field_T": d.max_field_t, "temperature_min_K": d.temperature_min_k,
+            "temperature_max_K": d.temperature_max_k,
+            "field_rate_T_per_min": d.max_field_ramp_t_per_min}
+
+
 def load_campaign(path: str | Path, catalog: ProcedureCatalog | None = None,
                   limits: Mapping[str, Any] | None = None) -> Campaign:
     """Read, validate and expand a campaign file; raise ``ConfigError`` naming the key.
@@ -220,11 +234,12 @@ class _Reader:
                  limits: dict[str, Any]) -> None:
         self.path = path
         self.catalog = catalog
-        self.field_limit = float(limits.get("field_T", DEFAULT_FIELD_LIMIT_T))
-        self.t_min = float(limits.get("temperature_min_K", DEFAULT_TEMPERATURE_RANGE_K[0]))
-        self.t_max = float(limits.get("temperature_max_K", DEFAULT_TEMPERATURE_RANGE_K[1]))
+        defaults = station_default_limits()
+        self.field_limit = float(limits.get("field_T", defaults["field_T"]))
+        self.t_min = float(limits.get("temperature_min_K", defaults["temperature_min_K"]))
+        self.t_max = float(limits.get("temperature_max_K", defaults["temperature_max_K"]))
         self.field_rate_limit = float(limits.get("field_rate_T_per_min",
-                                                 DEFAULT_FIELD_RATE_LIMIT_T_PER_MIN))
+                                                 defaults["field_rate_T_per_min"]))
         self.heater_ranges = tuple(int(r) for r in limits.get("heater_ranges_allowed") or ())
         #: (procedure, params) -> its starting point, checked once per distinct parameter set
         self._checked: dict[tuple[str, str], dict[str, tuple[str, float]]] = {}

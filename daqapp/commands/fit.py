@@ -65,6 +65,9 @@ def register(subparsers) -> None:
     p.add_argument("--normal-fraction", action="store_true",
                    help="fit a parallel normal-conductance fraction p_normal (conduction "
                         "through non-superconducting regions; held at 0 otherwise)")
+    p.add_argument("--skip-bad-lines", action="store_true",
+                   help="text files: leave out data lines that are not numbers (e.g. "
+                        "OVERLOAD) instead of refusing the file; their count is printed")
     p.add_argument("--keep-dips", action="store_true",
                    help="do not mask critical-current dips")
     p.add_argument("--sigma", type=finite_float(0, low_open=True), default=None,
@@ -107,7 +110,7 @@ def _options(args: argparse.Namespace):
             from None
 
 
-def _load(path: str, options):
+def _load(path: str, options, skip_bad_lines: bool = False):
     """(raw spectra, options with the file's facts) of one file."""
     import h5py
 
@@ -129,15 +132,19 @@ def _load(path: str, options):
             if not raws:
                 raise DataFileError(f"{p}: no spectrum (dc_voltage with didv or dvdi) in it")
             return raws, opts
-        current = _current_axis_table(p)
+        current = _current_axis_table(p, skip_bad_lines)
         if current is not None:
             return [current], options
+        notes: list[str] = []
+        spectra = load_spectra(p, skip_bad_lines=skip_bad_lines, notes=notes)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
         return _merged([RawSpectrum(s.bias_mV, s.conductance, "didv",
                                     temperature_K=math.nan if s.temperature_K is None
                                     else s.temperature_K,
                                     field_T=s.field_T or 0.0, label=s.label,
                                     normalized=True if s.normalized else None)
-                        for s in load_spectra(p)], p.stem), options
+                        for s in spectra], p.stem), options
     except DataFileError:
         raise
     except (OSError, ValueError, KeyError) as exc:
@@ -176,7 +183,7 @@ _VOLT_UNITS = {"v": 1e3, "mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3}
 _OHM_UNITS = {"ohm": 1.0, "ω": 1.0, "kohm": 1e3, "kω": 1e3, "v/a": 1.0, "mv/ma": 1.0}
 
 
-def _current_axis_table(path: Path):
+def _current_axis_table(path: Path, skip_bad_lines: bool = False):
     """A table recorded against current (the 6221 DCON procedure's form: current with dV/dI,
     or current with V) and no bias-voltage column: the spectrum of kind dvdi_i / v_i."""
     import numpy as np
@@ -184,7 +191,7 @@ def _current_axis_table(path: Path):
     from daqapp.analysis.spectroscopy import RawSpectrum
     from daqapp.storage.textio import read_table
 
-    table = read_table(path)
+    table = read_table(path, skip_bad_lines=skip_bad_lines)
     if not table.has_header:
         return None
     names = [_key(n) for n in table.names]
@@ -214,9 +221,13 @@ def _current_axis_table(path: Path):
     t = float(np.nanmean(table.data[:, t_col])) if t_col is not None else math.nan
     if dvdi is not None:
         y = table.data[:, dvdi] * _OHM_UNITS.get(units[dvdi] or "ohm", 1.0)
-        return RawSpectrum(i_mA, y, "dvdi_i", temperature_K=t, label=path.stem)
-    y = table.data[:, volt] * _VOLT_UNITS.get(units[volt] or "v", 1e3)
-    return RawSpectrum(i_mA, y, "v_i", temperature_K=t, label=path.stem)
+        kind = "dvdi_i"
+    else:
+        y = table.data[:, volt] * _VOLT_UNITS.get(units[volt] or "v", 1e3)
+        kind = "v_i"
+    if table.skipped:
+        print(f"note: {table.skipped_text()}", file=sys.stderr)
+    return RawSpectrum(i_mA, y, kind, temperature_K=t, label=path.stem)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -226,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     options = _options(args)
     items = []
     for path in args.files:
-        raws, opts = _load(path, options)
+        raws, opts = _load(path, options, args.skip_bad_lines)
         items += [(raw, opts) for raw in raws]
     items.sort(key=lambda item: item[0].temperature_K
                if math.isfinite(item[0].temperature_K) else -math.inf)

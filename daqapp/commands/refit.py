@@ -44,10 +44,15 @@ def register(subparsers) -> None:
                    help="Δ(T) form for Tc and Δ(0) per contact (default bcs)")
     engine = p.add_mutually_exclusive_group()
     engine.add_argument("--jobs", type=whole_number(1, 4096), default=1, metavar="N",
-                        help="N local worker processes (default 1: in this process)")
+                        help="N local worker processes: a dask LocalCluster on 127.0.0.1, or "
+                             "a process pool without dask (default 1: in this process)")
     engine.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                         help="address of a running dask.distributed scheduler "
                              "(pip install 'daqapp[cluster]')")
+    p.add_argument("--shared-fs", action="store_true",
+                   help="the workers see the same files as this machine: send them paths and "
+                        "let them read the runs (default: this process reads the runs and "
+                        "sends the spectra)")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="RESULTS.h5",
                    help="results table (default: <first PATH>/report/refit.h5)")
     p.add_argument("--store", action="store_true",
@@ -78,7 +83,7 @@ def progress_bar(stream=None):
         width = 30
         filled = int(width * p.done / p.total) if p.total else width
         eta = f"{p.eta_s:5.0f} s" if math.isfinite(p.eta_s) else "    ?"
-        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {p.done}/{p.total} spectra "
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {p.done}/{p.total} {p.unit} "
                      f"{p.rate:6.2f}/s  ETA {eta}")
         if p.done == p.total:
             stream.write("\n")
@@ -186,17 +191,24 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler is not None and "://" not in args.scheduler:
         raise ConfigError(f"--scheduler = {args.scheduler!r}: allowed is a scheduler address "
                           "like tcp://HOST:PORT")
-    tasks, notes = series_tasks(args.paths, options)
+    tasks, notes = series_tasks(args.paths, options, shared_fs=args.shared_fs)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if not tasks:
         raise DataFileError(f"{', '.join(map(str, args.paths))}: no spectrum runs found")
     outcomes = run_batch(tasks, jobs=args.jobs, scheduler=args.scheduler,
                          progress=None if args.no_progress else progress_bar())
+    for note in (n for o in outcomes for n in o.notes):  # what the workers could not read
+        print(f"note: {note}", file=sys.stderr)
+        notes.append(note)
+    outcomes = [o for o in outcomes if o.items]  # --shared-fs: folders without spectra
+    if not outcomes:
+        raise DataFileError(f"{', '.join(map(str, args.paths))}: no spectrum runs found")
     output = args.output or _default_output(args.paths[0])
     n_rows = write_results(output, outcomes, notes)
     failed = sum(1 for o in outcomes for e in o.errors if e)
-    print(f"{n_rows} fits of {sum(len(t) for t in tasks)} spectra in {len(tasks)} contacts "
+    print(f"{n_rows} fits of {sum(len(o.items) for o in outcomes)} spectra in "
+          f"{len(outcomes)} contacts "
           f"→ {output}" + (f" ({failed} spectra failed: see the error column)" if failed else ""))
     for o in outcomes:
         gaps = o.gaps

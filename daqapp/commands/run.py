@@ -118,7 +118,8 @@ def _execute(procedure: Any, station_config: Any, output: Path, filename: str | 
 
     progress = ProgressBar(enabled=not quiet)
     with contextlib.ExitStack() as ending:  # once the run has ended, no signal cuts in
-        with connect_for_driving(station_config, "run") as conn:
+        with connect_for_driving(station_config, "run",
+                                 roles=getattr(procedure, "ROLES", None)) as conn:
             run = Run(procedure, station=conn, output_dir=output, filename=filename,
                       metadata=metadata)
             run.subscribe(progress.handle)

@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from daqapp.commands._types import whole_number
+from daqapp.commands._types import finite_float, whole_number
 from daqapp.storage.h5safe import escape
 
 
@@ -68,6 +68,12 @@ def register(subparsers: Any) -> None:
                               "per spectrum, so they can be plotted, refitted and annotated "
                               "like measured runs.")
     p_import.add_argument("file", metavar="TEXT", help="CSV/TSV/whitespace spectra file")
+    p_import.add_argument("--temperature", type=finite_float(0, 1500, "K", low_open=True),
+                          default=None, metavar="K",
+                          help="temperature of the spectra, for a file that records none")
+    p_import.add_argument("--skip-bad-lines", action="store_true",
+                          help="leave out data lines that are not numbers (e.g. OVERLOAD) "
+                               "instead of refusing the file; their count is printed")
     p_import.add_argument("--output", "-o", metavar="H5",
                           help="run file to write (default: TEXT with .h5 suffix)")
     p_import.set_defaults(func=_import)
@@ -222,7 +228,11 @@ def _export(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from daqapp.storage.spectra import spectra_to_run
 
-    out = spectra_to_run(args.file, args.output)
+    notes: list[str] = []
+    out = spectra_to_run(args.file, args.output, temperature_K=args.temperature,
+                         skip_bad_lines=args.skip_bad_lines, notes=notes)
+    for note in notes:
+        print(f"note: {escape(note)}")
     print(f"wrote {out}")
     return 0
 

@@ -276,7 +276,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._update_buttons()
             return
         self.procedure_summary.setText(summary(cls))
-        self.form = ParameterForm(cls)
+        self.form = ParameterForm(cls, station=self.station)
         remembered = self._remembered_values(name)
         if remembered:
             self.form.set_values(remembered)

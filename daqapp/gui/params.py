@@ -34,15 +34,25 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
-def effective_range(parameter: Parameter,
-                    station_limit: tuple[float, float] | None) -> tuple[float, float]:
-    """The Parameter's range intersected with the station's limit for it (if any)."""
-    lo = float(getattr(parameter, "minimum", -math.inf))
-    hi = float(getattr(parameter, "maximum", math.inf))
-    if station_limit is not None:
-        lo = max(lo, float(station_limit[0]))
-        hi = min(hi, float(station_limit[1]))
-    return lo, hi
+def station_ranges(procedure_class: type, station: Any) -> dict[str, tuple[float, float]]:
+    """Each numeric parameter's range on ``station``: the procedure's own intersected with
+    the station limit its ``check_limits`` applies (the same computation as the command line's
+    messages and ``daqapp run --list``), so the form never shows a range the run refuses."""
+    from daqapp.runner.procedure import effective_range
+    from daqapp.runner.roles import station_limits
+
+    try:
+        probe = procedure_class()
+    except Exception:  # noqa: BLE001 - a procedure that cannot be built bare: own ranges
+        return {}
+    probe.station = station
+    limits = station_limits(station) if station is not None else None
+    ranges = {}
+    for key in procedure_parameters(procedure_class):
+        span = effective_range(probe, key, limits)
+        if span is not None:
+            ranges[key] = (span[0], span[1])
+    return ranges
 
 
 def range_text(lo: float, hi: float, unit: str | None) -> str:
@@ -62,11 +72,12 @@ class _Field(QtWidgets.QWidget):
     changed = QtCore.Signal()
 
     def __init__(self, key: str, parameter: Parameter,
-                 station_limit: tuple[float, float] | None) -> None:
+                 allowed: tuple[float, float] | None) -> None:
         super().__init__()
         self.key = key
         self.parameter = parameter
-        self.lo, self.hi = effective_range(parameter, station_limit)
+        self.lo, self.hi = allowed or (float(getattr(parameter, "minimum", -math.inf)),
+                                       float(getattr(parameter, "maximum", math.inf)))
         self.unit = getattr(parameter, "units", None) or ""
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -175,12 +186,13 @@ class _Field(QtWidgets.QWidget):
 
 
 class ParameterForm(QtWidgets.QWidget):
-    """The editable parameters of one procedure class, with units, defaults and limits."""
+    """The editable parameters of one procedure class, with units, defaults and the ranges
+    valid on ``station`` (procedure ∩ station limits; the procedure's own without one)."""
 
     validity_changed = QtCore.Signal(bool)
 
-    def __init__(self, procedure_class: type, station_limits: Mapping[str, tuple[float, float]]
-                 | None = None, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, procedure_class: type, station: Any = None,
+                 parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.procedure_class = procedure_class
         self.fields: dict[str, _Field] = {}
@@ -189,9 +201,9 @@ class ParameterForm(QtWidgets.QWidget):
         layout.setRowWrapPolicy(QtWidgets.QFormLayout.RowWrapPolicy.WrapAllRows)
         layout.setFieldGrowthPolicy(QtWidgets.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         layout.setVerticalSpacing(2)
-        limits = dict(station_limits or {})
+        ranges = station_ranges(procedure_class, station)
         for key, parameter in procedure_parameters(procedure_class).items():
-            field = _Field(key, parameter, limits.get(key))
+            field = _Field(key, parameter, ranges.get(key))
             field.changed.connect(self._emit_validity)
             label = QtWidgets.QLabel(parameter.name)
             label.setToolTip(field.toolTip())

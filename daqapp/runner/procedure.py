@@ -48,6 +48,8 @@ class ControlledProcedure(Procedure):
 
     COLUMNS: ClassVar[dict[str, str]] = {}
     SWEEP_AXIS: ClassVar[str | None] = None
+    #: The station roles the procedure may use; a headless run opens only these (None: all).
+    ROLES: ClassVar[tuple[str, ...] | None] = None
     #: One line for ``daqapp run --list`` and the GUI's procedure chooser.
     SUMMARY: ClassVar[str] = ""
 

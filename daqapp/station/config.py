@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,8 +126,10 @@ class Station:
     def with_roles(self, roles: dict[str, RoleConfig]) -> Station:
         return replace(self, roles={**self.roles, **roles})
 
-    def connect(self, strict: bool = True) -> ConnectedStation:
-        """Open every role (starting the virtual lab first when simulated).
+    def connect(self, strict: bool = True, roles: Collection[str] | None = None
+                ) -> ConnectedStation:
+        """Open every role, or only ``roles`` and what they talk through (starting the virtual
+        lab first when simulated).
 
         ``strict=False`` keeps going past a role that fails, leaving it ``None`` and its error
         in ``failures`` (what ``daqapp station check`` needs); otherwise the first failure
@@ -134,7 +137,7 @@ class Station:
         """
         from daqapp.station.connected import ConnectedStation
 
-        return ConnectedStation(self, strict=strict)
+        return ConnectedStation(self, strict=strict, roles=roles)
 
     @classmethod
     def simulated(cls, preset: str = "la3ni2o7-cell2", speed: float = 1.0, seed: int = 0,

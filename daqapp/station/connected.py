@@ -13,6 +13,7 @@ import inspect
 import logging
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
@@ -107,10 +108,33 @@ def open_role(station: Station, cfg: RoleConfig,
     return adapter
 
 
+def roles_to_open(station: Station, roles: Collection[str] | None) -> set[str]:
+    """The station's roles a job needs: ``roles`` (None: every role) and the roles their
+    drivers talk through (a 2182A read via the 6221's serial port needs the 6221 open).
+
+    A run opens only these, so an instrument it does not use (a lock-in on a GPIB bus this
+    computer cannot reach) neither stops it nor is touched by it."""
+    if roles is None:
+        return set(station.roles)
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown:
+        raise ConfigError(f"roles {unknown}: unknown; allowed: {', '.join(ROLES)}")
+    wanted = {r for r in roles if r in station.roles}
+    pending = list(wanted)
+    while pending:
+        cfg = station.roles[pending.pop()]
+        via = getattr(DRIVERS.get(cfg.driver), "via_role", None)
+        if via is not None and via in station.roles and via not in wanted:
+            wanted.add(via)
+            pending.append(via)
+    return wanted
+
+
 class ConnectedStation:
     """Role adapters of a station (``None`` for a role the station does not have)."""
 
-    def __init__(self, station: Station, strict: bool = True) -> None:
+    def __init__(self, station: Station, strict: bool = True,
+                 roles: Collection[str] | None = None) -> None:
         self.station = station
         self.wiring = station.wiring
         self.limits = station.limits
@@ -124,12 +148,17 @@ class ConnectedStation:
         # Station lock hook: daqapp.station.lock.connect_for_driving sets this; close()
         # releases it last, after every link is closed.
         self.lock: Any = None
+        #: the roles this connection is for (a job opens only what it uses): the safe state
+        #: and snapshots cover these; the others were never touched
+        self.in_use: set[str] = set()
         try:
             if station.simulation.simulated:
                 self.resolved = self._start_lab(station)
+            wanted = roles_to_open(self.resolved, roles)
+            self.in_use = wanted
             for role in OPEN_ORDER:
                 cfg = self.resolved.roles.get(role)
-                if cfg is None:
+                if cfg is None or role not in wanted:
                     continue
                 try:
                     self.roles[role] = open_role(self.resolved, cfg, self.roles)
@@ -217,7 +246,9 @@ class ConnectedStation:
                 continue
             entry: dict[str, Any] = {"driver": cfg.driver, "resource": cfg.resource}
             adapter = self.roles.get(role)
-            if adapter is None:
+            if role not in self.in_use:
+                entry["not_opened"] = "not used by this job"
+            elif adapter is None:
                 entry["error"] = self.failures.get(role, "not connected")
             else:
                 entry["resource"] = adapter.resource
@@ -255,7 +286,7 @@ class ConnectedStation:
         started = time.monotonic()
         report = SafeStateReport()
         for role in SAFE_ORDER:
-            if role not in self.resolved.roles:
+            if role not in self.resolved.roles or role not in self.in_use:
                 continue
             verdict = self._bounded_role_safe_state(role)
             report.verdicts.append(verdict)

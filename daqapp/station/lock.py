@@ -33,7 +33,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -666,16 +666,23 @@ def recover_stale(stale: StaleLock, conn: ConnectedStation,
 
 def connect_for_driving(station: Station, purpose: str, strict: bool = True,
                         ask: AskOperator | None = None,
-                        report: Callable[[str], None] | None = None) -> ConnectedStation:
+                        report: Callable[[str], None] | None = None,
+                        roles: Collection[str] | None = None) -> ConnectedStation:
     """Lock ``station``, connect it and recover from a dead previous driver; the lock is
     released when the returned station is closed.
 
     The one line saying what a recovery did is logged (stderr in the CLI, the campaign log)
-    and also given to ``report`` if set.
+    and also given to ``report`` if set. ``roles``: open only these (and what they talk
+    through), unless a dead driver is being recovered.
     """
     lock = StationLock.acquire(station, purpose)
     try:
-        conn = station.connect() if strict else station.connect(strict=False)
+        kwargs: dict[str, Any] = {} if strict else {"strict": False}
+        if roles is not None and lock.stale is None:
+            # a job opens only the roles it uses; after a dead driver, every role is opened
+            # so the recovery's safe state covers what that driver may have left on
+            kwargs["roles"] = roles
+        conn = station.connect(**kwargs)
     except BaseException:
         lock.release()
         raise

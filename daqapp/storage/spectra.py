@@ -46,8 +46,12 @@ class SpectrumData:
         return int(self.bias_mV.shape[0])
 
 
-def load_spectra(path: str | os.PathLike[str]) -> list[SpectrumData]:
-    """All spectra in a run file (HDF5) or a text table; DataFileError says which file and why."""
+def load_spectra(path: str | os.PathLike[str], skip_bad_lines: bool = False,
+                 notes: list[str] | None = None) -> list[SpectrumData]:
+    """All spectra in a run file (HDF5) or a text table; DataFileError says which file and why.
+
+    ``skip_bad_lines`` (text only) leaves out data lines that are not numbers; what was left
+    out is said in ``notes``."""
     p = Path(path)
     if not p.exists():
         raise DataFileError(f"{p}: no such file")
@@ -56,7 +60,10 @@ def load_spectra(path: str | os.PathLike[str]) -> list[SpectrumData]:
     if has_hdf5_signature(p):
         spectra = _from_run(p)
     else:
-        spectra = _from_table(read_table(p))
+        table = read_table(p, skip_bad_lines=skip_bad_lines)
+        if table.skipped and notes is not None:
+            notes.append(table.skipped_text())
+        spectra = _from_table(table)
     spectra = [s for s in spectra if len(s) > 0]
     if not spectra:
         raise DataFileError(f"{p}: no spectrum with finite bias and conductance points")
@@ -311,12 +318,24 @@ def _run_columns_for(spectra: list[SpectrumData]) -> dict[str, str]:
 
 
 def spectra_to_run(source: str | os.PathLike[str],
-                   output: str | os.PathLike[str] | None = None) -> Path:
-    """Import a text spectra file as a run file (one sweep per spectrum) to refit and annotate."""
+                   output: str | os.PathLike[str] | None = None, *,
+                   temperature_K: float | None = None, skip_bad_lines: bool = False,
+                   notes: list[str] | None = None) -> Path:
+    """Import a text spectra file as a run file (one sweep per spectrum) to refit and annotate.
+
+    ``temperature_K`` is the temperature of a file that records none (refused where the file
+    has its own: two temperatures for one spectrum is a question, not a default)."""
     from daqapp.storage.writer import RunWriter
 
     src = Path(source)
-    spectra = load_spectra(src)
+    spectra = load_spectra(src, skip_bad_lines=skip_bad_lines, notes=notes)
+    if temperature_K is not None:
+        own = [s.label for s in spectra if s.temperature_K is not None]
+        if own:
+            raise DataFileError(f"{src}: --temperature: the file gives its own temperature "
+                                f"({own[0]}); --temperature is for files without one")
+        for s in spectra:
+            s.temperature_K = float(temperature_K)
     out = Path(output) if output is not None else src.with_suffix(".h5")
     normalized = all(s.normalized for s in spectra)
     w = RunWriter(out, procedure="daqapp.storage.spectra.import_text",

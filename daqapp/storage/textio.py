@@ -34,6 +34,16 @@ class TextTable:
     data: np.ndarray  # shape (rows, columns)
     blocks: list[int] = field(default_factory=list)  # row index where each block starts
     has_header: bool = False
+    #: (line number, text) of data lines left out with ``skip_bad_lines``
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+    def skipped_text(self) -> str:
+        """One line for the user: how many lines were left out, and the first of them."""
+        if not self.skipped:
+            return ""
+        lineno, text = self.skipped[0]
+        return (f"{self.path}: skipped {len(self.skipped)} bad line"
+                f"{'s' if len(self.skipped) != 1 else ''} (first: line {lineno}: {text[:40]!r})")
 
     def column(self, i: int) -> np.ndarray:
         return self.data[:, i]
@@ -89,8 +99,9 @@ def _decode(line: bytes) -> str:
 
 
 def _parse_chunk(path: Path, lines: list[str], linenos: list[int], delim: str | None,
-                 ncols: int) -> np.ndarray:
-    """Rows of a chunk of numeric lines; on a bad line, DataFileError naming it."""
+                 ncols: int, skipped: list[tuple[int, str]] | None = None) -> np.ndarray:
+    """Rows of a chunk of numeric lines; on a bad line, DataFileError naming it (or, given a
+    ``skipped`` list, the line is left out and noted there)."""
     try:  # numpy's C parser checks every line's column count
         rows = np.loadtxt(lines, delimiter=delim, ndmin=2, comments=None, dtype=float)
         if rows.shape == (len(lines), ncols):
@@ -98,15 +109,21 @@ def _parse_chunk(path: Path, lines: list[str], linenos: list[int], delim: str | 
     except ValueError:
         pass
     rows = np.empty((len(lines), ncols))
-    for i, (line, lineno) in enumerate(zip(lines, linenos, strict=True)):
+    kept = 0
+    for line, lineno in zip(lines, linenos, strict=True):
         values = _numbers(_row_tokens(line, delim))
-        if values is None:
-            raise DataFileError(f"{path}: line {lineno}: not numbers: {line[:60]!r}")
-        if len(values) != ncols:
+        if values is None or len(values) != ncols:
+            if skipped is not None:
+                skipped.append((lineno, line))
+                continue
+            if values is None:
+                raise DataFileError(f"{path}: line {lineno}: not numbers: {line[:60]!r} "
+                                    "(--skip-bad-lines leaves such lines out)")
             raise DataFileError(f"{path}: line {lineno}: {len(values)} columns, "
-                                f"expected {ncols}")
-        rows[i] = values
-    return rows
+                                f"expected {ncols} (--skip-bad-lines leaves such lines out)")
+        rows[kept] = values
+        kept += 1
+    return rows[:kept]
 
 
 def _row_tokens(line: str, delim: str | None) -> list[str]:
@@ -116,12 +133,15 @@ def _row_tokens(line: str, delim: str | None) -> list[str]:
     return tokens
 
 
-def read_table(path: str | os.PathLike[str]) -> TextTable:
+def read_table(path: str | os.PathLike[str], skip_bad_lines: bool = False) -> TextTable:
     """Read a numeric text table; raise DataFileError naming the file (and line) if it cannot.
 
     Streams the file: lines are checked one by one, numbers parsed by numpy a chunk at a time,
-    and a file over ``MAX_TEXT_ROWS`` rows is refused as soon as it passes the bound.
+    and a file over ``MAX_TEXT_ROWS`` rows is refused as soon as it passes the bound. With
+    ``skip_bad_lines`` a data line that is not numbers (an instrument's ``OVERLOAD``) or has
+    the wrong column count is left out and listed in ``TextTable.skipped`` instead.
     """
+    skipped: list[tuple[int, str]] | None = [] if skip_bad_lines else None
     p = Path(path)
     try:
         st = os.stat(p)
@@ -144,6 +164,7 @@ def read_table(path: str | os.PathLike[str]) -> TextTable:
         pending: list[str] = []
         pending_lines: list[int] = []
         blocks: list[int] = []
+        block_lines: list[int] = []  # the line each block starts on
         delim: str | None = None
         ncols = 0
         n_rows = 0
@@ -169,6 +190,7 @@ def read_table(path: str | os.PathLike[str]) -> TextTable:
                                         f"{MAX_TEXT_COLUMNS} are read")
             if new_block:
                 blocks.append(n_rows)
+                block_lines.append(lineno)
                 new_block = False
             pending.append(stripped)
             pending_lines.append(lineno)
@@ -178,11 +200,11 @@ def read_table(path: str | os.PathLike[str]) -> TextTable:
                                     "at most that many from one text file (split or decimate "
                                     "it)")
             if len(pending) >= _PARSE_CHUNK:
-                chunks.append(_parse_chunk(p, pending, pending_lines, delim, ncols))
+                chunks.append(_parse_chunk(p, pending, pending_lines, delim, ncols, skipped))
                 pending, pending_lines = [], []
         if pending:
-            chunks.append(_parse_chunk(p, pending, pending_lines, delim, ncols))
-    if not n_rows:
+            chunks.append(_parse_chunk(p, pending, pending_lines, delim, ncols, skipped))
+    if not n_rows or not sum(len(c) for c in chunks):
         raise DataFileError(f"{p}: no numeric rows found")
     names, has_header = [f"column{i + 1}" for i in range(ncols)], False
     for cand in reversed(header_candidates):
@@ -195,8 +217,15 @@ def read_table(path: str | os.PathLike[str]) -> TextTable:
         if has_header:
             break
     split = [split_name_unit(n) for n in names]
+    data = np.concatenate(chunks)
+    if skipped:  # a block starts at its row among the kept ones
+        bad = [lineno for lineno, _ in skipped]
+        blocks = sorted({b - sum(1 for lineno in bad if lineno < first)
+                         for b, first in zip(blocks, block_lines, strict=True)
+                         if b - sum(1 for lineno in bad if lineno < first) < len(data)})
     return TextTable(path=str(p), names=[s[0] for s in split], units=[s[1] for s in split],
-                     data=np.concatenate(chunks), blocks=blocks, has_header=has_header)
+                     data=data, blocks=blocks, has_header=has_header,
+                     skipped=skipped or [])
 
 
 def export_csv(run_path: str | os.PathLike[str],

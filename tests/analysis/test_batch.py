@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,8 +116,8 @@ def test_a_real_dask_scheduler_and_two_workers_give_the_same_numbers(mapped):
 
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": os.getcwd(),
-           "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_": "None"}
+    # workers started as any cluster starts them: with a nanny (MALLOC_TRIM_THRESHOLD_ set)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
                                "--host", "127.0.0.1", "--port", str(port),
                                "--dashboard-address", ":0", "--no-show"], env=env,
@@ -172,3 +173,101 @@ def test_the_report_gives_the_batch_numbers_for_a_contacts_folder(mapped):
     batch = [(r.temperature_K, r.values["delta1"], r.values["delta2"])
              for r in serial[task].rows()]
     assert report == batch
+
+
+# ----------------------------------------------------------------------- engines and workers
+
+_FAULTS_PER_ALLOCATION = """
+import resource, sys
+import numpy as np
+from daqapp.analysis.batch import restore_malloc_thresholds
+applied = restore_malloc_thresholds() if sys.argv[1] == "restore" else False
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(40):
+        a = np.ones(1_000_000)   # 8 MB, the size of a BTK energy x bias grid
+        del a
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 40
+faults()
+print(applied, faults())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
+def test_a_nanny_malloc_threshold_no_longer_maps_every_grid_anew(monkeypatch):
+    """dask's MALLOC_TRIM_THRESHOLD_=65536 fixes glibc's mmap threshold at 128 KiB: every
+    8 MB array is mmapped and page-faulted in again (~100 faults with transparent huge pages,
+    ~2000 without). Restored, glibc reuses the freed memory: no faults."""
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+
+    def run(mode):
+        out = subprocess.run([sys.executable, "-c", _FAULTS_PER_ALLOCATION, mode],
+                             capture_output=True, text=True, check=True).stdout.split()
+        return out[0] == "True", float(out[1])
+
+    applied_before, as_dask_leaves_it = run("keep")
+    applied, restored = run("restore")
+    assert not applied_before and applied
+    assert as_dask_leaves_it > 50        # the pages, faulted in anew on every allocation
+    assert restored < 5
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    applied, default = run("restore")    # a process started without it: nothing to undo
+    assert not applied and default < 5
+
+
+def test_local_cluster_workers_inherit_this_process_environment(monkeypatch):
+    pytest.importorskip("distributed", reason="dask.distributed not installed (the test "
+                                              "extra installs it)")
+    from daqapp.analysis.batch import local_cluster
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # dask's nanny would set 1
+    with local_cluster(2) as client:
+        seen = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+                                   os.environ.get("OMP_NUM_THREADS")))
+    assert list(seen.values()) == [(None, "3"), (None, "3")]
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"
+
+
+def test_without_dask_jobs_runs_a_process_pool_with_the_same_numbers(mapped, monkeypatch):
+    _, tasks, _, serial = mapped
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` fails
+    assert flat(run_batch(tasks, jobs=2)) == flat(serial)
+
+
+def test_shared_fs_tasks_name_files_and_workers_read_them(mapped, tmp_path):
+    from daqapp.analysis.batch import FileSeriesTask
+
+    root, _, _, serial = mapped
+    (root / "contact1" / "broken.h5").write_bytes(b"not an HDF5 file")
+    try:
+        tasks, notes = series_tasks([root], shared_fs=True)
+        assert notes == [] and all(isinstance(t, FileSeriesTask) for t in tasks)
+        assert all(Path(p).is_absolute() for t in tasks for p in t.paths)
+        seen = []
+        outcomes = run_batch(tasks, jobs=2, progress=seen.append)
+    finally:
+        (root / "contact1" / "broken.h5").unlink()
+    assert seen[-1].unit == "files" and seen[-1].done == seen[-1].total == 3
+    assert flat(outcomes) == flat(serial)
+    assert [n for o in outcomes for n in o.notes] and all(
+        "broken.h5" in n for o in outcomes for n in o.notes)
+
+
+def test_a_lost_worker_task_runs_again_on_another(tmp_path):
+    pytest.importorskip("distributed", reason="dask.distributed not installed (the test "
+                                              "extra installs it)")
+    # importable by the workers under this name (this test module's own name is not)
+    from tests.analysis._worker_faults import KillsItsFirstWorker
+
+    marker = str(tmp_path / "died")
+    options = AnalysisOptions(models=("s",))
+    raw = write_free_spectrum()
+    tasks = [SeriesTask("dies", [SeriesItem(KillsItsFirstWorker(marker, raw, os.getpid()), options,
+                                            "x.h5")]),
+             SeriesTask("lives", [SeriesItem(raw, options, "y.h5")])]
+    outcomes = run_batch(tasks, jobs=2)
+    assert os.path.exists(marker)           # a worker did die on the first task
+    assert [o.contact for o in outcomes] == ["dies", "lives"]
+    assert outcomes[0].errors == [""]
+    assert outcomes[0].rows()[0].values == outcomes[1].rows()[0].values

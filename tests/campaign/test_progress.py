@@ -126,3 +126,21 @@ def test_resumed_campaign_progress_continues_upwards(tmp_path, capsys):
     percents = [float(r["pct"]) for r in rows]
     assert rows[0]["n"] == "3" and percents[0] > 0.0, err
     assert percents == sorted(percents) and percents[-1] == 100.0, err
+
+
+def test_a_late_fit_after_the_last_step_ends_its_line_on_a_terminal():
+    """On a terminal the closing 'campaign finished …' line once continued the progress bar
+    redrawn by the last step's preview fit."""
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    line = ProgressLine(1, 10.0, stream=stream)
+    line.begin("001-nb", 10.0, position=1)
+    line.end("001-nb", "done", 10.0)
+    line.fit("T=3.0 K Δ1=1.49", "001-nb")
+    print("campaign finished", file=stream)
+    last = stream.getvalue().split("\r")[-1]
+    assert "fit 001-nb: T=3.0 K Δ1=1.49" in last
+    assert last.endswith("\ncampaign finished\n")

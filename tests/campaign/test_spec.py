@@ -97,7 +97,7 @@ on_fault = "skip"
     ('[[step]]\nname = "a"\nprocedure = "spectrum"\nparams = {points = 1}\n',
      "step[0] (a).params: points = 1 is outside"),
     ('[[step]]\nname = "a"\nprocedure = "spectrum"\ntemperature_K = [3, 400]\n',
-     "step[0] (a).temperature_K[1]: 400 K is outside the allowed range 1.5 to 300 K"),
+     "step[0] (a).temperature_K[1]: 400 K is outside the allowed range 1.5 to 320 K"),
     ('[[step]]\nname = "a"\nprocedure = "spectrum"\nfield_T = 12\n',
      "field_T: 12 T is outside the allowed range -9 to 9 T"),
     ('[[step]]\nname = "a"\nprocedure = "spectrum"\ntempreature_K = 3\n',

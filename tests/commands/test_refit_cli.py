@@ -39,6 +39,23 @@ def test_refit_writes_one_row_per_spectrum_and_jobs_gives_the_serial_numbers(tmp
     assert all(e == b"" for e in serial["error"])
 
 
+def test_shared_fs_workers_read_the_files_and_give_the_same_table(tmp_path, capsys):
+    root = make_map(tmp_path / "map")
+    (root / "contact1" / "truncated.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+    assert cli.main(["refit", str(root), "-o", str(tmp_path / "a.h5"), "--quiet"]) == 0
+    serial_err = capsys.readouterr().err
+    assert cli.main(["refit", str(root), "--shared-fs", "--jobs", "2",
+                     "-o", str(tmp_path / "b.h5")]) == 0
+    out, err = capsys.readouterr()
+    assert "3/3 files" in err                      # the client counts files, not spectra
+    assert "truncated.h5" in serial_err and "truncated.h5" in err  # the worker's note
+    assert "4 fits of 4 spectra in 2 contacts" in out
+    serial, _ = read_table(tmp_path / "a.h5")
+    shared, _ = read_table(tmp_path / "b.h5")
+    for key in serial:
+        np.testing.assert_array_equal(serial[key], shared[key], err_msg=key)
+
+
 def _raw_data(path):
     with h5py.File(path, "r") as f:
         return {k: f["entry/data"][k][()] for k in f["entry/data"]}

@@ -49,16 +49,16 @@ class _Spectrum(Procedure):
 def test_parameter_form_refuses_out_of_range_at_the_field(qtbot):
     from daqapp.gui.params import ParameterForm
 
-    form = ParameterForm(_Spectrum, station_limits={"bias_max": (0.0, 5.0)})
+    form = ParameterForm(_Spectrum)
     qtbot.addWidget(form)
     assert form.values() == {"bias_max": 1.0, "points": 201, "both": True}
     field = form.fields["bias_max"]
-    assert "0 to 5" in field.hint.text()  # station limit narrows the Parameter's 0..10
+    assert "0 to 10" in field.hint.text()
     with qtbot.waitSignal(form.validity_changed) as blocker:
-        field.editor.setText("7")
+        field.editor.setText("12")
     assert blocker.args == [False]
     assert not field.error.isHidden()
-    assert "bias_max = 7 mA is outside the allowed range 0 to 5 mA" in field.error.text()
+    assert "bias_max = 12 mA is outside the allowed range 0 to 10 mA" in field.error.text()
     with pytest.raises(LimitError, match="bias_max"):
         form.values()
     form.fields["points"].editor.setText("20.5")
@@ -66,6 +66,30 @@ def test_parameter_form_refuses_out_of_range_at_the_field(qtbot):
     field.editor.setText("2.5 mA")
     form.fields["points"].editor.setText("11")
     assert form.is_valid() and form.values()["bias_max"] == 2.5
+
+
+def test_the_form_shows_the_range_valid_on_the_station_as_the_command_line_does(qtbot):
+    """The window once showed bias_start [-0.105 to 0.105] A (the procedure's own) beside a
+    station allowing ±1 mA; the form's range is now the one the run enforces."""
+    from daqapp.commands.run import list_text
+    from daqapp.gui.params import ParameterForm
+    from daqapp.station import Station
+    from procedures.lockin_spectrum import DifferentialConductanceLockIn
+
+    station = Station.simulated(limits={"max_bias_current_a": 5e-4})
+    form = ParameterForm(DifferentialConductanceLockIn, station=station)
+    qtbot.addWidget(form)
+    field = form.fields["bias_start"]
+    assert (field.lo, field.hi) == (-5e-4, 5e-4)
+    assert "-0.0005 to 0.0005" in field.hint.text()
+    listed = next(line for line in list_text(station).splitlines()
+                  if line.split()[:1] == ["bias_start"])
+    assert "[-0.0005 .. 0.0005]" in listed               # one range, window and CLI alike
+    field.editor.setText("-8e-4")
+    assert "outside the allowed range -0.0005 to 0.0005" in (field.validate() or "")
+    bare = ParameterForm(DifferentialConductanceLockIn)  # no station: the procedure's own
+    qtbot.addWidget(bare)
+    assert (bare.fields["bias_start"].lo, bare.fields["bias_start"].hi) == (-0.105, 0.105)
 
 
 class _FakeLockIn:
