@@ -36,6 +36,7 @@ from pymeasure.display.manager import Experiment
 from pymeasure.display.manager import Manager as PymeasureManager
 from pymeasure.display.windows import ManagedWindow as PymeasureManagedWindow
 from pymeasure.experiment import Procedure, unique_filename
+from qtpy import QtCore
 
 from daqapp.errors import ConfigError, DaqappError
 from daqapp.runner.pymeasure_compat import StorageResults, StorageWorker
@@ -150,6 +151,13 @@ class ManagedWindow(PymeasureManagedWindow):
         if self.enable_file_input:
             self.file_input.extensions = ["h5"]
             self.directory = str(self.output_dir)
+        # pymeasure's LogWidget blinks its tab on errors through ONE QTimer shared by every
+        # LogWidget of the process (a class attribute): an error in one window blinked all
+        # of them, those with no colour set raising in Qt's event loop. One timer per window.
+        widget = self.log_widget
+        widget._blink_qtimer.timeout.disconnect(widget._blink)
+        widget._blink_qtimer = QtCore.QTimer(widget)
+        widget._blink_qtimer.timeout.connect(widget._blink)
 
     def _setup_ui(self) -> None:
         super()._setup_ui()
@@ -233,9 +241,12 @@ class ManagedWindow(PymeasureManagedWindow):
         if not self.shutdown():
             log.error("the run did not end within %.0f s of closing the window: check the "
                       "instruments by hand", CLOSE_TIMEOUT_S)
-        # pymeasure hangs the log widget on the root logger for good: a closed window's
-        # widget is deleted, and every later log line would raise in Qt's event loop
+        # pymeasure leaves both running for good: its log widget on the root logger, and the
+        # estimator's thread reading the inputs every 2 s; once this window's widgets are
+        # deleted, each would raise in Qt's event loop
         logging.getLogger().removeHandler(self.log_widget.handler)
+        if self.use_estimator:
+            self.estimator.update_thread.join()
         super().closeEvent(event)
 
 

@@ -118,3 +118,21 @@ def test_refused_before_anything_is_queued(qtbot, tmp_path):
     Results(procedure, tmp_path / "run.h5", station=tight)  # the same run within the limit
     assert not window.manager.is_running() and list(window.manager.experiments) == []
     assert list(tmp_path.glob("*.h5")) == []
+
+
+def test_an_instrument_fault_fails_the_run_with_the_station_safe(qtbot, tmp_path):
+    with Station.simulated(speed=1000.0, seed=6).connect() as lab:
+        window = open_window(qtbot, lab, tmp_path, points=20_000, directions="up",
+                             current_max=1e-3, settle=0.05)
+        window.queue_button.click()
+        results = window.manager.running_experiment().results
+        qtbot.waitUntil(lambda: results.rows >= 5, timeout=TIMEOUT_MS)
+        with qtbot.waitSignal(window.manager.failed, timeout=TIMEOUT_MS):
+            lab.lab.faults.set("current_source", "compliance")
+        with open_run(results.data_filename) as run:
+            assert run.status == "failed"
+            assert "compliance" in run.file.attrs["error"]
+            assert run.n_rows >= 5
+        lab.lab.faults.clear_all()
+        assert safe_state(lab) == SAFE
+        assert not window.abort_button.isEnabled()  # nothing left running or queued
