@@ -36,7 +36,7 @@ from pymeasure.display.manager import Experiment
 from pymeasure.display.manager import Manager as PymeasureManager
 from pymeasure.display.windows import ManagedWindow as PymeasureManagedWindow
 from pymeasure.experiment import Procedure, unique_filename
-from qtpy import QtCore
+from qtpy import QtCore, QtWidgets
 
 from daqapp.errors import ConfigError, DaqappError
 from daqapp.runner.pymeasure_compat import StorageResults, StorageWorker
@@ -199,6 +199,30 @@ class ManagedWindow(PymeasureManagedWindow):
             folder = Path(tempfile.mkdtemp(prefix="daqapp-"))
             filename = folder / f"{type(procedure).__name__}.h5"
         self.manager.queue(self.make_experiment(procedure, filename))
+
+    def load_run(self, filename: str | Path) -> Experiment:
+        """A past run file in the browser and the plots, as pymeasure's Open does for CSV."""
+        experiment = self.new_experiment(Results.load(filename, self.procedure_class))
+        for curve in experiment.curve_list:
+            if curve:
+                curve.update_data()
+        experiment.browser_item.progressbar.setValue(100)
+        self.manager.load(experiment)
+        return experiment
+
+    def open_experiment(self) -> None:
+        """The browser's Open button on run files (pymeasure's dialog previews CSV only and
+        its loader raised on HDF5, inside a Qt slot: the end of a PyQt program)."""
+        filenames, _ = QtWidgets.QFileDialog.getOpenFileNames(
+            self, "Open run files", str(self._run_folder()), "daqapp run files (*.h5 *.hdf5)")
+        for filename in filenames:
+            if filename in self.manager.experiments:
+                log.warning("%s is open already", Path(filename).name)
+                continue
+            try:
+                self.load_run(filename)
+            except (DaqappError, OSError) as exc:
+                log.error("not opened: %s", exc)
 
     def _run_folder(self) -> Path:
         return Path(self.directory) if self.enable_file_input else self.output_dir

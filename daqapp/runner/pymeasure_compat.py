@@ -160,9 +160,61 @@ class StorageResults(Results):
         self.recorder.log(level, f"{status}: {reason}")
         self.recorder.publish(events.STATUS, {"status": status, "reason": reason})
 
+    @classmethod
+    def load(cls, data_filename: str | Path, procedure_class: type | None = None
+             ) -> RecordedResults:
+        """pymeasure's ``Results.load`` for a run file: a past run to plot and browse."""
+        return RecordedResults(data_filename, procedure_class)
+
     def __repr__(self) -> str:
         return (f"<StorageResults(filename='{self.data_filename}',"
                 f"procedure={self.procedure_class.__name__},rows={self.rows})>")
+
+
+class RecordedResults(Results):
+    """A finished (or interrupted) run file as pymeasure's read-only ``Results``: the
+    procedure with the parameters it ran with, its final status, and its rows as ``data``.
+
+    ``procedure_class`` defaults to the class named in the file (imported)."""
+
+    def __init__(self, data_filename: str | Path, procedure_class: type | None = None) -> None:
+        from daqapp.storage import open_run
+
+        with open_run(data_filename) as run:
+            if procedure_class is None:
+                procedure_class = _import_procedure(run.procedure, data_filename)
+            procedure = procedure_class()
+            procedure.set_parameters({k: v["value"] for k, v in run.parameters.items()},
+                                     except_missing=False)
+            procedure.status = _PYMEASURE_STATUS.get(run.status, Procedure.FAILED)
+            columns, rows = run.columns, run.n_rows
+        self.procedure = procedure
+        self.procedure_class = procedure_class
+        self.parameters = procedure.parameter_objects()
+        self.formatter = CSVFormatter(columns=procedure.DATA_COLUMNS)
+        self.data_filename = str(data_filename)
+        self.data_filenames: list[str] = []
+        self._data = pd.DataFrame({c: np.asarray(columns.get(c, np.full(rows, np.nan)),
+                                                 dtype=float)
+                                   for c in procedure.DATA_COLUMNS})
+
+    @property
+    def data(self) -> pd.DataFrame:
+        return self._data
+
+    def reload(self) -> None:
+        """A closed run file does not change."""
+
+
+def _import_procedure(dotted: str, path: str | Path) -> type:
+    import importlib
+
+    module, _, name = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise DataFileError(f"{path}: procedure {dotted!r} cannot be imported; pass its "
+                            "class as procedure_class") from None
 
 
 class StorageWorker(Worker):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pymeasure.experiment import Procedure
 from pymeasure.experiment import Results as PymeasureResults
 
 from daqapp.errors import ConfigError
@@ -136,3 +137,18 @@ def test_an_instrument_fault_fails_the_run_with_the_station_safe(qtbot, tmp_path
         lab.lab.faults.clear_all()
         assert safe_state(lab) == SAFE
         assert not window.abort_button.isEnabled()  # nothing left running or queued
+
+
+def test_a_past_run_file_opens_in_the_browser_and_plot(qtbot, lab, tmp_path):
+    window = open_window(qtbot, lab, tmp_path, points=11, directions="up", current_max=5e-4)
+    with qtbot.waitSignal(window.manager.finished, timeout=TIMEOUT_MS) as finished:
+        window.queue_button.click()
+    path = finished.args[0].data_filename
+    other = open_window(qtbot, lab, tmp_path / "other")
+    experiment = other.load_run(path)
+    assert experiment.procedure.points == 11 and experiment.procedure.current_max == 5e-4
+    assert experiment.procedure.status == Procedure.FINISHED
+    x, _ = experiment.curve_list[0].getData()
+    with open_run(path) as run:
+        np.testing.assert_array_equal(x, run.column("current"))
+    assert other.browser.topLevelItemCount() == 1
