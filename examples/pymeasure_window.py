@@ -18,7 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daqapp.gui.managed import ManagedWindow, Results, unique_filename
+from pymeasure.experiment import unique_filename
+
+# the two names a pymeasure script imports from pymeasure, taken from daqapp instead
+from daqapp.gui.managed import ManagedWindow, Results
 from procedures.iv import CriticalCurrentIV
 
 

@@ -87,8 +87,10 @@ class Manager(PymeasureManager):
         super().queue(experiment)
 
     def _failed(self) -> None:
-        self._start_on_add = self._is_continuous = False  # a failure holds the queue, as an
-        super()._failed()                                  # abort does: Resume runs the next
+        """A failed run holds the queue as an abort does (Resume runs the next); pymeasure
+        went on with the next run as soon as another was queued."""
+        self._start_on_add = self._is_continuous = False
+        super()._failed()
 
     def make_worker(self, results: StorageResults) -> StorageWorker:
         return StorageWorker(results, port=self.port, log_level=self.log_level)
@@ -274,4 +276,4 @@ class ManagedWindow(PymeasureManagedWindow):
         super().closeEvent(event)
 
 
-__all__ = ["Experiment", "Manager", "ManagedWindow", "Results", "unique_filename"]
+__all__ = ["Experiment", "Manager", "ManagedWindow", "Results"]

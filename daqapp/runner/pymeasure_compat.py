@@ -78,7 +78,6 @@ class StorageResults(Results):
         self._last_file_size = 0
         self.formatter = CSVFormatter(columns=procedure.DATA_COLUMNS)
         self.data_filename = str(data_filename)
-        self.data_filenames: list[str] = []  # the Worker's Recorder writes no CSV
         self.recorder = RunRecorder(path, procedure, station, metadata, writer_factory)
         self._columns: dict[str, list[float]] = {c: [] for c in procedure.DATA_COLUMNS}
         self._table_lock = threading.Lock()  # rows come from the Worker, plots read in Qt's
@@ -104,6 +103,17 @@ class StorageResults(Results):
             validate()
 
     # pymeasure hooks -------------------------------------------------------------------
+    @property
+    def data_filenames(self) -> list[str]:
+        """The CSV files pymeasure's Recorder writes: none. Only :class:`StorageWorker`
+        (which creates the run file first) may run these results: pymeasure's own Worker
+        would take every point and record none, so it is stopped here, before startup()."""
+        if not self.opened:
+            raise RuntimeError(f"{self.data_filename}: StorageResults record only under "
+                               "daqapp's StorageWorker (daqapp.gui.managed.ManagedWindow or "
+                               "Manager); pymeasure's Worker would record nothing")
+        return []
+
     def store_metadata(self) -> None:
         """pymeasure writes metadata into the CSV header; here it is in the run file already."""
 

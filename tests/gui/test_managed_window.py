@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pymeasure.experiment import Procedure
+from pymeasure.experiment import Procedure, Worker
 from pymeasure.experiment import Results as PymeasureResults
 
 from daqapp.errors import ConfigError
@@ -152,3 +152,15 @@ def test_a_past_run_file_opens_in_the_browser_and_plot(qtbot, lab, tmp_path):
     with open_run(path) as run:
         np.testing.assert_array_equal(x, run.column("current"))
     assert other.browser.topLevelItemCount() == 1
+
+
+def test_pymeasures_own_worker_is_stopped_before_anything_moves(lab, tmp_path):
+    """What pymeasure's own Manager did with these results: ran every point, recorded none."""
+    path = tmp_path / "lost.h5"
+    results = Results(CriticalCurrentIV(points=21, directions="up", current_max=1e-3), path,
+                      station=lab)
+    worker = Worker(results)
+    with pytest.raises(RuntimeError, match="record only under daqapp's StorageWorker"):
+        worker.run()  # in this thread: the Worker's own thread would die the same way
+    assert results.procedure.status == Procedure.QUEUED  # startup() never ran
+    assert not path.exists() and safe_state(lab) == SAFE
