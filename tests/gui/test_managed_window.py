@@ -164,3 +164,15 @@ def test_pymeasures_own_worker_is_stopped_before_anything_moves(lab, tmp_path):
         worker.run()  # in this thread: the Worker's own thread would die the same way
     assert results.procedure.status == Procedure.QUEUED  # startup() never ran
     assert not path.exists() and safe_state(lab) == SAFE
+
+
+def test_closing_the_window_mid_run_returns_with_the_station_safe(qtbot, lab, tmp_path):
+    window = open_window(qtbot, lab, tmp_path, points=20_000, directions="up",
+                         current_max=1e-3, settle=0.05)
+    window.queue_button.click()
+    results = window.manager.running_experiment().results
+    qtbot.waitUntil(lambda: results.rows >= 5, timeout=TIMEOUT_MS)
+    window.close()  # what quitting does; the script closes the station right after
+    assert safe_state(lab) == SAFE  # no wait: close() returned after the safe state
+    with open_run(results.data_filename) as run:
+        assert run.status == "aborted" and run.n_rows == results.rows
