@@ -39,9 +39,8 @@ $(QT6_STAMP): pyproject.toml
 	$(QT6_VENV)/bin/python -m pip install --quiet -e '.[test]' '$(QT6_PIN)'
 	touch $(QT6_STAMP)
 
-# The window tests again, on PyQt6 (qtpy picks the binding from QT_API): part of `make test`,
-# it adds about 45 s on 2 cores (venv from local wheels ~27 s, tests/gui ~17 s; PyQt6's wheels,
-# ~90 MB, are the only download once the first venv has filled pip's cache).
+# The window tests again, on PyQt6 (qtpy picks the binding from QT_API): part of `make test`;
+# on 2 cores the venv installs from scratch in ~27 s (no pip cache) and the tests take ~17 s.
 test-qt6: $(QT6_STAMP)
 	QT_API=pyqt6 QT_QPA_PLATFORM=offscreen $(QT6_VENV)/bin/python -m pytest -q \
 		tests/gui tests/test_packaging.py
