@@ -12,7 +12,8 @@ averaged over the Fermi surface with weight τ cosθ (2D, the seed paper's conve
 incidence (1D) or over a hemisphere (3D), then convolved with −∂f/∂E.
 
 Why it is fast *and* exact to ~1e-6: the thermal integral is evaluated as a trapezoid sum on a
-uniform energy grid whose step is below k_BT and Γ/3. The integrand is analytic in a strip of
+uniform energy grid whose step is below k_BT and Γ/3 (but not below k_BT/64: see
+:func:`_energy_step`). The integrand is analytic in a strip of
 half-width min(πk_BT, Γ), so the trapezoid error falls as exp(−2π·strip/step) — far below 1e-4
 without the fine grids and interpolation a naive code needs. G₀ is computed once on the half grid
 E ≥ 0 and mirrored (particle-hole symmetry of real gaps); for s-wave g depends only on E, for
@@ -561,11 +562,14 @@ def conductance(bias_mV, temperature_K: float, gaps, dimension: int = 2,
     Returns an array of the shape of ``bias_mV``. Raises ``ValueError`` for invalid input.
 
     Working memory stays below ~60 MB whatever Γ and T (energy, angle and thermal sums are
-    processed in blocks). Limit: when Γ ≪ k_BT over a wide bias range the converged grid
-    would need more than 4e7 energy × angle evaluations (e.g. Γ < 0.003 meV with ±200 mV at
-    60 K, or a d-wave gap with Γ/Δ < 1e-3 at tens of K); the energy step is then widened to
-    that budget and the 1e-4 accuracy is no longer guaranteed. Such Γ has no visible effect
-    after thermal smearing; fits keep Γ ≥ k_BT/4 by default and never reach this regime.
+    processed in blocks). Γ = 0 is allowed: below Γ ≈ k_BT/20 the energy step stays at
+    k_BT/64 and the angular nodes at those of Γ = k_BT/4, within 1e-4 of finer grids in the
+    Andreev regime (Z ≲ 1); with a tunnel barrier (Z ≳ 2) and Γ ≪ k_BT the DOS's
+    1/√(E − Δ) edge is not resolved at that step and errors near eV = Δ reach 1e-2. Such Γ
+    has no visible effect after thermal smearing; fits keep Γ ≥ k_BT/4 by default and never
+    reach this regime. Limit: if a grid would still need more than 4e7 energy × angle
+    evaluations (wide bias ranges at high T), the step is widened to that budget and the
+    1e-4 accuracy is no longer guaranteed.
     """
     return _measured(bias_mV, temperature_K, gaps, dimension, 1.0, modulation_mV)
 

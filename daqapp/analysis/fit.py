@@ -17,7 +17,12 @@ Why a global stage: two-gap models have several minima of nearly equal χ² (d+d
 Δ2 can sit at a second shoulder or merge into Δ1). For s/d two-gap models a library of
 single-gap spectra is combined pairwise with the closed-form optimal weight, the best distinct
 seeds are refined on coarse grids (successive halving) and only the winner is polished at full
-resolution: ~1.5 s for d+d and ~0.3 s for s+s at 1001 points on one core (``bench/btk.py``).
+resolution: ~0.4 s for d+d and ~0.1 s for s+s at 1001 points on one core (``bench/btk.py``).
+
+Why the Jacobian is semi-analytic (:func:`model_jacobian`): finite differences of the whole
+model re-evaluate every channel for every column. The model is linear in the channel weights
+and in the smearing, so only the channel a parameter belongs to is re-evaluated, on the
+residual's own grid; Z needs no re-evaluation at all (it enters only through τ).
 """
 
 from __future__ import annotations
