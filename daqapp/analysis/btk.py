@@ -565,7 +565,8 @@ def conductance(bias_mV, temperature_K: float, gaps, dimension: int = 2,
     processed in blocks). Γ = 0 is allowed: below Γ ≈ k_BT/20 the energy step stays at
     k_BT/64 and the angular nodes at those of Γ = k_BT/4, within 1e-4 of finer grids in the
     Andreev regime (Z ≲ 1); with a tunnel barrier (Z ≳ 2) and Γ ≪ k_BT the DOS's
-    1/√(E − Δ) edge is not resolved at that step and errors near eV = Δ reach 1e-2. Such Γ
+    1/√(E − Δ) edge is not resolved at that step: errors near eV = Δ of 1e-2 (Z = 3) to 0.1
+    (Z = 10, 1D), where Γ = 1e-4 meV used to cost seconds of fine grid instead. Such Γ
     has no visible effect after thermal smearing; fits keep Γ ≥ k_BT/4 by default and never
     reach this regime. Limit: if a grid would still need more than 4e7 energy × angle
     evaluations (wide bias ranges at high T), the step is widened to that budget and the
