@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -114,8 +114,7 @@ class ModelParts:
     model: np.ndarray
 
 
-_GAP_FIELDS = {"delta": "delta", "gamma": "gamma", "z": "z", "alpha": "alpha",
-               "anisotropy": "anisotropy"}
+_GAP_FIELDS = ("delta", "gamma", "z", "alpha", "anisotropy")  # per-channel Gap attributes
 _FORWARD_STEP = 1e-6  # relative step of the optimiser's one-channel differences (Δ, Γ, α)
 _CENTRAL_STEP = 1e-5  # relative step of the covariance's central differences
 
@@ -174,19 +173,18 @@ def model_jacobian(model: BTKModel, parts: ModelParts, names: Sequence[str], *,
                 if base == "z" and i in parts.dz:
                     d_btk += gap.weight * parts.dz[i]
                     continue
-                attr = _GAP_FIELDS[base]
-                x0 = getattr(gap, attr)
+                x0 = getattr(gap, base)
                 up = x0 + h
                 if central:
                     dn = x0 - h
                     if base != "alpha":  # α is periodic; the others have physical bounds
                         up, dn = min(up, p.max), max(dn, p.min)
-                    s_dn = parts.channels.spectrum(_moved(gap, attr, dn), nodes_of=gap)
+                    s_dn = parts.channels.spectrum(replace(gap, **{base: dn}), nodes_of=gap)
                 else:
                     dn, s_dn = x0, parts.spectra[i - 1]
                     if up > p.max:
                         up = x0 - h
-                s_up = parts.channels.spectrum(_moved(gap, attr, up), nodes_of=gap)
+                s_up = parts.channels.spectrum(replace(gap, **{base: up}), nodes_of=gap)
                 d_btk += gap.weight * (s_up - s_dn) / (up - dn)
             jac[:, col] = pre * d_btk
         elif name.startswith("weight") and all(q.startswith("weight") for q in targets):
@@ -208,12 +206,6 @@ def model_jacobian(model: BTKModel, parts: ModelParts, names: Sequence[str], *,
         else:  # v0, temperature: the grid moves with them — difference the whole model
             jac[:, col] = _full_difference(model, parts, name, targets, central)
     return jac
-
-
-def _moved(gap: Gap, field_: str, value: float) -> Gap:
-    from dataclasses import replace
-
-    return replace(gap, **{field_: value})
 
 
 def _full_difference(model: BTKModel, parts: ModelParts, name: str, targets: Sequence[str],
