@@ -432,11 +432,11 @@ def _energy_step(temperature_K: float, gaps: list[Gap]) -> float:
     """Trapezoid step: below k_BT and Γ/3 so the analytic-strip error is < 1e-6, but never
     below k_BT/``_STEP_FLOOR_PER_KT``.
 
-    Why the floor: the step followed Γ, so Γ → 0 meant an ever finer grid until the work
-    budget stopped it (1.6 s for one Γ = 0 curve). Once Γ ≪ k_BT the smooth thermal kernel,
-    not Γ, limits what a grid must resolve: G₀'s square-root edges are integrable and the
-    trapezoid error over them falls with the step like (step/k_BT)^1.5 — at k_BT/64 below
-    1e-4 even for Γ = 0 (tests/analysis/test_btk.py checks it against a 16× finer grid).
+    Why the floor: the step followed Γ, so Γ → 0 meant an ever finer grid (Γ = 0 divided by
+    zero; Γ = 1e-4 meV took seconds per curve). Once Γ ≪ k_BT the smooth thermal kernel, not
+    Γ, limits what a grid must resolve: at k_BT/64 the Andreev regime (Z ≲ 1) stays within
+    1e-4 of 16× finer grids even at Γ = 0 (tests/analysis/test_btk.py); a tunnel barrier's
+    1/√(E − Δ) edge converges only slowly (the limit is stated in :func:`conductance`).
     """
     kt = K_B_MEV_PER_K * temperature_K
     gamma = min((g.gamma for g in gaps if g.weight > 0 and g.delta > 0), default=math.inf)
