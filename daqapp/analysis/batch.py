@@ -202,12 +202,15 @@ def _rows(outcome: SeriesOutcome, k: int) -> list[SpectrumFit]:
 
 
 def fit_series(task: SeriesTask,
-               on_fit: Callable[[SeriesItem, SpectrumAnalysis | None, str], None] | None = None
+               on_fit: Callable[[SeriesItem, SpectrumAnalysis | None, str], None] | None = None,
+               reuse: Callable[[SeriesItem, SeriesFit], SpectrumAnalysis | None] | None = None
                ) -> SeriesOutcome:
     """The task's spectra through :class:`SeriesFit`, cold to warm, then Δ(T).
 
     A spectrum that raises is recorded with its error and constrains nothing. ``on_fit`` is
-    called after each spectrum (the report prints its line there).
+    called after each spectrum (the report prints its line there). ``reuse(item, series)``
+    may return an analysis already made for this item on exactly this path (the campaign's
+    on-line fit): it joins the series instead of a refit.
     """
     _once_per_process()
     order = sorted(range(len(task.items)), key=lambda k: task.items[k].temperature_K
@@ -218,8 +221,13 @@ def fit_series(task: SeriesTask,
     for k in order:
         item = task.items[k]
         try:
-            series.options = item.options
-            analyses[k] = series.add(prepare(item.raw, item.options, item.reference))
+            found = reuse(item, series) if reuse is not None else None
+            if found is not None:  # made on exactly this path: it joins the series as is
+                series.analyses.append(found)
+            else:
+                series.options = item.options
+                found = series.add(prepare(item.raw, item.options, item.reference))
+            analyses[k] = found
         except Exception as exc:  # noqa: BLE001 - one spectrum must not sink the batch
             errors[k] = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
         if on_fit is not None:

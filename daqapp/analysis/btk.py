@@ -12,7 +12,8 @@ averaged over the Fermi surface with weight τ cosθ (2D, the seed paper's conve
 incidence (1D) or over a hemisphere (3D), then convolved with −∂f/∂E.
 
 Why it is fast *and* exact to ~1e-6: the thermal integral is evaluated as a trapezoid sum on a
-uniform energy grid whose step is below k_BT and Γ/3. The integrand is analytic in a strip of
+uniform energy grid whose step is below k_BT and Γ/3 (but not below k_BT/64: see
+:func:`_energy_step`). The integrand is analytic in a strip of
 half-width min(πk_BT, Γ), so the trapezoid error falls as exp(−2π·strip/step) — far below 1e-4
 without the fine grids and interpolation a naive code needs. G₀ is computed once on the half grid
 E ≥ 0 and mirrored (particle-hole symmetry of real gaps); for s-wave g depends only on E, for
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -199,9 +200,15 @@ def _aniso_geometry(n: int, z: float, dimension: int, symmetry: str, alpha: floa
 # ----------------------------------------------------------------------------- T = 0 spectra
 
 def _g(energy: np.ndarray, gamma: float, abs_delta) -> np.ndarray:
-    """Stable Andreev amplitude g = |Δ|/(z + Ω), retarded branch; 0 where the gap vanishes."""
+    """Stable Andreev amplitude g = |Δ|/(z + Ω), retarded branch; 0 where the gap vanishes.
+
+    Called on the half grid E ≥ 0 only (G₀ is mirrored), where z = E + iΓ lies in the first
+    quadrant: there Im(z² − Δ²) = 2EΓ ≥ 0, so the principal √(z² − Δ²) *is* the retarded
+    √(z − Δ)√(z + Δ) of physics.md §2.2 — one complex square root instead of two (they
+    dominate the cost). For E < 0 the principal root would be the wrong branch (§4.1).
+    """
     z = energy + 1j * gamma
-    omega = np.sqrt(z - abs_delta) * np.sqrt(z + abs_delta)
+    omega = np.sqrt(z * z - abs_delta * abs_delta)
     den = z + omega
     with np.errstate(divide="ignore", invalid="ignore"):
         g = abs_delta / den
@@ -210,12 +217,26 @@ def _g(energy: np.ndarray, gamma: float, abs_delta) -> np.ndarray:
     return g
 
 
-def _g0_s(energy: np.ndarray, gap: Gap, dimension: int) -> np.ndarray:
-    """Zero-temperature conductance of an isotropic s-wave channel (g once per energy)."""
+def _log_tau_slope(tau: np.ndarray, z: float) -> np.ndarray:
+    """ℓ = (∂τ/∂Z)/τ = −2Z/(cos²θ + Z²) = −2(1 − τ)/Z: Z enters the model only through τ."""
+    if z == 0.0:
+        return np.zeros_like(tau)
+    return -2.0 * (1.0 - tau) / z
+
+
+def _g0_s(energy: np.ndarray, gap: Gap, dimension: int, dz: bool = False):
+    """Zero-temperature conductance of an isotropic s-wave channel (g once per energy).
+
+    ``dz``: also return ∂G₀/∂Z from the same g (σ and the average's weights depend on Z only
+    through τ): (G₀, ∂G₀/∂Z).
+    """
     block = _CHUNK // 48
     if energy.size > block:
-        return np.concatenate([_g0_s(energy[i:i + block], gap, dimension)
-                               for i in range(0, energy.size, block)])
+        parts = [_g0_s(energy[i:i + block], gap, dimension, dz)
+                 for i in range(0, energy.size, block)]
+        if dz:
+            return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        return np.concatenate(parts)
     tau, w = _s_wave_weights(48, gap.z, dimension)
     g = _g(energy, gap.gamma, gap.delta)
     g2 = g * g
@@ -225,13 +246,43 @@ def _g0_s(energy: np.ndarray, gap: Gap, dimension: int) -> np.ndarray:
     tm1 = tau - 1.0
     num = 1.0 + np.multiply.outer(a, tau) + np.multiply.outer(b, tm1)
     den = 1.0 + 2.0 * np.multiply.outer(c, tm1) + np.multiply.outer(b, tm1 * tm1)
-    return (num / den) @ w
+    sigma = num / den
+    g0 = sigma @ w
+    if not dz:
+        return g0
+    ell = _log_tau_slope(tau, gap.z)
+    # ∂σ/∂τ = [∂num/∂τ − σ ∂den/∂τ]/den; ∂wₖ/∂Z = wₖ(ℓₖ − Σⱼwⱼℓⱼ)
+    dsig = ((a + b)[:, None] - sigma * (2.0 * c[:, None] + 2.0 * np.multiply.outer(b, tm1))) / den
+    d_g0 = dsig @ (w * tau * ell) + sigma @ (w * (ell - ell @ w))
+    return g0, d_g0
+
+
+def _angular_gap(gap: Gap, kt: float) -> Gap:
+    """The gap whose Γ sets the angular node count: Γ, but at least k_BT/``_ANGLE_FLOOR_PER_KT``.
+
+    Angular features are Γ/(2Δ) wide in θ; once Γ ≪ k_BT the thermal kernel washes out
+    anything finer than k_BT/(2Δ), so Γ → 0 need not mean 4096 nodes (seconds per curve).
+    """
+    floor = kt / _ANGLE_FLOOR_PER_KT
+    if gap.symmetry == "s" or gap.gamma >= floor:
+        return gap
+    return replace(gap, gamma=floor)
+
+
+_ANGLE_FLOOR_PER_KT = 4.0
 
 
 def _g0_aniso(energy: np.ndarray, gap: Gap, dimension: int,
-              resolution: float = 1.0) -> np.ndarray:
-    """Zero-temperature conductance of an angle-dependent gap (d-wave or anisotropic s)."""
-    n = _n_angles(gap)
+              resolution: float = 1.0, dz: bool = False, kt: float = 0.0,
+              nodes_of: Gap | None = None):
+    """Zero-temperature conductance of an angle-dependent gap (d-wave or anisotropic s).
+
+    ``dz``: also return ∂G₀/∂Z from the same g₊, g₋ (as :func:`_g0_s`). ``kt``: the thermal
+    energy after which G₀ is smeared (floors the angular resolution, :func:`_angular_gap`).
+    ``nodes_of``: take the node count from this gap instead (a finite difference in Δ or Γ
+    must not cross a change of the quadrature).
+    """
+    n = _n_angles(_angular_gap(gap if nodes_of is None else nodes_of, kt))
     if resolution > 1.0:
         n = 8 * max(2, int(math.ceil(n / resolution / 8)))
     alpha = float(gap.alpha) % (math.pi / 2) if gap.symmetry == "d" else float(gap.alpha)
@@ -240,8 +291,11 @@ def _g0_aniso(energy: np.ndarray, gap: Gap, dimension: int,
     n_nodes = tau.size
     block = max(1, _CHUNK // n_nodes)
     if energy.size > block:
-        return np.concatenate([_g0_aniso(energy[i:i + block], gap, dimension, resolution)
-                               for i in range(0, energy.size, block)])
+        parts = [_g0_aniso(energy[i:i + block], gap, dimension, resolution, dz, kt, nodes_of)
+                 for i in range(0, energy.size, block)]
+        if dz:
+            return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        return np.concatenate(parts)
     e = energy[:, None]
     gp = _g(e, gap.gamma, gap.delta * np.abs(dp)[None, :])
     if mirror is not None:
@@ -251,25 +305,41 @@ def _g0_aniso(energy: np.ndarray, gap: Gap, dimension: int,
     sign = np.sign(dp * dm)
     gpgm = gp * gm
     tm1 = tau - 1.0
-    num = 1.0 + tau * (gp.real ** 2 + gp.imag ** 2) + tm1 * (gpgm.real ** 2 + gpgm.imag ** 2)
+    a = gp.real ** 2 + gp.imag ** 2
+    b = gpgm.real ** 2 + gpgm.imag ** 2
+    num = 1.0 + tau * a + tm1 * b
     d = 1.0 + (tm1 * sign) * gpgm
     den = d.real ** 2 + d.imag ** 2
-    return (num / den) @ w
+    sigma = num / den
+    g0 = sigma @ w
+    if not dz:
+        return g0
+    ell = _log_tau_slope(tau, gap.z)
+    dden = (2.0 * sign) * (d.real * gpgm.real + d.imag * gpgm.imag)
+    dsig = (a + b - sigma * dden) / den
+    d_g0 = dsig @ (w * tau * ell) + sigma @ (w * (ell - ell @ w))
+    return g0, d_g0
+
+
+def _channel_g0(energy: np.ndarray, gap: Gap, dimension: int, resolution: float = 1.0,
+                dz: bool = False, kt: float = 0.0, nodes_of: Gap | None = None):
+    """G₀ of one channel at its own weight 1 (and ∂G₀/∂Z with ``dz``); ``kt``, ``nodes_of``
+    as in :func:`_g0_aniso`."""
+    if gap.delta == 0.0:
+        one = np.ones(energy.shape)
+        return (one, np.zeros(energy.shape)) if dz else one
+    if gap.symmetry == "s":
+        return _g0_s(energy, gap, dimension, dz)
+    return _g0_aniso(energy, gap, dimension, resolution, dz, kt, nodes_of)
 
 
 def _g0(energy: np.ndarray, gaps: list[Gap], dimension: int,
-        resolution: float = 1.0) -> np.ndarray:
+        resolution: float = 1.0, kt: float = 0.0) -> np.ndarray:
     """Unsmeared composite conductance Σ wᵢ Gᵢ(E) at energies E ≥ 0."""
     total = np.zeros(energy.shape, dtype=float)
     for gap in gaps:
-        if gap.weight == 0.0:
-            continue
-        if gap.delta == 0.0:
-            total += gap.weight
-        elif gap.symmetry == "s":
-            total += gap.weight * _g0_s(energy, gap, dimension)
-        else:
-            total += gap.weight * _g0_aniso(energy, gap, dimension, resolution)
+        if gap.weight != 0.0:
+            total += gap.weight * _channel_g0(energy, gap, dimension, resolution, kt=kt)
     return total
 
 
@@ -359,35 +429,102 @@ def _kernel_block(bias: np.ndarray, kt: float, step: float, n_half: int,
 
 
 def _energy_step(temperature_K: float, gaps: list[Gap]) -> float:
-    """Trapezoid step: below k_BT and Γ/3 so the analytic-strip error is < 1e-6."""
+    """Trapezoid step: below k_BT and Γ/3 so the analytic-strip error is < 1e-6, but never
+    below k_BT/``_STEP_FLOOR_PER_KT``.
+
+    Why the floor: the step followed Γ, so Γ → 0 meant an ever finer grid (Γ = 0 divided by
+    zero; Γ = 1e-4 meV took seconds per curve). Once Γ ≪ k_BT the smooth thermal kernel, not
+    Γ, limits what a grid must resolve: at k_BT/64 the Andreev regime (Z ≲ 1) stays within
+    1e-4 of 16× finer grids even at Γ = 0 (tests/analysis/test_btk.py); a tunnel barrier's
+    1/√(E − Δ) edge converges only slowly (the limit is stated in :func:`conductance`).
+    """
     kt = K_B_MEV_PER_K * temperature_K
-    gammas = [g.gamma for g in gaps if g.weight > 0 and g.delta > 0]
-    step = kt
-    if gammas:
-        step = min(step, min(gammas) / 3.0)
-    return step
+    gamma = min((g.gamma for g in gaps if g.weight > 0 and g.delta > 0), default=math.inf)
+    if gamma >= 3.0 * kt:
+        return kt
+    # k_BT/n, not Γ/3 itself: the grid (and its kernel) stays put while Γ moves within a
+    # bin, so a fit's model is smooth in Γ (no spurious grid term in its derivatives, up to
+    # 1 % of a column when the step followed Γ) and the cached kernel serves every call
+    if gamma * _STEP_FLOOR_PER_KT <= 3.0 * kt:
+        return kt / _STEP_FLOOR_PER_KT
+    return kt / math.ceil(3.0 * kt / gamma)
 
 
-def _work_per_energy(gaps: list[Gap], dimension: int) -> int:
+_STEP_FLOOR_PER_KT = 64
+
+
+def _work_per_energy(gaps: list[Gap], dimension: int, kt: float) -> int:
     total = 0
     for g in gaps:
         if g.symmetry == "s" or dimension == 1:
             total += 48
         else:
-            n = _n_angles(g)
+            n = _n_angles(_angular_gap(g, kt))
             total += n if dimension == 2 else min(n, 256) ** 2
     return max(total, 1)
 
 
-def _smeared(bias: np.ndarray, temperature_K: float, gaps: list[Gap],
-             dimension: int, resolution: float = 1.0, modulation_mV: float = 0.0) -> np.ndarray:
-    """Thermal (and lock-in modulation) convolution; ``resolution`` > 1 coarsens the energy and
-    angle grids (screening)."""
+class _Plan:
+    """Where G₀ is needed (energies ≥ 0) and how it becomes the measured G at the biases.
+
+    Why separate: thermal smearing and the lock-in's modulation are linear in G₀, so one
+    plan serves every channel of a model and every derivative of it (∂G/∂p is the plan
+    applied to ∂G₀/∂p) — the fit's Jacobian reuses the grid and kernel of its residual.
+    ``smear`` takes G₀ − 1 as (n_energies,) or (n_energies, k) and returns G − 1.
+    """
+
+    def __init__(self, energies: np.ndarray, kind: str, data: tuple = (), kt: float = 0.0
+                 ) -> None:
+        self.energies = energies
+        self.kt = kt  # the thermal energy G₀ is smeared over (floors the angular grid)
+        self.kind = kind  # "identity", "nodes" (weights per bias), "grid", "grid-blocks"
+        self.data = data
+
+    def smear(self, g0m1: np.ndarray) -> np.ndarray:
+        if self.kind == "identity":
+            return g0m1
+        if self.kind == "nodes":
+            n_bias, w = self.data
+            return np.tensordot(g0m1.reshape((n_bias, w.size) + g0m1.shape[1:]), w, (1, 0))
+        if self.kind == "grid":
+            idx, weights = self.data
+            return _kernel_sum(g0m1, idx, weights)
+        bias, kt, step, n_half, modulation_mV, rows = self.data
+        out = np.empty((bias.size,) + g0m1.shape[1:])
+        for i in range(0, bias.size, rows):  # wide kernel: block by block, not cached
+            idx, weights = _kernel_block(bias[i:i + rows], kt, step, n_half, modulation_mV)
+            out[i:i + rows] = _kernel_sum(g0m1, idx, weights)
+        return out
+
+
+def _kernel_sum(g0m1: np.ndarray, idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Σⱼ weights[i, j]·G₀[idx[i, j]] for each bias i (and each column of a 2-D G₀)."""
+    if g0m1.ndim == 1:
+        return np.einsum("ij,ij->i", np.take(g0m1, idx), weights)
+    # column by column: the 3-index einsum is ~9× slower than two of these
+    return np.stack([np.einsum("ij,ij->i", np.take(col, idx), weights)
+                     for col in g0m1.T], axis=1)
+
+
+def _plan(bias: np.ndarray, temperature_K: float, gaps: list[Gap], dimension: int,
+          resolution: float = 1.0, modulation_mV: float = 0.0) -> _Plan:
+    """The energy grid and smearing weights for these biases, T, modulation and gaps (their
+    Γ set the step); ``resolution`` > 1 coarsens the energy step (screening)."""
+    if temperature_K == 0.0:
+        if modulation_mV == 0.0:
+            return _Plan(np.abs(bias), "identity")
+        # no thermal kernel to fold the semicircle into: quadrature nodes resolving Γ
+        from daqapp.analysis.modulation import modulation_nodes, nodes_for_smoothness
+
+        gammas = [g.gamma for g in gaps if g.weight > 0 and g.delta > 0] or [1.0]
+        n = nodes_for_smoothness(modulation_mV, max(min(gammas), 1e-3), 1e-6)
+        offs, w = modulation_nodes(modulation_mV, n)
+        return _Plan(np.abs(bias[:, None] + offs[None, :]).ravel(), "nodes", (bias.size, w))
     kt = K_B_MEV_PER_K * temperature_K
     step = _energy_step(temperature_K, gaps) * resolution
     half_width = _half_width(kt, modulation_mV)
     e_max = float(np.max(np.abs(bias))) + half_width + 2.0 * step
-    per_e = _work_per_energy(gaps, dimension)
+    per_e = _work_per_energy(gaps, dimension, kt)
     nk = 2.0 * half_width / step + 2
     n_half = int(math.ceil(e_max / step)) + 2
     local_cost = bias.size * nk
@@ -399,30 +536,18 @@ def _smeared(bias: np.ndarray, temperature_K: float, gaps: list[Gap],
         nk = 2.0 * half_width / step + 2
         local_cost = bias.size * nk
     if local_cost < n_half:
-        # Few biases, or k_BT tiny against the bias range: quadrature nodes around each bias,
-        # a block of biases at a time so the (bias, node) arrays stay a few MB.
+        # Few biases, or k_BT tiny against the bias range: quadrature nodes around each bias
+        # (G₀ itself is evaluated in blocks, so the arrays stay a few MB).
         m = int(math.ceil(half_width / step))
         offs = np.arange(-m, m + 1) * step
         w = step * _measured_kernel(offs, kt, modulation_mV)
-        rows = max(1, _KERNEL_BLOCK // offs.size)
-        out = np.empty(bias.size)
-        for i in range(0, bias.size, rows):
-            energies = np.abs(bias[i:i + rows, None] + offs[None, :])
-            g0 = _g0(energies.ravel(), gaps, dimension, resolution).reshape(energies.shape)
-            out[i:i + rows] = (g0 - 1.0) @ w + 1.0
-        return out
+        return _Plan(np.abs(bias[:, None] + offs[None, :]).ravel(), "nodes", (bias.size, w), kt)
     energies = np.arange(n_half) * step
-    g0 = _g0(energies, gaps, dimension, resolution) - 1.0
     nk_int = int(math.ceil(2.0 * half_width / step)) + 2
     if bias.size * nk_int <= _KERNEL_BLOCK:
-        idx, weights = _grid_kernel(bias, kt, step, n_half, modulation_mV)
-        return np.einsum("ij,ij->i", g0[idx], weights) + 1.0
-    rows = max(1, _KERNEL_BLOCK // nk_int)  # wide kernel: build it block by block, no cache
-    out = np.empty(bias.size)
-    for i in range(0, bias.size, rows):
-        idx, weights = _kernel_block(bias[i:i + rows], kt, step, n_half, modulation_mV)
-        out[i:i + rows] = np.einsum("ij,ij->i", g0[idx], weights) + 1.0
-    return out
+        return _Plan(energies, "grid", _grid_kernel(bias, kt, step, n_half, modulation_mV), kt)
+    rows = max(1, _KERNEL_BLOCK // nk_int)
+    return _Plan(energies, "grid-blocks", (bias, kt, step, n_half, modulation_mV, rows), kt)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -441,11 +566,15 @@ def conductance(bias_mV, temperature_K: float, gaps, dimension: int = 2,
     Returns an array of the shape of ``bias_mV``. Raises ``ValueError`` for invalid input.
 
     Working memory stays below ~60 MB whatever Γ and T (energy, angle and thermal sums are
-    processed in blocks). Limit: when Γ ≪ k_BT over a wide bias range the converged grid
-    would need more than 4e7 energy × angle evaluations (e.g. Γ < 0.003 meV with ±200 mV at
-    60 K, or a d-wave gap with Γ/Δ < 1e-3 at tens of K); the energy step is then widened to
-    that budget and the 1e-4 accuracy is no longer guaranteed. Such Γ has no visible effect
-    after thermal smearing; fits keep Γ ≥ k_BT/4 by default and never reach this regime.
+    processed in blocks). Γ = 0 is allowed: below Γ ≈ k_BT/20 the energy step stays at
+    k_BT/64 and the angular nodes at those of Γ = k_BT/4, within 1e-4 of finer grids in the
+    Andreev regime (Z ≲ 1); with a tunnel barrier (Z ≳ 2) and Γ ≪ k_BT the DOS's
+    1/√(E − Δ) edge is not resolved at that step: errors near eV = Δ of 1e-2 (Z = 3) to 0.1
+    (Z = 10, 1D), where Γ = 1e-4 meV used to cost seconds of fine grid instead. Such Γ
+    has no visible effect after thermal smearing; fits keep Γ ≥ k_BT/4 by default and never
+    reach this regime. Limit: if a grid would still need more than 4e7 energy × angle
+    evaluations (wide bias ranges at high T), the step is widened to that budget and the
+    1e-4 accuracy is no longer guaranteed.
     """
     return _measured(bias_mV, temperature_K, gaps, dimension, 1.0, modulation_mV)
 
@@ -454,24 +583,49 @@ def _measured(bias_mV, temperature_K: float, gaps, dimension: int, resolution: f
               modulation_mV: float) -> np.ndarray:
     bias, temperature, gaps = _validate(bias_mV, temperature_K, gaps, dimension)
     _check_finite("modulation_mV", modulation_mV, 0.0, 1e4, "mV rms")
-    modulation_mV = float(modulation_mV)
     shape = bias.shape
     flat = bias.ravel()
     if flat.size == 0:
         return np.zeros(shape)
-    if temperature == 0.0:
-        def g0(v: np.ndarray) -> np.ndarray:
-            return _g0(np.abs(v), gaps, dimension, resolution)
-        if modulation_mV == 0.0:
-            return g0(flat).reshape(shape)
-        # no thermal kernel to fold the semicircle into: quadrature nodes resolving Γ
-        from daqapp.analysis.modulation import broaden, nodes_for_smoothness
+    plan = _plan(flat, temperature, gaps, dimension, resolution, float(modulation_mV))
+    g0 = _g0(plan.energies, gaps, dimension, resolution, plan.kt)
+    return (plan.smear(g0 - 1.0) + 1.0).reshape(shape)
 
-        gammas = [g.gamma for g in gaps if g.weight > 0 and g.delta > 0] or [1.0]
-        n = nodes_for_smoothness(modulation_mV, max(min(gammas), 1e-3), 1e-6)
-        return broaden(flat, g0, modulation_mV, n_nodes=n).reshape(shape)
-    return _smeared(flat, temperature, gaps, dimension, resolution,
-                    modulation_mV).reshape(shape)
+
+class ChannelSpectra:
+    """Each channel's measured spectrum Sᵢ(V) (at weight 1) on one model's shared grid.
+
+    Why: G = Σ wᵢSᵢ is linear in the weights and every smearing is linear in G₀, so a fit's
+    Jacobian needs only per-channel pieces on the grid of its residual: ∂G/∂w from the Sᵢ
+    themselves, ∂G/∂Zᵢ from the same Andreev amplitudes (Z enters only through τ), and a
+    change of Δᵢ, Γᵢ or α re-evaluates that channel alone (:meth:`spectrum` with a changed
+    :class:`Gap`). The grid is fixed by the ``gaps`` given here, so finite differences on it
+    see no grid change. ``resolution`` > 1: the coarse grids of :func:`screening_conductance`.
+    """
+
+    def __init__(self, bias_mV, temperature_K: float, gaps, dimension: int = 2,
+                 modulation_mV: float = 0.0, resolution: float = 1.0) -> None:
+        bias, temperature, self.gaps = _validate(bias_mV, temperature_K, gaps, dimension)
+        _check_finite("modulation_mV", modulation_mV, 0.0, 1e4, "mV rms")
+        self.bias = bias.ravel()
+        self.dimension = dimension
+        self.resolution = max(1.0, float(resolution)) if temperature > 0 else 1.0
+        self.plan = _plan(self.bias, temperature, self.gaps, dimension, self.resolution,
+                          float(modulation_mV))
+
+    def spectrum(self, gap: Gap, nodes_of: Gap | None = None) -> np.ndarray:
+        """S(V) of ``gap`` at weight 1 (its own weight is ignored) on this grid; ``nodes_of``:
+        the gap whose angular node count to use (the unperturbed one, for a difference)."""
+        g0 = _channel_g0(self.plan.energies, gap, self.dimension, self.resolution,
+                         kt=self.plan.kt, nodes_of=nodes_of)
+        return self.plan.smear(g0 - 1.0) + 1.0
+
+    def spectrum_and_dz(self, gap: Gap) -> tuple[np.ndarray, np.ndarray]:
+        """(S, ∂S/∂Z) of ``gap`` on this grid, from one evaluation of its amplitudes."""
+        g0, dz = _channel_g0(self.plan.energies, gap, self.dimension, self.resolution,
+                             dz=True, kt=self.plan.kt)
+        both = self.plan.smear(np.stack([g0 - 1.0, dz], axis=1))
+        return both[:, 0] + 1.0, both[:, 1]
 
 
 def screening_conductance(bias_mV, temperature_K: float, gaps, dimension: int = 2,

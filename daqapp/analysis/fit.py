@@ -17,7 +17,12 @@ Why a global stage: two-gap models have several minima of nearly equal χ² (d+d
 Δ2 can sit at a second shoulder or merge into Δ1). For s/d two-gap models a library of
 single-gap spectra is combined pairwise with the closed-form optimal weight, the best distinct
 seeds are refined on coarse grids (successive halving) and only the winner is polished at full
-resolution: ~1.5 s for d+d and ~0.3 s for s+s at 1001 points on one core (``bench/btk.py``).
+resolution: ~0.4 s for d+d and ~0.1 s for s+s at 1001 points on one core (``bench/btk.py``).
+
+Why the Jacobian is semi-analytic (:func:`model_jacobian`): finite differences of the whole
+model re-evaluate every channel for every column. The model is linear in the channel weights
+and in the smearing, so only the channel a parameter belongs to is re-evaluated, on the
+residual's own grid; Z needs no re-evaluation at all (it enters only through τ).
 """
 
 from __future__ import annotations
@@ -25,12 +30,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import least_squares
 
-from daqapp.analysis.btk import K_B_MEV_PER_K, Gap, conductance, screening_conductance
+from daqapp.analysis.btk import K_B_MEV_PER_K, ChannelSpectra, Gap, screening_conductance
 
 MODEL_ALIASES = {"s": ("s",), "d": ("d",), "s+s": ("s", "s"), "s+d": ("s", "d"),
                  "d+s": ("d", "s"), "d+d": ("d", "d")}
@@ -85,6 +90,145 @@ def parse_model(model: str | Sequence[str]) -> tuple[str, ...]:
         raise ValueError(f"model = {model!r} is not allowed (allowed: components 's', 'd' or "
                          "'s_aniso' joined by '+', e.g. 's+s', 'd+d', 's+s+s')")
     return parts
+
+
+@dataclass
+class ModelParts:
+    """One evaluation of a :class:`BTKModel`, kept for its Jacobian.
+
+    G = back·[(1 − p)·Σ wᵢSᵢ + p]: ``spectra`` are the channels' Sᵢ at weight 1 on the grid of
+    ``channels`` (shared, so derivatives re-evaluate one channel on the same grid), ``dz``
+    maps a channel number to ∂Sᵢ/∂Zᵢ, ``g_btk`` = Σ wᵢSᵢ, ``g_par`` adds the parallel normal
+    channel, ``back`` is the background factor and ``model`` the result.
+    """
+
+    values: dict[str, float]
+    shifted: np.ndarray
+    channels: ChannelSpectra
+    gaps: list[Gap]
+    spectra: list[np.ndarray]
+    dz: dict[int, np.ndarray]
+    g_btk: np.ndarray
+    g_par: np.ndarray
+    back: np.ndarray
+    model: np.ndarray
+
+
+_GAP_FIELDS = ("delta", "gamma", "z", "alpha", "anisotropy")  # per-channel Gap attributes
+_FORWARD_STEP = 1e-6  # relative step of the optimiser's one-channel differences (Δ, Γ, α)
+_CENTRAL_STEP = 1e-5  # relative step of the covariance's central differences
+
+
+def _split_name(name: str) -> tuple[str, int]:
+    base = name.rstrip("0123456789")
+    return base, int(name[len(base):]) if len(name) > len(base) else 0
+
+
+def _weight_derivatives(model: BTKModel, values: dict[str, float], k: int) -> np.ndarray:
+    """∂wᵢ/∂weight_k of the stick-breaking weights wᵢ = bᵢ∏ⱼ<ᵢ(1 − bⱼ), w_n = ∏ⱼ<ₙ(1 − bⱼ)."""
+    n = len(model.components)
+    b = [min(max(values[f"weight{j}"], 0.0), 1.0) for j in range(1, n)]
+    out = np.zeros(n)
+    for i in range(k - 1, n):  # channel index i (0-based); weights before k do not move
+        left = math.prod(1.0 - b[j] for j in range(i) if j != k - 1)
+        if i == k - 1:
+            out[i] = left
+        else:
+            out[i] = -left * (b[i] if i < n - 1 else 1.0)
+    return out
+
+
+def model_jacobian(model: BTKModel, parts: ModelParts, names: Sequence[str], *,
+                   central: bool = False) -> np.ndarray:
+    """∂G/∂p at ``parts`` for the parameters ``names`` (columns), semi-analytic.
+
+    Why not plain finite differences: each of their columns re-evaluates every channel.
+    Here the weights and the background enter in closed form (∂G/∂w₁ = S₁ − S₂ for two
+    channels), Z from the Andreev amplitudes already computed (``parts.dz``; Z enters only
+    through τ), and Δ, Γ, α, anisotropy by a difference that re-evaluates only the channels
+    that parameter belongs to, on the same grid and angular nodes — smearing is linear, so it
+    commutes with the derivative. v0 and T (they move the grid itself) fall back to a full
+    difference. ``central``: central differences (the covariance), else forward (the
+    optimiser; the step goes down at an upper bound).
+    """
+    v = parts.values
+    n_bias = parts.model.size
+    pre = parts.back * (1.0 - v.get("p_normal", 0.0))
+    owners: dict[str, list[str]] = {}
+    for q in model.params:
+        owners.setdefault(model._source(q), []).append(q)
+    jac = np.zeros((n_bias, len(names)))
+    rel = _CENTRAL_STEP if central else _FORWARD_STEP
+    for col, name in enumerate(names):
+        targets = owners.get(name, [name])
+        split = [_split_name(q) for q in targets]
+        if all(base in _GAP_FIELDS and i >= 1 for base, i in split):
+            d_btk = np.zeros(n_bias)
+            p = model.params[name]
+            h = rel * max(abs(v[name]), 1e-2)
+            for base, i in split:
+                gap = parts.gaps[i - 1]
+                if gap.weight == 0.0:
+                    continue
+                if base == "z" and i in parts.dz:
+                    d_btk += gap.weight * parts.dz[i]
+                    continue
+                x0 = getattr(gap, base)
+                up = x0 + h
+                if central:
+                    dn = x0 - h
+                    if base != "alpha":  # α is periodic; the others have physical bounds
+                        up, dn = min(up, p.max), max(dn, p.min)
+                    s_dn = parts.channels.spectrum(replace(gap, **{base: dn}), nodes_of=gap)
+                else:
+                    dn, s_dn = x0, parts.spectra[i - 1]
+                    if up > p.max:
+                        up = x0 - h
+                s_up = parts.channels.spectrum(replace(gap, **{base: up}), nodes_of=gap)
+                d_btk += gap.weight * (s_up - s_dn) / (up - dn)
+            jac[:, col] = pre * d_btk
+        elif name.startswith("weight") and all(q.startswith("weight") for q in targets):
+            d_btk = np.zeros(n_bias)
+            for q in targets:
+                dw = _weight_derivatives(model, v, _split_name(q)[1])
+                for w_i, s_i in zip(dw, parts.spectra, strict=True):
+                    if w_i:
+                        d_btk += w_i * s_i
+            jac[:, col] = pre * d_btk
+        elif targets == ["p_normal"]:
+            jac[:, col] = parts.back * (1.0 - parts.g_btk)
+        elif targets == ["scale"] and v["scale"] != 0.0:
+            jac[:, col] = parts.model / v["scale"]
+        elif targets == ["slope"]:
+            jac[:, col] = v["scale"] * parts.shifted * parts.g_par
+        elif targets == ["curvature"]:
+            jac[:, col] = v["scale"] * parts.shifted ** 2 * parts.g_par
+        else:  # v0, temperature: the grid moves with them — difference the whole model
+            jac[:, col] = _full_difference(model, parts, name, targets, central)
+    return jac
+
+
+def _full_difference(model: BTKModel, parts: ModelParts, name: str, targets: Sequence[str],
+                     central: bool) -> np.ndarray:
+    """∂G/∂``name`` by differencing the whole model (each side on its own grid)."""
+    v = parts.values
+    p = model.params[name]
+    h = (_CENTRAL_STEP if central else _FORWARD_STEP) * max(abs(v[name]), 1e-2)
+    up = min(v[name] + h, p.max)
+    dn = max(v[name] - h, p.min) if central else v[name]
+    if up <= dn:
+        up, dn = v[name], v[name] - h
+    bias = parts.shifted + v["v0"]
+
+    def at(value: float) -> np.ndarray:
+        if value == v[name]:
+            return parts.model
+        moved = dict(v)
+        for q in targets:
+            moved[q] = value
+        return model.eval(bias, moved)
+
+    return (at(up) - at(dn)) / (up - dn)
 
 
 class BTKModel:
@@ -210,17 +354,34 @@ class BTKModel:
         """
         v = self.values() if values is None else values
         bias = np.asarray(bias_mV, dtype=float)
-        shifted = bias - v["v0"]
-        if resolution > 1.0:
-            g = screening_conductance(shifted, v["temperature"], self.gaps(v), self.dimension,
-                                      resolution, self.modulation_mV)
-        else:
-            g = conductance(shifted, v["temperature"], self.gaps(v), self.dimension,
-                            self.modulation_mV)
+        return self.parts(bias.ravel(), v, resolution=resolution).model.reshape(bias.shape)
+
+    def parts(self, bias_mV: np.ndarray, values: dict[str, float], *, resolution: float = 1.0,
+              z_derivatives: bool = False) -> ModelParts:
+        """The model at ``bias_mV`` (1-D) with the pieces its Jacobian reuses (see
+        :class:`ModelParts`); ``z_derivatives``: also ∂Sᵢ/∂Zᵢ for the free Zᵢ."""
+        v = values
+        shifted = np.asarray(bias_mV, dtype=float) - v["v0"]
+        gaps = self.gaps(v)
+        channels = ChannelSpectra(shifted, v["temperature"], gaps, self.dimension,
+                                  self.modulation_mV, resolution)
+        spectra, dz = [], {}
+        for i, gap in enumerate(gaps, start=1):
+            if z_derivatives and self._source(f"z{i}") in self.free_names():
+                s_i, dz[i] = channels.spectrum_and_dz(gap)
+            else:
+                s_i = channels.spectrum(gap)
+            spectra.append(s_i)
+        g_btk = sum(gap.weight * s_i for gap, s_i in zip(gaps, spectra, strict=True))
         p = v.get("p_normal", 0.0)
-        if p:
-            g = (1.0 - p) * g + p
-        return self.background(shifted, v) * g
+        g_par = (1.0 - p) * g_btk + p if p else g_btk
+        back = self.background(shifted, v)
+        return ModelParts(v, shifted, channels, gaps, spectra, dz, g_btk, g_par, back,
+                          back * g_par)
+
+    def _source(self, name: str) -> str:
+        """The free parameter ``name`` takes its value from (itself unless shared)."""
+        return self.params[name].shared_with or name
 
     @staticmethod
     def background(shifted_mV: np.ndarray, values: dict[str, float]) -> np.ndarray:
@@ -821,8 +982,7 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
         constraints.append("delta2<=delta1")
     prob = _Problem(model, bias, g, float(sigma), constraints)
     names = prob.names
-    lo, hi = prob.lo, prob.hi
-    residual, unpack, to_internal = prob.residual, prob.unpack, prob.pack
+    residual, to_internal = prob.residual, prob.pack
 
     if n_starts is None:
         two_gap = len(model.components) == 2 and set(model.components) <= {"s", "d"}
@@ -837,23 +997,21 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
         step = max(1, bias.size // _SCREEN_POINTS)
         b_c, g_c = bias[step // 2::step], g[step // 2::step]
 
-        def residual_coarse(x: np.ndarray) -> np.ndarray:
-            return (model.eval(b_c, unpack(x), resolution=_SCREEN_RESOLUTION) - g_c) / sigma
+        coarse = _Problem(model, b_c, g_c, float(sigma), constraints, _SCREEN_RESOLUTION)
 
         def coarse_fit(x0: np.ndarray, n: int):
-            return least_squares(residual_coarse, x0, bounds=(lo, hi), method="trf",
-                                 x_scale="jac", max_nfev=n, xtol=1e-5, ftol=1e-5, gtol=1e-5)
+            return coarse.solve(x0, n, 1e-5)
 
         # successive halving: every seed gets a few steps, the better half continues
         sols = [coarse_fit(to_internal(v), _COARSE_FIRST_STEPS) for v in seeds]
-        nfev += sum(sol.nfev for sol in sols) * (len(names) + 1)
+        nfev += sum(sol.nfev + sol.njev for sol in sols)
         sols.sort(key=lambda sol: sol.cost)
         keep = _COARSE_KEEP
         refined = [sols[0].x]
         for sol in sols[:keep]:
             if sol.status == 0:  # stopped by the step budget, not converged: continue
                 sol = coarse_fit(sol.x, 25)
-                nfev += sol.nfev * (len(names) + 1)
+                nfev += sol.nfev + sol.njev
             refined.append(sol.x)
         # rank the refined seeds at full resolution (the coarse grids may misrank near ties)
         full_cost = [float(np.sum(residual(x) ** 2)) for x in refined]
@@ -874,7 +1032,7 @@ def fit_spectrum(bias_mV, conductance_data, model: BTKModel | str = "s+s", *,
     tol = 1e-6 if seeds is not None else 1e-8  # seeded: already in the basin; Δχ² ~ 1e-3
     for x0 in x_starts:
         sol = prob.solve(x0, max_nfev or 100, tol)
-        nfev += sol.nfev * (len(names) + 1)
+        nfev += sol.nfev + sol.njev
         if best is None or sol.cost < best.cost:
             best = sol
     assert best is not None
@@ -907,8 +1065,10 @@ class _Problem:
     """
 
     def __init__(self, model: BTKModel, bias: np.ndarray, g: np.ndarray, sigma: float,
-                 constraints: Sequence[str]) -> None:
+                 constraints: Sequence[str], resolution: float = 1.0) -> None:
         self.model, self.bias, self.g, self.sigma = model, bias, g, sigma
+        self.resolution = resolution  # > 1: the coarse grids of the global stage
+        self._last: tuple[bytes, ModelParts] | None = None
         self.constraints = list(constraints)
         self.names = model.free_names()
         if not self.names:
@@ -948,30 +1108,45 @@ class _Problem:
             x[small] = min(vals[small] / max(vals[big], 1e-12), 1.0)
         return _clip_into(np.array([x[k] for k in self.names]), self.lo, self.hi)
 
+    def _parts(self, x: np.ndarray) -> ModelParts:
+        """The model at x, kept for the Jacobian least_squares asks for at the same x next
+        (keyed by the fixed values too: a profile changes them between solves)."""
+        key = x.tobytes() + np.array([p.value for p in self.model.params.values()]).tobytes()
+        if self._last is None or self._last[0] != key:
+            parts = self.model.parts(self.bias, self.unpack(x), resolution=self.resolution,
+                                     z_derivatives=True)
+            self._last = (key, parts)
+        return self._last[1]
+
     def residual(self, x: np.ndarray) -> np.ndarray:
-        return (self.model.eval(self.bias, self.unpack(x)) - self.g) / self.sigma
+        return (self._parts(x).model - self.g) / self.sigma
+
+    def jac(self, x: np.ndarray) -> np.ndarray:
+        """∂r/∂x in internal coordinates: :func:`model_jacobian` and the chain rule of the
+        ratios (Γᵢ = ρᵢΔᵢ, Δ2 = qΔ1)."""
+        parts = self._parts(x)
+        j_user = model_jacobian(self.model, parts, self.names) / self.sigma
+        if not self.ratios:
+            return j_user
+        idx = {k: i for i, k in enumerate(self.names)}
+        d = np.eye(len(self.names))
+        for small, big in self.ratios:  # references first, as in unpack
+            i = idx[small]
+            d[i] = x[i] * d[idx[big]] if big in idx else 0.0
+            d[i, i] += parts.values[big]
+        return j_user @ d
 
     def solve(self, x0: np.ndarray, max_nfev: int, tol: float):
-        return least_squares(self.residual, _clip_into(x0, self.lo, self.hi),
+        return least_squares(self.residual, _clip_into(x0, self.lo, self.hi), jac=self.jac,
                              bounds=(self.lo, self.hi), method="trf", x_scale="jac",
                              max_nfev=max_nfev, xtol=tol, ftol=tol, gtol=tol)
 
     def jacobian(self, values: dict[str, float]) -> np.ndarray:
-        """∂r/∂p in the user's coordinates; central differences, one-sided at a bound."""
-        m = self.model
-        cols = []
-        for k, lo, hi in zip(self.names, self.lo_orig, self.hi_orig, strict=True):
-            h = 1e-5 * max(abs(values[k]), 1e-2)
-            up, dn = min(values[k] + h, hi), max(values[k] - h, lo)
-            if up - dn <= 0:
-                cols.append(np.zeros(self.bias.size))
-                continue
-            vu, vd = dict(values), dict(values)
-            vu[k], vd[k] = up, dn
-            ru = m.eval(self.bias, m._resolve_shared(vu))
-            rd = m.eval(self.bias, m._resolve_shared(vd))
-            cols.append((ru - rd) / (self.sigma * (up - dn)))
-        return np.array(cols).T
+        """∂r/∂p in the user's coordinates (the covariance): central differences where
+        :func:`model_jacobian` differences, one-sided at a bound."""
+        parts = self.model.parts(self.bias, values, resolution=self.resolution,
+                                 z_derivatives=True)
+        return model_jacobian(self.model, parts, self.names, central=True) / self.sigma
 
     def result(self, sol, nfev: int, source: str) -> FitResult:
         m, names = self.model, self.names

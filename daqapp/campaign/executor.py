@@ -224,9 +224,10 @@ class CampaignExecutor:
                     if unsafe not in message:
                         message = "; ".join(filter(None, [message, unsafe]))
                 self._close_station()
+                self._drop_queued_fits()
                 self._fit_queue.put(None)
                 if self._fit_thread is not None:
-                    self._fit_thread.join(timeout=30)  # a preview fit may not hold up the end
+                    self._fit_thread.join(timeout=30)  # the preview in progress, if any
                 counts = self.manifest.counts()
                 if status == M.FINISHED and (counts[M.PENDING] or counts[M.RUNNING]
                                              or counts[M.FAILED]):
@@ -602,6 +603,17 @@ class CampaignExecutor:
             self._fit_thread = threading.Thread(target=work, name="campaign-fit", daemon=True)
             self._fit_thread.start()
         self._fit_queue.put((step, path))
+
+    def _drop_queued_fits(self) -> None:
+        """At the end, previews not yet begun are not needed (the report fits what the
+        campaign did not): the end waits at most for the one in progress."""
+        while True:
+            try:
+                item = self._fit_queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                log.info("preview fit of %s dropped at the campaign's end", item[0].key)
 
     def _fit_step(self, step: PlannedStep, path: Path) -> None:
         try:

@@ -247,7 +247,18 @@ def analyse_spectra(paths: list[Path], options: ReportOptions, data: ReportData,
     # the report's spectra are one contact's series: one batch task, fitted here
     from daqapp.analysis.batch import SeriesTask, fit_series
 
-    gaps = fit_series(SeriesTask("", spectra), on_fit=reported).gaps
+    reused: list[SeriesItem] = []
+
+    def previewed(item: SeriesItem, series: Any) -> Any:
+        found = _previewed(item, series)
+        if found is not None:
+            reused.append(item)
+        return found
+
+    gaps = fit_series(SeriesTask("", spectra), on_fit=reported, reuse=previewed).gaps
+    if reused:
+        data.notes.append(f"{len(reused)} of {len(spectra)} spectra: the campaign's on-line fit "
+                          "reused (same run, options and colder constraint as this report's)")
     data.notes.extend(gaps.notes)
     if len(gaps.temperature_K) < 2:
         if data.spectra:
@@ -605,6 +616,23 @@ def _title(found: Collected, paths: list[Path]) -> str:
 #: The campaign's series so far, per (folder, model): the preview fits each new spectrum run
 #: as the report will, constrained by the colder spectra of the same contact.
 _PREVIEW_SERIES: dict[tuple[str, str], Any] = {}
+#: Each preview fit by (run file, sweep): (its options, the colder analysis that constrained
+#: it, the analysis). A report in the same process reuses it only when both match its own.
+_PREVIEW_FITS: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
+
+
+def _previewed(item: SeriesItem, series: Any) -> Any:
+    """The on-line fit of ``item`` if it is exactly what ``series`` would compute now: same
+    spectrum, same options, no normal-state reference, constrained by the same colder fit."""
+    if item.reference is not None or item.path is None:
+        return None
+    hit = _PREVIEW_FITS.get((str(Path(item.path).resolve()), item.raw.sweep))
+    if hit is None:
+        return None
+    options, colder, analysis = hit
+    if options != item.options or series.colder(analysis.temperature_K) is not colder:
+        return None
+    return analysis
 
 
 def quick_fit_run(path: Path) -> tuple[dict[str, Any], str] | None:
@@ -623,7 +651,10 @@ def quick_fit_run(path: Path) -> tuple[dict[str, Any], str] | None:
     key = (str(path.resolve().parent), model)
     series = _PREVIEW_SERIES.setdefault(key, SeriesFit(spec.options))
     series.options = spec.options
-    result = spectrum_result(series.add(prepare(spec.raw, spec.options)), spec.source)
+    analysis = series.add(prepare(spec.raw, spec.options))
+    _PREVIEW_FITS[(str(path.resolve()), spec.raw.sweep)] = (spec.options, series.previous,
+                                                           analysis)
+    result = spectrum_result(analysis, spec.source)
     values = {k: v.as_dict() for k, v in result.parameters.items()}
     values["temperature_K"] = spec.temperature_K
     values["chi2_red"] = result.chi2_red

@@ -300,3 +300,31 @@ def test_small_gamma_at_high_temperature_stays_under_100_MB():
     assert peak < 100e6
     assert np.all(np.isfinite(g)) and g[200] == pytest.approx(conductance(0.0, 30.0,
                                                                           [Gap(20.0, 0.01, 0.5)]))
+
+
+# --------------------------------------------------------------------------- grid floors
+
+def test_one_square_root_is_the_retarded_branch_on_the_half_grid():
+    e = np.linspace(0.0, 30.0, 3001)[:, None]
+    for gamma in (0.0, 1e-3, 0.5, 5.0):
+        for delta in (0.0, 1.0, 6.0, 23.0):
+            z = e + 1j * gamma
+            with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 at E = Γ = Δ = 0
+                two = delta / (z + np.sqrt(z - delta) * np.sqrt(z + delta))
+            got = btk._g(e, gamma, delta)
+            ok = np.isfinite(two)
+            np.testing.assert_allclose(got[ok], two[ok], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("gap,vmax", [(Gap(1.5, 0.0, 0.5), 10.0), (Gap(23.0, 0.0, 0.58), 60.0),
+                                      (Gap(6.0, 0.0, 0.5, "d", 0.1), 20.0)])
+def test_gamma_zero_is_finite_and_converged(gap, vmax, monkeypatch):
+    """Γ = 0: the energy step stops at k_BT/64 and the angular count at Γ = k_BT/4 (the grid
+    used to follow Γ down to zero: a division by zero, or seconds for Γ = 1e-4 meV)."""
+    v = np.linspace(-vmax, vmax, 401)
+    got = conductance(v, 3.0, [gap])
+    assert np.all(np.isfinite(got))
+    monkeypatch.setattr(btk, "_STEP_FLOOR_PER_KT", 16 * btk._STEP_FLOOR_PER_KT)
+    monkeypatch.setattr(btk, "_ANGLE_FLOOR_PER_KT", 16 * btk._ANGLE_FLOOR_PER_KT)
+    btk._aniso_geometry.cache_clear()
+    assert np.max(np.abs(got - conductance(v, 3.0, [gap]))) < 1e-4
