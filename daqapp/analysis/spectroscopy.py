@@ -949,6 +949,8 @@ class GapSeries:
     tc_determined: dict[str, bool] = field(default_factory=dict)
     excluded: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: per gap, the temperatures its Δ(T) fit used (a plot marks the points left out)
+    fitted_K: dict[str, np.ndarray] = field(default_factory=dict)
 
     def tc_text(self, key: str = "delta1") -> str:
         fit = self.fits.get(key)
@@ -1027,6 +1029,7 @@ def analyse_series(analyses: Sequence[SpectrumAnalysis], gap_form: str = "bcs",
                 series.notes.append(f"Δ2(T): {dropped} spectra where Δ2 is not resolved (< "
                                     f"{DELTA2_RESOLVED_FRACTION:.0%} of its low-T value) "
                                     "left out")
+        series.fitted_K[key] = t[ok]
         needed = 2 if (key == "delta2" and tc1 is not None) else 3
         if len(np.unique(t[ok])) < needed:
             continue

@@ -187,8 +187,8 @@ def hc2_figure(data: ReportData):
     inset.set_xlim(t_lo - pad_t, t_hi + pad_t)
     inset.set_ylim(-0.06 * max(b_hi, 1.0), 1.15 * max(b_hi, 1.0))
     inset.tick_params(labelsize=7)
-    inset.text(0.04, 0.93, "measured range", transform=inset.transAxes, fontsize=7,
-               va="top")
+    inset.text(0.96, 0.93, "measured range", transform=inset.transAxes, fontsize=7,
+               va="top", ha="right")
     ax.indicate_inset_zoom(inset, edgecolor="0.5")
     ax.set_title("Upper critical field")
     fig.suptitle(data.title, fontsize=9, y=0.995)
@@ -246,8 +246,16 @@ def gap_figure(data: ReportData):
                          for s in spectra])
         if not np.any(np.isfinite(vals)):
             continue
-        ax.errorbar(temps, vals, yerr=np.where(np.isfinite(errs), errs, 0), fmt=marker,
-                    color=color, mfc="white", ms=6, mew=1.3, capsize=2, label=name)
+        fitted = data.gap_fitted_K.get(key.replace("_meV", ""))
+        used = (np.isin(temps, fitted) if fitted is not None
+                else np.ones(temps.size, dtype=bool))
+        yerr = np.where(np.isfinite(errs), errs, 0)
+        ax.errorbar(temps[used], vals[used], yerr=yerr[used], fmt=marker, color=color,
+                    mfc="white", ms=6, mew=1.3, capsize=2, label=name)
+        if (~used & np.isfinite(vals)).any():
+            ax.errorbar(temps[~used], vals[~used], yerr=yerr[~used], fmt=marker, color="0.45",
+                        mfc="none", ms=6, mew=1.0, capsize=2,
+                        label=f"{name} not resolved (not fitted)")
         fit = data.gap_fits.get(key.replace("_meV", ""))
         if fit is not None:
             tc = fit.values.get("tc_K")
@@ -302,7 +310,7 @@ def iv_figure(data: ReportData):
     ax2.set_ylabel("$I_c$ (mA)")
     ax2.set_xlim(left=0)
     ax2.set_ylim(bottom=0)
-    ax2.legend(loc="upper right")
+    ax2.legend(loc="lower left")  # Ic(T) falls to the right: the lower left is empty
     _panel_label(ax2, "b")
     fig.suptitle(f"{data.title}: I–V curves and critical current")
     fig.tight_layout()
@@ -326,6 +334,8 @@ def calibration_figure(data: ReportData):
         ax.plot(spec.bias_mV, spec.fit_curve, "-", color="k", lw=1.4,
                 label=f"{spec.model} BTK fit\n" + ", ".join(parts))
     ax.set_ylim(top=ax.get_ylim()[1] + 0.35 * (ax.get_ylim()[1] - ax.get_ylim()[0]))
+    # the window reaches the normal state: G/G_N → 1 (only as Δ²/2E², physics.md 2.8.9)
+    ax.axhline(1.0, color="0.35", ls=":", lw=0.9, zorder=0)
     ax.set_xlabel("Bias voltage (mV)")
     ax.set_ylabel("Normalised dI/dV")
     ax.legend(loc="upper right")

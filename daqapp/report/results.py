@@ -90,6 +90,10 @@ class SpectrumResult:
     model: str = "s+s"
     source: str = ""
     warnings: list[str] = field(default_factory=list)
+    #: mean squared odd and even parts (in V about V0) of the residual in noise σ: 0.5 each
+    #: for white noise; an odd excess is an asymmetry the BTK model cannot have
+    residual_odd: float = math.nan
+    residual_even: float = math.nan
 
 
 @dataclass
@@ -134,6 +138,8 @@ class ReportData:
     sample: dict[str, Any] = field(default_factory=dict)
     spectra: list[SpectrumResult] = field(default_factory=list)
     gap_fits: dict[str, CurveFit] = field(default_factory=dict)  # "delta1", "delta2"
+    #: per gap, the temperatures its Δ(T) fit used (points outside are drawn as left out)
+    gap_fitted_K: dict[str, np.ndarray] = field(default_factory=dict)
     rt_curves: list[RTCurve] = field(default_factory=list)
     hc2_points: tuple[np.ndarray, np.ndarray] | None = None  # (T, B) of the transition
     hc2_errors_K: np.ndarray | None = None  # one-σ error of each point's T

@@ -127,7 +127,7 @@ def markdown(data: ReportData, summary: dict[str, Any] | None = None) -> str:
     if data.calibration is not None:
         cal = data.calibration
         lines += ["## Nb calibration", "",
-                  f"{cal.model} fit at {cal.temperature_K:g} K: "
+                  f"{cal.model} fit at {round(cal.temperature_K, 2):g} K: "
                   + ", ".join(f"{k} = {v.text()}" for k, v in cal.parameters.items()), ""]
     if summary.get("figures"):
         lines += ["## Figures", ""]

@@ -190,3 +190,25 @@ def test_report_title_is_the_campaign_name_and_pressure_is_not_made_up(lab_spect
     assert "nan" not in text.split("## Key results")[0]
     assert "**pressure_GPa**: not recorded" in text
     assert math.isfinite(data.spectra[0].chi2_red)
+
+
+def test_an_asymmetric_spectrum_is_named_as_the_cause_of_a_large_chi2():
+    from daqapp.analysis.spectroscopy import analyse as analyse_spectrum
+    from daqapp.report.analyse import note_asymmetric_misfit, spectrum_result
+
+    v = np.linspace(-70, 70, 161)
+    g = 2.8e-3 * conductance(v, 3.0, SEED_3K, dimension=2) * (1 + 1.5e-5 * v * v)  # S
+    rng = np.random.default_rng(8)
+    noise = 2.8e-3 * 3e-4 * rng.standard_normal(v.size)
+    heated = g * (1 + 6e-3 * np.tanh(v / 25.0) ** 3) + noise  # odd, not a slope
+    data = ReportData()
+    for y in (g + noise, heated):
+        result = spectrum_result(analyse_spectrum(RawSpectrum(v, y, temperature_K=3.0),
+                                                  AnalysisOptions(v0_mV=None)), "s")
+        data.spectra.append(result)
+    clean, odd = data.spectra
+    assert clean.residual_odd == pytest.approx(0.5, abs=0.25)
+    assert clean.residual_even == pytest.approx(0.5, abs=0.25)
+    assert odd.chi2_red > 2 and odd.residual_odd > 3 * odd.residual_even
+    note_asymmetric_misfit(data)
+    assert any("odd in V" in n and "1 spectra" in n for n in data.notes)
