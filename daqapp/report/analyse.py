@@ -183,12 +183,15 @@ def spectrum_result(analysis: Any, source: str) -> SpectrumResult:
     if n == 1 and analysis.has_gap:
         params["weight1"] = Value(1.0, 0.0)
     odd, even = residual_symmetry(analysis)
+    fine = np.linspace(float(bias.min()), float(bias.max()), 801) if bias.size else bias
     return SpectrumResult(
         temperature_K=analysis.temperature_K, field_T=analysis.field_T, bias_mV=bias,
         conductance_raw=p.conductance[keep] * p.divisor(bias),
         conductance_norm=analysis.normalised()[keep], fit_curve=analysis.btk_curve(bias),
         parameters=params, chi2_red=float(result.chi2_red), model=result.model,
-        source=source, warnings=warnings, residual_odd=odd, residual_even=even)
+        source=source, warnings=warnings, residual_odd=odd, residual_even=even,
+        fit_bias_mV=fine, fit_curve_fine=analysis.btk_curve(fine),
+        masked_bias_mV=p.bias_mV[~keep], masked_conductance_norm=analysis.normalised()[~keep])
 
 
 def residual_symmetry(analysis: Any) -> tuple[float, float]:
@@ -550,6 +553,10 @@ def _iv_curves(path: Path, criterion_noise: float = 5.0) -> list[IVCurve]:
     return [IVCurve(t, currents[0][order], voltages[0][order], ic_value, Path(path).name)]
 
 
+#: Below Ic, dV/dI may rise by at most this share of the criterion's step (else: no knee).
+KNEE_FLATNESS = 0.3
+
+
 def ic_from_differential_resistance(current: np.ndarray, voltage: np.ndarray,
                                     fraction: float = 0.1) -> float | None:
     """Ic where dV/dI rises ``fraction`` of the way from its low-current to its high-current
@@ -576,7 +583,14 @@ def ic_from_differential_resistance(current: np.ndarray, voltage: np.ndarray,
         above = slope > level
         for j in range(x.size - 2):
             if above[j] and above[j + 1] and above[j + 2]:
-                results.append(float(x[j]) if j else 0.0)
+                # a critical current is a knee: dV/dI flat below it. A rise that starts at
+                # zero current (flux flow above the Ic's Tc) crosses the level too; it
+                # would put Ic = 0.44 mA at 35 K where the sample has none.
+                below = slope[: max(j, 1)]
+                half = max(1, below.size // 2)
+                rise = float(np.median(below[half:])) - float(np.median(below[:half]))
+                flat = rise <= KNEE_FLATNESS * (level - r_low)
+                results.append(float(x[j]) if (j and flat) else 0.0)
                 break
     if not results:
         return None

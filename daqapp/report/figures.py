@@ -207,16 +207,25 @@ def spectra_figure(data: ReportData):
     offset = 0.25
     fig, ax = plt.subplots(figsize=(5.6, 1.6 + 0.62 * len(spectra)))
     colors = _colors([s.temperature_K for s in spectra])
+    masked = False
     for i, (spec, color) in enumerate(zip(spectra, colors, strict=True)):
         shift = i * offset
         step = max(1, len(spec.bias_mV) // 160)
         ax.plot(spec.bias_mV[::step], spec.conductance_norm[::step] + shift, "o", ms=2.6,
                 color=color, mfc="none", mew=0.8)
-        if spec.fit_curve is not None:
+        if spec.masked_bias_mV is not None and spec.masked_bias_mV.size:
+            masked = True
+            ax.plot(spec.masked_bias_mV, spec.masked_conductance_norm + shift, "x", ms=3,
+                    color="0.4", mew=0.8)
+        if spec.fit_curve_fine is not None:
+            ax.plot(spec.fit_bias_mV, spec.fit_curve_fine + shift, "-", color="k", lw=1.0)
+        elif spec.fit_curve is not None:
             ax.plot(spec.bias_mV, spec.fit_curve + shift, "-", color="k", lw=1.0)
         ax.text(float(np.max(spec.bias_mV)) * 1.02, float(spec.conductance_norm[-1]) + shift,
                 _kelvin(spec.temperature_K), color=color, va="center", fontsize=8.5)
     ax.plot([], [], "o", color="0.4", mfc="none", label="data")
+    if masked:
+        ax.plot([], [], "x", color="0.4", label="masked (critical-current dips)")
     ax.plot([], [], "-", color="k", label=f"{spectra[0].model} BTK fit")
     ax.set_xlabel("Bias voltage (mV)")
     ax.set_ylabel(f"Normalised dI/dV (offset {offset:g})")
@@ -224,7 +233,7 @@ def spectra_figure(data: ReportData):
     ax.set_xlim(-xmax, xmax * 1.22)
     top = max(float(np.max(s.conductance_norm)) + i * offset for i, s in enumerate(spectra))
     ax.set_ylim(top=top + 0.12 + 0.02 * len(spectra))
-    ax.legend(loc="upper left", ncol=2)
+    ax.legend(loc="upper left", ncol=3)
     ax.set_title("Andreev reflection spectra (normalised, offset)")
     fig.suptitle(data.title, fontsize=9, y=0.995)
     fig.tight_layout()
@@ -327,11 +336,13 @@ def calibration_figure(data: ReportData):
             label=f"Nb, {_kelvin(spec.temperature_K)}")
     if spec.fit_curve is not None:
         p = spec.parameters
+        x = spec.fit_bias_mV if spec.fit_curve_fine is not None else spec.bias_mV
+        y = spec.fit_curve_fine if spec.fit_curve_fine is not None else spec.fit_curve
         parts = []
         for key, name in (("delta1_meV", "Δ"), ("z1", "Z"), ("gamma1_meV", "Γ")):
             if key in p:
                 parts.append(f"{name} = {p[key].text(3)}")
-        ax.plot(spec.bias_mV, spec.fit_curve, "-", color="k", lw=1.4,
+        ax.plot(x, y, "-", color="k", lw=1.4,
                 label=f"{spec.model} BTK fit\n" + ", ".join(parts))
     ax.set_ylim(top=ax.get_ylim()[1] + 0.35 * (ax.get_ylim()[1] - ax.get_ylim()[0]))
     # the window reaches the normal state: G/G_N → 1 (only as Δ²/2E², physics.md 2.8.9)

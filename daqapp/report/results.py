@@ -94,6 +94,12 @@ class SpectrumResult:
     #: for white noise; an odd excess is an asymmetry the BTK model cannot have
     residual_odd: float = math.nan
     residual_even: float = math.nan
+    #: the fit on a fine bias grid (drawn across masked dips, not as chords between points)
+    fit_bias_mV: np.ndarray | None = None
+    fit_curve_fine: np.ndarray | None = None
+    #: points left out of the fit (critical-current dips), normalised like the rest
+    masked_bias_mV: np.ndarray | None = None
+    masked_conductance_norm: np.ndarray | None = None
 
 
 @dataclass

@@ -212,3 +212,16 @@ def test_an_asymmetric_spectrum_is_named_as_the_cause_of_a_large_chi2():
     assert odd.chi2_red > 2 and odd.residual_odd > 3 * odd.residual_even
     note_asymmetric_misfit(data)
     assert any("odd in V" in n and "1 spectra" in n for n in data.notes)
+
+
+@pytest.mark.parametrize(("kelvin", "ic_mA"), [(20.0, 1.50), (35.0, 0.0)])
+def test_ic_is_a_knee_not_the_smooth_flux_flow_rise_above_its_tc(kelvin, ic_mA):
+    from daqapp.report.analyse import ic_from_differential_resistance
+    from simulators.presets import load_preset
+    from simulators.sample import SampleModel
+
+    sample = SampleModel(load_preset("la3ni2o7-cell2"))  # Ic vanishes at 32 K
+    current = np.linspace(-5e-3, 5e-3, 161)
+    voltage = sample.transport_voltage(current, kelvin)
+    found = ic_from_differential_resistance(current * 1e3, voltage * 1e3)
+    assert found == pytest.approx(ic_mA, abs=0.1)
