@@ -422,6 +422,7 @@ def analyse_rt_curves(curves: list[RTCurve], options: ReportOptions, data: Repor
         window = (first.normal_window_K[0], min(first.normal_window_K[1], t_top))
         tc = critical_temperatures(zero.temperature_K, zero.resistance_ohm,
                                    onset_fraction=ONSET_FRACTION, normal_window_K=window)
+        data.rt_normal_state = (tc.normal_state_coeffs, tc.normal_window_K)
         for key, name in (("tc_onset_K", "onset"), ("tc_mid_K", "midpoint"),
                           ("tc_zero_K", "zero")):
             value = getattr(tc, f"{name}_K")

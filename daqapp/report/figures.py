@@ -29,7 +29,7 @@ FORMATS = ("png", "pdf")
 #: Series colours: cold/low to warm/high, every one at least 4.5:1 against white (no pale
 #: yellow or grey curve, as the midpoints of turbo, viridis and coolwarm are).
 SERIES_CMAP = LinearSegmentedColormap.from_list(
-    "daqapp_series", ["#1f3b99", "#6a3d9a", "#b2182b", "#c2550a"])
+    "daqapp_series", ["#1f3b99", "#0f7f8c", "#6a3d9a", "#b2182b", "#c2550a"])
 STYLE = {
     "font.size": 10,
     "axes.labelsize": 11,
@@ -99,7 +99,7 @@ def write_all(data: ReportData, folder: Path) -> list[Path]:
 def _mark_temperatures(ax, data: ReportData) -> None:
     """The 0 T Tc criteria as vertical lines, each only where the axis shows it."""
     lo, hi = ax.get_xlim()
-    for key, style, name in (("tc_onset_K", "--", "$T_c^{onset}$"),
+    for key, style, name in (("tc_onset_K", "-.", "$T_c^{onset}$"),
                              ("tc_zero_K", ":", "$T_c^{zero}$")):
         v = data.summary.get(key)
         if v is not None and math.isfinite(v.value) and lo <= v.value <= hi:
@@ -116,7 +116,7 @@ def rt_figure(data: ReportData):
     if not curves:
         return None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
-    colors = _colors([c.field_T for c in curves])
+    colors = _colors(list(range(len(curves))))  # by rank: 0 T and 1 T must differ too
     for curve, color in zip(curves, colors, strict=True):
         order = np.argsort(curve.temperature_K)
         t, r = curve.temperature_K[order], curve.resistance_ohm[order]
@@ -141,6 +141,12 @@ def rt_figure(data: ReportData):
     if in_zoom.size:
         lo, hi = float(np.nanmin(in_zoom)), float(np.nanmax(in_zoom))
         ax2.set_ylim(lo - 0.05 * (hi - lo), hi + 0.25 * (hi - lo))
+    if data.rt_normal_state is not None:
+        # the line the criteria are fractions of, so a reader can check the onset
+        coeffs, (w_lo, w_hi) = data.rt_normal_state
+        grid = np.linspace(t_lo, t_hi, 200)
+        ax2.plot(grid, np.polyval(coeffs, grid), "--", color="0.35", lw=0.9,
+                 label=f"$R_N$ (0 T, fitted {w_lo:.0f}–{w_hi:.0f} K)")
     _mark_temperatures(ax2, data)
     ax2.set_xlabel("Temperature (K)")
     ax2.set_ylabel("Resistance (Ω)")

@@ -147,6 +147,9 @@ class ReportData:
     #: per gap, the temperatures its Δ(T) fit used (points outside are drawn as left out)
     gap_fitted_K: dict[str, np.ndarray] = field(default_factory=dict)
     rt_curves: list[RTCurve] = field(default_factory=list)
+    #: the 0 T normal-state line R_N(T) the Tc criteria use: (polynomial coefficients,
+    #: fitted window in K)
+    rt_normal_state: tuple[tuple[float, ...], tuple[float, float]] | None = None
     hc2_points: tuple[np.ndarray, np.ndarray] | None = None  # (T, B) of the transition
     hc2_errors_K: np.ndarray | None = None  # one-σ error of each point's T
     hc2_fits: dict[str, CurveFit] = field(default_factory=dict)  # "whh", "two_band"

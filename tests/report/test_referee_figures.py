@@ -91,6 +91,7 @@ def test_hc2_figure_has_an_inset_on_the_measured_points_and_does_not_clip_them()
 def test_rt_panels_list_only_the_tc_lines_they_show():
     data = _data()
     data.summary["tc_onset_K"] = Value(70.0, 0.3, "K")
+    data.rt_normal_state = ((0.006, 0.25), (77.0, 90.0))
     fig = rt_figure(data)
     full, zoom = fig.axes[:2]
 
@@ -100,6 +101,7 @@ def test_rt_panels_list_only_the_tc_lines_they_show():
     assert "zero" in labels(full) and "onset" in labels(full)
     assert zoom.get_xlim()[0] > 10.0
     assert "zero" not in labels(zoom) and "onset" in labels(zoom)
+    assert "R_N" in labels(zoom)  # the line the 90 % criterion is a fraction of
     matplotlib.pyplot.close(fig)
 
 
