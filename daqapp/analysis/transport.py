@@ -153,6 +153,9 @@ class TcResult:
     normal_state_coeffs: tuple[float, ...]
     normal_window_K: tuple[float, float]
     criteria: dict[str, float] = field(default_factory=dict)
+    #: one-σ uncertainty (K) of "onset", "midpoint", "zero": R_N's fit uncertainty and the
+    #: noise of R carried into each crossing, with the spread over normal-state windows
+    errors_K: dict[str, float] = field(default_factory=dict)
 
     def normal_resistance(self, temperature_K: object) -> np.ndarray:
         """Extrapolated normal-state resistance R_N(T) used by the criteria."""
@@ -162,7 +165,8 @@ class TcResult:
         return {"onset_K": self.onset_K, "midpoint_K": self.midpoint_K, "zero_K": self.zero_K,
                 "width_10_90_K": self.width_10_90_K, "dRdT_peak_K": self.dRdT_peak_K,
                 "normal_state_coeffs": list(self.normal_state_coeffs),
-                "normal_window_K": list(self.normal_window_K), "criteria": dict(self.criteria)}
+                "normal_window_K": list(self.normal_window_K), "criteria": dict(self.criteria),
+                "errors_K": dict(self.errors_K)}
 
 
 def _highest_crossing(T: np.ndarray, y: np.ndarray, level: np.ndarray | float) -> float | None:
@@ -180,8 +184,18 @@ def _highest_crossing(T: np.ndarray, y: np.ndarray, level: np.ndarray | float) -
     return float(T[i] + (T[i + 1] - T[i]) * (-d0) / (d1 - d0))
 
 
-def _default_normal_window(T: np.ndarray, Rs: np.ndarray) -> tuple[float, float]:
-    """Points well above the transition: T ≥ T50 + 4·(T50 − T10) by a first rough pass."""
+#: The normal-state window starts this far above the onset (×T_onset): below ~1.1 Tc
+#: superconducting fluctuations (paraconductivity) already lower R below the normal line.
+FLUCTUATION_FACTOR = 1.1
+#: ... and holds at least this many readings, else it is widened down towards the onset.
+MIN_NORMAL_POINTS = 10
+
+
+def _default_normal_window(T: np.ndarray, Rs: np.ndarray, fraction: float = 0.9
+                           ) -> tuple[float, float]:
+    """From 1.1 × the onset to the top of the data: above the fluctuation region, and as
+    wide as the data allow (a line through the last 0.4 K of a ramp extrapolates R_N by
+    its noise: measured 69.3 K instead of 65.6 K on the virtual lab's 0 T curve)."""
     top = Rs[T >= T[-1] - 0.1 * (T[-1] - T[0])]
     r_top = float(np.median(top))
     if r_top <= 0:
@@ -190,13 +204,75 @@ def _default_normal_window(T: np.ndarray, Rs: np.ndarray) -> tuple[float, float]
     if t50 is None:
         raise ValueError("no resistive transition found: R never drops below half of its "
                          "high-temperature value")
-    t10 = _highest_crossing(T, Rs, 0.1 * r_top)
-    width = t50 - (t10 if t10 is not None else T[0])
-    lo = t50 + 4.0 * max(width, 0.0)
-    n_in = int(np.sum(T >= lo))
-    if n_in < 5:  # too little data above the transition: use the top 5 points
-        lo = float(T[-5])
-    return float(lo), float(T[-1])
+    # a first R_N from the upper half of the data above the 50 % point gives the onset
+    lo = max(t50 + 0.5 * (T[-1] - t50), float(T[max(0, T.size - 5)]))
+    window = (float(lo), float(T[-1]))
+    for _ in range(3):
+        sel = (T >= window[0]) & (T <= window[1])
+        if np.count_nonzero(sel) < 3:
+            break
+        rn = np.polyval(np.polyfit(T[sel], Rs[sel], 1), T)
+        onset = _highest_crossing(T, Rs, fraction * np.maximum(rn, 1e-300))
+        if onset is None:
+            break
+        lo = FLUCTUATION_FACTOR * onset
+        if np.count_nonzero(T >= lo) < MIN_NORMAL_POINTS:
+            # short of data above 1.1 Tc: the readings between the onset and the top
+            lo = float(T[-MIN_NORMAL_POINTS]) if T.size > MIN_NORMAL_POINTS else float(T[0])
+            lo = max(lo, onset + 0.5 * (T[-1] - onset))
+        if abs(lo - window[0]) < 1e-9:
+            break
+        window = (float(lo), float(T[-1]))
+    if np.count_nonzero(T >= window[0]) < 5:  # too little data above the transition
+        window = (float(T[-5]), float(T[-1]))
+    return window
+
+
+def _crossings(T: np.ndarray, Rs: np.ndarray, slope: np.ndarray, R: np.ndarray,
+               width_K: float, window: tuple[float, float], normal_degree: int,
+               levels: dict[str, float | np.ndarray]) -> tuple[dict[str, float | None],
+                                                              dict[str, float], np.ndarray]:
+    """Highest T where the smoothed R falls below each level (× R_N, or absolute when an
+    array) and its statistical one-σ error; also the R_N coefficients."""
+    sel = (T >= window[0]) & (T <= window[1])
+    n = int(np.count_nonzero(sel))
+    if n < normal_degree + 2:
+        raise ValueError(f"normal_window_K {window} holds {n} points; "
+                         f"need at least {normal_degree + 2}")
+    try:
+        coeffs, cov = np.polyfit(T[sel], R[sel], normal_degree, cov=True)
+    except (ValueError, np.linalg.LinAlgError):
+        coeffs, cov = np.polyfit(T[sel], R[sel], normal_degree), None
+    rn = np.polyval(coeffs, T)
+    if np.any(rn <= 0):
+        rn = np.maximum(rn, 1e-12 * float(np.max(np.abs(R))))
+    resid = R[sel] - np.polyval(coeffs, T[sel])
+    noise = float(np.sqrt(np.sum(resid ** 2) / max(n - normal_degree - 1, 1)))
+    found: dict[str, float | None] = {}
+    errors: dict[str, float] = {}
+    drn = np.polyval(np.polyder(coeffs), T) if normal_degree else np.zeros_like(T)
+    for key, level in levels.items():
+        absolute = np.ndim(level) > 0
+        target = level if absolute else float(level) * rn
+        t_x = _highest_crossing(T, Rs, target)
+        found[key] = t_x
+        if t_x is None:
+            continue
+        c = 0.0 if absolute else float(level)
+        k = int(np.clip(np.searchsorted(T, t_x), 0, T.size - 1))
+        if cov is not None and np.all(np.isfinite(cov)):
+            jac = t_x ** np.arange(normal_degree, -1, -1)
+            var_rn = float(jac @ cov @ jac)
+        else:
+            var_rn = noise ** 2 / max(n, 1)
+        # the smoothed R at the crossing averages the readings within its window
+        n_avg = max(1.0, float(np.count_nonzero(np.abs(T - t_x) <= 0.5 * width_K)))
+        rise = abs(float(slope[k]) - c * float(drn[k]))
+        if rise <= 0:
+            errors[key] = float("nan")
+            continue
+        errors[key] = float(np.sqrt(c * c * var_rn + noise ** 2 / n_avg) / rise)
+    return found, errors, coeffs
 
 
 def critical_temperatures(temperature_K: object, resistance: object,
@@ -210,8 +286,11 @@ def critical_temperatures(temperature_K: object, resistance: object,
       onset: ``onset_fraction`` × R_N(T); midpoint: ``midpoint_fraction`` × R_N(T);
       zero: ``zero_threshold`` (same units as R) if given, else ``zero_fraction`` × R_N(T).
     R_N(T) is a polynomial of degree ``normal_degree`` fitted in ``normal_window_K``; by default
-    the window starts four 10–50 % widths above the 50 % point (a linear strange-metal R_N is
-    extrapolated, as in the seed paper).  ``zero_K`` is None if R never reaches the threshold.
+    from 1.1 × the onset (above the fluctuation region) to the top of the data (a linear
+    strange-metal R_N is extrapolated, as in the seed paper).  ``zero_K`` is None if R never
+    reaches the threshold.  ``errors_K``: each crossing's one-σ uncertainty, R_N's fit
+    covariance and the noise of R carried through the slope at the crossing, combined with
+    the shift when the window starts 5 % lower or higher.
     """
     for name, f in (("onset_fraction", onset_fraction), ("midpoint_fraction", midpoint_fraction),
                     ("zero_fraction", zero_fraction)):
@@ -232,21 +311,32 @@ def critical_temperatures(temperature_K: object, resistance: object,
         window = (float(normal_window_K[0]), float(normal_window_K[1]))
         if not window[0] < window[1]:
             raise ValueError("normal_window_K must be (low, high) with low < high")
-    sel = (T >= window[0]) & (T <= window[1])
-    if np.count_nonzero(sel) < normal_degree + 2:
-        raise ValueError(f"normal_window_K {window} holds {np.count_nonzero(sel)} points; "
-                         f"need at least {normal_degree + 2}")
-    coeffs = np.polyfit(T[sel], R[sel], normal_degree)
-    rn = np.polyval(coeffs, T)
-    if np.any(rn <= 0):
-        rn = np.maximum(rn, 1e-12 * float(np.max(np.abs(R))))
-    onset = _highest_crossing(T, Rs, onset_fraction * rn)
-    mid = _highest_crossing(T, Rs, midpoint_fraction * rn)
+    zero_level = (np.full(T.shape, float(zero_threshold)) if zero_threshold is not None
+                  else zero_fraction)
+    levels = {"onset": onset_fraction, "midpoint": midpoint_fraction, "zero": zero_level}
+    found, errors, coeffs = _crossings(T, Rs, slope, R, w, window, normal_degree, levels)
+    rn = np.maximum(np.polyval(coeffs, T), 1e-12 * float(np.max(np.abs(R))))
+    onset, mid, zero = found["onset"], found["midpoint"], found["zero"]
     if onset is None or mid is None:
         raise ValueError("no resistive transition found below the normal-state window "
                          f"{window} (R never falls below {midpoint_fraction:g} R_N)")
-    zero_level = zero_threshold if zero_threshold is not None else zero_fraction * rn
-    zero = _highest_crossing(T, Rs, zero_level)
+    # the window is a choice: the crossings' spread over windows starting 5 % lower and
+    # higher (as far as the data above the onset allow) is part of their uncertainty
+    spread = {key: 0.0 for key in found}
+    for factor in (1.0 / 1.05, 1.05):
+        lo = window[0] * factor
+        if not (onset < lo < window[1]) or np.count_nonzero(T >= lo) < normal_degree + 3:
+            continue
+        try:
+            other, _, _ = _crossings(T, Rs, slope, R, w, (lo, window[1]),
+                                        normal_degree, levels)
+        except ValueError:
+            continue
+        for key, value in other.items():
+            if value is not None and found[key] is not None:
+                spread[key] = max(spread[key], abs(value - found[key]))
+    errors_K = {key: float(np.hypot(errors.get(key, np.nan), spread[key]))
+                for key in found if found[key] is not None}
     t90 = _highest_crossing(T, Rs, 0.9 * rn)
     t10 = _highest_crossing(T, Rs, 0.1 * rn)
     width = (t90 - t10) if (t90 is not None and t10 is not None) else None
@@ -260,7 +350,7 @@ def critical_temperatures(temperature_K: object, resistance: object,
         criteria["zero_threshold"] = float(zero_threshold)
     return TcResult(onset_K=onset, midpoint_K=mid, zero_K=zero, width_10_90_K=width,
                     dRdT_peak_K=peak_T, normal_state_coeffs=tuple(float(c) for c in coeffs),
-                    normal_window_K=window, criteria=criteria)
+                    normal_window_K=window, criteria=criteria, errors_K=errors_K)
 
 
 def critical_temperatures_by_direction(temperature_K: object, resistance: object,
@@ -295,13 +385,17 @@ class Hc2Points:
     field_T: np.ndarray
     criterion: float
     skipped_fields_T: tuple[float, ...] = ()
+    #: one-σ uncertainty of each temperature (K), as :attr:`TcResult.errors_K`
+    temperature_err_K: np.ndarray | None = None
 
     def __iter__(self):  # ``T, H = hc2_from_rt(...)`` unpacks the two arrays
         return iter((self.temperature_K, self.field_T))
 
     def to_dict(self) -> dict[str, object]:
+        errors = None if self.temperature_err_K is None else self.temperature_err_K.tolist()
         return {"temperature_K": self.temperature_K.tolist(), "field_T": self.field_T.tolist(),
-                "criterion": self.criterion, "skipped_fields_T": list(self.skipped_fields_T)}
+                "criterion": self.criterion, "skipped_fields_T": list(self.skipped_fields_T),
+                "temperature_err_K": errors}
 
 
 def hc2_from_rt(curves: Sequence[tuple[float, object, object]], criterion: float = 0.5,
@@ -316,7 +410,7 @@ def hc2_from_rt(curves: Sequence[tuple[float, object, object]], criterion: float
     c = float(criterion)
     if not 0 < c < 1:
         raise ValueError(f"criterion = {criterion!r} is outside the allowed range 0 to 1")
-    Ts, Bs, skipped = [], [], []
+    Ts, Bs, errs, skipped = [], [], [], []
     onset = max(0.9, 0.5 * (1 + c))
     for fld, T, R in curves:
         B = float(fld)
@@ -332,5 +426,7 @@ def hc2_from_rt(curves: Sequence[tuple[float, object, object]], criterion: float
             continue
         Ts.append(res.midpoint_K)
         Bs.append(B)
+        errs.append(res.errors_K.get("midpoint", np.nan))
     order = np.argsort(Bs)
-    return Hc2Points(np.asarray(Ts)[order], np.asarray(Bs)[order], c, tuple(skipped))
+    return Hc2Points(np.asarray(Ts)[order], np.asarray(Bs)[order], c, tuple(skipped),
+                     np.asarray(errs, dtype=float)[order])

@@ -90,12 +90,16 @@ def print_key_numbers(summary: dict, stream=None) -> None:
     from daqapp.report.results import Value
     from daqapp.report.summary import SUMMARY_KEYS
 
+    def number(x) -> float:
+        return float("nan") if x is None else float(x)
+
     stream = stream or sys.stdout
     for key, label in SUMMARY_KEYS.items():
         entry = summary.get(key) or {}
-        value = Value(entry.get("value") if entry.get("value") is not None else float("nan"),
-                      entry.get("error") if entry.get("error") is not None else float("nan"),
-                      entry.get("unit") or "")
+        sys_range = entry.get("systematic") or {}
+        value = Value(number(entry.get("value")), number(entry.get("error")),
+                      entry.get("unit") or "", number(sys_range.get("minus")),
+                      number(sys_range.get("plus")), sys_range.get("source", ""))
         print(f"  {label:<36} {value.text()}", file=stream)
 
 

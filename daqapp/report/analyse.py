@@ -69,6 +69,16 @@ class Collected:
     other: list[Path] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     sample: dict[str, Any] = field(default_factory=dict)
+    #: campaign names from the run files (the campaign file's [campaign] name), in order
+    campaigns: list[str] = field(default_factory=list)
+
+
+def _recorded(value: Any) -> bool:
+    """A metadata value that says something: not absent, empty, or the writer's NaN for a
+    number nobody gave (``pressure_GPa: nan`` in a report reads like a measurement)."""
+    if value is None or value == "":
+        return False
+    return not (isinstance(value, float) and math.isnan(value))
 
 
 # --------------------------------------------------------------------------- collecting
@@ -113,10 +123,13 @@ def collect(paths: Iterable[Path]) -> Collected:
                            "rows": rows})
         if rows == 0:
             continue
-        for key in ("sample", "cell", "pressure_GPa", "operator"):
-            if kind != "calibration" and meta.get(key) not in (None, "") \
-                    and key not in found.sample:
-                found.sample[key] = meta[key]
+        if kind != "calibration":  # the Nb foil is not the sample
+            for key in ("sample", "cell", "pressure_GPa", "operator"):
+                if _recorded(meta.get(key)) and key not in found.sample:
+                    found.sample[key] = meta[key]
+            name = meta.get("campaign")
+            if _recorded(name) and str(name) not in found.campaigns:
+                found.campaigns.append(str(name))
         getattr(found, kind if kind != "other" else "other").append(path)
     return found
 
@@ -169,12 +182,55 @@ def spectrum_result(analysis: Any, source: str) -> SpectrumResult:
             params[name] = Value(float(value), math.nan if held else error)
     if n == 1 and analysis.has_gap:
         params["weight1"] = Value(1.0, 0.0)
+    odd, even = residual_symmetry(analysis)
+    fine = np.linspace(float(bias.min()), float(bias.max()), 801) if bias.size else bias
     return SpectrumResult(
         temperature_K=analysis.temperature_K, field_T=analysis.field_T, bias_mV=bias,
         conductance_raw=p.conductance[keep] * p.divisor(bias),
         conductance_norm=analysis.normalised()[keep], fit_curve=analysis.btk_curve(bias),
         parameters=params, chi2_red=float(result.chi2_red), model=result.model,
-        source=source, warnings=warnings)
+        source=source, warnings=warnings, residual_odd=odd, residual_even=even,
+        fit_bias_mV=fine, fit_curve_fine=analysis.btk_curve(fine),
+        masked_bias_mV=p.bias_mV[~keep], masked_conductance_norm=analysis.normalised()[~keep])
+
+
+def residual_symmetry(analysis: Any) -> tuple[float, float]:
+    """Mean squared odd and even parts (about the fitted V0) of the fit's residual in σ.
+
+    White noise puts 0.5 in each; a χ²_red above 1 carried by the odd part is an asymmetric
+    spectrum (e.g. the thermovoltage of a Joule-heated lead), which no BTK model has, not a
+    wrong noise estimate (measured on the demo's 3 K spectrum: 5.5 odd, 0.4 even)."""
+    p = analysis.prepared
+    keep = p.mask
+    x, y = p.bias_mV[keep], p.conductance[keep]
+    if not (math.isfinite(p.sigma) and p.sigma > 0) or x.size < 10:
+        return math.nan, math.nan
+    r = (y - analysis.curve(x) / p.divisor(x)) / p.sigma
+    u = x - float(analysis.result().values.get("v0", 0.0))
+    inside = np.abs(u) <= min(-float(u.min()), float(u.max()))
+    if inside.sum() < 10:
+        return math.nan, math.nan
+    mirror = np.interp(-u[inside], u, r)
+    odd = 0.5 * (r[inside] - mirror)
+    even = 0.5 * (r[inside] + mirror)
+    return float(np.mean(odd * odd)), float(np.mean(even * even))
+
+
+def note_asymmetric_misfit(data: ReportData) -> None:
+    """Say what a χ²_red ≫ 1 is made of when the residual is odd in V."""
+    odd = [s for s in data.spectra if s.chi2_red > 2.0 and s.residual_odd > 2.0 * max(
+        s.residual_even, 0.5)]
+    if not odd:
+        return
+    lo = min(s.chi2_red for s in odd)
+    hi = max(s.chi2_red for s in odd)
+    worst = max(odd, key=lambda s: s.residual_odd)
+    data.notes.append(
+        f"χ²_red {lo:.1f}–{hi:.1f} in {len(odd)} spectra comes from a residual odd in V "
+        f"(at {worst.temperature_K:.1f} K: odd part {worst.residual_odd:.1f} σ², even "
+        f"{worst.residual_even:.1f} σ²; white noise gives 0.5 each): the spectra are "
+        "asymmetric, which BTK is not (a Joule-heated lead's thermovoltage, or a "
+        "thermoelectric bias offset drifting during the sweep); the noise σ holds")
 
 
 def _reference_for(references: list[SeriesItem], field_T: float) -> SeriesItem | None:
@@ -260,6 +316,8 @@ def analyse_spectra(paths: list[Path], options: ReportOptions, data: ReportData,
         data.notes.append(f"{len(reused)} of {len(spectra)} spectra: the campaign's on-line fit "
                           "reused (same run, options and colder constraint as this report's)")
     data.notes.extend(gaps.notes)
+    data.gap_fitted_K = dict(gaps.fitted_K)
+    note_asymmetric_misfit(data)
     if len(gaps.temperature_K) < 2:
         if data.spectra:
             data.notes.append("fewer than two spectra with a gap: no Δ(T) fit")
@@ -272,7 +330,7 @@ def analyse_spectra(paths: list[Path], options: ReportOptions, data: ReportData,
         t_grid = np.linspace(0.0, gfit.tc_K, 300)
         tc = Value(gfit.tc_K, gfit.tc_err_K, "K")
         d0 = Value(gfit.delta0_meV, gfit.delta0_err_meV, "meV")
-        label = f"{options.gap_form.upper()} fit" + (" (Tc of Δ₁)" if key == "delta2" else "")
+        label = f"{options.gap_form.upper()} fit" + (" ($T_c$ of Δ₁)" if key == "delta2" else "")
         data.gap_fits[key] = CurveFit(label, t_grid, gfit.curve(t_grid),
                                       {"tc_K": tc if determined else MISSING,
                                        "delta0_meV": d0}, gfit.chi2_red)
@@ -297,29 +355,50 @@ def _rt_curves(path: Path) -> list[RTCurve]:
     t = np.asarray(cols.get("temperature", []), dtype=float)
     r = np.asarray(cols.get("resistance", []), dtype=float)
     b = np.asarray(cols.get("field", np.zeros_like(t)), dtype=float)
+    i = np.asarray(cols.get("current", np.full_like(t, np.nan)), dtype=float)
     ok = np.isfinite(t) & np.isfinite(r) & np.isfinite(b)
-    t, r, b = t[ok], r[ok], b[ok]
+    t, r, b, i = t[ok], r[ok], b[ok], i[ok]
     out = []
     for value in np.unique(np.round(b, 2)):
         sel = np.abs(b - value) < 0.02
         if sel.sum() >= 5:
-            out.append(RTCurve(float(abs(value)), t[sel], r[sel], Path(path).name))
+            current = np.abs(i[sel][np.isfinite(i[sel])])
+            out.append(RTCurve(float(abs(value)), t[sel], r[sel], Path(path).name,
+                               float(np.median(current)) * 1e3 if current.size else math.nan))
     return out
 
 
-def _grid_error(t: np.ndarray, at: float) -> float:
-    """Temperature resolution of a curve near ``at``: half the local reading spacing."""
-    ts = np.sort(t)
-    near = np.abs(ts - at) < 2.0
-    steps = np.diff(ts[near]) if near.sum() > 2 else np.diff(ts)
-    steps = steps[steps > 0]
-    return float(0.5 * np.median(steps)) if steps.size else math.nan
+#: An R–T current above this share of Ic(0) puts a visible flux-flow kink where Ic(T) < I.
+CURRENT_SHARE_OF_IC0 = 0.05
+
+
+def note_current_above_ic(data: ReportData) -> None:
+    """Say where the R–T measuring current exceeds Ic(T) of the I–V runs: there the
+    resistance includes flux flow, and R(T) shows a kink that is not the transition
+    (the demo's 0.2 mA did this at 30–32 K)."""
+    fit = data.jc_fit
+    zero = [c for c in data.rt_curves if c.field_T == 0.0 and math.isfinite(c.current_mA)]
+    if fit is None or not zero or fit.x.size < 2:
+        return
+    current = zero[0].current_mA
+    # every current exceeds Ic right at its Tc; the flux-flow share of R grows with I/Ic(0)
+    if not current > CURRENT_SHARE_OF_IC0 * float(np.max(fit.y)):
+        return
+    above = fit.x[(fit.y < current) & (fit.x > 0)]
+    t_lo = float(np.min(zero[0].temperature_K))
+    if above.size and float(above[0]) > t_lo:
+        data.notes.append(
+            f"the R–T measuring current {current:.3g} mA exceeds Ic(T) of the I–V runs above "
+            f"{float(above[0]):.1f} K (up to the Ic fit's Tc {float(fit.x[-1]):.1f} K): R(T) "
+            "there includes flux flow (a kink not due to the transition); measure R–T at a "
+            "current below Ic")
+
+
+#: R = 90 % of R_N: the summary's "onset" (and the Hc2 points' default criterion).
+ONSET_FRACTION = 0.9
 
 
 def analyse_rt(paths: list[Path], options: ReportOptions, data: ReportData) -> None:
-    from daqapp.analysis.hc2 import fit_hc2
-    from daqapp.analysis.transport import critical_temperatures, hc2_from_rt
-
     curves: dict[float, RTCurve] = {}
     for path in paths:
         try:
@@ -329,29 +408,49 @@ def analyse_rt(paths: list[Path], options: ReportOptions, data: ReportData) -> N
                     curves[curve.field_T] = curve
         except Exception as exc:  # noqa: BLE001
             data.notes.append(f"{Path(path).name}: R–T not read ({exc})")
-    data.rt_curves = sorted(curves.values(), key=lambda c: c.field_T)
+    analyse_rt_curves(list(curves.values()), options, data)
+
+
+def analyse_rt_curves(curves: list[RTCurve], options: ReportOptions, data: ReportData) -> None:
+    """Tc (onset, midpoint, zero) of the 0 T curve and the Hc2(T) points and fits, every
+    crossing through one :func:`~daqapp.analysis.transport.critical_temperatures` with one
+    normal-state window: the 0 T point of Hc2(T) at 90 % is the summary's onset."""
+    from daqapp.analysis.hc2 import PAULI_T_PER_K, fit_hc2
+    from daqapp.analysis.transport import critical_temperatures, hc2_from_rt
+
+    data.rt_curves = sorted(curves, key=lambda c: c.field_T)
     if not data.rt_curves:
         return
-    zero = curves.get(0.0) or data.rt_curves[0]
+    zero = next((c for c in data.rt_curves if c.field_T == 0.0), data.rt_curves[0])
     window: tuple[float, float] | None = None
     try:
-        tc = critical_temperatures(zero.temperature_K, zero.resistance_ohm)
+        # one normal-state window for every field (from 1.1 × the 0 T onset to the top every
+        # curve reaches), so R_N is extrapolated alike for complete and partial curves, and
+        # the 0 T point of Hc2(T) is the summary's onset, computed the same way
+        first = critical_temperatures(zero.temperature_K, zero.resistance_ohm,
+                                      onset_fraction=ONSET_FRACTION)
         t_top = min(float(np.max(c.temperature_K)) for c in data.rt_curves)
-        if t_top - (tc.onset_K + 3.0) >= 5.0:
-            # one normal-state window for every field, so R_N is extrapolated alike for
-            # complete and partial curves
-            window = (tc.onset_K + 3.0, t_top)
-        data.summary["tc_onset_K"] = Value(tc.onset_K, _grid_error(zero.temperature_K,
-                                                                    tc.onset_K), "K")
-        data.summary["tc_mid_K"] = Value(tc.midpoint_K, _grid_error(zero.temperature_K,
-                                                                     tc.midpoint_K), "K")
-        if tc.zero_K is not None:
-            data.summary["tc_zero_K"] = Value(tc.zero_K, _grid_error(zero.temperature_K,
-                                                                      tc.zero_K), "K")
-        else:
+        window = (first.normal_window_K[0], min(first.normal_window_K[1], t_top))
+        tc = critical_temperatures(zero.temperature_K, zero.resistance_ohm,
+                                   onset_fraction=ONSET_FRACTION, normal_window_K=window)
+        data.rt_normal_state = (tc.normal_state_coeffs, tc.normal_window_K)
+        for key, name in (("tc_onset_K", "onset"), ("tc_mid_K", "midpoint"),
+                          ("tc_zero_K", "zero")):
+            value = getattr(tc, f"{name}_K")
+            if value is not None:
+                data.summary[key] = Value(value, tc.errors_K.get(name, math.nan), "K")
+        if tc.zero_K is None:
             data.notes.append("R–T at 0 T never reaches zero resistance in the measured range")
+        n_window = int(np.count_nonzero((zero.temperature_K >= window[0])
+                                        & (zero.temperature_K <= window[1])))
+        data.notes.append(
+            f"R_N(T): a line through {window[0]:.1f}–{window[1]:.1f} K ({n_window} readings, "
+            "from 1.1 × the onset: above the fluctuation region); Tc errors carry its fit "
+            "uncertainty and the noise of R through each crossing, with the shift when the "
+            "window starts 5 % lower or higher")
     except ValueError as exc:
         data.notes.append(f"Tc from R–T failed: {exc}")
+        window = None
     if len(data.rt_curves) < 3:
         data.notes.append("fewer than three fields: no Hc2(T) fit")
         return
@@ -364,16 +463,15 @@ def analyse_rt(paths: list[Path], options: ReportOptions, data: ReportData) -> N
         data.notes.append(f"Hc2 points failed: {exc}")
         return
     data.hc2_points = (pts.temperature_K, pts.field_T)
+    data.hc2_errors_K = pts.temperature_err_K
     data.hc2_criterion = f"R = {crit * 100:g} % of $R_N$"
     if len(pts.field_T) < 3:
         data.notes.append("fewer than three Hc2 points: no Hc2(T) fit")
         return
     t_grid = np.linspace(0.0, float(np.max(pts.temperature_K)) * 1.02, 240)
-    # Each point's temperature is known to the curve's reading spacing; as a field error
-    # (through the slope dB/dT) that is what weights the fits and sets their uncertainties.
-    by_field = {c.field_T: c for c in data.rt_curves}
-    t_err = np.array([_grid_error(by_field[b].temperature_K, t) if b in by_field else math.nan
-                      for t, b in zip(pts.temperature_K, pts.field_T, strict=True)])
+    # Each point's temperature error (the crossing's, as for Tc) becomes a field error
+    # through the slope dB/dT: that weights the fits and sets their uncertainties.
+    t_err = pts.temperature_err_K
     slope = abs(float(np.polyfit(pts.temperature_K, pts.field_T, 1)[0]))
     sigma_b = np.sqrt((slope * np.nan_to_num(t_err, nan=0.1)) ** 2 + 0.01 ** 2)
     try:
@@ -390,22 +488,31 @@ def analyse_rt(paths: list[Path], options: ReportOptions, data: ReportData) -> N
     except Exception as exc:  # noqa: BLE001
         data.notes.append(f"two-band Hc2 fit failed: {exc}")
         return
+    # Near-Tc points rarely fix η = D2/D1: the fit's own χ² profile in η gives the range of
+    # Hc2(0) the data allow, the headline's systematic error (above the Pauli limit an
+    # orbital-only upper end means nothing: capped there, and said so).
+    low, high = two.hc2_0_range_T if two.hc2_0_range_T else (math.nan, math.nan)
+    pauli = PAULI_T_PER_K * two.tc_K
+    source = "η"
+    capped = high
+    if math.isfinite(high) and high > pauli:
+        capped, source = pauli, "η, ≤ Pauli limit"
+    headline = Value(two.hc2_0_T, two.hc2_0_err_T, "T",
+                     max(two.hc2_0_T - low, 0.0), max(capped - two.hc2_0_T, 0.0), source)
     data.hc2_fits["two_band"] = CurveFit(
         f"two band (Gurevich, η = {options.hc2_eta:g})", t_grid, two.curve(t_grid),
-        {"hc2_0_T": Value(two.hc2_0_T, two.hc2_0_err_T, "T")}, two.chi2_red)
-    data.summary["hc2_0_T"] = Value(two.hc2_0_T, two.hc2_0_err_T, "T")
+        {"hc2_0_T": headline}, two.chi2_red)
+    data.summary["hc2_0_T"] = headline
     data.summary["coherence_length_nm"] = Value(two.coherence_length_nm,
                                                 two.coherence_length_err_nm, "nm")
-    # Near-Tc points rarely fix η = D2/D1: the fit's own χ² profile in η gives the range of
-    # Hc2(0) the data allow (its systematic error), and its notes say when η is unbounded.
-    low, high = two.hc2_0_range_T if two.hc2_0_range_T else (math.nan, math.nan)
     data.summary["hc2_0_low_T"] = Value(low, math.nan, "T")
     data.summary["hc2_0_high_T"] = Value(high, math.nan, "T")
     if math.isfinite(low) and math.isfinite(high):
         data.notes.append(
-            f"two-band μ0Hc2(0) = {Value(two.hc2_0_T, two.hc2_0_err_T, 'T').text()} at "
-            f"η = D2/D1 = {options.hc2_eta:g}; the data (fields up to "
-            f"{float(np.max(pts.field_T)):g} T) allow {low:.0f}–{high:.0f} T over η")
+            f"two-band μ0Hc2(0) = {headline.text()} at η = D2/D1 = {options.hc2_eta:g}; the "
+            f"data (fields up to {float(np.max(pts.field_T)):g} T) allow {low:.0f}–{high:.0f}"
+            f" T over η" + (f" (capped at the Pauli limit {pauli:.0f} T in the headline)"
+                            if capped != high else ""))
     data.notes.extend(f"Hc2: {note}" for note in two.notes)
 
 
@@ -458,6 +565,10 @@ def _iv_curves(path: Path, criterion_noise: float = 5.0) -> list[IVCurve]:
     return [IVCurve(t, currents[0][order], voltages[0][order], ic_value, Path(path).name)]
 
 
+#: Below Ic, dV/dI may rise by at most this share of the criterion's step (else: no knee).
+KNEE_FLATNESS = 0.3
+
+
 def ic_from_differential_resistance(current: np.ndarray, voltage: np.ndarray,
                                     fraction: float = 0.1) -> float | None:
     """Ic where dV/dI rises ``fraction`` of the way from its low-current to its high-current
@@ -484,7 +595,14 @@ def ic_from_differential_resistance(current: np.ndarray, voltage: np.ndarray,
         above = slope > level
         for j in range(x.size - 2):
             if above[j] and above[j + 1] and above[j + 2]:
-                results.append(float(x[j]) if j else 0.0)
+                # a critical current is a knee: dV/dI flat below it. A rise that starts at
+                # zero current (flux flow above the Ic's Tc) crosses the level too; it
+                # would put Ic = 0.44 mA at 35 K where the sample has none.
+                below = slope[: max(j, 1)]
+                half = max(1, below.size // 2)
+                rise = float(np.median(below[half:])) - float(np.median(below[:half]))
+                flat = rise <= KNEE_FLATNESS * (level - r_low)
+                results.append(float(x[j]) if (j and flat) else 0.0)
                 break
     if not results:
         return None
@@ -598,6 +716,7 @@ def analyse(paths: Iterable[Path], options: ReportOptions | None = None,
             if progress:
                 progress(f"{label}: {len(items)} run(s)")
             fn(items, options, data)
+    note_current_above_ic(data)
     # after R–T: its onset Tc tells which spectra are normal-state references
     analyse_spectra(found.spectra, options, data, progress)
     if not (found.spectra or found.rt or found.iv or found.calibration):
@@ -606,6 +725,10 @@ def analyse(paths: Iterable[Path], options: ReportOptions | None = None,
 
 
 def _title(found: Collected, paths: list[Path]) -> str:
+    """The campaign's own name (its file's ``[campaign] name``), else the sample's, else the
+    folder's: a folder is named by the operator's shell, not for a figure."""
+    if found.campaigns:
+        return "; ".join(found.campaigns)
     sample = found.sample.get("sample")
     cell = found.sample.get("cell")
     if sample:

@@ -35,7 +35,7 @@ SUMMARY_KEYS = {
     "delta1_0_meV": "Δ₁(0)",
     "delta2_0_meV": "Δ₂(0)",
     "ratio_2delta1_kTc": "2Δ₁(0)/k_BT_c",
-    "tc_onset_K": "T_c onset (R–T, 0 T)",
+    "tc_onset_K": "T_c onset (R–T, 0 T, 90 % R_N)",
     "tc_mid_K": "T_c midpoint (R–T, 0 T)",
     "tc_zero_K": "T_c zero resistance (R–T, 0 T)",
     "hc2_0_T": "μ₀H_c2(0), two-band fit",
@@ -98,7 +98,10 @@ def markdown(data: ReportData, summary: dict[str, Any] | None = None) -> str:
     summary = summary or summary_dict(data)
     lines = [f"# {data.title}", ""]
     if data.sample:
-        lines.append(", ".join(f"**{k}**: {v}" for k, v in data.sample.items()))
+        facts = [f"**{k}**: {v}" for k, v in data.sample.items()]
+        if "pressure_GPa" not in data.sample:
+            facts.append("**pressure_GPa**: not recorded")
+        lines.append(", ".join(facts))
         lines.append("")
     lines += ["## Key results", "", "| Quantity | Value |", "|---|---|"]
     for key, label in SUMMARY_KEYS.items():
@@ -124,12 +127,16 @@ def markdown(data: ReportData, summary: dict[str, Any] | None = None) -> str:
     if data.calibration is not None:
         cal = data.calibration
         lines += ["## Nb calibration", "",
-                  f"{cal.model} fit at {cal.temperature_K:g} K: "
+                  f"{cal.model} fit at {round(cal.temperature_K, 2):g} K: "
                   + ", ".join(f"{k} = {v.text()}" for k, v in cal.parameters.items()), ""]
     if summary.get("figures"):
         lines += ["## Figures", ""]
+        vector = [n for n in summary["figures"] if not n.endswith(".png")]
         for name in summary["figures"]:
-            lines.append(f"![{name}]({name})")
+            if name.endswith(".png"):
+                lines.append(f"![{name}]({name})")
+        if vector:
+            lines += ["", "For print (vector): " + ", ".join(f"[{n}]({n})" for n in vector)]
         lines.append("")
     if data.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in data.notes] + [""]
