@@ -15,6 +15,7 @@ from drivers.keithley2182 import Keithley2182Nanovoltmeter, Keithley2182Via6221
 from drivers.keithley6221 import Keithley6221CurrentSource
 from drivers.lakeshore336 import LakeShore336Temperature
 from drivers.oxford import IPS120Magnet, ITC503Temperature
+from drivers.oxford_mercury import MercuryIPSMagnet, MercuryITCTemperature
 from drivers.sr830 import SR830LockIn
 
 ROLES = ("lockin", "current_source", "nanovoltmeter", "temperature", "magnet")
@@ -76,6 +77,11 @@ DRIVERS: dict[str, DriverSpec] = {
         DriverSpec("IPS120_10", IPS120Magnet, ("magnet",), "\r", "\r", 5.0,
                    "Oxford IPS120-10 (RS-232 9600 8N2 or GPIB)",
                    connection_options=OXFORD_CONNECTION_OPTIONS),
+        DriverSpec("MercuryiTC", MercuryITCTemperature, ("temperature",), "\n", "\n", 5.0,
+                   "Oxford Mercury iTC (LAN port 7020, RS-232 9600 8N1, USB, GPIB)",
+                   frozenset({"sensor_uid", "heater_uid", "valve_uid"})),
+        DriverSpec("MercuryiPS", MercuryIPSMagnet, ("magnet",), "\n", "\n", 5.0,
+                   "Oxford Mercury iPS (LAN port 7020, RS-232 9600 8N1, USB, GPIB)"),
     )
 }
 

@@ -26,6 +26,7 @@ from simulators.instruments.sr830 import SR830Emulator
 from simulators.magnet import MagnetModel
 from simulators.presets import SamplePreset, load_preset
 from simulators.sample import SampleModel
+from simulators.serial_link import PtyServer
 from simulators.server import InstrumentServer
 
 #: ``ports="standard"``: the instruments' own LAN ports where they have one (6221 1394,
@@ -38,9 +39,13 @@ STANDARD_PORTS = {
     ("temperature", "ITC503"): 15003,
     ("magnet", "AMI430"): 7180,
     ("magnet", "IPS120-10"): 15120,
+    # The Mercury iTC and iPS both listen on 7020 on their own hosts; here they share one.
+    ("temperature", "MercuryiTC"): 7020,
+    ("magnet", "MercuryiPS"): 7021,
 }
-TEMPERATURE_MODELS = ("ls336", "itc503")
-MAGNET_MODELS = ("ami430", "ips120")
+SERVED_ROLES = ("lockin", "current_source", "nanovoltmeter", "temperature", "magnet")
+TEMPERATURE_MODELS = ("ls336", "itc503", "mercury_itc")
+MAGNET_MODELS = ("ami430", "ips120", "mercury_ips")
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ class VirtualLab:
                  dc_voltage_aux_channel: int = 1, dc_voltage_gain: float = 1.0,
                  initial_temperature_K: float | None = None,
                  magnet_switch_installed: bool = True, conductance_model=None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", serial_roles: tuple[str, ...] = ()) -> None:
         if temperature_model not in TEMPERATURE_MODELS:
             raise ConfigError(f"temperature_model = {temperature_model!r} "
                               f"(allowed: {', '.join(TEMPERATURE_MODELS)})")
@@ -105,6 +110,12 @@ class VirtualLab:
                               "(allowed: 'sample', 'junction')")
         if host != "127.0.0.1":
             raise ConfigError(f"host = {host!r}: the virtual lab binds 127.0.0.1 only")
+        serial_roles = tuple(serial_roles)
+        unknown = sorted(set(serial_roles) - set(SERVED_ROLES))
+        if unknown:
+            raise ConfigError(f"serial_roles: {unknown[0]!r} is not a role the lab serves "
+                              f"(allowed: {', '.join(SERVED_ROLES)})")
+        self.serial_roles = serial_roles
         self.preset = preset if isinstance(preset, SamplePreset) else load_preset(preset)
         self.speed = speed
         self.seed = seed
@@ -128,7 +139,7 @@ class VirtualLab:
         self.temperature_model = temperature_model
         self.magnet_model = magnet_model
         self._ports_spec = ports
-        self._servers: dict[str, InstrumentServer] = {}
+        self._servers: dict[str, InstrumentServer | PtyServer] = {}
         self._models: dict[str, tuple[str, str, str]] = {}
         self.emulators: dict[str, object] = {}
         self._build_emulators()
@@ -167,6 +178,12 @@ class VirtualLab:
             self.emulators["temperature"] = LakeShore336Emulator(self.cryostat, self.clock,
                                                                  self.faults, self._noise)
             self._models["temperature"] = ("LS336", "\r\n", "\n")
+        elif self.temperature_model == "mercury_itc":
+            from simulators.instruments.oxford_mercury import MercuryITCEmulator
+
+            self.emulators["temperature"] = MercuryITCEmulator(self.cryostat, self.clock,
+                                                               self.faults, self._noise)
+            self._models["temperature"] = ("MercuryiTC", "\n", "\n")
         else:
             from simulators.instruments.oxford import ITC503Emulator
 
@@ -176,6 +193,11 @@ class VirtualLab:
         if self.magnet_model == "ami430":
             self.emulators["magnet"] = AMI430Emulator(self.magnet, self.faults)
             self._models["magnet"] = ("AMI430", "\r\n", "\r\n")
+        elif self.magnet_model == "mercury_ips":
+            from simulators.instruments.oxford_mercury import MercuryIPSEmulator
+
+            self.emulators["magnet"] = MercuryIPSEmulator(self.magnet, self.faults)
+            self._models["magnet"] = ("MercuryiPS", "\n", "\n")
         else:
             from simulators.instruments.oxford import IPS120Emulator
 
@@ -209,8 +231,13 @@ class VirtualLab:
         try:
             for role, emulator in self.emulators.items():
                 model = self._models[role][0]
-                server = InstrumentServer(emulator, role, self.faults,
-                                          port=self._port_for(role, model), host=self.host)
+                server: InstrumentServer | PtyServer
+                if role in self.serial_roles:
+                    server = PtyServer(emulator, role, self.faults)
+                else:
+                    server = InstrumentServer(emulator, role, self.faults,
+                                              port=self._port_for(role, model),
+                                              host=self.host)
                 server.start()
                 self._servers[role] = server
         except OSError as exc:
@@ -243,10 +270,23 @@ class VirtualLab:
         out = {}
         for role, server in self._servers.items():
             model, read_term, write_term = self._models[role]
+            if isinstance(server, PtyServer):
+                out[role] = Endpoint(role, model, "", 0, server.resource, read_term,
+                                     write_term)
+                continue
             out[role] = Endpoint(role, model, self.host, server.port,
                                  f"TCPIP::{self.host}::{server.port}::SOCKET", read_term,
                                  write_term)
         return out
+
+    def serial_link(self, role: str) -> PtyServer:
+        """The pseudo-terminal serving ``role`` (one of ``serial_roles``), to unplug it or
+        put noise on it."""
+        server = self._servers.get(role)
+        if not isinstance(server, PtyServer):
+            raise ConfigError(f"role {role!r} is not served over a serial link "
+                              f"(serial_roles = {self.serial_roles!r})")
+        return server
 
     def describe(self) -> list[str]:
         """One line per instrument: ``role model resource``."""

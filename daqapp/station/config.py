@@ -30,8 +30,8 @@ SIMULATED_DRIVERS = {"lockin": "SR830", "current_source": "Keithley6221",
                      "nanovoltmeter": "Keithley2182", "temperature": "LakeShore336",
                      "magnet": "AMI430"}
 # The VirtualLab model names that go with each temperature/magnet driver.
-TEMPERATURE_MODELS = {"LakeShore336": "ls336", "ITC503": "itc503"}
-MAGNET_MODELS = {"AMI430": "ami430", "IPS120_10": "ips120"}
+TEMPERATURE_MODELS = {"LakeShore336": "ls336", "ITC503": "itc503", "MercuryiTC": "mercury_itc"}
+MAGNET_MODELS = {"AMI430": "ami430", "IPS120_10": "ips120", "MercuryiPS": "mercury_ips"}
 
 
 @dataclass(frozen=True)
