@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from simulators.sample import SampleModel
 from simulators.serial_link import PtyServer
 from simulators.server import InstrumentServer
 
+if TYPE_CHECKING:
+    from simulators.instruments.ppms import MultiVuServer
+
 #: ``ports="standard"``: the instruments' own LAN ports where they have one (6221 1394,
 #: Lake Shore 336 7777, AMI 430 7180), fixed documented ports for the GPIB/serial-only ones.
 STANDARD_PORTS = {
@@ -42,10 +46,15 @@ STANDARD_PORTS = {
     # The Mercury iTC and iPS both listen on 7020 on their own hosts; here they share one.
     ("temperature", "MercuryiTC"): 7020,
     ("magnet", "MercuryiPS"): 7021,
+    # MultiPyVu's default port; the PPMS serves both roles from one server.
+    ("temperature", "PPMS"): 27183,
+    ("magnet", "PPMS"): 27183,
 }
 SERVED_ROLES = ("lockin", "current_source", "nanovoltmeter", "temperature", "magnet")
-TEMPERATURE_MODELS = ("ls336", "itc503", "mercury_itc")
-MAGNET_MODELS = ("ami430", "ips120", "mercury_ips")
+TEMPERATURE_MODELS = ("ls336", "itc503", "mercury_itc", "ppms")
+MAGNET_MODELS = ("ami430", "ips120", "mercury_ips", "ppms")
+#: The models that are one instrument for both the temperature and the magnet role.
+BOTH_ROLES_MODELS = ("ppms",)
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,13 @@ class VirtualLab:
         if magnet_model not in MAGNET_MODELS:
             raise ConfigError(f"magnet_model = {magnet_model!r} "
                               f"(allowed: {', '.join(MAGNET_MODELS)})")
+        if temperature_model in BOTH_ROLES_MODELS or magnet_model in BOTH_ROLES_MODELS:
+            both = temperature_model if temperature_model in BOTH_ROLES_MODELS else magnet_model
+            others = {temperature_model, magnet_model} - {both, "ls336", "ami430"}
+            if others:
+                raise ConfigError(f"{both} serves the temperature and the magnet role itself; "
+                                  f"it cannot be combined with {sorted(others)[0]}")
+            temperature_model = magnet_model = both
         if ports not in (None, "standard", "ephemeral") and not isinstance(ports, dict):
             raise ConfigError(f"ports = {ports!r} (allowed: None/'ephemeral', 'standard', "
                               "or a dict role -> port)")
@@ -139,7 +155,7 @@ class VirtualLab:
         self.temperature_model = temperature_model
         self.magnet_model = magnet_model
         self._ports_spec = ports
-        self._servers: dict[str, InstrumentServer | PtyServer] = {}
+        self._servers: dict[str, Any] = {}
         self._models: dict[str, tuple[str, str, str]] = {}
         self.emulators: dict[str, object] = {}
         self._build_emulators()
@@ -174,6 +190,14 @@ class VirtualLab:
         self.emulators["nanovoltmeter"] = Keithley2182Emulator(self.clock, junction_source,
                                                                self._noise)
         self._models["nanovoltmeter"] = ("2182A", "\n", "\n")
+        if self.temperature_model == "ppms":
+            from simulators.instruments.ppms import PPMSEmulator
+
+            ppms = PPMSEmulator(self.cryostat, self.magnet, self.clock, self.faults,
+                                self._noise)
+            self.emulators["temperature"] = self.emulators["magnet"] = ppms
+            self._models["temperature"] = self._models["magnet"] = ("PPMS", "", "")
+            return
         if self.temperature_model == "ls336":
             self.emulators["temperature"] = LakeShore336Emulator(self.cryostat, self.clock,
                                                                  self.faults, self._noise)
@@ -229,10 +253,20 @@ class VirtualLab:
         if self._started:
             return self
         try:
+            served: dict[int, object] = {}
             for role, emulator in self.emulators.items():
                 model = self._models[role][0]
-                server: InstrumentServer | PtyServer
-                if role in self.serial_roles:
+                if id(emulator) in served:  # one instrument filling two roles: one server
+                    self._servers[role] = served[id(emulator)]
+                    continue
+                server: InstrumentServer | PtyServer | MultiVuServer
+                if model == "PPMS":
+                    from simulators.instruments.ppms import MultiVuServer
+
+                    server = MultiVuServer(emulator, self.faults,
+                                           port=self._port_for(role, model), host=self.host,
+                                           roles=("temperature", "magnet"))
+                elif role in self.serial_roles:
                     server = PtyServer(emulator, role, self.faults)
                 else:
                     server = InstrumentServer(emulator, role, self.faults,
@@ -240,6 +274,7 @@ class VirtualLab:
                                               host=self.host)
                 server.start()
                 self._servers[role] = server
+                served[id(emulator)] = server
         except OSError as exc:
             self.stop()
             raise ConfigError(f"virtual lab: cannot listen on 127.0.0.1 ({exc}); "
@@ -249,7 +284,7 @@ class VirtualLab:
 
     def stop(self) -> None:
         """Close every port and client connection; idempotent."""
-        servers = list(self._servers.values())
+        servers = list({id(s): s for s in self._servers.values()}.values())
         for server in servers:
             server.stop(wait=False)
         for server in servers:
@@ -273,6 +308,10 @@ class VirtualLab:
             if isinstance(server, PtyServer):
                 out[role] = Endpoint(role, model, "", 0, server.resource, read_term,
                                      write_term)
+                continue
+            if model == "PPMS":  # a MultiPyVu server: host:port, not a VISA resource
+                out[role] = Endpoint(role, model, self.host, server.port,
+                                     f"{self.host}:{server.port}", read_term, write_term)
                 continue
             out[role] = Endpoint(role, model, self.host, server.port,
                                  f"TCPIP::{self.host}::{server.port}::SOCKET", read_term,

@@ -30,8 +30,10 @@ SIMULATED_DRIVERS = {"lockin": "SR830", "current_source": "Keithley6221",
                      "nanovoltmeter": "Keithley2182", "temperature": "LakeShore336",
                      "magnet": "AMI430"}
 # The VirtualLab model names that go with each temperature/magnet driver.
-TEMPERATURE_MODELS = {"LakeShore336": "ls336", "ITC503": "itc503", "MercuryiTC": "mercury_itc"}
-MAGNET_MODELS = {"AMI430": "ami430", "IPS120_10": "ips120", "MercuryiPS": "mercury_ips"}
+TEMPERATURE_MODELS = {"LakeShore336": "ls336", "ITC503": "itc503", "MercuryiTC": "mercury_itc",
+                      "PPMS": "ppms"}
+MAGNET_MODELS = {"AMI430": "ami430", "IPS120_10": "ips120", "MercuryiPS": "mercury_ips",
+                 "PPMS": "ppms"}
 
 
 @dataclass(frozen=True)
@@ -243,8 +245,12 @@ OPTION_RULES: dict[str, tuple] = {
     "output": (1, 2),
     "sensor": (1, 2, 3),
     "line_frequency_hz": (50, 60),
+    "temperature_approach": ("fast_settle", "no_overshoot"),
+    "field_approach": ("linear", "no_overshoot", "oscillate"),
+    "field_mode": ("driven", "persistent"),
 }
-OPTION_RANGES: dict[str, tuple[float, float]] = {"nplc": (0.01, 60.0), "query_delay_s": (0.0, 10.0)}
+OPTION_RANGES: dict[str, tuple[float, float]] = {"nplc": (0.01, 60.0), "query_delay_s": (0.0, 10.0),
+                                                 "step_rate_k_per_min": (0.01, 20.0)}
 
 
 def _check_option(r: _Reader, key: str, value: Any) -> None:
