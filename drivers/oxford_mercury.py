@@ -122,6 +122,9 @@ class MercuryiTC(SerializedInstrument, _PymeasureITC):
     HTR_MB = Instrument.ChannelCreator(MercuryHeater, "MB0.H1", prefix="HTR", collection="HTR")
 
     def __init__(self, adapter, name: str = "Oxford Mercury iTC", **kwargs):
+        # pymeasure's MercuryiTC fixes the LF framing itself
+        kwargs.pop("read_termination", None)
+        kwargs.pop("write_termination", None)
         super().__init__(adapter, name, **_serial_kwargs(adapter, kwargs))
 
     def sensor(self, uid: str) -> MercuryTemperatureSensor:

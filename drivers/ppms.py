@@ -22,6 +22,7 @@ MultiPyVu is an optional dependency (``pip install daqapp[ppms]``), imported on 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import threading
@@ -31,6 +32,8 @@ from typing import Any
 from daqapp.errors import InstrumentError, LimitError, check_range
 from drivers.base import MagnetAdapter, RoleAdapter, SafeStep
 from drivers.roles import HeaterStatus, MagnetState, Readback
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 27183
 OE_PER_T = 1e4
@@ -80,15 +83,23 @@ def parse_resource(resource: str) -> tuple[str, int]:
 
 @contextlib.contextmanager
 def _host_logging_kept() -> Iterator[None]:
-    """Undo what MultiPyVu's ``setup_logging`` does to the process's logging."""
+    """Undo what MultiPyVu's ``setup_logging`` does to the process's logging.
+
+    Its console handler is bound to ``sys.stdout`` when it is configured: stdout is
+    redirected meanwhile, so what it prints is logged at DEBUG instead of mixed into the
+    command's own output."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     manager = logging.Logger.manager
     disabled = {name: lg.disabled for name, lg in manager.loggerDict.items()
                 if isinstance(lg, logging.Logger)}
+    printed = io.StringIO()
     try:
-        yield
+        with contextlib.redirect_stdout(printed):
+            yield
     finally:
+        for line in printed.getvalue().splitlines():
+            log.debug("MultiPyVu: %s", line)
         for handler in list(root.handlers):
             if handler not in handlers:
                 root.removeHandler(handler)
@@ -106,7 +117,7 @@ def _host_logging_kept() -> Iterator[None]:
                 lg.removeHandler(handler)
                 handler.close()
             lg.propagate = True
-            lg.setLevel(logging.NOTSET)
+            lg.setLevel(logging.WARNING)     # its connect/close chatter stays out of logs
 
 
 class PPMSLink:
@@ -131,6 +142,7 @@ class PPMSLink:
             except InstrumentError:
                 self.close()
                 raise
+        self._no_delay()
         self.flavor = str(self.client.instrument_name)
         self.server_version = str(self.client.get_version())
         self.multivu_version = str(self.client.get_multivu_version())
@@ -159,6 +171,16 @@ class PPMSLink:
                         self.client.close_client()
             except BaseException:  # noqa: BLE001 - sys.exit included: closing must not raise
                 pass
+
+    def _no_delay(self) -> None:
+        """Send each message at once: with Nagle's algorithm a request written right after the
+        previous reply's acknowledgement waits for the server's delayed ACK (~40 ms a call,
+        as ``drivers.base.disable_nagle`` explains for the VISA links)."""
+        sock = getattr(getattr(self.client, "_message", None), "sock", None)
+        if sock is not None:
+            import socket
+
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _abort(self) -> None:
         """Shut the socket under a call that waits past its deadline."""

@@ -131,6 +131,10 @@ class VirtualLab:
         if unknown:
             raise ConfigError(f"serial_roles: {unknown[0]!r} is not a role the lab serves "
                               f"(allowed: {', '.join(SERVED_ROLES)})")
+        if set(serial_roles) & {"temperature", "magnet"} and "ppms" in (temperature_model,
+                                                                       magnet_model):
+            raise ConfigError("serial_roles: a PPMS is reached through MultiPyVu over TCP, "
+                              "not over a serial line")
         self.serial_roles = serial_roles
         self.preset = preset if isinstance(preset, SamplePreset) else load_preset(preset)
         self.speed = speed

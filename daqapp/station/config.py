@@ -97,6 +97,8 @@ class Simulation:
     preset: str = "la3ni2o7-cell2"
     speed: float = 1.0
     seed: int = 0
+    serial_roles: tuple[str, ...] = ()
+    """Roles the virtual lab serves on pseudo-terminals (RS-232) instead of sockets."""
 
 
 @dataclass(frozen=True)
@@ -304,7 +306,12 @@ def parse_station(data: dict[str, Any], path: str = "<station>") -> Station:
         raise ConfigError(f"{path}: [{unknown[0]}]: unknown table or key; allowed tables are "
                           f"{', '.join(TOP_LEVEL)}")
     sim_r = _Reader(path, "simulation", data.get("simulation", {}),
-                    {"simulated", "preset", "speed", "seed"})
+                    {"simulated", "preset", "speed", "seed", "serial_roles"})
+    serial_roles = sim_r.data.get("serial_roles", [])
+    if (not isinstance(serial_roles, list)
+            or not all(isinstance(r, str) and r in ROLES for r in serial_roles)):
+        sim_r.fail("serial_roles", f"{serial_roles!r}; allowed a list of roles from "
+                                   f"{', '.join(ROLES)}")
     seed = sim_r.data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         sim_r.fail("seed", f"{seed!r} must be an integer")
@@ -313,6 +320,7 @@ def parse_station(data: dict[str, Any], path: str = "<station>") -> Station:
         preset=sim_r.string("preset", Simulation.preset) or Simulation.preset,
         speed=sim_r.number("speed", 1.0, 0.0, 1e5, low_open=True),
         seed=int(seed),
+        serial_roles=tuple(serial_roles),
     )
     head = _Reader(path, "station", data.get("station", {}), {"name", "description"})
     name = head.string("name", Path(path).stem) or Path(path).stem

@@ -197,6 +197,8 @@ class ConnectedStation:
                   "dc_voltage_gain": w.dc_voltage_gain}
         lab_kwargs.update({k: v for k, v in wiring.items() if k in accepted})
         sim = station.simulation
+        if sim.serial_roles:
+            lab_kwargs["serial_roles"] = sim.serial_roles
         self.lab = VirtualLab(preset=sim.preset, speed=sim.speed, seed=sim.seed,
                               **{k: v for k, v in lab_kwargs.items() if v is not None})
         self.lab.start()

@@ -228,7 +228,7 @@ def test_ips_emulator_ramps_the_lab_magnet_and_holds_when_done():
     clock.advance(60.0)
     assert ips.handle(f"READ:{psu}:ACTN") == [f"STAT:{psu}:ACTN:HOLD"]
     assert magnet.field == pytest.approx(0.3)
-    assert ips.handle(f"READ:DEV:GRPZ:SPSU:SIG:FLD") == [
+    assert ips.handle("READ:DEV:GRPZ:SPSU:SIG:FLD") == [
         "STAT:DEV:GRPZ:SPSU:SIG:FLD:INVALID"]  # firmware 2.5: the node is PSU
     magnet.quench()
     ips.on_quench()
