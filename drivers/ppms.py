@@ -244,6 +244,16 @@ class PPMSLink:
         return MultiPyVu.Client
 
 
+def _other_role_options(options: dict[str, Any], role: str) -> None:
+    """The PPMS driver's options are split by role: say where a misplaced one belongs."""
+    belongs = {"magnet": ("field_approach", "field_mode"),
+               "temperature": ("temperature_approach", "step_rate_k_per_min")}[role]
+    for key in options:
+        if key in belongs:
+            raise LimitError(f"PPMS option {key} belongs in the [{role}] table")
+        raise TypeError(f"unexpected PPMS option {key!r}")
+
+
 class _PPMSRole:
     """What both PPMS roles share: the link, its identity, and closing it once."""
 
@@ -297,8 +307,10 @@ class PPMSTemperature(_PPMSRole, RoleAdapter):
                  temperature_approach: str = "fast_settle", step_rate_k_per_min: float = 10.0,
                  temperature_min_k: float = 1.8, temperature_max_k: float = 400.0,
                  heater_ranges_allowed: tuple[int, ...] = (1,),
-                 safe_setpoint_k: float | None = None, safe_heater_range: int = 0) -> None:
+                 safe_setpoint_k: float | None = None, safe_heater_range: int = 0,
+                 **magnet_options: Any) -> None:
         super().__init__(instrument, resource)
+        _other_role_options(magnet_options, "magnet")
         if temperature_approach not in TEMPERATURE_APPROACHES:
             raise LimitError(f"temperature_approach = {temperature_approach!r}; allowed "
                              f"{', '.join(TEMPERATURE_APPROACHES)}")
@@ -411,8 +423,10 @@ class PPMSMagnet(_PPMSRole, MagnetAdapter):
 
     def __init__(self, instrument: PPMSLink, resource: str = "", field_approach: str = "linear",
                  field_mode: str = "driven", max_field_t: float = 9.0,
-                 max_ramp_t_per_min: float = 0.5, safe_action: str = "hold") -> None:
+                 max_ramp_t_per_min: float = 0.5, safe_action: str = "hold",
+                 **temperature_options: Any) -> None:
         super().__init__(instrument, resource, max_field_t, max_ramp_t_per_min, safe_action)
+        _other_role_options(temperature_options, "temperature")
         if field_approach not in FIELD_APPROACHES:
             raise LimitError(f"field_approach = {field_approach!r}; allowed "
                              f"{', '.join(FIELD_APPROACHES)}")

@@ -234,3 +234,24 @@ def test_ips_emulator_ramps_the_lab_magnet_and_holds_when_done():
     ips.on_quench()
     assert "Quench" in ips.handle("READ:SYS:ALRM")[0]
     assert ips.handle(f"SET:{psu}:ACTN:RTOS")[0].endswith(":INVALID")  # clamped
+
+
+def test_pymeasures_own_mercuryitc_runs_unchanged_against_the_emulator():
+    from pymeasure.instruments.oxfordinstruments import MercuryiTC as PymeasureMercuryiTC
+
+    from simulators.lab import VirtualLab
+
+    with VirtualLab(temperature_model="mercury_itc", speed=100.0) as lab:
+        itc = PymeasureMercuryiTC(lab.endpoints["temperature"].resource, timeout=3000)
+        try:
+            assert itc.identity.startswith("IDN:OXFORD INSTRUMENTS:MERCURY ITC")
+            assert itc.TS_MB.temperature == pytest.approx(1.5, abs=0.05)
+            itc.TS_MB.control_loop_temperature_setpoint = 4.2
+            assert itc.TS_MB.control_loop_temperature_setpoint == pytest.approx(4.2)
+            itc.TS_MB.control_loop_PID_enabled = True
+            assert itc.TS_MB.control_loop_PID_enabled is True
+            itc.HTR_MB.voltage_limit = 20
+            assert itc.HTR_MB.voltage_limit == pytest.approx(20.0)
+            assert itc.HTR_MB.power >= 0.0
+        finally:
+            itc.adapter.close()
