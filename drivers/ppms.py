@@ -62,7 +62,7 @@ CHAMBER_STATUS = ("Unknown", "Purged and Sealed", "Vented and Sealed",
                   "Flooding Continuously", "HiVac Error", "General Failure")
 CHAMBER_MODES = ("seal", "purge_seal", "vent_seal", "pump_continuous", "vent_continuous",
                  "high_vacuum")
-MULTIPYVU_LOGGERS = ("MultiVuClient", "MultiVuServer")
+MULTIPYVU_LOGGERS = ("MultiVuClient", "MultiVuServer", "UnitTest")  # its logging_config.yaml
 
 
 def parse_resource(resource: str) -> tuple[str, int]:
@@ -82,7 +82,7 @@ def parse_resource(resource: str) -> tuple[str, int]:
 
 
 @contextlib.contextmanager
-def _host_logging_kept() -> Iterator[None]:
+def keep_host_logging() -> Iterator[None]:
     """Undo what MultiPyVu's ``setup_logging`` does to the process's logging.
 
     Its console handler is bound to ``sys.stdout`` when it is configured: stdout is
@@ -136,7 +136,7 @@ class PPMSLink:
         self._released = False       # close() has run
         host, port = parse_resource(resource)
         self.client = MultiPyVu.Client(host=host, port=port)
-        with _host_logging_kept():
+        with keep_host_logging():
             try:
                 self._guarded(self.client.open, "connect")
             except InstrumentError:
@@ -167,7 +167,7 @@ class PPMSLink:
                     if sock is not None:
                         sock.close()
                 else:
-                    with _host_logging_kept():
+                    with keep_host_logging():
                         self.client.close_client()
             except BaseException:  # noqa: BLE001 - sys.exit included: closing must not raise
                 pass

@@ -178,6 +178,9 @@ def test_itc_emulator_answers_the_manuals_messages(itc):
     assert itc.handle(f"READ:{LOOP}:TSET") == [f"STAT:{LOOP}:TSET:4.3210K"]
     assert itc.handle(f"SET:{LOOP}:TSET:-1") == [f"STAT:SET:{LOOP}:TSET:-1:INVALID"]
     assert itc.handle(f"SET:{LOOP}:ENAB:MAYBE") == [f"STAT:SET:{LOOP}:ENAB:MAYBE:INVALID"]
+    for bad in ("nan", "inf", "-inf", "1e999", "4.2K", ""):
+        assert itc.handle(f"SET:{LOOP}:TSET:{bad}")[0].endswith(":INVALID"), bad
+    assert itc.handle(f"READ:{LOOP}:TSET") == [f"STAT:{LOOP}:TSET:4.3210K"]
     assert itc.handle("READ:DEV:DB9.T1:TEMP:SIG:TEMP") == [
         "STAT:DEV:DB9.T1:TEMP:SIG:TEMP:NOT_FOUND"]
     assert itc.handle("READ:DEV:MB1.T1:TEMP:SIG:TMP") == [

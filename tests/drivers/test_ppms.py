@@ -14,7 +14,13 @@ MultiPyVu = pytest.importorskip("MultiPyVu")
 
 from daqapp.errors import InstrumentError, LimitError  # noqa: E402
 from daqapp.station import Station  # noqa: E402
-from drivers.ppms import PPMSLink, PPMSMagnet, PPMSTemperature, parse_resource  # noqa: E402
+from drivers.ppms import (  # noqa: E402
+    PPMSLink,
+    PPMSMagnet,
+    PPMSTemperature,
+    keep_host_logging,
+    parse_resource,
+)
 from drivers.roles import MagnetState  # noqa: E402
 from simulators.clock import SimClock  # noqa: E402
 from simulators.cryostat import Cryostat  # noqa: E402
@@ -30,9 +36,11 @@ from simulators.magnet import MagnetModel  # noqa: E402
 
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
-    """MultiPyVu's client writes QdMultiVu.log into the current directory."""
+    """MultiPyVu's client writes QdMultiVu.log into the current directory, and (used
+    directly, not through the role) reconfigures the process's logging: both are undone."""
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    with keep_host_logging():
+        yield tmp_path
 
 
 def stepped_emulator(flavor: str = "PPMS") -> PPMSEmulator:
@@ -141,6 +149,14 @@ def test_persistent_mode_on_the_ppms_only():
     dyna = stepped_emulator("DYNACOOL")
     with pytest.raises(Exception, match="driven mode"):
         dyna.command("FIELD", "1000.0,100.0,0,0")
+
+
+@pytest.mark.parametrize("query", ["nan,10,0", "inf,10,0", "5,1e999,0", "5,10", "5,x,0"])
+def test_malformed_set_points_are_refused_and_change_nothing(query):
+    emulator = stepped_emulator()
+    with pytest.raises(Exception, match="inputs|requires"):
+        emulator.command("TEMP", query)
+    assert emulator.t_target == pytest.approx(300.0)
 
 
 def test_chamber_modes_take_their_time():
