@@ -254,6 +254,7 @@ def test_a_ppms_station_opens_one_client_for_both_roles_and_confirms_its_safe_st
         assert conn.magnet.state() in (MagnetState.ZEROING, MagnetState.AT_ZERO)
 
 
+@pytest.mark.slow  # the silent server costs its timeouts and MultiPyVu's own waits: ~7 s
 def test_a_silent_ppms_ends_both_roles_unconfirmed_without_ending_the_process(in_tmp):
     with ppms_station(temperature={"driver": "PPMS", "timeout_s": 0.5},
                       magnet={"driver": "PPMS", "timeout_s": 0.5}).connect() as conn:

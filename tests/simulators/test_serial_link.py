@@ -112,6 +112,7 @@ def test_a_garbled_mercury_reply_in_the_safe_state_is_retried_after_a_reconnect(
         assert any("after reconnect" in a for a in verdict.actions), verdict.actions
 
 
+@pytest.mark.slow  # a silent instrument costs its timeouts (write, read-back, reconnect): ~5 s
 def test_a_silent_serial_instrument_is_not_confirmed_and_named():
     with serial_station("ITC503", "IPS120_10").connect() as conn:
         conn.lab.faults.set("temperature", "no_reply")
