@@ -9,8 +9,9 @@ the same grammar (QCoDeS's ``OxfordMercuryiPS`` was the reference for the nouns,
 ``SPSU`` replacing ``PSU`` from firmware 2.6).
 
 The Mercury has no heater ranges: as for the ITC503, range 0 is the loop off with the heater
-at 0 %, range 1 the PID loop on. Its SCPI loop keys have no ramp-in-progress flag, so the role
-reports a ramp as running while ``RENA`` is on and the stage is not yet at ``TSET``.
+at 0 %, any other range the PID loop on (read back as 1). Its SCPI loop keys have no
+ramp-in-progress flag, so the role reports a ramp as running while ``RENA`` is on and the
+stage is not yet at ``TSET``.
 """
 
 from __future__ import annotations
@@ -218,10 +219,11 @@ class MercuryITCTemperature(RoleAdapter):
         return 1 if self.loop.control_loop_PID_enabled else 0
 
     def set_heater_range(self, index: int) -> None:
-        if int(index) not in self.heater_ranges_allowed or int(index) not in (0, 1):
-            allowed = [r for r in self.heater_ranges_allowed if r in (0, 1)]
+        """0: loop off, heater 0 %; any other range the station allows: the PID loop on (as
+        on the ITC503, so a station written for Lake Shore ranges still runs)."""
+        if int(index) not in self.heater_ranges_allowed:
             raise LimitError(f"heater range = {index!r}; the station allows "
-                             f"{', '.join(str(r) for r in allowed)} on a Mercury iTC")
+                             f"{', '.join(str(r) for r in self.heater_ranges_allowed)}")
         loop = self.loop
         with self.lock:
             if int(index) == 0:

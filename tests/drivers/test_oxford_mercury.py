@@ -82,10 +82,10 @@ def test_itc_heater_ranges_are_loop_off_or_on_and_the_safe_state_turns_it_off():
         (f"READ:{LOOP}:RENA", f"STAT:{LOOP}:RENA:OFF"),
     ]) as itc:
         role = MercuryITCTemperature(itc, safe_setpoint_k=10.0, safe_heater_range=0,
-                                     heater_ranges_allowed=(0, 1, 2))
+                                     heater_ranges_allowed=(0, 2))
         with pytest.raises(LimitError, match="heater range"):
-            role.set_heater_range(2)
-        role.set_heater_range(1)
+            role.set_heater_range(1)
+        role.set_heater_range(2)             # any allowed range above 0 is the loop on
         role.to_safe_state()
         check = role.verify_safe_state()
         assert check.ok, check.problems
