@@ -367,9 +367,11 @@ class PPMSTemperature(_PPMSRole, RoleAdapter):
         return 1
 
     def set_heater_range(self, index: int) -> None:
-        if int(index) != 1 or int(index) not in self.heater_ranges_allowed:
+        """Nothing to switch: any allowed range above 0 is 'under MultiVu control'."""
+        if int(index) == 0 or int(index) not in self.heater_ranges_allowed:
             raise LimitError(f"heater range = {index!r}; the PPMS has no heater ranges (its "
-                             "heaters are MultiVu's): only 1 is accepted")
+                             "heaters are MultiVu's, never off): give a range above 0 the "
+                             "station allows")
 
     def heater_status(self) -> HeaterStatus:
         self._reading()   # a failed temperature system raises
