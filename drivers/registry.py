@@ -7,6 +7,7 @@ reported with the allowed names instead of surfacing as a VISA error at 3 a.m.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from drivers.ami430 import AMI430Magnet
@@ -15,6 +16,8 @@ from drivers.keithley2182 import Keithley2182Nanovoltmeter, Keithley2182Via6221
 from drivers.keithley6221 import Keithley6221CurrentSource
 from drivers.lakeshore336 import LakeShore336Temperature
 from drivers.oxford import IPS120Magnet, ITC503Temperature
+from drivers.oxford_mercury import MercuryIPSMagnet, MercuryITCTemperature
+from drivers.ppms import PPMSMagnet, PPMSTemperature
 from drivers.sr830 import SR830LockIn
 
 ROLES = ("lockin", "current_source", "nanovoltmeter", "temperature", "magnet")
@@ -43,6 +46,12 @@ class DriverSpec:
     via_role: str | None = None
     """Set when the driver talks through another role's connection instead of a resource."""
     connection_options: frozenset[str] = CONNECTION_OPTIONS
+    role_adapters: Mapping[str, type[RoleAdapter]] = field(default_factory=dict)
+    """Adapter per role for a driver that fills several roles (default: ``adapter``). Roles
+    of one such driver that name the same resource share one link (one instrument)."""
+
+    def adapter_for(self, role: str) -> type[RoleAdapter]:
+        return self.role_adapters.get(role, self.adapter)
 
     @property
     def allowed_options(self) -> frozenset[str]:
@@ -76,6 +85,18 @@ DRIVERS: dict[str, DriverSpec] = {
         DriverSpec("IPS120_10", IPS120Magnet, ("magnet",), "\r", "\r", 5.0,
                    "Oxford IPS120-10 (RS-232 9600 8N2 or GPIB)",
                    connection_options=OXFORD_CONNECTION_OPTIONS),
+        DriverSpec("MercuryiTC", MercuryITCTemperature, ("temperature",), "\n", "\n", 5.0,
+                   "Oxford Mercury iTC (LAN port 7020, RS-232 9600 8N1, USB, GPIB)",
+                   frozenset({"sensor_uid", "heater_uid", "valve_uid"})),
+        DriverSpec("MercuryiPS", MercuryIPSMagnet, ("magnet",), "\n", "\n", 5.0,
+                   "Oxford Mercury iPS (LAN port 7020, RS-232 9600 8N1, USB, GPIB)"),
+        DriverSpec("PPMS", PPMSTemperature, ("temperature", "magnet"), "", "", 5.0,
+                   "Quantum Design PPMS/DynaCool/VersaLab via MultiPyVu (resource host:port, "
+                   "default port 27183; needs daqapp[ppms])",
+                   frozenset({"temperature_approach", "step_rate_k_per_min", "field_approach",
+                              "field_mode"}),
+                   connection_options=frozenset({"timeout_s"}),
+                   role_adapters={"magnet": PPMSMagnet}),
     )
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,7 +27,11 @@ from simulators.instruments.sr830 import SR830Emulator
 from simulators.magnet import MagnetModel
 from simulators.presets import SamplePreset, load_preset
 from simulators.sample import SampleModel
+from simulators.serial_link import PtyServer
 from simulators.server import InstrumentServer
+
+if TYPE_CHECKING:
+    from simulators.instruments.ppms import MultiVuServer
 
 #: ``ports="standard"``: the instruments' own LAN ports where they have one (6221 1394,
 #: Lake Shore 336 7777, AMI 430 7180), fixed documented ports for the GPIB/serial-only ones.
@@ -38,9 +43,18 @@ STANDARD_PORTS = {
     ("temperature", "ITC503"): 15003,
     ("magnet", "AMI430"): 7180,
     ("magnet", "IPS120-10"): 15120,
+    # The Mercury iTC and iPS both listen on 7020 on their own hosts; here they share one.
+    ("temperature", "MercuryiTC"): 7020,
+    ("magnet", "MercuryiPS"): 7021,
+    # MultiPyVu's default port; the PPMS serves both roles from one server.
+    ("temperature", "PPMS"): 27183,
+    ("magnet", "PPMS"): 27183,
 }
-TEMPERATURE_MODELS = ("ls336", "itc503")
-MAGNET_MODELS = ("ami430", "ips120")
+SERVED_ROLES = ("lockin", "current_source", "nanovoltmeter", "temperature", "magnet")
+TEMPERATURE_MODELS = ("ls336", "itc503", "mercury_itc", "ppms")
+MAGNET_MODELS = ("ami430", "ips120", "mercury_ips", "ppms")
+#: The models that are one instrument for both the temperature and the magnet role.
+BOTH_ROLES_MODELS = ("ppms",)
 
 
 @dataclass(frozen=True)
@@ -72,13 +86,20 @@ class VirtualLab:
                  dc_voltage_aux_channel: int = 1, dc_voltage_gain: float = 1.0,
                  initial_temperature_K: float | None = None,
                  magnet_switch_installed: bool = True, conductance_model=None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", serial_roles: tuple[str, ...] = ()) -> None:
         if temperature_model not in TEMPERATURE_MODELS:
             raise ConfigError(f"temperature_model = {temperature_model!r} "
                               f"(allowed: {', '.join(TEMPERATURE_MODELS)})")
         if magnet_model not in MAGNET_MODELS:
             raise ConfigError(f"magnet_model = {magnet_model!r} "
                               f"(allowed: {', '.join(MAGNET_MODELS)})")
+        if temperature_model in BOTH_ROLES_MODELS or magnet_model in BOTH_ROLES_MODELS:
+            both = temperature_model if temperature_model in BOTH_ROLES_MODELS else magnet_model
+            others = {temperature_model, magnet_model} - {both, "ls336", "ami430"}
+            if others:
+                raise ConfigError(f"{both} serves the temperature and the magnet role itself; "
+                                  f"it cannot be combined with {sorted(others)[0]}")
+            temperature_model = magnet_model = both
         if ports not in (None, "standard", "ephemeral") and not isinstance(ports, dict):
             raise ConfigError(f"ports = {ports!r} (allowed: None/'ephemeral', 'standard', "
                               "or a dict role -> port)")
@@ -105,6 +126,16 @@ class VirtualLab:
                               "(allowed: 'sample', 'junction')")
         if host != "127.0.0.1":
             raise ConfigError(f"host = {host!r}: the virtual lab binds 127.0.0.1 only")
+        serial_roles = tuple(serial_roles)
+        unknown = sorted(set(serial_roles) - set(SERVED_ROLES))
+        if unknown:
+            raise ConfigError(f"serial_roles: {unknown[0]!r} is not a role the lab serves "
+                              f"(allowed: {', '.join(SERVED_ROLES)})")
+        if set(serial_roles) & {"temperature", "magnet"} and "ppms" in (temperature_model,
+                                                                       magnet_model):
+            raise ConfigError("serial_roles: a PPMS is reached through MultiPyVu over TCP, "
+                              "not over a serial line")
+        self.serial_roles = serial_roles
         self.preset = preset if isinstance(preset, SamplePreset) else load_preset(preset)
         self.speed = speed
         self.seed = seed
@@ -128,7 +159,7 @@ class VirtualLab:
         self.temperature_model = temperature_model
         self.magnet_model = magnet_model
         self._ports_spec = ports
-        self._servers: dict[str, InstrumentServer] = {}
+        self._servers: dict[str, Any] = {}
         self._models: dict[str, tuple[str, str, str]] = {}
         self.emulators: dict[str, object] = {}
         self._build_emulators()
@@ -163,10 +194,24 @@ class VirtualLab:
         self.emulators["nanovoltmeter"] = Keithley2182Emulator(self.clock, junction_source,
                                                                self._noise)
         self._models["nanovoltmeter"] = ("2182A", "\n", "\n")
+        if self.temperature_model == "ppms":
+            from simulators.instruments.ppms import PPMSEmulator
+
+            ppms = PPMSEmulator(self.cryostat, self.magnet, self.clock, self.faults,
+                                self._noise)
+            self.emulators["temperature"] = self.emulators["magnet"] = ppms
+            self._models["temperature"] = self._models["magnet"] = ("PPMS", "", "")
+            return
         if self.temperature_model == "ls336":
             self.emulators["temperature"] = LakeShore336Emulator(self.cryostat, self.clock,
                                                                  self.faults, self._noise)
             self._models["temperature"] = ("LS336", "\r\n", "\n")
+        elif self.temperature_model == "mercury_itc":
+            from simulators.instruments.oxford_mercury import MercuryITCEmulator
+
+            self.emulators["temperature"] = MercuryITCEmulator(self.cryostat, self.clock,
+                                                               self.faults, self._noise)
+            self._models["temperature"] = ("MercuryiTC", "\n", "\n")
         else:
             from simulators.instruments.oxford import ITC503Emulator
 
@@ -176,6 +221,11 @@ class VirtualLab:
         if self.magnet_model == "ami430":
             self.emulators["magnet"] = AMI430Emulator(self.magnet, self.faults)
             self._models["magnet"] = ("AMI430", "\r\n", "\r\n")
+        elif self.magnet_model == "mercury_ips":
+            from simulators.instruments.oxford_mercury import MercuryIPSEmulator
+
+            self.emulators["magnet"] = MercuryIPSEmulator(self.magnet, self.faults)
+            self._models["magnet"] = ("MercuryiPS", "\n", "\n")
         else:
             from simulators.instruments.oxford import IPS120Emulator
 
@@ -207,12 +257,28 @@ class VirtualLab:
         if self._started:
             return self
         try:
+            served: dict[int, object] = {}
             for role, emulator in self.emulators.items():
                 model = self._models[role][0]
-                server = InstrumentServer(emulator, role, self.faults,
-                                          port=self._port_for(role, model), host=self.host)
+                if id(emulator) in served:  # one instrument filling two roles: one server
+                    self._servers[role] = served[id(emulator)]
+                    continue
+                server: InstrumentServer | PtyServer | MultiVuServer
+                if model == "PPMS":
+                    from simulators.instruments.ppms import MultiVuServer
+
+                    server = MultiVuServer(emulator, self.faults,
+                                           port=self._port_for(role, model), host=self.host,
+                                           roles=("temperature", "magnet"))
+                elif role in self.serial_roles:
+                    server = PtyServer(emulator, role, self.faults)
+                else:
+                    server = InstrumentServer(emulator, role, self.faults,
+                                              port=self._port_for(role, model),
+                                              host=self.host)
                 server.start()
                 self._servers[role] = server
+                served[id(emulator)] = server
         except OSError as exc:
             self.stop()
             raise ConfigError(f"virtual lab: cannot listen on 127.0.0.1 ({exc}); "
@@ -222,7 +288,7 @@ class VirtualLab:
 
     def stop(self) -> None:
         """Close every port and client connection; idempotent."""
-        servers = list(self._servers.values())
+        servers = list({id(s): s for s in self._servers.values()}.values())
         for server in servers:
             server.stop(wait=False)
         for server in servers:
@@ -243,10 +309,27 @@ class VirtualLab:
         out = {}
         for role, server in self._servers.items():
             model, read_term, write_term = self._models[role]
+            if isinstance(server, PtyServer):
+                out[role] = Endpoint(role, model, "", 0, server.resource, read_term,
+                                     write_term)
+                continue
+            if model == "PPMS":  # a MultiPyVu server: host:port, not a VISA resource
+                out[role] = Endpoint(role, model, self.host, server.port,
+                                     f"{self.host}:{server.port}", read_term, write_term)
+                continue
             out[role] = Endpoint(role, model, self.host, server.port,
                                  f"TCPIP::{self.host}::{server.port}::SOCKET", read_term,
                                  write_term)
         return out
+
+    def serial_link(self, role: str) -> PtyServer:
+        """The pseudo-terminal serving ``role`` (one of ``serial_roles``), to unplug it or
+        put noise on it."""
+        server = self._servers.get(role)
+        if not isinstance(server, PtyServer):
+            raise ConfigError(f"role {role!r} is not served over a serial link "
+                              f"(serial_roles = {self.serial_roles!r})")
+        return server
 
     def describe(self) -> list[str]:
         """One line per instrument: ``role model resource``."""

@@ -1,5 +1,7 @@
 """Loopback TCP serving of the emulators: one listening port per instrument, one thread per
 client, line framing that accepts CR, LF or CRLF, and the generic faults applied on the wire.
+The framing and the faults live in :class:`LineService`/:class:`LineSession`, which any
+transport feeds bytes to (the pseudo-terminal link in :mod:`simulators.serial_link` too).
 
 Bounded like an instrument's interface, whatever a client does: a line longer than
 :data:`MAX_LINE_BYTES` is discarded with the emulator's input-overflow error (as a real input
@@ -18,6 +20,7 @@ import socket
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from typing import Protocol
 
 from simulators.faults import FaultBoard
@@ -52,6 +55,115 @@ class LineEmulator(Protocol):
         """Process one received line (may hold several ``;`` commands); return reply lines."""
 
 
+class LineService:
+    """What serving one emulator means on any transport: greeting, replies, generic faults.
+
+    ``latency`` delays each reply, ``garbage`` replaces it with noise, ``no_reply`` swallows
+    the line, ``frozen`` answers with the reply the same line got last time, ``drop`` ends
+    the session (the transport decides what that looks like).
+    """
+
+    def __init__(self, emulator: LineEmulator, role: str, faults: FaultBoard) -> None:
+        self.emulator = emulator
+        self.role = role
+        self.faults = faults
+        self._rng = random.Random(zlib.crc32(role.encode()))
+        self._last_replies: dict[str, list[str]] = {}
+
+    def encode(self, lines: list[str]) -> bytes:
+        """Reply lines as bytes on the wire, after the latency and garbage faults."""
+        term = self.emulator.reply_termination
+        latency = self.faults.active(self.role, "latency")
+        if latency is not None:
+            time.sleep(latency.value)
+        if self.faults.is_active(self.role, "garbage"):
+            lines = ["".join(self._rng.choice("#$%&?@!~^*") for _ in range(7))
+                     for _ in lines]
+        return "".join(line + term for line in lines).encode("latin-1", errors="replace")
+
+    def greeting(self) -> bytes:
+        greet = self.emulator.greeting()
+        return self.encode(greet) if greet else b""
+
+    def overflow(self) -> bytes:
+        """An overlong line was discarded: the emulator records its input-overflow error."""
+        log.warning("%s: discarded a line longer than %d bytes", self.role, MAX_LINE_BYTES)
+        overflow = getattr(self.emulator, "input_overflow", None)
+        replies = overflow() if callable(overflow) else None
+        return self.encode(replies) if replies else b""
+
+    def line(self, raw: bytes) -> bytes | None:
+        """Run one received line; the reply bytes, or None when the session must end."""
+        line = raw.decode("latin-1").strip()
+        if not line:
+            return b""
+        if self.faults.is_active(self.role, "drop"):
+            return None
+        if self.faults.is_active(self.role, "no_reply"):
+            return b""
+        if self.faults.is_active(self.role, "frozen"):
+            replies = self._last_replies.get(line)
+            return self.encode(replies) if replies else b""
+        try:
+            replies = self.emulator.handle(line)
+        except Exception:  # noqa: BLE001 - an emulator bug must not kill the link
+            log.exception("%s emulator failed on %r", self.role, line[:200])
+            replies = []
+        if not replies:
+            return b""
+        if len(line) <= FROZEN_CACHE_LINE_BYTES:
+            if len(self._last_replies) >= FROZEN_CACHE_LINES:
+                self._last_replies.clear()
+            self._last_replies[line] = replies
+        return self.encode(replies)
+
+
+class LineSession:
+    """One client's byte stream: split into lines (linear in the bytes received), overlong
+    lines discarded, each line run through the service and its reply handed to ``send``."""
+
+    def __init__(self, service: LineService, send: Callable[[bytes], None]) -> None:
+        self.service = service
+        self.send = send
+        self.pending = bytearray()   # the start of a line whose terminator has not come yet
+        self.discarding = False      # inside a line that overran MAX_LINE_BYTES
+
+    def feed(self, chunk: bytes) -> bool:
+        """Handle received bytes; False when the session must end (``drop`` fault)."""
+        start = 0
+        for match in _TERMINATOR.finditer(chunk):
+            piece = chunk[start:match.start()]
+            start = match.end()
+            if self.discarding:
+                self.discarding = False  # the overlong line ends here; nothing to run
+                continue
+            if len(self.pending) + len(piece) > MAX_LINE_BYTES:
+                self.pending.clear()
+                self._send(self.service.overflow())
+                continue
+            self.pending += piece
+            raw = bytes(self.pending)
+            self.pending.clear()
+            reply = self.service.line(raw)
+            if reply is None:
+                return False
+            self._send(reply)
+        rest = chunk[start:]
+        if self.discarding:
+            return True
+        if len(self.pending) + len(rest) > MAX_LINE_BYTES:
+            self.pending.clear()
+            self.discarding = True
+            self._send(self.service.overflow())
+        else:
+            self.pending += rest
+        return True
+
+    def _send(self, data: bytes) -> None:
+        if data:
+            self.send(data)
+
+
 class InstrumentServer:
     """Serve one emulator on 127.0.0.1:port. ``port=0`` picks a free ephemeral port."""
 
@@ -61,14 +173,13 @@ class InstrumentServer:
         self.role = role
         self.faults = faults
         self.host = host
+        self.service = LineService(emulator, role, faults)
         self._requested_port = port
         self._sock: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._conns: dict[socket.socket, float] = {}  # connection -> last activity
         self._conn_lock = threading.Lock()
         self._stopping = threading.Event()
-        self._rng = random.Random(zlib.crc32(role.encode()))
-        self._last_replies: dict[str, list[str]] = {}
         self.port = port
 
     def start(self) -> None:
@@ -133,29 +244,21 @@ class InstrumentServer:
             t.start()
             self._threads = [x for x in self._threads if x.is_alive()] + [t]
 
-    def _send(self, conn: socket.socket, lines: list[str]) -> None:
-        term = self.emulator.reply_termination
-        latency = self.faults.active(self.role, "latency")
-        if latency is not None:
-            time.sleep(latency.value)
-        if self.faults.is_active(self.role, "garbage"):
-            lines = ["".join(self._rng.choice("#$%&?@!~^*") for _ in range(7))
-                     for _ in lines]
-        data = "".join(line + term for line in lines).encode("latin-1", errors="replace")
-        if data:
+    def _sender(self, conn: socket.socket) -> Callable[[bytes], None]:
+        def send(data: bytes) -> None:
             conn.settimeout(SEND_TIMEOUT_S)  # a client that never reads cannot hold us
             try:
                 conn.sendall(data)
             finally:
                 conn.settimeout(0.2)
+        return send
 
     def _serve(self, conn: socket.socket) -> None:
-        pending = bytearray()   # the start of a line whose terminator has not come yet
-        discarding = False      # inside a line that overran MAX_LINE_BYTES
+        session = LineSession(self.service, self._sender(conn))
         try:
-            greet = self.emulator.greeting()
+            greet = self.service.greeting()
             if greet:
-                self._send(conn, greet)
+                session.send(greet)
             conn.settimeout(0.2)
             while not self._stopping.is_set():
                 try:
@@ -167,73 +270,14 @@ class InstrumentServer:
                 with self._conn_lock:
                     if conn in self._conns:
                         self._conns[conn] = time.monotonic()
-                # each received byte is looked at once: the chunk is split, not the buffer
-                start = 0
-                for match in _TERMINATOR.finditer(chunk):
-                    piece = chunk[start:match.start()]
-                    start = match.end()
-                    if discarding:
-                        discarding = False  # the overlong line ends here; nothing to run
-                        continue
-                    if len(pending) + len(piece) > MAX_LINE_BYTES:
-                        pending.clear()
-                        self._overflow(conn)
-                        continue
-                    pending += piece
-                    raw = bytes(pending)
-                    pending.clear()
-                    if not self._line(conn, raw):
-                        return
-                rest = chunk[start:]
-                if discarding:
-                    continue
-                if len(pending) + len(rest) > MAX_LINE_BYTES:
-                    pending.clear()
-                    discarding = True
-                    self._overflow(conn)
-                else:
-                    pending += rest
+                if not session.feed(chunk):
+                    return
         except OSError:
             return
         finally:
             with self._conn_lock:
                 self._conns.pop(conn, None)
             _close(conn)
-
-    def _overflow(self, conn: socket.socket) -> None:
-        """An overlong line was discarded: the emulator records its input-overflow error."""
-        log.warning("%s: discarded a line longer than %d bytes", self.role, MAX_LINE_BYTES)
-        overflow = getattr(self.emulator, "input_overflow", None)
-        replies = overflow() if callable(overflow) else None
-        if replies:
-            self._send(conn, replies)
-
-    def _line(self, conn: socket.socket, raw: bytes) -> bool:
-        """Run one received line; False when the connection must close (``drop`` fault)."""
-        line = raw.decode("latin-1").strip()
-        if not line:
-            return True
-        if self.faults.is_active(self.role, "drop"):
-            return False
-        if self.faults.is_active(self.role, "no_reply"):
-            return True
-        if self.faults.is_active(self.role, "frozen"):
-            replies = self._last_replies.get(line)
-            if replies:
-                self._send(conn, replies)
-            return True
-        try:
-            replies = self.emulator.handle(line)
-        except Exception:  # noqa: BLE001 - an emulator bug must not kill the link
-            log.exception("%s emulator failed on %r", self.role, line[:200])
-            replies = []
-        if replies:
-            if len(line) <= FROZEN_CACHE_LINE_BYTES:
-                if len(self._last_replies) >= FROZEN_CACHE_LINES:
-                    self._last_replies.clear()
-                self._last_replies[line] = replies
-            self._send(conn, replies)
-        return True
 
 
 def _close(conn: socket.socket) -> None:

@@ -15,11 +15,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "on its own 127.0.0.1 TCP port; print one line per instrument\n"
         "(role model VISA-resource) and run until Ctrl-C or SIGTERM. Open the resources with\n"
         "pyvisa-py ('@py') and set the read termination the instrument uses\n"
-        "(SR830 and Keithley LF, Lake Shore and AMI CR LF, Oxford CR).",
+        "(SR830 and Keithley LF, Lake Shore and AMI CR LF, Oxford CR, Mercury LF).\n"
+        "--serial serves roles on pseudo-terminals instead (ASRL/dev/pts/N::INSTR, the\n"
+        "instrument's RS-232 path); a PPMS is served as a MultiPyVu server (host:port).",
         epilog="examples:\n  daqapp simulate --speed 100\n"
         "  daqapp simulate --ports standard --fault lockin=no_reply\n"
         "  daqapp simulate --preset my_sample.toml --temperature-controller itc503 \\\n"
-        "      --magnet-supply ips120",
+        "      --magnet-supply ips120\n"
+        "  daqapp simulate --temperature-controller mercury_itc --magnet-supply mercury_ips "
+        "--serial\n"
+        "  daqapp simulate --temperature-controller ppms    # temperature and field, MultiPyVu",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="la3ni2o7-cell2",
                         help="sample preset: la3ni2o7-cell2 (default), la3ni2o7-cell1, nb-foil, "
@@ -31,14 +36,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="noise seed (default 0)")
     parser.add_argument("--ports", choices=("ephemeral", "standard"), default="ephemeral",
                         help="ephemeral (default): free ports; standard: 6221 1394, LS336 7777, "
-                        "AMI430 7180, SR830 18830, 2182A 12182, ITC503 15003, IPS120 15120")
+                        "AMI430 7180, SR830 18830, 2182A 12182, ITC503 15003, IPS120 15120, "
+                        "Mercury iTC 7020, Mercury iPS 7021, PPMS (MultiPyVu) 27183")
     # Instrument models, not physical values: ``fit --temperature`` is kelvin.
     add_renamed_option(parser, "--temperature-controller", "--temperature",
-                       choices=("ls336", "itc503"), default="ls336",
-                       help="temperature controller to emulate (default ls336)")
+                       choices=("ls336", "itc503", "mercury_itc", "ppms"), default="ls336",
+                       help="temperature controller to emulate (default ls336; ppms also "
+                       "serves the field)")
     add_renamed_option(parser, "--magnet-supply", "--magnet",
-                       choices=("ami430", "ips120"), default="ami430",
-                       help="magnet supply to emulate (default ami430)")
+                       choices=("ami430", "ips120", "mercury_ips", "ppms"), default="ami430",
+                       help="magnet supply to emulate (default ami430; ppms also serves the "
+                       "temperature)")
+    parser.add_argument("--serial", nargs="*", default=None, metavar="ROLE",
+                        choices=("lockin", "current_source", "nanovoltmeter", "temperature",
+                                 "magnet"),
+                        help="serve these roles on pseudo-terminals (RS-232) instead of "
+                        "sockets; without roles: temperature and magnet")
     parser.add_argument("--initial-temperature", type=finite_float(0, 1500, "K", low_open=True),
                         default=None, metavar="K",
                         help="start the cryostat at this temperature (default: 1.5 K bath)")
@@ -71,10 +84,12 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.initial_temperature is not None and not 1.5 <= args.initial_temperature <= 300:
         raise ConfigError(f"--initial-temperature = {args.initial_temperature:g} K is outside "
                           "the allowed range 1.5 to 300 K")
+    serial = () if args.serial is None else tuple(args.serial or ("temperature", "magnet"))
     lab = VirtualLab(preset=args.preset, speed=args.speed, seed=args.seed,
                      temperature_model=args.temperature_controller,
                      magnet_model=args.magnet_supply,
-                     ports=args.ports, initial_temperature_K=args.initial_temperature)
+                     ports=args.ports, initial_temperature_K=args.initial_temperature,
+                     serial_roles=serial)
     stop = threading.Event()
 
     def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature

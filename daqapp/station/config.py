@@ -31,8 +31,10 @@ SIMULATED_DRIVERS = {"lockin": "SR830", "current_source": "Keithley6221",
                      "nanovoltmeter": "Keithley2182", "temperature": "LakeShore336",
                      "magnet": "AMI430"}
 # The VirtualLab model names that go with each temperature/magnet driver.
-TEMPERATURE_MODELS = {"LakeShore336": "ls336", "ITC503": "itc503"}
-MAGNET_MODELS = {"AMI430": "ami430", "IPS120_10": "ips120"}
+TEMPERATURE_MODELS = {"LakeShore336": "ls336", "ITC503": "itc503", "MercuryiTC": "mercury_itc",
+                      "PPMS": "ppms"}
+MAGNET_MODELS = {"AMI430": "ami430", "IPS120_10": "ips120", "MercuryiPS": "mercury_ips",
+                 "PPMS": "ppms"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ class Simulation:
     preset: str = "la3ni2o7-cell2"
     speed: float = 1.0
     seed: int = 0
+    serial_roles: tuple[str, ...] = ()
+    """Roles the virtual lab serves on pseudo-terminals (RS-232) instead of sockets."""
 
 
 @dataclass(frozen=True)
@@ -246,8 +250,12 @@ OPTION_RULES: dict[str, tuple] = {
     "output": (1, 2),
     "sensor": (1, 2, 3),
     "line_frequency_hz": (50, 60),
+    "temperature_approach": ("fast_settle", "no_overshoot"),
+    "field_approach": ("linear", "no_overshoot", "oscillate"),
+    "field_mode": ("driven", "persistent"),
 }
-OPTION_RANGES: dict[str, tuple[float, float]] = {"nplc": (0.01, 60.0), "query_delay_s": (0.0, 10.0)}
+OPTION_RANGES: dict[str, tuple[float, float]] = {"nplc": (0.01, 60.0), "query_delay_s": (0.0, 10.0),
+                                                 "step_rate_k_per_min": (0.01, 20.0)}
 
 
 def _check_option(r: _Reader, key: str, value: Any) -> None:
@@ -301,7 +309,12 @@ def parse_station(data: dict[str, Any], path: str = "<station>") -> Station:
         raise ConfigError(f"{path}: [{unknown[0]}]: unknown table or key; allowed tables are "
                           f"{', '.join(TOP_LEVEL)}")
     sim_r = _Reader(path, "simulation", data.get("simulation", {}),
-                    {"simulated", "preset", "speed", "seed"})
+                    {"simulated", "preset", "speed", "seed", "serial_roles"})
+    serial_roles = sim_r.data.get("serial_roles", [])
+    if (not isinstance(serial_roles, list)
+            or not all(isinstance(r, str) and r in ROLES for r in serial_roles)):
+        sim_r.fail("serial_roles", f"{serial_roles!r}; allowed a list of roles from "
+                                   f"{', '.join(ROLES)}")
     seed = sim_r.data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         sim_r.fail("seed", f"{seed!r} must be an integer")
@@ -310,6 +323,7 @@ def parse_station(data: dict[str, Any], path: str = "<station>") -> Station:
         preset=sim_r.string("preset", Simulation.preset) or Simulation.preset,
         speed=sim_r.number("speed", 1.0, 0.0, 1e5, low_open=True),
         seed=int(seed),
+        serial_roles=tuple(serial_roles),
     )
     head = _Reader(path, "station", data.get("station", {}), {"name", "description"})
     name = head.string("name", Path(path).stem) or Path(path).stem

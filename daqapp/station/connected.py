@@ -61,6 +61,14 @@ def role_kwargs(station: Station, cfg: RoleConfig) -> dict[str, Any]:
     return kwargs
 
 
+def shares_link(station: Station, role: str, other: str) -> bool:
+    """True when ``role`` and ``other`` are one instrument: the same multi-role driver (a
+    PPMS serving temperature and field) at the same resource, so they use one link."""
+    a, b = station.roles.get(role), station.roles.get(other)
+    return (a is not None and b is not None and role != other and a.driver == b.driver
+            and a.resource == b.resource and len(DRIVERS[a.driver].roles) > 1)
+
+
 def open_role(station: Station, cfg: RoleConfig,
               opened: dict[str, RoleAdapter], timeout_s: float | None = None) -> RoleAdapter:
     """Connect one role and ask its identity; ``opened`` holds roles already open.
@@ -71,15 +79,22 @@ def open_role(station: Station, cfg: RoleConfig,
     on without complaint, and a station that connects but cannot talk is worse than an error.
     """
     spec = DRIVERS[cfg.driver]
+    adapter_class = spec.adapter_for(cfg.role)
     kwargs = role_kwargs(station, cfg)
     where = f"{cfg.role} ({cfg.driver} at {cfg.resource or 'via ' + str(spec.via_role)})"
-    if spec.via_role is not None:
+    peer = next((opened[r] for r in opened if shares_link(station, cfg.role, r)), None)
+    if peer is not None:  # the same instrument already open for another role
+        try:
+            adapter = adapter_class(peer.instrument, resource=peer.resource, **kwargs)
+        except Exception as exc:
+            raise InstrumentError(f"{where}: {type(exc).__name__}: {exc}") from exc
+    elif spec.via_role is not None:
         host = opened.get(spec.via_role)
         if host is None:
             raise InstrumentError(f"{where}: the {spec.via_role} role it talks through is not "
                                   "connected")
         try:
-            adapter = spec.adapter(host.instrument, resource=f"via {host.resource}", **kwargs)
+            adapter = adapter_class(host.instrument, resource=f"via {host.resource}", **kwargs)
         except Exception as exc:
             raise InstrumentError(f"{where}: {type(exc).__name__}: {exc}") from exc
     else:
@@ -92,7 +107,7 @@ def open_role(station: Station, cfg: RoleConfig,
             cfg.baud_rate,
         )
         try:
-            adapter = spec.adapter.open(cfg.resource, options=kwargs, **visa)
+            adapter = adapter_class.open(cfg.resource, options=kwargs, **visa)
         except Exception as exc:
             raise InstrumentError(f"{where}: {exc}") from exc
     try:
@@ -101,7 +116,7 @@ def open_role(station: Station, cfg: RoleConfig,
         adapter.close()
         raise InstrumentError(f"{where}: no identification reply: {type(exc).__name__}: "
                               f"{exc}") from exc
-    if timeout_s is not None and spec.via_role is None:
+    if timeout_s is not None and spec.via_role is None and peer is None:
         connection = getattr(adapter.instrument.adapter, "connection", None)
         if connection is not None:
             connection.timeout = int(round(timeout * 1000))
@@ -211,6 +226,8 @@ class ConnectedStation:
                   "dc_voltage_gain": w.dc_voltage_gain}
         lab_kwargs.update({k: v for k, v in wiring.items() if k in accepted})
         sim = station.simulation
+        if sim.serial_roles:
+            lab_kwargs["serial_roles"] = sim.serial_roles
         self.lab = VirtualLab(preset=sim.preset, speed=sim.speed, seed=sim.seed,
                               **{k: v for k, v in lab_kwargs.items() if v is not None})
         self.lab.start()
@@ -369,8 +386,11 @@ class ConnectedStation:
         old = self.roles.get(role)
         if old is not None and spec.via_role is None:
             old.close()
-        try:
-            fresh = open_role(self.resolved, cfg, self.roles, timeout_s=SAFE_IO_TIMEOUT_S)
+        peers = [r for r in self.roles if shares_link(self.resolved, role, r)]
+        try:  # a fresh link of its own: the peers' link is the one that failed
+            fresh = open_role(self.resolved, cfg,
+                              {r: a for r, a in self.roles.items() if r not in peers},
+                              timeout_s=SAFE_IO_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - the verdict says so
             notes.append(f"reconnect failed: {exc}")
             return None
@@ -384,7 +404,8 @@ class ConnectedStation:
             old.instrument, old.idn = fresh.instrument, fresh.idn
             adapter = old
         for other, other_cfg in self.resolved.roles.items():
-            if DRIVERS[other_cfg.driver].via_role == role and other in self.roles:
+            if other in self.roles and (DRIVERS[other_cfg.driver].via_role == role
+                                        or other in peers):
                 self.roles[other].instrument = adapter.instrument
         return adapter
 

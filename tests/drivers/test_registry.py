@@ -27,7 +27,7 @@ def test_adapter_has_every_role_method(name):
     spec = DRIVERS[name]
     for role in spec.roles:
         missing = [m for m in protocol_methods(PROTOCOLS[role])
-                   if not callable(getattr(spec.adapter, m, None))]
+                   if not callable(getattr(spec.adapter_for(role), m, None))]
         assert missing == [], f"{name} lacks {missing} for role {role}"
     for extra in ("state_line", "close", "identify", "snapshot", "to_safe_state"):
         assert callable(getattr(spec.adapter, extra))
@@ -36,11 +36,13 @@ def test_adapter_has_every_role_method(name):
 @pytest.mark.parametrize("name", sorted(DRIVERS))
 def test_driver_options_are_constructor_arguments(name):
     spec = DRIVERS[name]
-    params = inspect.signature(spec.adapter.__init__).parameters
-    assert set(spec.options) <= set(params), f"{name}: options not accepted by the adapter"
+    params = set().union(*(inspect.signature(spec.adapter_for(role).__init__).parameters
+                           for role in spec.roles))
+    assert set(spec.options) <= params, f"{name}: options not accepted by the adapter"
 
 
 def test_every_role_has_a_driver_and_both_swappable_roles_have_two():
     assert all(drivers_for_role(role) for role in ROLES)
-    assert drivers_for_role("temperature") == ["ITC503", "LakeShore336"]
-    assert drivers_for_role("magnet") == ["AMI430", "IPS120_10"]
+    assert {"ITC503", "LakeShore336", "MercuryiTC", "PPMS"} <= set(
+        drivers_for_role("temperature"))
+    assert {"AMI430", "IPS120_10", "MercuryiPS", "PPMS"} <= set(drivers_for_role("magnet"))
