@@ -261,13 +261,15 @@ def _repair_columns(data: h5py.Group, lost: list[str]) -> None:
 
 def _mark(f: h5py.File, src_attrs: dict[str, Any], n_rows: int, lost: list[str],
           origin: str) -> None:
+    """Status, rows and what was lost, where the file keeps its run attributes."""
+    attrs = L.run_group(f).attrs
     if str(src_attrs.get("status", "")) in ("running", ""):
-        f.attrs["status"] = L.INTERRUPTED
-        f.attrs["error"] = _INTERRUPTED_ERROR
-    f.attrs["n_rows"] = n_rows
-    f.attrs["recovered_from"] = origin
-    f.attrs["recovered_at"] = now_iso()
-    f.attrs["recovery_lost"] = json.dumps(lost)
+        attrs["status"] = L.INTERRUPTED
+        attrs["error"] = _INTERRUPTED_ERROR
+    attrs["n_rows"] = n_rows
+    attrs["recovered_from"] = origin
+    attrs["recovered_at"] = now_iso()
+    attrs["recovery_lost"] = json.dumps(lost)
 
 
 def _verify(path: Path) -> int:
@@ -285,10 +287,16 @@ def _verify(path: Path) -> int:
 
 
 def _attrs_of(f: h5py.File) -> dict[str, Any]:
+    """The run attributes that read (format 2: /entry/daqapp; format 1: the root)."""
     out: dict[str, Any] = {}
-    for key in list(f.attrs):
+    try:
+        group = L.run_group(f)
+    except BROKEN_FILE_ERRORS:
+        group = f
+    for key in list(group.attrs):
         try:
-            out[key] = L.text(f.attrs[key]) if key == "status" else f.attrs[key]
+            out[key] = L.text(group.attrs[key]) if key in ("status", "format") \
+                else group.attrs[key]
         except BROKEN_FILE_ERRORS:
             continue
     return out

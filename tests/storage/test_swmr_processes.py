@@ -76,7 +76,7 @@ def test_sigkill_leaves_readable_file_with_flushed_rows(tmp_path, monkeypatch):
         h5py.File(path, "r")
     fixed = recover_run(path).path
     with h5py.File(fixed, "r") as f:
-        assert f.attrs["status"] == "interrupted"
+        assert f["entry/daqapp"].attrs["status"] == "interrupted"
         assert f["entry/data/didv"].shape == (n,)
     with open_run(fixed) as run:
         assert run.status == "interrupted" and not run.finished
