@@ -199,3 +199,21 @@ def test_pymeasure_style_column_names_with_slash_round_trip(tmp_path):
     with open_run(tmp_path / "p.h5") as run:
         assert run.units == cols
         assert list(run.iter_records()) == [{"Bias (A)": 1e-6, "dI/dV (S)": 0.02}]
+
+
+def test_extend_hands_over_a_batch_and_refuses_it_whole_naming_the_bad_record(tmp_path):
+    w = RunWriter(tmp_path / "b.h5", procedure="p", columns={"v": "V", "sweep": ""},
+                  sweep_axis="v").start()
+    seen = []
+    w.add_listener(seen.append)
+    w.extend([{"v": float(k), "sweep": k // 3} for k in range(6)])
+    with pytest.raises(ValueError, match="record key 'w' is not a column"):
+        w.extend([{"v": 1.0}, {"v": 2.0, "w": 0.0}])
+    with pytest.raises(ValueError, match="record sweep = -2"):
+        w.extend([{"v": 1.0, "sweep": 0}, {"v": 2.0, "sweep": -2}])
+    w.extend([{"v": 9.0}, {"v": 10.0, "sweep": None}])  # missing and None: NaN, in no sweep
+    w.finish()
+    assert len(seen) == 8  # listeners saw the accepted batches only
+    with open_run(tmp_path / "b.h5") as run:
+        np.testing.assert_array_equal(run.column("v"), [0, 1, 2, 3, 4, 5, 9, 10])
+        assert [s.n_points for s in run.sweeps()] == [3, 3]
