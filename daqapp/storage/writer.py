@@ -149,7 +149,10 @@ class RunWriter:
         self._listeners: list[RecordListener] = list(listeners or [])
         self._listener_failed: set[int] = set()
 
-        self._pending: list[Any] = []
+        # records waiting for the writer thread, and the commands (fits, log lines, stop)
+        # queued among them, each with the number of records queued before it
+        self._pending: list[Mapping[str, Any]] = []
+        self._commands: list[tuple[int, Any]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._drained = threading.Condition(self._lock)
@@ -302,7 +305,7 @@ class RunWriter:
         assert self._thread is not None
         if join_timeout is not None:  # never wait on a full backlog at exit
             with self._lock:
-                self._pending.append(_Stop())
+                self._commands.append((len(self._pending), _Stop()))
             self._wake.set()
         else:
             self._put(_Stop())
@@ -364,18 +367,28 @@ class RunWriter:
                 self.finish("failed", error=exc)
 
     # ---------------------------------------------------------------- queue
-    def _put(self, item: Any) -> None:
-        self._put_many((item,))
-
-    def _put_many(self, items: list[Any] | tuple[Any, ...]) -> None:
+    def _put(self, command: Any) -> None:
+        """Queue a command (a fit, a log line, the stop) after the records queued so far."""
         with self._lock:
-            while len(self._pending) >= self.max_backlog and self._error is None \
-                    and self._thread is not None and self._thread.is_alive():
-                self._drained.wait(0.1)
-            first = not self._pending
-            self._pending.extend(items)
-        if first and items:
+            self._wait_for_room()
+            first = not self._pending and not self._commands
+            self._commands.append((len(self._pending), command))
+        if first:
             self._wake.set()
+
+    def _put_many(self, records: list[Any] | tuple[Any, ...]) -> None:
+        with self._lock:
+            self._wait_for_room()
+            first = not self._pending and not self._commands
+            self._pending.extend(records)
+        if first and records:
+            self._wake.set()
+
+    def _wait_for_room(self) -> None:
+        """Block (lock held) while the writer thread is ``max_backlog`` records behind."""
+        while len(self._pending) >= self.max_backlog and self._error is None \
+                and self._thread is not None and self._thread.is_alive():
+            self._drained.wait(0.1)
 
     # ---------------------------------------------------------------- file layout
     def _create_layout(self, f: h5py.File, snapshot: Mapping[str, Any]) -> None:
@@ -527,10 +540,11 @@ class RunWriter:
                 self._wake.wait(timeout)
                 with self._lock:
                     self._wake.clear()
-                    batch, self._pending = self._pending, []
+                    records, self._pending = self._pending, []
+                    commands, self._commands = self._commands, []
                     self._drained.notify_all()
-                stop = self._write_batch(f, batch)
-                dirty = dirty or bool(batch)
+                stop = self._write_batch(f, records, commands)
+                dirty = dirty or bool(records) or bool(commands)
                 now = time.monotonic()
                 if stop or now - last_flush >= self.flush_interval:
                     if dirty or now - last_flush >= 2.0:  # idle: heartbeat every 2 s
@@ -546,17 +560,16 @@ class RunWriter:
                 self._error = exc
                 self._drained.notify_all()
 
-    def _write_batch(self, f: h5py.File, batch: list[Any]) -> bool:
-        """Write a batch in order; records between commands are written column-wise at once."""
-        records: list[Mapping[str, Any]] = []
+    def _write_batch(self, f: h5py.File, records: list[Mapping[str, Any]],
+                     commands: list[tuple[int, Any]]) -> bool:
+        """Write records and commands in the order queued; the records between two commands
+        are written column-wise at once. True once the stop command is met."""
+        at = 0
         stop = False
-        for item in batch:
-            if isinstance(item, Mapping):
-                records.append(item)
-                continue
-            if records:
-                self._write_records(f, records)
-                records = []
+        for position, item in commands:
+            if position > at:
+                self._write_records(f, records[at:position])
+                at = position
             if isinstance(item, _Fit):
                 self._append_strings(f[L.FITS], {"name": item.name, "json": item.json},
                                      {"time": item.time})
@@ -566,8 +579,8 @@ class RunWriter:
                                      {"time": item.time})
             elif isinstance(item, _Stop):
                 stop = True
-        if records:
-            self._write_records(f, records)
+        if at < len(records):
+            self._write_records(f, records[at:] if at else records)
         return stop
 
     @staticmethod
