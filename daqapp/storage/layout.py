@@ -6,7 +6,7 @@ drift apart. Format 2 stores every reading once and puts the run's metadata wher
 
     /                      NXroot: NX_class, default, file_name, file_time, HDF5_Version,
                            h5py_version, creator, creator_version
-    /entry                 NXentry: fields definition ("daqapp-run", @version = format),
+    /entry                 NXentry: fields definition ("NXdaqapp_run", @version = format),
                            title, start_time, end_time, program_name (@version)
     /entry/sample          NXsample: name, pressure (GPa), description (the cell)
     /entry/user            NXuser: name (the operator)
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import h5py
@@ -41,6 +42,10 @@ import numpy as np
 
 FORMAT_NAME = "daqapp-run"
 FORMAT_VERSION = 2
+#: /entry/definition: daqapp's own NeXus application definition, shipped beside this module
+#: (``nxvalidate -a <DEFINITION_FILE> run.h5`` checks a run against it).
+DEFINITION = "NXdaqapp_run"
+DEFINITION_FILE = Path(__file__).with_name("nexus") / f"{DEFINITION}.nxdl.xml"
 
 ENTRY = "entry"
 DATA = f"{ENTRY}/data"

@@ -407,7 +407,7 @@ class RunWriter:
         entry = f.create_group(L.ENTRY, track_order=True)
         entry.attrs["NX_class"] = "NXentry"
         entry.attrs["default"] = "data"
-        definition = entry.create_dataset("definition", data=L.FORMAT_NAME, dtype=L.STR_DTYPE)
+        definition = entry.create_dataset("definition", data=L.DEFINITION, dtype=L.STR_DTYPE)
         definition.attrs["version"] = str(L.FORMAT_VERSION)
         sample_name = str(meta.get("sample", "") or "")
         title = self.procedure.rsplit(".", 1)[-1] + (f" of {sample_name}" if sample_name else "")

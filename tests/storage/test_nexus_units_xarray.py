@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from daqapp import cli
+from daqapp.storage import layout as L
 from daqapp.storage import open_run, to_xarray
 from daqapp.storage.recover import recover_run
 from daqapp.storage.units import EPOCH_UNITS
@@ -34,7 +35,8 @@ validate = pytest.importorskip("nexusformat.nexus.validate")
 CHILD = Path(__file__).with_name("swmr_child.py")
 AUX_READOUT = {"dc_voltage_reader": "lockin_aux_in"}
 
-#: The warnings nexusformat 2.x gives a daqapp run file, and why each is accepted.
+#: The warnings nexusformat 2.x gives a daqapp run file (against the base classes and against
+#: daqapp's application definition NXdaqapp_run), and why each is accepted.
 EXPECTED_WARNINGS = {
     # a run whose writer died never wrote its end time: the field stays "" (it cannot be
     # created later, once SWMR is on), which is not an NX_DATE_TIME
@@ -140,8 +142,9 @@ def _killed_run(path: Path) -> Path:
     return path
 
 
-def _nexus_messages(path: Path) -> list[tuple[str, str, str]]:
-    """(context line, level, message) of every warning and error nexusformat gives."""
+def _nexus_messages(path: Path, application: Path | None = None) -> list[tuple[str, str, str]]:
+    """(context line, level, message) of every warning and error nexusformat gives: against
+    the base classes, or against an application definition."""
     found: list[tuple[str, str, str]] = []
     context = [""]
 
@@ -160,7 +163,10 @@ def _nexus_messages(path: Path) -> list[tuple[str, str, str]]:
     logger.propagate = False
     logger.setLevel(logging.WARNING)
     try:
-        validate.validate_file(str(path))
+        if application is None:
+            validate.validate_file(str(path))
+        else:
+            validate.validate_application(str(path), application=str(application))
     finally:
         logger.handlers, logger.propagate = old_handlers, old_propagate
         logger.setLevel(old_level)
@@ -172,10 +178,12 @@ def test_every_kind_of_run_file_validates_as_nexus(run_files):
     for kind, path in run_files.items():
         if kind == "interrupted":  # a killed writer's file opens in HDF5 tools once recovered
             path = run_files["recovered"]
-        unexpected = [m for m in _nexus_messages(path)
-                      if not (m[1] == "warning" and (kind if kind != "recovered" else
-                                                     "interrupted", m[2]) in EXPECTED_WARNINGS)]
-        assert not unexpected, (kind, unexpected)
+        which = "interrupted" if kind == "recovered" else kind
+        for application in (None, L.DEFINITION_FILE):  # base classes, then NXdaqapp_run
+            messages = _nexus_messages(path, application)
+            unexpected = [m for m in messages
+                          if not (m[1] == "warning" and (which, m[2]) in EXPECTED_WARNINGS)]
+            assert not unexpected, (kind, application, unexpected)
 
 
 def test_nexus_metadata_where_nexus_puts_it(run_files):
@@ -184,7 +192,7 @@ def test_nexus_metadata_where_nexus_puts_it(run_files):
                                 "HDF5_Version", "h5py_version", "creator", "creator_version"}
         assert f.attrs["file_name"] == run_files["iv"].name
         entry = f["entry"]
-        assert entry["definition"][()] == b"daqapp-run"
+        assert entry["definition"][()] == b"NXdaqapp_run"
         datetime.fromisoformat(entry["start_time"][()].decode())
         datetime.fromisoformat(entry["end_time"][()].decode())
         assert entry["sample/name"][()] == b"virtual"

@@ -24,7 +24,7 @@ def test_root_attributes_and_nexus(spectrum_run):
         assert run["status"] == "finished" and run["cell"] == "Cell 2"
         assert json.loads(run["parameters"])["excitation"] == {"value": 0.1, "units": "V"}
         # NeXus fields: definition, times, sample, user
-        assert f["entry/definition"][()] == b"daqapp-run"
+        assert f["entry/definition"][()] == b"NXdaqapp_run"
         assert f["entry/definition"].attrs["version"] == "2"
         assert f["entry/start_time"][()] < f["entry/end_time"][()]
         assert f["entry/sample/name"][()] == b"La3Ni2O7"
