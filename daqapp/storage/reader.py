@@ -533,7 +533,7 @@ def _run_attrs(f: h5py.File, path: str) -> dict[str, Any]:
     run = resolve(f, "/" + L.RUN, path)
     if not isinstance(run, h5py.Group):
         raise DataFileError(f"{path}: {L.RUN} is not a group")
-    attrs.update(_read_attrs(run, path))
+    attrs.update({k: v for k, v in _read_attrs(run, path).items() if k != "NX_class"})
     fields = {"start_time": f"{L.ENTRY}/start_time", "end_time": f"{L.ENTRY}/end_time",
               "sample": f"{L.SAMPLE}/name", "operator": f"{L.USER}/name",
               "pressure_GPa": f"{L.SAMPLE}/pressure"}
