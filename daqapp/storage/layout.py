@@ -71,8 +71,6 @@ SWEEP_COLUMN = "sweep"
 SEGMENT_DATASETS = ("sweep", "offset", "length")
 #: Per-sweep datasets of format 1's /entry/sweeps, stored as ``sweep_<name>``.
 SWEEP_INFO = ("index", "temperature", "field", "time", "n_points")
-#: Keys of the reader's ``attrs`` read from NeXus fields in format 2 (root attributes in 1).
-NEXUS_KEYS = ("start_time", "end_time", "sample", "operator", "pressure_GPa")
 
 
 def sweep_info_name(name: str) -> str:
@@ -129,6 +127,7 @@ def axis_column(columns: Any, sweep_axis: str | None) -> str:
     if sweep_axis:
         return sweep_axis
     return TIME_COLUMN if TIME_COLUMN in columns else next(iter(columns))
+
 
 STR_DTYPE = h5py.string_dtype()
 
