@@ -39,12 +39,17 @@ def register(subparsers: Any) -> None:
                         help="also print the start and end instrument snapshots (JSON)")
     p_show.set_defaults(func=_show)
 
-    p_export = sub.add_parser("export", help="write a run's columns to CSV",
+    p_export = sub.add_parser("export", help="write a run's columns to CSV or netCDF",
                               description="CSV with one column per run column, 'name (units)' "
-                              "headers and the run's attributes as # comment lines.")
+                              "headers and the run's attributes as # comment lines; or, with "
+                              "--format netcdf, a netCDF-4 file of the run as an "
+                              "xarray.Dataset (coordinates, units, run attributes; needs the "
+                              "xarray extra).")
     p_export.add_argument("file", metavar="FILE", help="run file (.h5)")
-    p_export.add_argument("--output", "-o", metavar="CSV",
-                          help="output file (default: FILE with .csv suffix)")
+    p_export.add_argument("--output", "-o", metavar="OUT",
+                          help="output file (default: FILE with .csv or .nc suffix)")
+    p_export.add_argument("--format", choices=("csv", "netcdf"), default="csv",
+                          help="output format (default csv)")
     p_export.set_defaults(func=_export)
 
     p_recover = sub.add_parser("recover", help="make an interrupted run readable by any tool",
@@ -218,9 +223,9 @@ def _stamp(t: float) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from daqapp.storage import export_csv
+    from daqapp.storage import export_csv, export_netcdf
 
-    out = export_csv(args.file, args.output)
+    out = (export_netcdf if args.format == "netcdf" else export_csv)(args.file, args.output)
     print(f"wrote {out}")
     return 0
 

@@ -114,8 +114,8 @@ class _RowBatcher:
     def flush(self) -> None:
         with self._lock:
             rows, self._rows = self._rows, []
-            for row in rows:
-                self.writer.append(row)
+            if rows:  # one hand-over per batch (the writer checks a record shape once per run)
+                self.writer.extend(rows)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

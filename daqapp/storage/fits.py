@@ -2,8 +2,8 @@
 
 The JSON list (``/entry/fits/name``, ``json``, ``time``) is what the reader trusts: it is
 resizable, so fits can be added while SWMR is on, and it round-trips ``FitResult.to_dict()``
-exactly. Once the run is closed, each fit is also expanded into ``/entry/fit_results/<name>``:
-arrays as datasets, scalars as attributes, nested dicts (``params``) as subgroups, so
+exactly. Once the run is closed, each fit is also expanded into ``/entry/fit_results/<name>``
+(an NXcollection): arrays and scalars as fields, nested dicts (``params``) as NXcollections, so
 h5web/HDFView users see model, parameters, uncertainties, covariance and χ² without parsing JSON.
 
 Crash safety: a process killed while a file is open for plain (non-SWMR) writing can leave any
@@ -41,8 +41,14 @@ def group_name(name: str) -> str:
 
 
 def _write_value(group: h5py.Group, key: str, value: Any) -> None:
+    """One fit item as a field (numbers, text, arrays) or an NXcollection (a nested dict).
+
+    Fields, not attributes: NeXus defines no attributes of its own for these, and a field
+    also carries its None (NaN plus a ``missing`` note) where an attribute cannot.
+    """
     if isinstance(value, Mapping):
         sub = group.create_group(key)
+        sub.attrs["NX_class"] = "NXcollection"
         for k, v in value.items():
             _write_value(sub, str(k), v)
         return
@@ -55,18 +61,20 @@ def _write_value(group: h5py.Group, key: str, value: Any) -> None:
                 if all(not isinstance(v, (list, tuple)) for v in value) \
                 else np.asarray(_nan_nested(value), dtype="f8")
         except (TypeError, ValueError):
-            group.attrs[key] = L.dumps(value)
+            group.create_dataset(key, data=L.dumps(value), dtype=L.STR_DTYPE)
             return
         group.create_dataset(key, data=arr)
         return
     if value is None:
-        group.attrs[key] = np.nan
-        group.attrs[f"{key}_is_none"] = True
+        group.create_dataset(key, data=np.nan).attrs["missing"] = "None in the fit's JSON"
         return
-    if isinstance(value, (bool, int, float, str)):
-        group.attrs[key] = value
+    if isinstance(value, str):
+        group.create_dataset(key, data=value, dtype=L.STR_DTYPE)
         return
-    group.attrs[key] = L.dumps(value)
+    if isinstance(value, (bool, int, float)):
+        group.create_dataset(key, data=value)
+        return
+    group.create_dataset(key, data=L.dumps(value), dtype=L.STR_DTYPE)
 
 
 def _nan_nested(value: Any) -> Any:
@@ -91,12 +99,12 @@ def write_fit_groups(path: str | os.PathLike[str], fits: Iterable[tuple[str, str
             if key in results:
                 del results[key]
             g = results.create_group(key)
-            g.attrs["NX_class"] = "NXprocess"
-            g.attrs["fit_name"] = name
-            g.attrs["json"] = text
+            g.attrs["NX_class"] = "NXcollection"
+            g.create_dataset("fit_name", data=name, dtype=L.STR_DTYPE)
+            g.create_dataset("json", data=text, dtype=L.STR_DTYPE)
             if isinstance(fit, Mapping):
                 for k, v in fit.items():
-                    if str(k) in ("NX_class", "fit_name", "json"):
+                    if str(k) in ("fit_name", "json"):
                         continue
                     _write_value(g, str(k), v)
 

@@ -1,36 +1,51 @@
 """Names and conventions of the daqapp HDF5 run file, shared by the writer and the reader.
 
 One place defines every path and attribute so the writer, the reader and the tests cannot
-drift apart. The layout (format version 1)::
+drift apart. Format 2 stores every reading once and puts the run's metadata where NeXus
+(base classes, checked by nexusformat's validator) and netCDF readers look for it::
 
-    /                      NXroot; run attributes (format, versions, procedure, parameters, times,
-                           status, operator, sample, cell, pressure_GPa, error)
-    /entry                 NXentry
-    /entry/parameters      NXparameters; one scalar dataset per parameter with a ``units`` attr
-    /entry/data            NXdata; one 1-D resizable chunked float64 dataset per column (``units``)
-    /entry/sweeps          NXdata; 2-D (sweep, point) datasets per column, NaN-padded, plus
-                           per-sweep ``sweep_index``, ``sweep_temperature``, ``sweep_field``,
-                           ``sweep_time`` (first point), ``sweep_n_points``
+    /                      NXroot: NX_class, default, file_name, file_time, HDF5_Version,
+                           h5py_version, creator, creator_version
+    /entry                 NXentry: fields definition ("NXdaqapp_run", @version = format),
+                           title, start_time, end_time, program_name (@version)
+    /entry/sample          NXsample: name, pressure (GPa), description (the cell)
+    /entry/user            NXuser: name (the operator)
+    /entry/daqapp          NXcollection: daqapp's own run attributes (format, format_version,
+                           software_version, procedure, parameters JSON, metadata JSON,
+                           status, error, n_rows, sweep_axis, cell) and ``heartbeat``
+    /entry/parameters      NXparameters; one scalar dataset per parameter (``units``)
+    /entry/data            NXdata; one 1-D resizable chunked float64 dataset per column
+                           (``units``), signal/axes/``<column>_indices`` attributes; the axis
+                           column is an HDF5 dimension scale attached to every other column
+    /entry/sweeps          NXcollection: the sweep index, one row per contiguous segment of
+                           a sweep: ``sweep``, ``offset``, ``length`` (rows of /entry/data)
     /entry/snapshots       ``start`` (JSON text) and ``end`` (0 or 1 JSON text)
     /entry/fits            ``name``, ``json``, ``time`` (resizable): the fits as exact JSON
-    /entry/fit_results     after the run, one browsable subgroup per fit (arrays as datasets,
-                           scalars as attributes); its own group, created before SWMR starts,
-                           so a kill while it is written can damage nothing else
+    /entry/fit_results     after the run, one NXcollection per fit (arrays and scalars as
+                           fields, nested dicts as NXcollections); its own group, created
+                           before SWMR starts, so a kill while it is written damages nothing else
     /entry/log             ``time``, ``level``, ``message`` (resizable)
-    /entry/heartbeat       wall-clock time of the last flush (liveness fallback)
+
+Format 1 (before this layout) kept the run attributes on the root, a 2-D NaN-padded copy of
+every column in /entry/sweeps and the heartbeat at /entry/heartbeat; the reader still reads it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
 FORMAT_NAME = "daqapp-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: /entry/definition: daqapp's own NeXus application definition, shipped beside this module
+#: (``nxvalidate -a <DEFINITION_FILE> run.h5`` checks a run against it).
+DEFINITION = "NXdaqapp_run"
+DEFINITION_FILE = Path(__file__).with_name("nexus") / f"{DEFINITION}.nxdl.xml"
 
 ENTRY = "entry"
 DATA = f"{ENTRY}/data"
@@ -40,23 +55,51 @@ SNAPSHOTS = f"{ENTRY}/snapshots"
 FITS = f"{ENTRY}/fits"
 FIT_RESULTS = f"{ENTRY}/fit_results"
 LOG = f"{ENTRY}/log"
-HEARTBEAT = f"{ENTRY}/heartbeat"
+RUN = f"{ENTRY}/daqapp"
+SAMPLE = f"{ENTRY}/sample"
+USER = f"{ENTRY}/user"
+HEARTBEAT = f"{RUN}/heartbeat"
+#: Format 1 paths, read only.
+V1_HEARTBEAT = f"{ENTRY}/heartbeat"
 
 #: Columns whose per-sweep mean / first value describe a sweep (a spectrum at one temperature).
 TEMPERATURE_COLUMN = "temperature"
 FIELD_COLUMN = "field"
 TIME_COLUMN = "time"
 SWEEP_COLUMN = "sweep"
-#: Per-sweep datasets in /entry/sweeps, stored as ``sweep_<name>`` (never clash with columns).
+#: The sweep index of format 2: one row per contiguous segment of a sweep in /entry/data.
+SEGMENT_DATASETS = ("sweep", "offset", "length")
+#: Per-sweep datasets of format 1's /entry/sweeps, stored as ``sweep_<name>``.
 SWEEP_INFO = ("index", "temperature", "field", "time", "n_points")
 
 
 def sweep_info_name(name: str) -> str:
-    """Dataset name of a per-sweep quantity: ``sweep_index``, ``sweep_temperature``, ..."""
+    """Format-1 dataset name of a per-sweep quantity: ``sweep_index``, ``sweep_temperature``."""
     return f"sweep_{name}"
 
 
 RESERVED_COLUMNS = frozenset(sweep_info_name(n) for n in SWEEP_INFO)
+
+
+def segments(sweep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The runs of one sweep number in a sweep column: (sweep, start, stop) row ranges.
+
+    Rows whose sweep is NaN or negative (points outside any sweep) belong to no run.
+    """
+    sweep = np.asarray(sweep, dtype="f8")
+    valid = np.isfinite(sweep) & (sweep >= 0) & (sweep < 2.0**62)
+    idx = np.where(valid, sweep, -1).astype(np.int64)
+    bounds = np.flatnonzero(np.diff(idx)) + 1
+    starts = np.concatenate(([0], bounds)).astype(np.int64) if idx.size else bounds
+    stops = np.concatenate((bounds, [idx.size])).astype(np.int64) if idx.size else bounds
+    keep = idx[starts] >= 0
+    return idx[starts][keep], starts[keep], stops[keep]
+
+
+def run_group(f: h5py.File) -> h5py.Group:
+    """Where a file keeps daqapp's run attributes (status, error, ...): format 2 or 1."""
+    g = f.get(RUN)
+    return g if isinstance(g, h5py.Group) else f
 
 
 def dataset_name(column: str) -> str:
@@ -73,6 +116,18 @@ INTERRUPTED = "interrupted"
 
 #: Signal column preferred for NeXus plotting, in order.
 SIGNAL_PREFERENCE = ("didv", "dvdi", "resistance", "x", "voltage", "dc_voltage")
+#: Against a current axis people read the voltage, V(I), before R(I).
+SIGNAL_FOR_AXIS: dict[str, tuple[str, ...]] = {"current": ("voltage",),
+                                               "bias_current": ("voltage", "dc_voltage")}
+
+
+def axis_column(columns: Any, sweep_axis: str | None) -> str:
+    """The column the others are plotted against and indexed by (an HDF5 dimension scale):
+    the sweep axis, else the time, else the first column."""
+    if sweep_axis:
+        return sweep_axis
+    return TIME_COLUMN if TIME_COLUMN in columns else next(iter(columns))
+
 
 STR_DTYPE = h5py.string_dtype()
 

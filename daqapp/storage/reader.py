@@ -2,9 +2,13 @@
 
 Files are opened by ``h5safe.open_hdf5``: a live writer's file as a SWMR reader, a killed
 writer's through a view that reads its "open for write" flag as clear, both failing fast on a
-truncated or damaged file. ``refresh()`` picks up rows flushed since; the status attribute is
-re-read by reopening, because HDF5 caches attributes. A file whose status still says "running"
-but whose writer is gone is reported "interrupted".
+truncated or damaged file. ``refresh()`` picks up rows flushed since by refreshing the datasets
+in place (``H5Drefresh``: no reopen per poll); once the writer is gone the file is reopened
+once, because HDF5 caches the attributes that hold the final status. A file whose status
+still says "running" but whose writer is gone is reported "interrupted".
+
+Format 2 stores each column once plus a sweep index; ``sweeps()`` builds the per-sweep views
+from it. Format 1 files (2-D sweep grids, run attributes on the root) read as before.
 
 Every object is reached through ``h5safe.child`` (hard links, or soft links inside the file;
 external links refused) and every public accessor runs under ``h5safe.damaged``, so a hostile
@@ -16,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +35,7 @@ from daqapp.errors import DataFileError
 from daqapp.storage import layout as L
 from daqapp.storage.h5safe import check_dataset, child, damaged, escape, has, open_hdf5, resolve
 from daqapp.storage.liveness import writer_alive
+from daqapp.storage.units import display_unit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,7 +64,8 @@ class LogEntry(NamedTuple):
 
 @dataclass
 class Sweep:
-    """One row of the 2-D sweep datasets, trimmed to its points (a spectrum at one T, B)."""
+    """One sweep's rows of every column (a spectrum at one T, B), with its mean temperature
+    and field and the time of its first point."""
 
     index: int
     columns: dict[str, np.ndarray]
@@ -90,6 +97,7 @@ class RunReader:
         self.path = os.fspath(path)
         self._file: h5py.File | None = None
         self._cache: dict[str, np.ndarray] = {}
+        self._objects: dict[str, Any] = {}
         self._open()
 
     # ------------------------------------------------------------ opening
@@ -104,7 +112,7 @@ class RunReader:
         f = open_hdf5(self.path)
         try:
             with damaged(self.path, "opening"):
-                attrs = _read_attrs(f, self.path)
+                attrs = _run_attrs(f, self.path)
                 if attrs.get("format") != L.FORMAT_NAME or not has(f, L.ENTRY) \
                         or not has(child(f, L.ENTRY, self.path), "data"):
                     raise DataFileError(f"{self.path}: not a daqapp run file (no "
@@ -116,6 +124,7 @@ class RunReader:
             raise
         self._file = f
         self._cache = {}
+        self._objects = {}
         self._column_names: list[str] | None = None
         self.attrs: dict[str, Any] = attrs
 
@@ -150,9 +159,10 @@ class RunReader:
 
     @_guarded
     def refresh(self) -> int:
-        """Pick up rows (and, while running, the status) written since; return the row count."""
-        if self.attrs.get("status") == "running":
-            self.close()
+        """Pick up rows (and, once the writer is gone, the final status) written since; return
+        the row count. While the writer lives, the datasets are refreshed in place."""
+        if self.attrs.get("status") == "running" and writer_alive(self.path) is not True:
+            self.close()  # finished or killed: the final attributes need a fresh open
             for attempt in range(20):  # the writer may hold the file for a moment at its end
                 try:
                     self._open()
@@ -162,19 +172,22 @@ class RunReader:
                         raise
                     time.sleep(0.05)
         else:
-            for obj in self._datasets():
-                obj.refresh()
+            for obj in self._objects.values():
+                if isinstance(obj, h5py.Dataset):
+                    obj.refresh()
             self._cache = {}
         return self.n_rows
 
-    def _datasets(self) -> Iterator[h5py.Dataset]:
-        for group in (L.DATA, L.SWEEPS, L.FITS, L.LOG, L.SNAPSHOTS):
-            if self._has(group):
-                g = self._group(group)
-                for name in g:
-                    obj = child(g, name, self.path)
-                    if isinstance(obj, h5py.Dataset):
-                        yield obj
+    def _obj(self, path: str) -> Any:
+        """The object at ``path``, opened once: ``refresh`` updates exactly the objects in use
+        (a dataset opened twice keeps the shape its first opening saw)."""
+        obj = self._objects.get(path)
+        if obj is None:
+            obj = self._group(path)
+            if isinstance(obj, h5py.Dataset) and self.file.swmr_mode:
+                obj.refresh()
+            self._objects[path] = obj
+        return obj
 
     # ------------------------------------------------------------ attributes
     @property
@@ -209,9 +222,11 @@ class RunReader:
         if alive is not None:
             return alive
         heartbeat = 0.0
-        if self._has(L.HEARTBEAT):
-            hb = check_dataset(self._group(L.HEARTBEAT), self.path, L.HEARTBEAT, ndim=1)
-            heartbeat = float(hb[0]) if hb.shape[0] else 0.0
+        for where in (L.HEARTBEAT, L.V1_HEARTBEAT):
+            if self._has(where):
+                hb = check_dataset(self._obj(where), self.path, where, ndim=1)
+                heartbeat = float(hb[0]) if hb.shape[0] else 0.0
+                break
         return time.time() - heartbeat < HEARTBEAT_STALE_S
 
     @property
@@ -266,12 +281,28 @@ class RunReader:
         return names
 
     def _dataset(self, column: str) -> h5py.Dataset:
-        return child(self._group(L.DATA), L.dataset_name(column), self.path)
+        return self._obj(f"{L.DATA}/{L.dataset_name(column)}")
 
     @property
     @_guarded
     def units(self) -> dict[str, str]:
+        """Column → units as people write them ("s" for epoch seconds, stored in CF form)."""
+        return {k: display_unit(L.text(self._dataset(k).attrs.get("units", "")))
+                for k in self.column_names}
+
+    @property
+    @_guarded
+    def stored_units(self) -> dict[str, str]:
+        """Column → units exactly as stored (pint/UDUNITS spelling, CF time units)."""
         return {k: L.text(self._dataset(k).attrs.get("units", "")) for k in self.column_names}
+
+    @property
+    @_guarded
+    def format_version(self) -> int:
+        try:
+            return int(self.attrs.get("format_version", 1))
+        except (TypeError, ValueError):
+            return 1
 
     @property
     @_guarded
@@ -320,10 +351,58 @@ class RunReader:
         return self._has(L.SWEEPS)
 
     @_guarded
+    def sweep_segments(self) -> dict[str, np.ndarray]:
+        """The sweep index: ``sweep``, ``offset``, ``length`` of each contiguous run of one
+        sweep in the columns, clipped to the rows every column holds. Format 2 stores it;
+        for format 1 it is found from the sweep column."""
+        rows = self.n_rows
+        if self.has_sweeps and has(self._group(L.SWEEPS), "offset"):
+            seg = {name: check_dataset(self._obj(f"{L.SWEEPS}/{name}"), self.path,
+                                       f"{L.SWEEPS}/{name}", ndim=1)
+                   for name in L.SEGMENT_DATASETS}
+            n = min(d.shape[0] for d in seg.values())
+            raw = {name: np.asarray(d[:n], dtype=np.int64) for name, d in seg.items()}
+            sweep, lo = raw["sweep"], np.clip(raw["offset"], 0, rows)
+            hi = np.clip(raw["offset"] + np.maximum(raw["length"], 0), lo, rows)
+        elif L.SWEEP_COLUMN in self.column_names:
+            sweep, lo, hi = L.segments(self.column(L.SWEEP_COLUMN))
+        else:
+            sweep = lo = hi = np.zeros(0, dtype=np.int64)
+        keep = hi > lo
+        return {"sweep": sweep[keep], "offset": lo[keep], "length": (hi - lo)[keep]}
+
+    @_guarded
     def sweeps(self) -> list[Sweep]:
-        """Each sweep's columns (trimmed to its length) with its temperature, field, time."""
+        """Each sweep's columns (its rows, in order) with its temperature, field, time."""
         if not self.has_sweeps:
             return []
+        if not has(self._group(L.SWEEPS), "offset"):
+            return self._grid_sweeps()
+        seg = self.sweep_segments()
+        names = [c for c in self.column_names if c != L.SWEEP_COLUMN]
+        cols = {name: self.column(name) for name in names}
+        parts: dict[int, list[tuple[int, int]]] = {}
+        for s, lo, n in zip(seg["sweep"].tolist(), seg["offset"].tolist(),
+                            seg["length"].tolist(), strict=True):
+            parts.setdefault(s, []).append((lo, lo + n))
+        out = []
+        for index in sorted(parts):
+            spans = parts[index]
+            if len(spans) == 1:
+                lo, hi = spans[0]
+                columns = {name: col[lo:hi] for name, col in cols.items()}
+            else:
+                rows = np.concatenate([np.arange(lo, hi) for lo, hi in spans])
+                columns = {name: col[rows] for name, col in cols.items()}
+            n = sum(hi - lo for lo, hi in spans)
+            out.append(Sweep(index=int(index), columns=columns,
+                             temperature=_finite_mean(columns.get(L.TEMPERATURE_COLUMN)),
+                             field=_finite_mean(columns.get(L.FIELD_COLUMN)),
+                             time=_first_finite(columns.get(L.TIME_COLUMN)), n_points=n))
+        return out
+
+    def _grid_sweeps(self) -> list[Sweep]:
+        """Format 1: one row per sweep of NaN-padded 2-D datasets, plus per-sweep info."""
         sw = self._group(L.SWEEPS)
         info = {name: check_dataset(child(sw, L.sweep_info_name(name), self.path), self.path,
                                     f"{L.SWEEPS}/{L.sweep_info_name(name)}", ndim=1)[()]
@@ -357,12 +436,11 @@ class RunReader:
     @_guarded
     def snapshots(self) -> dict[str, dict[str, Any] | None]:
         """``{"start": dict, "end": dict or None}`` (end is None until the run finishes)."""
-        g = self._group(L.SNAPSHOTS)
-        start_ds = check_dataset(child(g, "start", self.path), self.path, "start snapshot",
+        start_ds = check_dataset(self._obj(f"{L.SNAPSHOTS}/start"), self.path, "start snapshot",
                                  numeric=False)
         start = _json(L.text(start_ds[()] if start_ds.ndim == 0 else start_ds[0]), self.path,
                       "start snapshot")
-        end_ds = check_dataset(child(g, "end", self.path), self.path, "end snapshot", ndim=1,
+        end_ds = check_dataset(self._obj(f"{L.SNAPSHOTS}/end"), self.path, "end snapshot", ndim=1,
                                numeric=False)
         end = _json(L.text(end_ds[0]), self.path, "end snapshot") if end_ds.shape[0] else None
         return {"start": start, "end": end}
@@ -371,8 +449,7 @@ class RunReader:
     @_guarded
     def fit_list(self) -> list[tuple[str, dict[str, Any], float]]:
         """Every stored fit in order: (name, FitResult dict, unix time)."""
-        g = self._group(L.FITS)
-        ds = {k: check_dataset(child(g, k, self.path), self.path, f"{L.FITS}/{k}", ndim=1,
+        ds = {k: check_dataset(self._obj(f"{L.FITS}/{k}"), self.path, f"{L.FITS}/{k}", ndim=1,
                                numeric=k == "time") for k in ("name", "json", "time")}
         n = min(d.shape[0] for d in ds.values())
         names = [L.text(v) for v in ds["name"][:n]]
@@ -389,8 +466,7 @@ class RunReader:
     @property
     @_guarded
     def log(self) -> list[LogEntry]:
-        g = self._group(L.LOG)
-        ds = {k: check_dataset(child(g, k, self.path), self.path, f"{L.LOG}/{k}", ndim=1,
+        ds = {k: check_dataset(self._obj(f"{L.LOG}/{k}"), self.path, f"{L.LOG}/{k}", ndim=1,
                                numeric=k == "time") for k in ("time", "level", "message")}
         n = min(d.shape[0] for d in ds.values())
         return [LogEntry(float(t), L.text(lv), L.text(m)) for t, lv, m in
@@ -431,6 +507,52 @@ def list_runs(folder: str | os.PathLike[str]) -> list[RunSummary]:
                                   n_rows=0, sample="", error=str(exc)))
     out.sort(key=lambda s: (s.start == "", s.start, s.path))
     return out
+
+
+def _finite_mean(values: np.ndarray | None) -> float:
+    if values is None:
+        return math.nan
+    good = values[np.isfinite(values)]
+    return float(good.mean()) if good.size else math.nan
+
+
+def _first_finite(values: np.ndarray | None) -> float:
+    if values is None:
+        return math.nan
+    good = np.flatnonzero(np.isfinite(values))
+    return float(values[good[0]]) if good.size else math.nan
+
+
+def _run_attrs(f: h5py.File, path: str) -> dict[str, Any]:
+    """The run's attributes under the keys of format 1 (root attributes), whatever the format:
+    format 2 keeps daqapp's own in /entry/daqapp and the rest in NeXus fields."""
+    attrs = _read_attrs(f, path)
+    if not (has(f, L.ENTRY) and isinstance(child(f, L.ENTRY, path), h5py.Group)
+            and has(child(f, L.ENTRY, path), "daqapp")):
+        return attrs
+    run = resolve(f, "/" + L.RUN, path)
+    if not isinstance(run, h5py.Group):
+        raise DataFileError(f"{path}: {L.RUN} is not a group")
+    attrs.update({k: v for k, v in _read_attrs(run, path).items() if k != "NX_class"})
+    fields = {"start_time": f"{L.ENTRY}/start_time", "end_time": f"{L.ENTRY}/end_time",
+              "sample": f"{L.SAMPLE}/name", "operator": f"{L.USER}/name",
+              "pressure_GPa": f"{L.SAMPLE}/pressure"}
+    for key, where in fields.items():
+        attrs[key] = _field(f, where, path, numeric=key == "pressure_GPa")
+    return attrs
+
+
+def _field(f: h5py.File, where: str, path: str, numeric: bool) -> Any:
+    """A scalar NeXus field's value ("" or NaN when absent)."""
+    try:
+        ds = resolve(f, "/" + where, path)
+    except KeyError:
+        return math.nan if numeric else ""
+    ds = check_dataset(ds, path, where, numeric=numeric)
+    if ds.ndim > 1 or ds.size != 1:
+        raise DataFileError(f"{path}: {where} holds {ds.shape} values, expected one")
+    value = ds[()] if ds.ndim == 0 else ds[0]
+    return float(value) if numeric else L.text(value)
 
 
 def _read_attrs(obj: h5py.HLObject, path: str) -> dict[str, Any]:

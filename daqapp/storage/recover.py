@@ -129,16 +129,26 @@ def _short(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:120]
 
 
+#: Dimension-scale links: object references into the source file, meaningless in the copy;
+#: the scales are attached again there (``_attach_scales``).
+_SCALE_LINKS = ("DIMENSION_LIST", "REFERENCE_LIST")
+
+
 def _copy_attrs(src: Any, dst: Any, lost: list[str]) -> None:
     for key in list(src.attrs):
+        if key in _SCALE_LINKS:
+            continue
         try:
             dst.attrs[key] = src.attrs[key]
         except BROKEN_FILE_ERRORS as exc:
             lost.append(f"{src.name} attribute {key!r} ({_short(exc)})")
 
 
+ScaleLinks = list[tuple[str, int, str]]
+
+
 def _copy_dataset(ds: h5py.Dataset, dst: h5py.Group, name: str, src_path: str,
-                  lost: list[str]) -> None:
+                  lost: list[str], scales: ScaleLinks) -> None:
     file_size = os.stat(src_path).st_size
     try:
         check_dataset(ds, src_path, ds.name, numeric=False)
@@ -177,10 +187,30 @@ def _copy_dataset(ds: h5py.Dataset, dst: h5py.Group, name: str, src_path: str,
             del dst[name]
         return
     _copy_attrs(ds, out, lost)
+    if "DIMENSION_LIST" in ds.attrs:  # remember the scales by path, for _attach_scales
+        try:
+            scales.extend((out.name, i, scale.name) for i, dim in enumerate(ds.dims)
+                          for scale in dim.values())
+        except BROKEN_FILE_ERRORS as exc:
+            lost.append(f"{ds.name}: dimension scales unreadable ({_short(exc)})")
+
+
+def _attach_scales(f: h5py.File, scales: ScaleLinks, lost: list[str]) -> None:
+    """Attach in the copy the dimension scales (dataset, dimension, scale) the source had."""
+    for path, dim, scale_path in scales:
+        try:
+            if path not in f or scale_path not in f:
+                continue
+            scale = f[scale_path]
+            if not scale.is_scale:
+                scale.make_scale(scale_path.rsplit("/", 1)[-1])
+            f[path].dims[dim].attach_scale(scale)
+        except BROKEN_FILE_ERRORS as exc:
+            lost.append(f"{path}: dimension scale {scale_path} not attached ({_short(exc)})")
 
 
 def _copy_group(src: h5py.Group, dst: h5py.Group, src_path: str, lost: list[str],
-                depth: int = 0) -> None:
+                scales: ScaleLinks, depth: int = 0) -> None:
     _copy_attrs(src, dst, lost)
     if depth >= MAX_DEPTH:
         lost.append(f"{src.name}: groups nested deeper than {MAX_DEPTH} levels not copied")
@@ -206,14 +236,14 @@ def _copy_group(src: h5py.Group, dst: h5py.Group, src_path: str, lost: list[str]
             lost.append(f"{where} ({_short(exc)})")
             continue
         if isinstance(obj, h5py.Dataset):
-            _copy_dataset(obj, dst, name, src_path, lost)
+            _copy_dataset(obj, dst, name, src_path, lost, scales)
         elif isinstance(obj, h5py.Group):
             try:
                 sub = dst.create_group(name, track_order=True)
             except BROKEN_FILE_ERRORS as exc:
                 lost.append(f"{where} ({_short(exc)})")
                 continue
-            _copy_group(obj, sub, src_path, lost, depth + 1)
+            _copy_group(obj, sub, src_path, lost, scales, depth + 1)
 
 
 def _trim_tables(f: h5py.File, lost: list[str], keep: dict[str, int] | None = None
@@ -261,13 +291,15 @@ def _repair_columns(data: h5py.Group, lost: list[str]) -> None:
 
 def _mark(f: h5py.File, src_attrs: dict[str, Any], n_rows: int, lost: list[str],
           origin: str) -> None:
+    """Status, rows and what was lost, where the file keeps its run attributes."""
+    attrs = L.run_group(f).attrs
     if str(src_attrs.get("status", "")) in ("running", ""):
-        f.attrs["status"] = L.INTERRUPTED
-        f.attrs["error"] = _INTERRUPTED_ERROR
-    f.attrs["n_rows"] = n_rows
-    f.attrs["recovered_from"] = origin
-    f.attrs["recovered_at"] = now_iso()
-    f.attrs["recovery_lost"] = json.dumps(lost)
+        attrs["status"] = L.INTERRUPTED
+        attrs["error"] = _INTERRUPTED_ERROR
+    attrs["n_rows"] = n_rows
+    attrs["recovered_from"] = origin
+    attrs["recovered_at"] = now_iso()
+    attrs["recovery_lost"] = json.dumps(lost)
 
 
 def _verify(path: Path) -> int:
@@ -285,10 +317,16 @@ def _verify(path: Path) -> int:
 
 
 def _attrs_of(f: h5py.File) -> dict[str, Any]:
+    """The run attributes that read (format 2: /entry/daqapp; format 1: the root)."""
     out: dict[str, Any] = {}
-    for key in list(f.attrs):
+    try:
+        group = L.run_group(f)
+    except BROKEN_FILE_ERRORS:
+        group = f
+    for key in list(group.attrs):
         try:
-            out[key] = L.text(f.attrs[key]) if key == "status" else f.attrs[key]
+            out[key] = L.text(group.attrs[key]) if key in ("status", "format") \
+                else group.attrs[key]
         except BROKEN_FILE_ERRORS:
             continue
     return out
@@ -330,12 +368,14 @@ def _recover_copy(src_path: Path, output: str | os.PathLike[str] | None) -> Reco
             except OSError as exc:
                 raise DataFileError(f"{out}: cannot create ({exc})") from None
             with dst:
-                _copy_group(src, dst, os.fspath(src_path), lost)
+                scales: ScaleLinks = []
+                _copy_group(src, dst, os.fspath(src_path), lost, scales)
                 if L.DATA not in dst:
                     raise DataFileError(f"{src_path}: nothing to recover ({L.DATA} unreadable: "
                                         f"{'; '.join(lost[:3]) or 'missing'})")
                 _repair_columns(dst[L.DATA], lost)
                 n_rows = _trim_tables(dst, lost).get(L.DATA, 0)
+                _attach_scales(dst, scales, lost)
                 _mark(dst, src_attrs, n_rows, lost, str(src_path.resolve()))
         try:
             n_rows = _verify(tmp)

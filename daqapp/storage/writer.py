@@ -1,9 +1,14 @@
 """RunWriter: streams a run's records into one HDF5 file from one writer thread, SWMR on.
 
 Why one thread: h5py serialises every call on a global lock and HDF5 itself is not
-re-entrant, so the acquisition thread must never wait on disk. ``append`` only puts the record
-on an in-memory list and hands it to the listeners (plots, fits); the writer thread takes the
-whole list at once, turns it into columns and writes each column with one slice assignment.
+re-entrant, so the acquisition thread must never wait on disk. ``append``/``extend`` only put
+the records on an in-memory list and hand them to the listeners (plots, fits); the writer
+thread takes the whole list at once, turns it into columns and writes each column with one
+slice assignment.
+
+Stored once: every reading lives in its 1-D column only; a sweep is a list of (sweep, offset,
+length) segments of those columns, so the writer's per-batch cost is the columns' write plus a
+few index rows, and the reader builds 2-D sweep views from the index.
 
 Crash safety: every dataset exists before ``swmr_mode`` is switched on, so HDF5 only ever
 extends datasets in place; the file is flushed at least every ``flush_interval`` seconds, and a
@@ -15,11 +20,12 @@ from __future__ import annotations
 import atexit
 import logging
 import math
+import operator
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -32,17 +38,16 @@ from daqapp.storage import layout as L
 from daqapp.storage.buffer import as_float
 from daqapp.storage.fits import write_fit_groups
 from daqapp.storage.liveness import WriterLock
+from daqapp.storage.units import EPOCH_UNITS, stored_unit
 
 log = logging.getLogger(__name__)
 
 RecordListener = Callable[[Mapping[str, float]], None]
 
 _CHUNK_ROWS = 4096
-#: Sweep indices beyond this are a bug in the procedure (the 2-D grids would be huge).
+_SEGMENT_CHUNK = 256
+#: Sweep indices beyond this are a bug in the procedure (a sweep per row, for days).
 MAX_SWEEPS = 100_000
-_SWEEP_CHUNK = (4, 512)
-#: A batch whose sweep points span at most this many grid cells is written as one rectangle.
-_RECTANGLE_CELLS = 1 << 20
 
 
 #: Real paths this process is writing; HDF5 cannot open them a second time in-process.
@@ -92,11 +97,11 @@ class _Stop:
 
 
 class RunWriter:
-    """Write one run file: attributes, snapshots, columns, sweeps, fits and log.
+    """Write one run file: attributes, snapshots, columns, sweep index, fits and log.
 
     ``columns`` maps column name → units. When ``sweep_axis`` names a column and the records
-    carry a ``sweep`` index, every column is also kept as a 2-D (sweep, point) dataset, one row
-    per sweep, NaN-padded, with the sweep's mean temperature and field and its start time.
+    carry a ``sweep`` index, the rows of each sweep are indexed as (sweep, offset, length)
+    segments of the columns; the reader turns them into one spectrum per sweep.
     """
 
     def __init__(
@@ -123,6 +128,7 @@ class RunWriter:
                                   f"'.' and not one of {', '.join(sorted(L.RESERVED_COLUMNS))} "
                                   "(reserved)")
         self._column_set = frozenset(self.columns)
+        self._row_of = operator.itemgetter(*self.columns)  # a record as a tuple, column order
         if sweep_axis is not None and sweep_axis not in self.columns:
             raise ConfigError(f"RunWriter sweep_axis = {sweep_axis!r} is not a column "
                               f"(columns: {', '.join(self.columns)})")
@@ -143,7 +149,10 @@ class RunWriter:
         self._listeners: list[RecordListener] = list(listeners or [])
         self._listener_failed: set[int] = set()
 
-        self._pending: list[Any] = []
+        # records waiting for the writer thread, and the commands (fits, log lines, stop)
+        # queued among them, each with the number of records queued before it
+        self._pending: list[Mapping[str, Any]] = []
+        self._commands: list[tuple[int, Any]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._drained = threading.Condition(self._lock)
@@ -157,11 +166,9 @@ class RunWriter:
         self.status = "new"
         self._fits: list[tuple[str, str]] = []
         self._warned_columns: set[str] = set()
-        # per-sweep bookkeeping (writer thread only)
-        self._sweep_len: dict[int, int] = {}
-        self._sweep_stats: dict[int, list[float]] = {}
-        self._n_sweeps = 0
-        self._sweep_width = 0
+        # sweep index bookkeeping (writer thread only): the open (last) segment
+        self._n_segments = 0
+        self._last_segment: list[int] | None = None  # [sweep, offset, length]
 
     # ---------------------------------------------------------------- listeners
     def add_listener(self, listener: RecordListener) -> None:
@@ -213,29 +220,58 @@ class RunWriter:
         Keys must be columns of the run (else ValueError naming the key); missing columns are
         written as NaN. Blocks only if the writer thread is ``max_backlog`` rows behind.
         """
+        self.extend((record,))
+
+    def extend(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Queue many records at once: one lock, one hand-over to the writer thread.
+
+        The records are checked as ``append`` checks one, but per batch: the check costs
+        a few C-level passes, not a Python loop per record.
+        """
         if self._state != "running":
             raise RuntimeError(f"RunWriter.append: run {self.path} is {self._state}, not running")
         if self._error is not None:
             raise DataFileError(f"{self.path}: writer thread failed: {self._error}")
-        if not self._column_set.issuperset(record):
-            unknown = [k for k in record if k not in self._column_set]
-            raise ValueError(f"record key {unknown[0]!r} is not a column of run {self.path} "
+        records = records if isinstance(records, (list, tuple)) else list(records)
+        self._check(records)
+        self._put_many(records)
+        for listener in self._listeners:
+            for record in records:
+                try:
+                    listener(record)
+                except Exception:  # noqa: BLE001 - a broken plot must not stop the measurement
+                    if id(listener) not in self._listener_failed:
+                        self._listener_failed.add(id(listener))
+                        log.exception("record listener %r failed; further errors suppressed",
+                                      listener)
+
+    def _check(self, records: list[Mapping[str, Any]] | tuple[Mapping[str, Any], ...]) -> None:
+        """Refuse a batch holding an unknown key or a bad sweep number, naming the first.
+
+        Checked per batch in C (the union of the keys, the sweep numbers as one array); the
+        record-by-record walk only runs to name what a failing batch holds.
+        """
+        keys = set().union(*records) if len(records) > 1 else \
+            (records[0].keys() if records else ())
+        if not self._column_set.issuperset(keys):
+            unknown = next(k for r in records for k in r if k not in self._column_set)
+            raise ValueError(f"record key {unknown!r} is not a column of run {self.path} "
                              f"(columns: {', '.join(self.columns)})")
-        if self._sweeps_on:
-            sweep = record.get(L.SWEEP_COLUMN)
+        if not self._sweeps_on:
+            return
+        sweeps = [r.get(L.SWEEP_COLUMN) for r in records]
+        try:
+            values = np.array(sweeps, dtype="f8")
+            if values.ndim == 1 and bool(np.all(np.isnan(values) | ((values >= 0)
+                                                                   & (values < MAX_SWEEPS)))):
+                return
+        except (TypeError, ValueError):
+            pass
+        for sweep in sweeps:
             if sweep is not None and not (isinstance(sweep, (int, float, np.number))
                                           and (0 <= sweep < MAX_SWEEPS or sweep != sweep)):
                 raise ValueError(f"record sweep = {sweep!r}: must be a number from 0 to "
                                  f"{MAX_SWEEPS - 1} (or NaN for points outside any sweep)")
-        self._put(record)
-        for listener in self._listeners:
-            try:
-                listener(record)
-            except Exception:  # noqa: BLE001 - a broken plot must not stop the measurement
-                if id(listener) not in self._listener_failed:
-                    self._listener_failed.add(id(listener))
-                    log.exception("record listener %r failed; further errors suppressed",
-                                  listener)
 
     def add_fit(self, name: str, fit: Mapping[str, Any]) -> None:
         """Store a fit result (``FitResult.to_dict()``) under ``name``; exact JSON round trip."""
@@ -269,7 +305,7 @@ class RunWriter:
         assert self._thread is not None
         if join_timeout is not None:  # never wait on a full backlog at exit
             with self._lock:
-                self._pending.append(_Stop())
+                self._commands.append((len(self._pending), _Stop()))
             self._wake.set()
         else:
             self._put(_Stop())
@@ -293,10 +329,11 @@ class RunWriter:
                 end = f[L.SNAPSHOTS]["end"]
                 end.resize((1,))
                 end[0] = L.dumps(snapshot)
-            f.attrs["end_time"] = now_iso()
-            f.attrs["error"] = "" if error is None else _error_text(error)
-            f.attrs["n_rows"] = self.rows_written
-            f.attrs["status"] = status
+            f[L.ENTRY]["end_time"][()] = now_iso()
+            run = f[L.RUN].attrs
+            run["error"] = "" if error is None else _error_text(error)
+            run["n_rows"] = self.rows_written
+            run["status"] = status
             f[L.HEARTBEAT][0] = time.time()
             f.flush()
         finally:
@@ -330,48 +367,88 @@ class RunWriter:
                 self.finish("failed", error=exc)
 
     # ---------------------------------------------------------------- queue
-    def _put(self, item: Any) -> None:
+    def _put(self, command: Any) -> None:
+        """Queue a command (a fit, a log line, the stop) after the records queued so far."""
         with self._lock:
-            while len(self._pending) >= self.max_backlog and self._error is None \
-                    and self._thread is not None and self._thread.is_alive():
-                self._drained.wait(0.1)
-            self._pending.append(item)
-            first = len(self._pending) == 1
+            self._wait_for_room()
+            first = not self._pending and not self._commands
+            self._commands.append((len(self._pending), command))
         if first:
             self._wake.set()
+
+    def _put_many(self, records: list[Any] | tuple[Any, ...]) -> None:
+        with self._lock:
+            self._wait_for_room()
+            first = not self._pending and not self._commands
+            self._pending.extend(records)
+        if first and records:
+            self._wake.set()
+
+    def _wait_for_room(self) -> None:
+        """Block (lock held) while the writer thread is ``max_backlog`` records behind."""
+        while len(self._pending) >= self.max_backlog and self._error is None \
+                and self._thread is not None and self._thread.is_alive():
+            self._drained.wait(0.1)
 
     # ---------------------------------------------------------------- file layout
     def _create_layout(self, f: h5py.File, snapshot: Mapping[str, Any]) -> None:
         meta = self.metadata
+        started = now_iso()
         a = f.attrs
         a["NX_class"] = "NXroot"
         a["default"] = L.ENTRY
-        a["format"] = L.FORMAT_NAME
-        a["format_version"] = L.FORMAT_VERSION
-        a["software_version"] = daqapp.__version__
-        a["creator"] = f"daqapp {daqapp.__version__}"
+        a["file_name"] = os.path.basename(self.path)
+        a["file_time"] = started
+        a["HDF5_Version"] = h5py.version.hdf5_version
         a["h5py_version"] = h5py.version.version
-        a["hdf5_version"] = h5py.version.hdf5_version
-        a["procedure"] = self.procedure
-        a["parameters"] = L.dumps(self.parameters)
-        a["start_time"] = now_iso()
-        a["end_time"] = ""
-        a["status"] = "running"
-        a["error"] = ""
-        a["n_rows"] = 0
-        a["sweep_axis"] = self.sweep_axis or ""
-        for key in ("operator", "sample", "cell"):
-            a[key] = str(meta.get(key, "") or "")
-        pressure = meta.get("pressure_GPa")
-        a["pressure_GPa"] = float("nan") if pressure is None else float(pressure)
-        extra = {k: v for k, v in meta.items()
-                 if k not in ("operator", "sample", "cell", "pressure_GPa")}
-        a["metadata"] = L.dumps(extra)
+        a["creator"] = "daqapp"
+        a["creator_version"] = daqapp.__version__
 
-        entry = f.create_group(L.ENTRY)
+        entry = f.create_group(L.ENTRY, track_order=True)
         entry.attrs["NX_class"] = "NXentry"
         entry.attrs["default"] = "data"
-        entry.attrs["definition"] = L.FORMAT_NAME
+        definition = entry.create_dataset("definition", data=L.DEFINITION, dtype=L.STR_DTYPE)
+        definition.attrs["version"] = str(L.FORMAT_VERSION)
+        sample_name = str(meta.get("sample", "") or "")
+        title = self.procedure.rsplit(".", 1)[-1] + (f" of {sample_name}" if sample_name else "")
+        entry.create_dataset("title", data=title, dtype=L.STR_DTYPE)
+        entry.create_dataset("start_time", data=started, dtype=L.STR_DTYPE)
+        # "" until finish writes it (a field cannot be created once SWMR is on)
+        entry.create_dataset("end_time", data="", dtype=L.STR_DTYPE)
+        program = entry.create_dataset("program_name", data="daqapp", dtype=L.STR_DTYPE)
+        program.attrs["version"] = daqapp.__version__
+
+        sample = f.create_group(L.SAMPLE)
+        sample.attrs["NX_class"] = "NXsample"
+        sample.create_dataset("name", data=sample_name, dtype=L.STR_DTYPE)
+        cell = str(meta.get("cell", "") or "")
+        if cell:
+            sample.create_dataset("description", data=f"in {cell}", dtype=L.STR_DTYPE)
+        pressure = meta.get("pressure_GPa")
+        if pressure is not None:
+            sample.create_dataset("pressure", data=float(pressure)).attrs["units"] = "GPa"
+        user = f.create_group(L.USER)
+        user.attrs["NX_class"] = "NXuser"
+        user.create_dataset("name", data=str(meta.get("operator", "") or ""), dtype=L.STR_DTYPE)
+
+        run = f.create_group(L.RUN)
+        run.attrs["NX_class"] = "NXcollection"
+        r = run.attrs
+        r["format"] = L.FORMAT_NAME
+        r["format_version"] = L.FORMAT_VERSION
+        r["software_version"] = daqapp.__version__
+        r["procedure"] = self.procedure
+        r["parameters"] = L.dumps(self.parameters)
+        r["status"] = "running"
+        r["error"] = ""
+        r["n_rows"] = 0
+        r["sweep_axis"] = self.sweep_axis or ""
+        r["cell"] = cell
+        extra = {k: v for k, v in meta.items()
+                 if k not in ("operator", "sample", "cell", "pressure_GPa")}
+        r["metadata"] = L.dumps(extra)
+        hb = run.create_dataset("heartbeat", data=[time.time()], dtype="f8")
+        hb.attrs["units"] = EPOCH_UNITS
 
         params = f.create_group(L.PARAMETERS)
         params.attrs["NX_class"] = "NXparameters"
@@ -382,44 +459,24 @@ class RunWriter:
             except (TypeError, ValueError):
                 ds = params.create_dataset(name, data=L.dumps(value), dtype=L.STR_DTYPE)
                 ds.attrs["encoding"] = "json"
-            ds.attrs["units"] = spec.get("units", "")
+            _set_units(ds, spec.get("units", ""))
 
-        data = f.create_group(L.DATA, track_order=True)
-        data.attrs["NX_class"] = "NXdata"
-        data.attrs["columns"] = list(self.columns)
-        data.attrs["signal"] = L.dataset_name(self.signal)
-        axis = self.sweep_axis or (L.TIME_COLUMN if L.TIME_COLUMN in self.columns else None)
-        if axis and axis != self.signal:
-            data.attrs["axes"] = [L.dataset_name(axis)]
-        for name, units in self.columns.items():
-            ds = data.create_dataset(L.dataset_name(name), shape=(0,), maxshape=(None,),
-                                     dtype="f8", chunks=(_CHUNK_ROWS,), fillvalue=np.nan)
-            ds.attrs["units"] = units
-            ds.attrs["long_name"] = f"{name} ({units})" if units else name
-
+        self._create_data(f)
         if self._sweeps_on:
             sw = f.create_group(L.SWEEPS, track_order=True)
-            sw.attrs["NX_class"] = "NXdata"
-            sw.attrs["signal"] = L.dataset_name(self.signal)
-            sw.attrs["axes"] = [L.sweep_info_name("temperature"), "."]
-            sw.attrs[f"{L.sweep_info_name('temperature')}_indices"] = 0
+            sw.attrs["NX_class"] = "NXcollection"
             sw.attrs["sweep_axis"] = self.sweep_axis
-            for name, units in self.columns.items():
-                if name == L.SWEEP_COLUMN:
-                    continue
-                ds = sw.create_dataset(L.dataset_name(name), shape=(0, 0),
-                                       maxshape=(None, None), dtype="f8",
-                                       chunks=_SWEEP_CHUNK, fillvalue=np.nan)
-                ds.attrs["units"] = units
-            info_units = {"index": "", "temperature": "K", "field": "T", "time": "s",
-                          "n_points": ""}
-            for name in L.SWEEP_INFO:
-                dtype = "i8" if name in ("index", "n_points") else "f8"
-                fill = 0 if dtype == "i8" else np.nan
-                ds = sw.create_dataset(L.sweep_info_name(name), shape=(0,), maxshape=(None,),
-                                       dtype=dtype, chunks=(256,), fillvalue=fill)
-                ds.attrs["units"] = self.columns.get(name, info_units[name]) \
-                    if name in ("temperature", "field", "time") else info_units[name]
+            descriptions = {"sweep": "sweep number of the segment",
+                            "offset": f"first row of the segment in {L.DATA}",
+                            "length": "rows of the segment"}
+            for name in L.SEGMENT_DATASETS:
+                ds = sw.create_dataset(name, shape=(0,), maxshape=(None,), dtype="i8",
+                                       chunks=(_SEGMENT_CHUNK,), fillvalue=0)
+                ds.attrs["units"] = ""
+                ds.attrs["long_name"] = descriptions[name]
+            sw["sweep"].make_scale("sweep")
+            for name in ("offset", "length"):
+                sw[name].dims[0].attach_scale(sw["sweep"])
 
         snaps = f.create_group(L.SNAPSHOTS)
         snaps.attrs["NX_class"] = "NXcollection"
@@ -432,16 +489,41 @@ class RunWriter:
         fits.attrs["NX_class"] = "NXcollection"
         for name, dtype in (("name", L.STR_DTYPE), ("json", L.STR_DTYPE), ("time", "f8")):
             fits.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(16,))
+        fits["time"].attrs["units"] = EPOCH_UNITS
         f.create_group(L.FIT_RESULTS).attrs["NX_class"] = "NXcollection"
 
         lg = f.create_group(L.LOG)
         lg.attrs["NX_class"] = "NXcollection"
         for name, dtype in (("time", "f8"), ("level", L.STR_DTYPE), ("message", L.STR_DTYPE)):
             lg.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(256,))
-        lg["time"].attrs["units"] = "s since 1970-01-01T00:00:00Z"
+        lg["time"].attrs["units"] = EPOCH_UNITS
 
-        hb = f.create_dataset(L.HEARTBEAT, data=[time.time()], dtype="f8")
-        hb.attrs["units"] = "s since 1970-01-01T00:00:00Z"
+    def _create_data(self, f: h5py.File) -> None:
+        """/entry/data: the columns, an NXdata whose axis column is their dimension scale."""
+        data = f.create_group(L.DATA, track_order=True)
+        data.attrs["NX_class"] = "NXdata"
+        data.attrs["columns"] = list(self.columns)
+        data.attrs["signal"] = L.dataset_name(self.signal)
+        axis = self.axis
+        if axis != self.signal:
+            data.attrs["axes"] = [L.dataset_name(axis)]
+        for name, units in self.columns.items():
+            ds = data.create_dataset(L.dataset_name(name), shape=(0,), maxshape=(None,),
+                                     dtype="f8", chunks=(_CHUNK_ROWS,), fillvalue=np.nan)
+            _set_units(ds, units, name)
+            ds.attrs["long_name"] = f"{name} ({units})" if units else name
+            if name != self.signal:  # every other column is a coordinate along the rows
+                data.attrs[f"{L.dataset_name(name)}_indices"] = 0
+        scale = data[L.dataset_name(axis)]
+        scale.make_scale(L.dataset_name(axis))
+        for name in self.columns:
+            if name != axis:
+                data[L.dataset_name(name)].dims[0].attach_scale(scale)
+
+    @property
+    def axis(self) -> str:
+        """The column the others are plotted against (and indexed by, for netCDF readers)."""
+        return L.axis_column(self.columns, self.sweep_axis)
 
     # ---------------------------------------------------------------- writer thread
     def _run(self) -> None:
@@ -458,10 +540,11 @@ class RunWriter:
                 self._wake.wait(timeout)
                 with self._lock:
                     self._wake.clear()
-                    batch, self._pending = self._pending, []
+                    records, self._pending = self._pending, []
+                    commands, self._commands = self._commands, []
                     self._drained.notify_all()
-                stop = self._write_batch(f, batch)
-                dirty = dirty or bool(batch)
+                stop = self._write_batch(f, records, commands)
+                dirty = dirty or bool(records) or bool(commands)
                 now = time.monotonic()
                 if stop or now - last_flush >= self.flush_interval:
                     if dirty or now - last_flush >= 2.0:  # idle: heartbeat every 2 s
@@ -477,17 +560,16 @@ class RunWriter:
                 self._error = exc
                 self._drained.notify_all()
 
-    def _write_batch(self, f: h5py.File, batch: list[Any]) -> bool:
-        """Write a batch in order; records between commands are written column-wise at once."""
-        records: list[Mapping[str, Any]] = []
+    def _write_batch(self, f: h5py.File, records: list[Mapping[str, Any]],
+                     commands: list[tuple[int, Any]]) -> bool:
+        """Write records and commands in the order queued; the records between two commands
+        are written column-wise at once. True once the stop command is met."""
+        at = 0
         stop = False
-        for item in batch:
-            if isinstance(item, Mapping):
-                records.append(item)
-                continue
-            if records:
-                self._write_records(f, records)
-                records = []
+        for position, item in commands:
+            if position > at:
+                self._write_records(f, records[at:position])
+                at = position
             if isinstance(item, _Fit):
                 self._append_strings(f[L.FITS], {"name": item.name, "json": item.json},
                                      {"time": item.time})
@@ -497,8 +579,8 @@ class RunWriter:
                                      {"time": item.time})
             elif isinstance(item, _Stop):
                 stop = True
-        if records:
-            self._write_records(f, records)
+        if at < len(records):
+            self._write_records(f, records[at:] if at else records)
         return stop
 
     @staticmethod
@@ -509,6 +591,23 @@ class RunWriter:
             ds = group[name]
             ds.resize((n + 1,))
             ds[n] = value
+
+    def _column_arrays(self, records: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """The batch as one float64 array per column.
+
+        Records holding every column with numbers (a procedure's usual record) go through one
+        C-level pass (itemgetter + one array); others column by column, NaN where missing.
+        """
+        names = self.columns
+        if len(names) > 1:
+            try:
+                table = np.array(list(map(self._row_of, records)), dtype="f8")
+            except (KeyError, TypeError, ValueError):
+                pass
+            else:
+                table = np.ascontiguousarray(table.T)
+                return {name: table[k] for k, name in enumerate(names)}
+        return {name: self._column_array(name, records) for name in names}
 
     def _column_array(self, name: str, records: list[Mapping[str, Any]]) -> np.ndarray:
         nan = math.nan
@@ -529,100 +628,54 @@ class RunWriter:
         n = len(records)
         start = self.rows_written
         data = f[L.DATA]
-        arrays = {name: self._column_array(name, records) for name in self.columns}
+        arrays = self._column_arrays(records)
         for name, arr in arrays.items():
             ds = data[L.dataset_name(name)]
             ds.resize((start + n,))
             ds[start:start + n] = arr
         if self._sweeps_on:
-            self._write_sweeps(f[L.SWEEPS], arrays)
+            self._index_sweeps(f[L.SWEEPS], arrays[L.SWEEP_COLUMN], start)
         self.rows_written = start + n
 
-    def _write_sweeps(self, sw: h5py.Group, arrays: dict[str, np.ndarray]) -> None:
-        sweep = arrays[L.SWEEP_COLUMN]
-        n = sweep.shape[0]
-        valid = np.isfinite(sweep) & (sweep >= 0)
-        idx = np.where(valid, sweep, -1).astype(np.int64)
-        pos = np.empty(n, dtype=np.int64)
-        lengths = self._sweep_len
-        for i in range(n):
-            s = int(idx[i])
-            if s < 0:
-                pos[i] = -1
+    def _index_sweeps(self, sw: h5py.Group, sweep: np.ndarray, start: int) -> None:
+        """Extend the segment index by this batch's runs of one sweep number (vectorised)."""
+        open_segment = self._last_segment
+        first = self._n_segments  # first index row this batch rewrites
+        segments: list[list[int]] = []
+        for s, lo, hi in zip(*(a.tolist() for a in L.segments(sweep)), strict=True):
+            last = segments[-1] if segments else open_segment
+            if last is not None and last[0] == s and last[1] + last[2] == start + lo:
+                last[2] += hi - lo  # the open segment goes on
+                if not segments:
+                    segments.append(last)
+                    first -= 1
                 continue
-            p = lengths.get(s, 0)
-            pos[i] = p
-            lengths[s] = p + 1
-        if not valid.any():
+            segments.append([s, start + lo, hi - lo])
+        if not segments:
             return
-        rows = max(self._n_sweeps, int(idx.max()) + 1)
-        width = max(self._sweep_width, int(pos.max()) + 1)
-        names = [c for c in self.columns if c != L.SWEEP_COLUMN]
-        ds_names = {c: L.dataset_name(c) for c in names}
-        if rows != self._n_sweeps or width != self._sweep_width:
-            for name in names:
-                sw[ds_names[name]].resize((rows, width))
-            for name in L.SWEEP_INFO:
-                sw[L.sweep_info_name(name)].resize((rows,))
-            if rows > self._n_sweeps:
-                sw[L.sweep_info_name("index")][self._n_sweeps:rows] = np.arange(
-                    self._n_sweeps, rows)
-            self._n_sweeps, self._sweep_width = rows, width
-        # the batch's points as one rectangle (sweeps × positions) per column when it is small:
-        # an import of many short spectra made one HDF5 write per sweep and column (14 s for
-        # 10 000 two-point spectra); otherwise one slice write per contiguous run of a sweep
-        s_idx, p_idx = idx[valid], pos[valid]
-        s_lo, s_hi = int(s_idx.min()), int(s_idx.max()) + 1
-        p_lo, p_hi = int(p_idx.min()), int(p_idx.max()) + 1
-        rectangle = (s_hi - s_lo) * (p_hi - p_lo) <= _RECTANGLE_CELLS
-        if rectangle:
-            for name in names:
-                ds = sw[ds_names[name]]
-                block = ds[s_lo:s_hi, p_lo:p_hi]
-                block[s_idx - s_lo, p_idx - p_lo] = arrays[name][valid]
-                ds[s_lo:s_hi, p_lo:p_hi] = block
-        i = 0
-        while i < n:
-            if idx[i] < 0:
-                i += 1
-                continue
-            j = i + 1
-            while j < n and idx[j] == idx[i] and pos[j] == pos[j - 1] + 1:
-                j += 1
-            s, p0 = int(idx[i]), int(pos[i])
-            if not rectangle:
-                for name in names:
-                    sw[ds_names[name]][s, p0:p0 + (j - i)] = arrays[name][i:j]
-            self._update_sweep_info(s, arrays, i, j)
-            i = j
-        touched = sorted({int(s) for s in idx[valid]})
-        lo, hi = touched[0], touched[-1] + 1
-        stats = [self._sweep_stats.get(s, [0.0, 0, 0.0, 0, math.nan]) for s in range(lo, hi)]
-        info = L.sweep_info_name
-        sw[info("temperature")][lo:hi] = [st[0] / st[1] if st[1] else math.nan for st in stats]
-        sw[info("field")][lo:hi] = [st[2] / st[3] if st[3] else math.nan for st in stats]
-        sw[info("time")][lo:hi] = [st[4] for st in stats]
-        sw[info("n_points")][lo:hi] = [lengths.get(s, 0) for s in range(lo, hi)]
-
-    def _update_sweep_info(self, s: int, arrays: dict[str, np.ndarray], i: int, j: int) -> None:
-        st = self._sweep_stats.setdefault(s, [0.0, 0, 0.0, 0, math.nan])
-        for col, k in ((L.TEMPERATURE_COLUMN, 0), (L.FIELD_COLUMN, 2)):
-            if col in arrays:
-                chunk = arrays[col][i:j]
-                good = chunk[np.isfinite(chunk)]
-                st[k] += float(good.sum())
-                st[k + 1] += int(good.size)
-        if L.TIME_COLUMN in arrays and math.isnan(st[4]):
-            chunk = arrays[L.TIME_COLUMN][i:j]
-            good = chunk[np.isfinite(chunk)]
-            if good.size:
-                st[4] = float(good[0])
+        total = first + len(segments)
+        block = np.asarray(segments, dtype=np.int64)
+        for k, name in enumerate(L.SEGMENT_DATASETS):
+            ds = sw[name]
+            if ds.shape[0] != total:
+                ds.resize((total,))
+            ds[first:total] = block[:, k]
+        self._n_segments = total
+        self._last_segment = segments[-1]
 
 
 def _error_text(error: str | BaseException) -> str:
     if isinstance(error, BaseException):
         return f"{type(error).__name__}: {error}"
     return str(error)
+
+
+def _set_units(ds: h5py.Dataset, units: str, column: str | None = None) -> None:
+    """Store ``units`` as the one units table spells them (a bare count gets a description)."""
+    stored, description = stored_unit(units, column)
+    ds.attrs["units"] = stored
+    if description:
+        ds.attrs["description"] = description
 
 
 def _param_data(value: Any) -> Any:
@@ -651,7 +704,7 @@ def _normalise_parameters(parameters: Mapping[str, Any]) -> dict[str, dict[str, 
 
 
 def _pick_signal(columns: Mapping[str, str], sweep_axis: str | None) -> str:
-    for name in L.SIGNAL_PREFERENCE:
+    for name in L.SIGNAL_FOR_AXIS.get(sweep_axis or "", ()) + L.SIGNAL_PREFERENCE:
         if name in columns and name != sweep_axis:
             return name
     for name in columns:

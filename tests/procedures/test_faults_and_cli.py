@@ -33,7 +33,7 @@ def test_dropped_lockin_connection_fails_run_keeps_rows(lab_station, tmp_path):
     with open_run(result.path) as stored:
         assert stored.status == "failed"
         assert stored.n_rows == result.rows
-        assert "lockin" in stored.file.attrs["error"]
+        assert "lockin" in stored.attrs["error"]
         assert stored.snapshots["end"]["roles"]["lockin"].get("error")
     # the roles that still answer were made safe
     assert not conn.current_source.is_enabled()

@@ -26,7 +26,7 @@ def test_rt_delta_mode_drops_at_tc_and_field_lowers_it(lab_station, run_procedur
                                       fields="0, 0.2", hold_time=5.0, field_rate=0.5)
     result, run, _ = run_procedure(procedure, conn)
     assert result.status == "finished", result.error
-    assert run.units["resistance"] == "Ohm" and run.units["temperature"] == "K"
+    assert run.units["resistance"] == "ohm" and run.units["temperature"] == "K"
     sweeps = run.sweeps()
     assert len(sweeps) == 2
     assert [round(s.field, 2) for s in sweeps] == [0.0, 0.2]

@@ -236,11 +236,11 @@ HOSTILE = {
     "column_soft_link_loop": lambda f: (
         f["entry/data"].__delitem__("didv"),
         f["entry/data"].__setitem__("didv", h5py.SoftLink("/entry/data/didv"))),
-    "parameters_list": lambda f: f.attrs.__setitem__("parameters", "[1, 2, 3]"),
-    "parameters_string": lambda f: f.attrs.__setitem__("parameters", '"text"'),
-    "metadata_number": lambda f: f.attrs.__setitem__("metadata", "42"),
-    "parameters_deep": lambda f: f.attrs.__setitem__("parameters",
-                                                     "[" * 100_000 + "]" * 100_000),
+    "parameters_list": lambda f: f["entry/daqapp"].attrs.__setitem__("parameters", "[1, 2, 3]"),
+    "parameters_string": lambda f: f["entry/daqapp"].attrs.__setitem__("parameters", '"text"'),
+    "metadata_number": lambda f: f["entry/daqapp"].attrs.__setitem__("metadata", "42"),
+    "parameters_deep": lambda f: f["entry/daqapp"].attrs.__setitem__(
+        "parameters", "[" * 100_000 + "]" * 100_000),
     "fit_json_list": lambda f: f["entry/fits/json"].__setitem__(0, "[1, 2]"),
     "snapshot_number": lambda f: (f["entry/snapshots"].__delitem__("start"),
                                   f["entry/snapshots"].create_dataset(
@@ -321,8 +321,8 @@ def _all_datasets(f: h5py.File) -> list[str]:
 
 def test_control_characters_from_attributes_are_escaped(closed_run, tmp_path, capsys):
     def edit(f: h5py.File) -> None:
-        f.attrs["sample"] = "\x1b[31mred\x1b[0m"
-        f.attrs["operator"] = "a\rb\x07"
+        f["entry/sample/name"][()] = "\x1b[31mred\x1b[0m"
+        f["entry/user/name"][()] = "a\rb\x07"
         f["entry/log/message"][0] = "\x1b]0;pwned\x07 message"
 
     path = _hostile(tmp_path, closed_run, "ansi", edit)

@@ -79,7 +79,7 @@ def _check_plain(path: Path, flushed: int) -> int:
     with h5py.File(path, "r") as f:
         f.visititems(lambda name, obj: obj[()] if isinstance(obj, h5py.Dataset) else None)
         index = f["entry/data/index"][()]
-        assert f.attrs["status"] in ("interrupted", "finished")
+        assert f["entry/daqapp"].attrs["status"] in ("interrupted", "finished")
     assert index.shape[0] >= flushed
     np.testing.assert_array_equal(index, np.arange(index.shape[0], dtype=float))
     if importlib.util.find_spec("nexusformat") is not None:

@@ -122,7 +122,7 @@ def test_fault_fails_the_run_with_its_cause(faulty_run, case):
     assert result.rows >= (after or 0)
     with open_run(result.path) as stored:
         assert stored.status == "failed"
-        assert cause in stored.file.attrs["error"]
+        assert cause in stored.attrs["error"]
         assert any(cause in entry.message for entry in stored.log
                    if entry.level == "ERROR")
         assert stored.n_rows == result.rows

@@ -158,7 +158,8 @@ def station():
 
 
 def read_run(path):
-    """Everything a test checks in a run file, via h5py directly."""
+    """Everything a test checks in a run file: data via h5py directly, run attributes via
+    the reader."""
     with h5py.File(path, "r") as f:
         data = {k: f["entry/data"][k][:] for k in f["entry/data"]}
         units = {k: f["entry/data"][k].attrs.get("units", "") for k in f["entry/data"]}
@@ -166,8 +167,12 @@ def read_run(path):
         snaps = f["entry/snapshots"]
         start = snaps["start"][()]
         end = snaps["end"][:] if snaps["end"].shape[0] else []
-        return {"attrs": dict(f.attrs), "data": data, "units": units, "log": log,
-                "start": start, "end": list(end)}
+        stored = {"data": data, "units": units, "log": log, "start": start, "end": list(end)}
+    from daqapp.storage import open_run
+
+    with open_run(path) as run:  # the run attributes wherever the file format keeps them
+        stored["attrs"] = dict(run.attrs)
+    return stored
 
 
 @pytest.fixture

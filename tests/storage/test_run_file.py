@@ -15,13 +15,22 @@ from daqapp.storage import RunBuffer, RunWriter, append_fit, open_run
 def test_root_attributes_and_nexus(spectrum_run):
     with h5py.File(spectrum_run, "r") as f:
         a = f.attrs
-        assert a["format"] == "daqapp-run" and a["format_version"] == 1
-        assert a["software_version"] == daqapp.__version__
-        assert a["procedure"] == "procedures.spectrum.LockInSpectrum"
-        assert a["status"] == "finished"
-        assert a["sample"] == "La3Ni2O7" and a["cell"] == "Cell 2"
-        assert a["pressure_GPa"] == pytest.approx(18.8)
-        assert json.loads(a["parameters"])["excitation"] == {"value": 0.1, "units": "V"}
+        assert a["file_name"] == "spectrum.h5" and a["HDF5_Version"] == h5py.version.hdf5_version
+        assert a["creator_version"] == daqapp.__version__
+        run = f["entry/daqapp"].attrs
+        assert run["format"] == "daqapp-run" and run["format_version"] == 2
+        assert run["software_version"] == daqapp.__version__
+        assert run["procedure"] == "procedures.spectrum.LockInSpectrum"
+        assert run["status"] == "finished" and run["cell"] == "Cell 2"
+        assert json.loads(run["parameters"])["excitation"] == {"value": 0.1, "units": "V"}
+        # NeXus fields: definition, times, sample, user
+        assert f["entry/definition"][()] == b"NXdaqapp_run"
+        assert f["entry/definition"].attrs["version"] == "2"
+        assert f["entry/start_time"][()] < f["entry/end_time"][()]
+        assert f["entry/sample/name"][()] == b"La3Ni2O7"
+        assert f["entry/sample/pressure"][()] == pytest.approx(18.8)
+        assert f["entry/sample/pressure"].attrs["units"] == "GPa"
+        assert f["entry/user/name"][()] == b"ana"
         # NeXus default chain root → entry → data, signal and axes resolvable
         entry = f[a["default"]]
         assert entry.attrs["NX_class"] == "NXentry"
@@ -29,12 +38,17 @@ def test_root_attributes_and_nexus(spectrum_run):
         assert data.attrs["NX_class"] == "NXdata"
         assert data.attrs["signal"] == "didv"
         assert list(data.attrs["axes"]) == ["dc_voltage"]
-        assert data["didv"].attrs["units"] == "S"
+        assert data.attrs["dc_voltage_indices"] == 0 and data.attrs["temperature_indices"] == 0
+        assert data["didv"].attrs["units"] == "S" and data["dvdi"].attrs["units"] == "ohm"
         assert data["didv"].maxshape == (None,) and data["didv"].chunks is not None
+        # every column is indexed by the bias, an HDF5 dimension scale (netCDF coordinates)
+        assert data["dc_voltage"].is_scale
+        assert all(data[k].dims[0][0] == data["dc_voltage"] for k in data if k != "dc_voltage")
+        # stored once: the sweeps are an index of row segments, no 2-D copy
         sweeps = entry["sweeps"]
-        assert sweeps["didv"].ndim == 2
-        axis0 = sweeps.attrs["axes"][0]
-        assert sweeps[axis0].shape[0] == sweeps["didv"].shape[0]
+        assert all(sweeps[k].ndim == 1 for k in sweeps)
+        assert list(sweeps["offset"][()]) == [0, 21, 42]
+        assert list(sweeps["length"][()]) == [21, 21, 11]
         # parameters group: one dataset per parameter with units
         assert f["entry/parameters/bias_resistor"][()] == 48e3
         assert f["entry/parameters/bias_resistor"].attrs["units"] == "ohm"
@@ -68,10 +82,6 @@ def test_sweeps_are_rows_with_their_temperature_field_time(spectrum_run):
         assert [s.time for s in sweeps] == [1000.0, 1100.0, 1200.0]
         np.testing.assert_allclose(sweeps[2].columns["dc_voltage"], np.arange(-5, 6) * 1e-3)
         assert "sweep" not in sweeps[0].columns
-    with h5py.File(spectrum_run, "r") as f:
-        grid = f["entry/sweeps/didv"][()]
-        assert grid.shape == (3, 21)
-        assert np.isnan(grid[2, 11:]).all() and np.isfinite(grid[2, :11]).all()
 
 
 def test_fit_round_trips_exactly_and_is_browsable(spectrum_run, fit_dict):
@@ -80,11 +90,14 @@ def test_fit_round_trips_exactly_and_is_browsable(spectrum_run, fit_dict):
         assert run.fits == {"sweep0": FIT}
     with h5py.File(spectrum_run, "r") as f:
         g = f["entry/fit_results/sweep0"]
-        assert g.attrs["model"] == "btk_two_gap" and g.attrs["chi2"] == 12.5
+        assert g["model"][()] == b"btk_two_gap" and g["chi2"][()] == 12.5
         np.testing.assert_allclose(g["covariance"][()], FIT["covariance"])
-        assert g["params/delta1"].attrs["stderr"] == 0.05
+        assert g["params/delta1/stderr"][()] == 0.05
+        assert np.isnan(g["params/gamma/stderr"][()])
+        assert g["params/gamma/stderr"].attrs["missing"]
         assert [s.decode() for s in g["param_names"][()]] == FIT["param_names"]
-        assert json.loads(g.attrs["json"]) == FIT
+        assert json.loads(g["json"][()]) == FIT
+        assert not (set(g.attrs) - {"NX_class"})  # no attributes NeXus does not define
     refit = dict(FIT, chi2=9.0)
     append_fit(spectrum_run, "sweep0", refit)
     append_fit(spectrum_run, "sweep1", FIT)
@@ -186,3 +199,21 @@ def test_pymeasure_style_column_names_with_slash_round_trip(tmp_path):
     with open_run(tmp_path / "p.h5") as run:
         assert run.units == cols
         assert list(run.iter_records()) == [{"Bias (A)": 1e-6, "dI/dV (S)": 0.02}]
+
+
+def test_extend_hands_over_a_batch_and_refuses_it_whole_naming_the_bad_record(tmp_path):
+    w = RunWriter(tmp_path / "b.h5", procedure="p", columns={"v": "V", "sweep": ""},
+                  sweep_axis="v").start()
+    seen = []
+    w.add_listener(seen.append)
+    w.extend([{"v": float(k), "sweep": k // 3} for k in range(6)])
+    with pytest.raises(ValueError, match="record key 'w' is not a column"):
+        w.extend([{"v": 1.0}, {"v": 2.0, "w": 0.0}])
+    with pytest.raises(ValueError, match="record sweep = -2"):
+        w.extend([{"v": 1.0, "sweep": 0}, {"v": 2.0, "sweep": -2}])
+    w.extend([{"v": 9.0}, {"v": 10.0, "sweep": None}])  # missing and None: NaN, in no sweep
+    w.finish()
+    assert len(seen) == 8  # listeners saw the accepted batches only
+    with open_run(tmp_path / "b.h5") as run:
+        np.testing.assert_array_equal(run.column("v"), [0, 1, 2, 3, 4, 5, 9, 10])
+        assert [s.n_points for s in run.sweeps()] == [3, 3]

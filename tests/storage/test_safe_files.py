@@ -73,7 +73,7 @@ def test_in_place_recovery_of_a_killed_run(tmp_path, capsys):
     assert "fixed in place" in capsys.readouterr().out
     assert not needs_recovery(path) and recovery_hint(tmp_path) == []
     with h5py.File(path, "r") as f:
-        assert f.attrs["status"] == "interrupted"
+        assert f["entry/daqapp"].attrs["status"] == "interrupted"
         np.testing.assert_array_equal(f["entry/data/didv"][()], np.arange(120.0))
     with open_run(path) as run:
         assert run.status == "interrupted" and run.n_rows == 120

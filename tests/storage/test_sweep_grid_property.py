@@ -1,4 +1,4 @@
-"""Property: whatever the order of sweep indices, each 2-D row holds its sweep's points in order."""
+"""Property: whatever the order of sweep indices, each sweep holds its points in order."""
 
 import itertools
 
@@ -27,6 +27,13 @@ def test_sweep_rows_hold_each_sweeps_points_in_order(tmp_path, sweeps):
     with open_run(path) as run:
         got = {sw.index: sw for sw in run.sweeps()}
         assert run.n_rows == len(sweeps)
+        seg = run.sweep_segments()
+    # the index holds maximal runs of one sweep, whatever the batch boundaries were
+    runs = [(s, k) for k, s in enumerate(sweeps) if s is not None
+            and (k == 0 or sweeps[k - 1] != s)]
+    assert seg["sweep"].tolist() == [s for s, _ in runs]
+    assert seg["offset"].tolist() == [k for _, k in runs]
+    assert int(seg["length"].sum()) == sum(s is not None for s in sweeps)
     expected = {}
     for k, s in enumerate(sweeps):
         if s is not None:

@@ -76,7 +76,7 @@ def test_sigkill_leaves_readable_file_with_flushed_rows(tmp_path, monkeypatch):
         h5py.File(path, "r")
     fixed = recover_run(path).path
     with h5py.File(fixed, "r") as f:
-        assert f.attrs["status"] == "interrupted"
+        assert f["entry/daqapp"].attrs["status"] == "interrupted"
         assert f["entry/data/didv"].shape == (n,)
     with open_run(fixed) as run:
         assert run.status == "interrupted" and not run.finished
@@ -94,9 +94,11 @@ def test_second_process_follows_growing_run(tmp_path):
         assert run.status == "running" and run.is_live
         assert run.n_rows == 30
         seen = [run.n_rows]
+        handle = run.file
         for total in (75, 160):
             assert _command(proc, f"rows {total - seen[-1]}") == f"flushed {total}"
             seen.append(run.refresh())
+            assert run.file is handle  # followed in place, not reopened per poll
             np.testing.assert_array_equal(run.column("didv"), np.arange(total, dtype=float))
             np.testing.assert_array_equal(run.read_rows(seen[-2])["didv"],
                                           np.arange(seen[-2], total, dtype=float))
@@ -104,6 +106,8 @@ def test_second_process_follows_growing_run(tmp_path):
         with pytest.raises(DataFileError, match="still being written"):
             recover_run(path, tmp_path / "copy.h5")
         assert [s.n_points for s in run.sweeps()] == [50, 50, 50, 10]
+        assert run.sweep_segments()["offset"].tolist() == [0, 50, 100, 150]
+        assert run.fit_list == [] and run.snapshots["end"] is None
         assert _command(proc, "finish") == "finished"
         proc.wait(10)
         run.refresh()
