@@ -353,13 +353,83 @@ def _probe_reads(f: h5py.File) -> None:
                 obj[()]
 
 
-def probe(path: str, opener: Any) -> None:
-    """Read a file's attributes and strings in a forked child first; refuse it if that hangs.
+_probe_processes: Any = None
+
+
+def _probe_context() -> Any:
+    """Probe children come from a forkserver: a small single-threaded process started once,
+    so this process (the window's fit threads busy in OpenBLAS) never forks — a fork while
+    another thread is inside BLAS can deadlock in OpenBLAS's own fork handler."""
+    global _probe_processes
+    if _probe_processes is None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["daqapp.storage.h5safe"])
+        _probe_processes = context
+    return _probe_processes
+
+
+def _start_probe(path: str, truncated: bool) -> Any:
+    """The probe child, started from the forkserver; in a daemonic process (a dask worker),
+    which may not start multiprocessing children, forked directly (no other thread of such a
+    worker runs BLAS while its one task thread probes)."""
+    import multiprocessing
+
+    if multiprocessing.current_process().daemon:
+        return _ForkedChild(path, truncated)
+    child = _probe_context().Process(target=_probe_child, args=(path, truncated, _probe_reads),
+                                     daemon=True)
+    child.start()
+    return child
+
+
+class _ForkedChild:
+    """The few ``multiprocessing.Process`` calls ``probe`` makes, on a plain ``os.fork``."""
+
+    def __init__(self, path: str, truncated: bool) -> None:
+        with h5py._objects.phil:  # noqa: SLF001 - never fork with h5py's lock held elsewhere
+            self.pid = os.fork()
+            if self.pid == 0:
+                _probe_child(path, truncated, _probe_reads)
+        self.exitcode: int | None = None
+
+    def join(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.exitcode is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.exitcode = (-os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                                 else os.WEXITSTATUS(status))
+            elif deadline is not None and time.monotonic() >= deadline:
+                return
+            else:
+                time.sleep(0.002)
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        pass
+
+
+def _probe_child(path: str, truncated: bool, reads: Any) -> None:
+    """In the probe child: open the file as the reader will, read, report by exit code."""
+    code = 0
+    try:
+        with _open_readonly(path, read_superblock(path), False, truncated) as f:
+            reads(f)
+    except BaseException:  # noqa: BLE001 - the parent reads the file again and says why
+        code = 3
+    os._exit(code)
+
+
+def probe(path: str, truncated: bool = False) -> None:
+    """Read a file's attributes and strings in a child process first; refuse it if that hangs.
 
     A corrupt global heap collection (vlen strings) sends HDF5 2.0 into an endless loop
     inside ``H5HG__cache_heap_deserialize``, holding the GIL: no timeout, no Ctrl-C. The
-    child meets it instead and is killed after ``PROBE_TIMEOUT_S``. The parent holds h5py's
-    lock across ``fork`` so the child never inherits it taken by another thread.
+    child meets it instead and is killed after ``PROBE_TIMEOUT_S``.
     """
     if not hasattr(os, "fork"):
         return
@@ -367,40 +437,42 @@ def probe(path: str, opener: Any) -> None:
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if key in _PROBED:
         return
-    with h5py._objects.phil:  # noqa: SLF001 - see the docstring
-        pid = os.fork()
-        if pid == 0:  # child: read, report by exit code, never return into the caller
-            code = 0
-            try:
-                with opener() as f:
-                    _probe_reads(f)
-            except BaseException:  # noqa: BLE001 - the parent reads the file again and says why
-                code = 3
-            os._exit(code)
+    child = _start_probe(path, truncated)
     deadline = time.monotonic() + PROBE_TIMEOUT_S
-    delay = 0.001
-    status = None
     try:
-        while status is None:
-            done, code = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = code
-            elif time.monotonic() > deadline:
+        while child.exitcode is None:
+            if time.monotonic() > deadline:
                 raise DataFileError(f"{path}: damaged HDF5 file (reading its attributes does "
                                     f"not end within {PROBE_TIMEOUT_S:g} s: a corrupt heap)")
-            else:
-                time.sleep(delay)  # Ctrl-C lands here, in Python, at any time
-                delay = min(delay * 2, 0.05)
+            child.join(0.02)  # Ctrl-C lands here, in Python, at any time
     finally:
-        if status is None:  # timed out or interrupted: the child must not outlive the check
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        if child.exitcode is None:  # timed out or interrupted: it must not outlive the check
+            child.kill()
+            child.join()
+        status = child.exitcode
+        child.close()
+    if status == 0:
         _PROBED.add(key)
-    elif os.WIFSIGNALED(status):
+    elif status < 0:
         raise DataFileError(f"{path}: damaged HDF5 file (reading it crashes the HDF5 library, "
-                            f"signal {os.WTERMSIG(status)})")
+                            f"signal {-status})")
     # exit code 3: an ordinary error, which the reader meets again and names
+
+
+def _open_readonly(p: str, sb: Any, live: bool, truncated: bool) -> h5py.File:
+    """The file as a reader opens it: a dead writer's or a cut file through a view with the
+    superblock flags cleared, a live writer's as a SWMR reader, a closed one as it is."""
+    if (sb.open_for_write and not live) or truncated:
+        view = _ClearedView(p, sb)
+        try:
+            f = h5py.File(view, "r")
+        except BaseException:
+            view.close()
+            raise
+        _VIEWS.add(f)
+        return f
+    flags = h5f.ACC_RDONLY | (h5f.ACC_SWMR_READ if sb.open_for_write else 0)
+    return h5py.File(h5f.open(p.encode(), flags, fapl=_fapl(sb.open_for_write)))
 
 
 def open_hdf5(path: str | os.PathLike[str], *, allow_truncated: bool = False) -> h5py.File:
@@ -423,23 +495,10 @@ def open_hdf5(path: str | os.PathLike[str], *, allow_truncated: bool = False) ->
         # a dead SWMR writer's stored end of file lags behind its data, never ahead of it
         raise DataFileError(f"{p}: truncated HDF5 file (it holds {size} bytes, its superblock "
                             f"says {sb.base_address + sb.eof})")
-    def opener() -> h5py.File:
-        if (sb.open_for_write and not live) or truncated:
-            view = _ClearedView(p, sb)
-            try:
-                f = h5py.File(view, "r")
-            except BaseException:
-                view.close()
-                raise
-            _VIEWS.add(f)
-            return f
-        flags = h5f.ACC_RDONLY | (h5f.ACC_SWMR_READ if sb.open_for_write else 0)
-        return h5py.File(h5f.open(p.encode(), flags, fapl=_fapl(sb.open_for_write)))
-
     if not live:  # a live writer's file comes from a process on this machine
-        probe(p, opener)
+        probe(p, truncated)
     try:
-        return opener()
+        return _open_readonly(p, sb, live, truncated)
     except BROKEN_FILE_ERRORS as exc:
         raise DataFileError(f"{p}: not a readable HDF5 file ({_reason(exc)})") from None
 

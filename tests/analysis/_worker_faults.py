@@ -1,4 +1,5 @@
-"""A task argument that kills the worker process unpickling it, once (test_batch)."""
+"""Faults for code that runs in child processes: a task argument that kills the worker
+unpickling it, once (test_batch); a read that never ends (the file probe, test_safe_files)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,11 @@ class KillsItsFirstWorker:
 
     def __reduce__(self):
         return (_die_once, (self.marker, self.raw, self.client_pid))
+
+
+def read_forever(f) -> None:
+    """What a corrupt global heap does inside HDF5, for the file probe's child (h5safe)."""
+    import time
+
+    while True:
+        time.sleep(0.01)
