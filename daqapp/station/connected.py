@@ -18,6 +18,8 @@ from typing import Any
 
 from daqapp.errors import ConfigError, InstrumentError
 from daqapp.station.config import (
+    CURRENT_SOURCE_MODELS,
+    LOCKIN_MODELS,
     MAGNET_MODELS,
     TEMPERATURE_MODELS,
     RoleConfig,
@@ -173,6 +175,11 @@ class ConnectedStation:
             lab_kwargs["temperature_model"] = TEMPERATURE_MODELS.get(temperature.driver)
         if magnet is not None:
             lab_kwargs["magnet_model"] = MAGNET_MODELS.get(magnet.driver)
+        for role, key, models in (("lockin", "lockin_model", LOCKIN_MODELS),
+                                  ("current_source", "current_source_model",
+                                   CURRENT_SOURCE_MODELS)):
+            if role in roles:
+                lab_kwargs[key] = models.get(roles[role].driver)
         # The emulated bench is wired as the station says (resistor, divider, AUX channels).
         accepted = inspect.signature(VirtualLab).parameters
         w = station.wiring
