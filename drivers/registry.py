@@ -212,6 +212,9 @@ def spec_from_adapter(name: str, adapter: Any, origin: str) -> DriverSpec:
     declared = getattr(adapter, "ROLES", None)
     if declared is None:
         declared = tuple(r for r in ROLES if not adapter_problems(adapter, (r,)))
+        if not declared:
+            raise PluginError(f"{adapter.__qualname__} implements no role's protocol "
+                              "(drivers/roles.py) and declares no ROLES")
     doc = (inspect.getdoc(adapter) or adapter.__qualname__).strip().splitlines()[0]
     return DriverSpec(
         name=name, adapter=adapter, roles=tuple(declared),
@@ -299,6 +302,10 @@ class DriverTable(Mapping[str, DriverSpec]):
                                 f"{ep.name} = {ep.value})")
         self._resolved[name] = spec
         return spec
+
+    def refresh(self) -> None:
+        """Forget resolved plug-ins (after installing or removing a package in-process)."""
+        self._resolved.clear()
 
     def __getitem__(self, name: str) -> DriverSpec:
         return self.resolve(name)
