@@ -111,23 +111,26 @@ class SR860(SerializedInstrument, _PymeasureSR860):
     def stop_capture(self) -> None:
         self.write("CAPTURESTOP")
 
-    def capture_samples(self) -> int:
-        """Whole samples in the buffer (``CAPTUREBYTES?`` over the configured width)."""
+    def capture_width(self) -> int:
+        """Values per capture sample (1, 2 or 4, from ``CAPTURECFG?``)."""
+        return CAPTURE_WIDTH[CAPTURE_CONFIGS[self.capture_config]]
+
+    def capture_samples(self, width: int | None = None) -> int:
+        """Whole samples in the buffer (``CAPTUREBYTES?`` over the sample width)."""
         with self.lock:
-            width = CAPTURE_WIDTH[CAPTURE_CONFIGS[self.capture_config]]
-            return self.capture_bytes // (4 * width)
+            return self.capture_bytes // (4 * (width or self.capture_width()))
 
     def get_capture_ascii(self, count: int | None = None) -> np.ndarray:
         """``count`` samples (default: all stored) from the oldest, one ``CAPTUREVAL? n`` each,
         as an array of shape (count, width)."""
         with self.lock:
-            stored = self.capture_samples()
+            width = self.capture_width()
+            stored = self.capture_samples(width)
             count = stored if count is None else int(count)
             if not 0 <= count <= stored:
                 raise LimitError(f"capture read of {count} samples; {stored} are stored")
             rows = [[float(v) for v in self.ask(f"CAPTUREVAL? {n}").split(",")]
                     for n in range(count)]
-        width = CAPTURE_WIDTH[CAPTURE_CONFIGS[self.capture_config]]
         return np.array(rows, dtype=float).reshape(count, width)
 
 
