@@ -175,13 +175,14 @@ class ConnectedStation:
             lab_kwargs["temperature_model"] = TEMPERATURE_MODELS.get(temperature.driver)
         if magnet is not None:
             lab_kwargs["magnet_model"] = MAGNET_MODELS.get(magnet.driver)
+        # The emulated bench is wired as the station says (resistor, divider, AUX channels),
+        # with the lock-in and current source models the station names.
+        accepted = inspect.signature(VirtualLab).parameters
         for role, key, models in (("lockin", "lockin_model", LOCKIN_MODELS),
                                   ("current_source", "current_source_model",
                                    CURRENT_SOURCE_MODELS)):
-            if role in roles:
+            if role in roles and key in accepted:
                 lab_kwargs[key] = models.get(roles[role].driver)
-        # The emulated bench is wired as the station says (resistor, divider, AUX channels).
-        accepted = inspect.signature(VirtualLab).parameters
         w = station.wiring
         wiring = {"bias_resistor_ohm": w.bias_resistor_ohm, "aux_bias_channel": w.bias_aux_channel,
                   "bias_divider": w.bias_divider, "dc_bias_source": w.dc_bias_source,
