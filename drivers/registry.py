@@ -374,17 +374,18 @@ def station_driver(station: Any, role: str) -> DriverSpec | None:
         return None
 
 
-def require_capability(station: Any, role: str, capability: str, what: str,
-                       instead: str = "") -> None:
+def require_capability(station: Any, role: str, capability: str, instead: str = "",
+                       what: str = "") -> None:
     """Refuse, before anything moves, a measurement the station's ``role`` driver cannot do
-    (e.g. DCON on a Keithley 6220). A station whose driver is unknown here passes."""
+    (e.g. DCON on a Keithley 6220); ``what`` names it when the caller's message does not.
+    A station whose driver is unknown here passes."""
     spec = station_driver(station, role)
     if spec is None or capability in spec.capabilities:
         return
     able = sorted(n for n, s in DRIVERS.items() if role in s.roles and capability in s.capabilities)
-    raise ConfigError(f"{what} needs {capability.upper()}, which the {spec.name} in [{role}] "
-                      f"does not have (drivers with it: {', '.join(able) or 'none'})"
-                      + (f"; {instead}" if instead else ""))
+    raise ConfigError(f"{what + ' ' if what else ''}needs {capability.upper()}, which the "
+                      f"{spec.name} in [{role}] does not have (drivers with it: "
+                      f"{', '.join(able) or 'none'})" + (f"; {instead}" if instead else ""))
 
 
 def plugin_procedures() -> dict[str, str]:

@@ -72,7 +72,7 @@ class DifferentialConductanceDcon(ControlledProcedure):
 
     def check_limits(self, limits: Any) -> None:
         # before anything moves: a current source without DCON (a 6220) cannot run this
-        require_capability(self.station, "current_source", "dcon", "didv-dcon",
+        require_capability(self.station, "current_source", "dcon",
                            "measure dI/dV with didv-lockin on this station")
         if self.bias_start == self.bias_stop:
             raise ConfigError("bias_start and bias_stop must differ")

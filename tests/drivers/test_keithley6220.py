@@ -43,7 +43,7 @@ def test_a_dcon_procedure_is_refused_on_a_6220_station_before_anything_moves(tmp
     from daqapp.station import load_station
 
     station = load_station(_station_6220(tmp_path))
-    with pytest.raises(ConfigError, match="didv-dcon needs DCON, which the Keithley6220 in "
+    with pytest.raises(ConfigError, match="didv-dcon: needs DCON, which the Keithley6220 in "
                                           r"\[current_source\] does not have"):
         validate_parameters(procedures.load("didv-dcon")(), station, name="didv-dcon")
     # the lock-in spectrum still runs there, and DCON still on a 6221

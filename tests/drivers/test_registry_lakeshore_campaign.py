@@ -54,3 +54,26 @@ def test_campaign_on_ls350_ls625_sr860_recovers_the_preset(tmp_path):
     assert summary["delta2_0_meV"]["value"] == pytest.approx(delta2, rel=0.25)
     assert summary["tc_gap_K"]["value"] == pytest.approx(truth.tc_K, rel=0.05)
     assert summary["jc0_mA"]["value"] == pytest.approx(truth.ic0_A * 1e3, rel=0.1)
+
+
+def test_simulate_serves_the_models_it_is_asked_for():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "daqapp.cli", "simulate", "--lockin", "sr860",
+               "--current-source", "6220", "--temperature-controller", "ls350",
+               "--magnet-supply", "ls625"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ})
+    try:
+        lines = [process.stdout.readline().split() for _ in range(5)]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    models = {line[0]: line[1] for line in lines}
+    assert models == {"lockin": "SR860", "current_source": "6220", "nanovoltmeter": "2182A",
+                      "temperature": "LS350", "magnet": "LS625"}
+    assert all(line[2].startswith("TCPIP::127.0.0.1::") for line in lines)
+    assert process.returncode == 0
