@@ -159,7 +159,16 @@ class LakeShore625Magnet(MagnetAdapter):
             self.current_limit_a, _, self.rate_limit_a_per_s = instrument.limits
 
     def field(self) -> float:
-        return float(self.instrument.field)
+        """Field at the sample. The 625 computes ``RDGF?`` from its output current, which a
+        persistent magnet no longer carries: with the switch heater not on, the field is
+        the current it was switched off at (``PSHIS?``) times the coil constant."""
+        inst = self.instrument
+        with self.lock:
+            if self.switch_installed() and inst.switch_heater is not SwitchHeater.ON:
+                off_at = float(inst.switch_off_current)
+                if abs(off_at - PSHIS_UNKNOWN) > 1e-3:
+                    return off_at * self.coil_constant
+            return float(inst.field)
 
     def target_field(self) -> float:
         return float(self.instrument.field_setpoint)

@@ -128,7 +128,11 @@ class LakeShore625Emulator(LakeShoreProtocol):
         self._go(self._amps(str(float(a[0]) / self._coil())))
 
     def _c_rdgf(self, q, a):
-        return _n(self.magnet.field * (10.0 if self.field_units == 1 else 1.0))
+        """The computed field: output current × coil constant (not the coil's own current,
+        which differs once the magnet is persistent)."""
+        m = self.magnet
+        m.advance()
+        return _n(m.supply_current * self._coil())
 
     def _c_stop(self, q, a):
         m = self.magnet

@@ -113,6 +113,9 @@ def test_emulated_625_ramps_the_lab_magnet_holds_and_goes_persistent(ls625_stati
     assert magnet.state() is MagnetState.ZEROING
     assert _wait(lambda: magnet.state() is MagnetState.AT_ZERO)
     assert ls625_station.lab.magnet.field == pytest.approx(0.6, abs=1e-3)
+    # RDGF? follows the (now zero) output; the role reports the persistent field
+    assert float(magnet.instrument.field) == pytest.approx(0.0, abs=1e-3)
+    assert magnet.field() == pytest.approx(0.6, abs=1e-3)
     with pytest.raises(InstrumentError, match="switch heater is off"):
         magnet.ramp_to(1.0, 0.5)
     with pytest.raises(LimitError, match="ramp the supply to 4 A first"):
