@@ -99,3 +99,40 @@ def test_emulated_sr860_follows_the_bench_and_captures(sr860_station):
     assert data[:, 0] == pytest.approx(x, rel=0.05)
     report = sr860_station.to_safe_state()
     assert report.verdict("lockin").confirmed, report.summary()
+
+
+def test_third_party_drivers_run_unchanged_against_the_emulators():
+    """pymeasure's own SR860 and QCoDeS's SR860 and Lake Shore 335 talk to the lab as to the
+    instruments (QCoDeS: a test-only validator)."""
+    qcodes = pytest.importorskip("qcodes")
+    from pymeasure.instruments.srs.sr860 import SR860 as PymeasureSR860
+    from qcodes.instrument_drivers.Lakeshore import LakeshoreModel335
+    from qcodes.instrument_drivers.stanford_research import SR860 as QcodesSR860
+
+    from simulators.lab import VirtualLab
+
+    with VirtualLab(lockin_model="sr860", temperature_model="ls335", speed=100.0) as lab:
+        endpoints = lab.endpoints
+        plain = PymeasureSR860(endpoints["lockin"].resource, read_termination="\n")
+        plain.sine_voltage = 0.1
+        plain.aux_out_1 = 0.5
+        assert (plain.sine_voltage, plain.aux_out_1) == (0.1, 0.5)
+        assert plain.sensitivity == 1.0 and plain.time_constant == 0.1
+        assert len(plain.snap()) == 2
+        plain.adapter.close()
+        lockin = QcodesSR860("sr860_lab", endpoints["lockin"].resource, visalib="@py")
+        controller = LakeshoreModel335("ls335_lab", endpoints["temperature"].resource,
+                                       visalib="@py")
+        try:
+            assert lockin.IDN()["model"] == "SR860"
+            assert lockin.X() == pytest.approx(0.1 * 0.00772, rel=0.2)  # 0.1 V through 48 kΩ
+            lockin.buffer.capture_config("X,Y")
+            assert lockin.buffer.capture_config() == "X,Y"
+            assert controller.IDN()["model"] == "335"
+            assert controller.A.temperature() == pytest.approx(1.5, abs=0.05)
+            controller.output_1.output_range("low")
+            assert controller.output_1.output_range() == "low"
+        finally:
+            lockin.close()
+            controller.close()
+            qcodes.instrument.Instrument.close_all()
