@@ -123,11 +123,10 @@ class LakeShoreInput(SerializedChannel, LakeShoreTemperatureChannel):
     )
 
 
-class LakeShoreOutput(SerializedChannel, LakeShoreHeaterChannel):
-    """A 336 heater output: ramp, PID, output mode, heater set-up, status, range, zones."""
+class LakeShoreLoop(SerializedChannel, LakeShoreHeaterChannel):
+    """What every model's control output has: ramp, PID, heater status, range, zones."""
 
     TOP_RANGE: ClassVar[int] = 3
-    INPUT_COUNT: ClassVar[int] = 8   # OUTMODE input: 0 none, 1-4 = A-D, 5-8 = D2-D5
 
     ramp = Instrument.control(
         "RAMP? {ch}", "RAMP {ch},%d,%g",
@@ -143,20 +142,6 @@ class LakeShoreOutput(SerializedChannel, LakeShoreHeaterChannel):
         "PID? {ch}", "PID {ch},%g,%g,%g",
         """Control (P, I, D): P 0.1-1000, I 0.1-1000, D 0-200 %.""",
         validator=_pid_validator, values=None, get_process_list=_floats,
-    )
-    output_mode = Instrument.control(
-        "OUTMODE? {ch}", "OUTMODE {ch},%d,%d,%d",
-        """Control (mode, input, power-up enable): mode 0 off, 1 closed-loop PID, 2 zone,
-        3 open loop, 4 monitor out, 5 warm-up; input 0 none, 1-4 = A-D, 5-8 = D2-D5.""",
-        validator=_outmode_validator, values=INPUT_COUNT, get_process_list=_ints,
-    )
-    heater_setup = Instrument.control(
-        "HTRSET? {ch}", "HTRSET {ch},%d,%d,%g,%d",
-        """Control (resistance 1=25/2=50 ohm, max current 0 user/1 0.707/2 1/3 1.141/4 2 A,
-        user max current in A, display 1 current/2 power).""",
-        validator=_htrset_validator, values=None,
-        get_process_list=lambda v: (int(float(v[0])), int(float(v[1])), float(v[2]),
-                                    int(float(v[3]))),
     )
     heater_status = Instrument.measurement(
         "HTRST? {ch}", """Get the heater status: 0 OK, 1 open load, 2 short.""", cast=int,
@@ -184,6 +169,27 @@ class LakeShoreOutput(SerializedChannel, LakeShoreHeaterChannel):
         """``ZONE? out,zone`` as (upper K, P, I, D, manual %, range, input, rate)."""
         strict_range(int(zone), (1, 10))
         return _floats(self.values(f"ZONE? {{ch}},{int(zone)}"))
+
+
+class LakeShoreOutput(LakeShoreLoop):
+    """A 336/350 output: the loop, plus ``OUTMODE`` (mode and input) and ``HTRSET``."""
+
+    INPUT_COUNT: ClassVar[int] = 8   # OUTMODE input: 0 none, 1-4 = A-D, 5-8 = D2-D5
+
+    output_mode = Instrument.control(
+        "OUTMODE? {ch}", "OUTMODE {ch},%d,%d,%d",
+        """Control (mode, input, power-up enable): mode 0 off, 1 closed-loop PID, 2 zone,
+        3 open loop, 4 monitor out, 5 warm-up; input 0 none, 1-4 = A-D, 5-8 = D2-D5.""",
+        validator=_outmode_validator, values=INPUT_COUNT, get_process_list=_ints,
+    )
+    heater_setup = Instrument.control(
+        "HTRSET? {ch}", "HTRSET {ch},%d,%d,%g,%d",
+        """Control (resistance 1=25/2=50 ohm, max current 0 user/1 0.707/2 1/3 1.141/4 2 A,
+        user max current in A, display 1 current/2 power).""",
+        validator=_htrset_validator, values=None,
+        get_process_list=lambda v: (int(float(v[0])), int(float(v[1])), float(v[2]),
+                                    int(float(v[3]))),
+    )
 
 
 class LakeShore335Output(LakeShoreOutput):
@@ -218,7 +224,7 @@ class LakeShore350Output(LakeShoreOutput):
     )
 
 
-class LakeShore340Loop(LakeShoreOutput):
+class LakeShore340Loop(LakeShoreLoop):
     """340 control loop: ``CSET``/``CMODE`` instead of ``OUTMODE``; the one heater (loop 1)
     takes ``RANGE n`` / ``HTR?`` / ``HTRST?`` without an output number; ZONE has no input and
     no ramp rate."""
@@ -367,7 +373,7 @@ class LakeShoreTemperature(RoleAdapter):
         return getattr(self.instrument, f"input_{self.control_input}")
 
     @property
-    def output(self) -> LakeShoreOutput:
+    def output(self) -> LakeShoreLoop:
         return getattr(self.instrument, f"output_{self.output_number}")
 
     def temperature(self) -> float:

@@ -189,6 +189,11 @@ def adapter_problems(adapter: Any, role_names: tuple[str, ...],
         if missing:
             problems.append(f"{adapter.__qualname__} lacks {', '.join(missing)} of the "
                             f"{role} role (drivers/roles.py)")
+    if (getattr(adapter, "open", None) is not None
+            and getattr(adapter.open, "__func__", None) is RoleAdapter.open.__func__
+            and not inspect.isclass(getattr(adapter, "driver_class", None))):
+        problems.append(f"{adapter.__qualname__} has no driver_class (the pymeasure "
+                        "Instrument that RoleAdapter.open connects)")
     try:
         params = inspect.signature(adapter.__init__).parameters
     except (TypeError, ValueError):

@@ -69,6 +69,7 @@ def test_a_class_missing_role_methods_is_named_with_what_it_lacks():
     problems = adapter_problems(HalfAMagnet, ("magnet",))
     assert any("lacks" in p and "field" in p and "is_quenched" in p for p in problems)
     assert any("does not accept" in p and "max_field_t" in p for p in problems)
+    assert any("has no driver_class" in p for p in problems)
     assert adapter_problems(HalfAMagnet, ("cryostat",))[0].startswith("roles ['cryostat']")
     assert adapter_problems(42, ("magnet",)) == ["42 is not a class"]
 
