@@ -346,6 +346,9 @@ def heater_range_for(kelvin: float, allowed: Any = (0, 1, 2, 3)) -> int:
     """The heater range for ``kelvin``, limited to the station's allowed ranges."""
     wanted = next(r for top, r in HEATER_RANGE_BY_TEMPERATURE if kelvin <= top)
     usable = sorted(int(r) for r in allowed if int(r) > 0)
+    # A station allowing ranges above 3 has a five-range controller (Lake Shore 340/350, ×10
+    # per range): the table's low/medium/high are its top three ranges.
+    wanted += max(0, max(usable, default=0) - 3)
     if not usable:
         raise LimitError("heater_ranges_allowed: the station allows no heater range above 0, "
                          "so no temperature can be controlled")

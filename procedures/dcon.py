@@ -19,6 +19,7 @@ from daqapp.errors import ConfigError, InstrumentError, check_range
 from daqapp.runner import ControlledProcedure
 from daqapp.runner.procedure import FloatParameter
 from drivers.keithley6221 import MAX_BUFFER_POINTS, DconSweep
+from drivers.registry import require_capability
 from procedures.common import (
     check_bias,
     check_compliance,
@@ -73,6 +74,9 @@ class DifferentialConductanceDcon(ControlledProcedure):
         return plan[self.directions]
 
     def check_limits(self, limits: Any) -> None:
+        # before anything moves: a current source without DCON (a 6220) cannot run this
+        require_capability(self.station, "current_source", "dcon",
+                           "measure dI/dV with didv-lockin on this station")
         if self.bias_start == self.bias_stop:
             raise ConfigError("bias_start and bias_stop must differ")
         for _, sweep in self.sweeps():

@@ -49,12 +49,27 @@ STANDARD_PORTS = {
     # MultiPyVu's default port; the PPMS serves both roles from one server.
     ("temperature", "PPMS"): 27183,
     ("magnet", "PPMS"): 27183,
+    ("lockin", "SR860"): 18860,
+    ("lockin", "SR865"): 18865,
+    ("current_source", "6220"): 16220,
+    ("temperature", "LS335"): 7335,
+    ("temperature", "LS340"): 7340,
+    ("temperature", "LS350"): 7350,
+    ("magnet", "LS625"): 7625,
 }
 SERVED_ROLES = ("lockin", "current_source", "nanovoltmeter", "temperature", "magnet")
-TEMPERATURE_MODELS = ("ls336", "itc503", "mercury_itc", "ppms")
-MAGNET_MODELS = ("ami430", "ips120", "mercury_ips", "ppms")
+TEMPERATURE_MODELS = ("ls336", "itc503", "ls335", "ls340", "ls350", "mercury_itc", "ppms")
+MAGNET_MODELS = ("ami430", "ips120", "ls625", "mercury_ips", "ppms")
+LOCKIN_MODELS = ("sr830", "sr860", "sr865")
+CURRENT_SOURCE_MODELS = ("6221", "6220")
 #: The models that are one instrument for both the temperature and the magnet role.
 BOTH_ROLES_MODELS = ("ppms",)
+#: Lake Shore temperature models served on the 336's framing: model -> (emulator, name).
+_LAKESHORE_TEMPERATURE = {"ls335": ("LakeShore335Emulator", "LS335"),
+                          "ls340": ("LakeShore340Emulator", "LS340"),
+                          "ls350": ("LakeShore350Emulator", "LS350")}
+#: The magnet on a Lake Shore 625 (60.1 A at most): 0.15 T/A reaches the cryostat's 9 T.
+LS625_COIL_T_PER_A = 0.15
 
 
 @dataclass(frozen=True)
@@ -80,7 +95,8 @@ class VirtualLab:
     def __init__(self, preset: str | Path | SamplePreset = "la3ni2o7-cell2",
                  speed: float = 1.0, seed: int | None = 0,
                  temperature_model: str = "ls336", magnet_model: str = "ami430",
-                 ports: str | dict | None = None, *, bias_resistor_ohm: float = 48e3,
+                 ports: str | dict | None = None, *, lockin_model: str = "sr830",
+                 current_source_model: str = "6221", bias_resistor_ohm: float = 48e3,
                  current_source_circuit: str | None = None, aux_bias_channel: int = 1,
                  bias_divider: float = 1.0, dc_bias_source: str = "lockin_aux",
                  dc_voltage_aux_channel: int = 1, dc_voltage_gain: float = 1.0,
@@ -100,6 +116,12 @@ class VirtualLab:
                 raise ConfigError(f"{both} serves the temperature and the magnet role itself; "
                                   f"it cannot be combined with {sorted(others)[0]}")
             temperature_model = magnet_model = both
+        if lockin_model not in LOCKIN_MODELS:
+            raise ConfigError(f"lockin_model = {lockin_model!r} "
+                              f"(allowed: {', '.join(LOCKIN_MODELS)})")
+        if current_source_model not in CURRENT_SOURCE_MODELS:
+            raise ConfigError(f"current_source_model = {current_source_model!r} "
+                              f"(allowed: {', '.join(CURRENT_SOURCE_MODELS)})")
         if ports not in (None, "standard", "ephemeral") and not isinstance(ports, dict):
             raise ConfigError(f"ports = {ports!r} (allowed: None/'ephemeral', 'standard', "
                               "or a dict role -> port)")
@@ -145,7 +167,9 @@ class VirtualLab:
         self.faults = FaultBoard()
         self.sample = SampleModel(self.preset, conductance_model=conductance_model)
         self.cryostat = Cryostat(self.clock, initial_K=initial_temperature_K or BATH_K)
-        self.magnet = MagnetModel(self.clock, switch_installed=magnet_switch_installed)
+        coil = {"coil_constant_T_per_A": LS625_COIL_T_PER_A,
+                "max_current_A": 60.0} if magnet_model == "ls625" else {}
+        self.magnet = MagnetModel(self.clock, switch_installed=magnet_switch_installed, **coil)
         if magnet_switch_installed:
             # driven mode at power-up: switch heater on, so a plain RAMP moves the field
             self.magnet.switch = "on"
@@ -158,6 +182,8 @@ class VirtualLab:
                            dc_voltage_gain=dc_voltage_gain)
         self.temperature_model = temperature_model
         self.magnet_model = magnet_model
+        self.lockin_model = lockin_model
+        self.current_source_model = current_source_model
         self._ports_spec = ports
         self._servers: dict[str, Any] = {}
         self._models: dict[str, tuple[str, str, str]] = {}
@@ -172,8 +198,14 @@ class VirtualLab:
 
     def _build_emulators(self) -> None:
         bench = self.bench
-        self.emulators["lockin"] = SR830Emulator(bench, self.clock, self.faults)
-        self._models["lockin"] = ("SR830", "\n", "\n")
+        if self.lockin_model == "sr830":
+            self.emulators["lockin"] = SR830Emulator(bench, self.clock, self.faults)
+        else:
+            from simulators.instruments.sr860 import SR860Emulator
+
+            self.emulators["lockin"] = SR860Emulator(bench, self.clock, self.faults,
+                                                     model=self.lockin_model.upper())
+        self._models["lockin"] = (self.lockin_model.upper(), "\n", "\n")
 
         def junction_source(ch: int) -> float:
             if ch != 1:
@@ -187,10 +219,14 @@ class VirtualLab:
             return bench.sample_voltage(bench.source_current_A) + bench.thermal_emf()
 
         linked = Keithley2182Emulator(self.clock, linked_source, self._noise)
-        self.emulators["current_source"] = Keithley6221Emulator(bench, self.clock, self.faults,
-                                                                linked)
+        source_class = Keithley6221Emulator
+        if self.current_source_model == "6220":
+            from simulators.instruments.keithley6220 import Keithley6220Emulator
+
+            source_class = Keithley6220Emulator
+        self.emulators["current_source"] = source_class(bench, self.clock, self.faults, linked)
         self.linked_nanovoltmeter = linked
-        self._models["current_source"] = ("6221", "\n", "\n")
+        self._models["current_source"] = (self.current_source_model, "\n", "\n")
         self.emulators["nanovoltmeter"] = Keithley2182Emulator(self.clock, junction_source,
                                                                self._noise)
         self._models["nanovoltmeter"] = ("2182A", "\n", "\n")
@@ -212,6 +248,13 @@ class VirtualLab:
             self.emulators["temperature"] = MercuryITCEmulator(self.cryostat, self.clock,
                                                                self.faults, self._noise)
             self._models["temperature"] = ("MercuryiTC", "\n", "\n")
+        elif self.temperature_model in _LAKESHORE_TEMPERATURE:
+            from simulators.instruments import lakeshore
+
+            class_name, name = _LAKESHORE_TEMPERATURE[self.temperature_model]
+            self.emulators["temperature"] = getattr(lakeshore, class_name)(
+                self.cryostat, self.clock, self.faults, self._noise)
+            self._models["temperature"] = (name, "\r\n", "\n")
         else:
             from simulators.instruments.oxford import ITC503Emulator
 
@@ -226,6 +269,11 @@ class VirtualLab:
 
             self.emulators["magnet"] = MercuryIPSEmulator(self.magnet, self.faults)
             self._models["magnet"] = ("MercuryiPS", "\n", "\n")
+        elif self.magnet_model == "ls625":
+            from simulators.instruments.lakeshore625 import LakeShore625Emulator
+
+            self.emulators["magnet"] = LakeShore625Emulator(self.magnet, self.faults)
+            self._models["magnet"] = ("LS625", "\r\n", "\n")
         else:
             from simulators.instruments.oxford import IPS120Emulator
 

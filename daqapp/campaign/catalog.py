@@ -36,7 +36,9 @@ def discover_procedures() -> dict[str, type]:
     from daqapp.runner.procedure import ControlledProcedure
 
     found: dict[str, type] = {}
-    registry = getattr(package, "PROCEDURES", None) or getattr(package, "REGISTRY", None)
+    available = getattr(package, "available", None)
+    registry = (available() if callable(available) else None) or getattr(
+        package, "PROCEDURES", None) or getattr(package, "REGISTRY", None)
     if isinstance(registry, Mapping):
         for key, target in registry.items():
             if isinstance(target, type):

@@ -6,6 +6,12 @@ import argparse
 
 from daqapp.commands._options import add_renamed_option
 from daqapp.commands._types import finite_float, whole_number
+from simulators.lab import (
+    CURRENT_SOURCE_MODELS,
+    LOCKIN_MODELS,
+    MAGNET_MODELS,
+    TEMPERATURE_MODELS,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  daqapp simulate --ports standard --fault lockin=no_reply\n"
         "  daqapp simulate --preset my_sample.toml --temperature-controller itc503 \\\n"
         "      --magnet-supply ips120\n"
+        "  daqapp simulate --temperature-controller ls350 --magnet-supply ls625 --lockin sr860\n"
         "  daqapp simulate --temperature-controller mercury_itc --magnet-supply mercury_ips "
         "--serial\n"
         "  daqapp simulate --temperature-controller ppms    # temperature and field, MultiPyVu",
@@ -37,16 +44,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ports", choices=("ephemeral", "standard"), default="ephemeral",
                         help="ephemeral (default): free ports; standard: 6221 1394, LS336 7777, "
                         "AMI430 7180, SR830 18830, 2182A 12182, ITC503 15003, IPS120 15120, "
-                        "Mercury iTC 7020, Mercury iPS 7021, PPMS (MultiPyVu) 27183")
+                        "SR860 18860, SR865 18865, 6220 16220, LS335 7335, LS340 7340, "
+                        "LS350 7350, LS625 7625, Mercury iTC 7020, Mercury iPS 7021, "
+                        "PPMS (MultiPyVu) 27183")
     # Instrument models, not physical values: ``fit --temperature`` is kelvin.
     add_renamed_option(parser, "--temperature-controller", "--temperature",
-                       choices=("ls336", "itc503", "mercury_itc", "ppms"), default="ls336",
+                       choices=TEMPERATURE_MODELS, default="ls336",
                        help="temperature controller to emulate (default ls336; ppms also "
                        "serves the field)")
     add_renamed_option(parser, "--magnet-supply", "--magnet",
-                       choices=("ami430", "ips120", "mercury_ips", "ppms"), default="ami430",
+                       choices=MAGNET_MODELS, default="ami430",
                        help="magnet supply to emulate (default ami430; ppms also serves the "
                        "temperature)")
+    parser.add_argument("--lockin", choices=LOCKIN_MODELS, default="sr830",
+                        help="lock-in to emulate (default sr830)")
+    parser.add_argument("--current-source", choices=CURRENT_SOURCE_MODELS, default="6221",
+                        help="current source to emulate (default 6221; the 6220 has no DCON)")
     parser.add_argument("--serial", nargs="*", default=None, metavar="ROLE",
                         choices=("lockin", "current_source", "nanovoltmeter", "temperature",
                                  "magnet"),
@@ -87,7 +100,8 @@ def _simulate(args: argparse.Namespace) -> int:
     serial = () if args.serial is None else tuple(args.serial or ("temperature", "magnet"))
     lab = VirtualLab(preset=args.preset, speed=args.speed, seed=args.seed,
                      temperature_model=args.temperature_controller,
-                     magnet_model=args.magnet_supply,
+                     magnet_model=args.magnet_supply, lockin_model=args.lockin,
+                     current_source_model=args.current_source,
                      ports=args.ports, initial_temperature_K=args.initial_temperature,
                      serial_roles=serial)
     stop = threading.Event()

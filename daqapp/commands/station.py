@@ -29,8 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.set_defaults(func=_show)
 
     drivers = sub.add_parser("drivers", help="list the driver names a station file may use",
-                             description="List driver names, the roles they fill, default "
-                                         "terminators and their extra option keys.")
+                             description="List the built-in drivers and those installed "
+                                         "packages add (entry points daqapp.drivers): the "
+                                         "roles they fill, default terminators, extra option "
+                                         "keys, and where each comes from; a plug-in that "
+                                         "cannot be used is listed with the reason.")
     drivers.set_defaults(func=_drivers)
 
     status = sub.add_parser(
@@ -118,14 +121,38 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _drivers(args: argparse.Namespace) -> int:
-    from drivers.registry import DRIVERS
+    """Built-in drivers, then every ``daqapp.drivers`` entry point: usable ones with their
+    roles and the distribution they come from, unusable ones with the reason."""
+    from drivers.registry import BUILTIN_DRIVERS, DRIVERS, PROCEDURE_GROUP, entry_points
 
-    for name, spec in sorted(DRIVERS.items()):
+    def show(name: str, spec) -> None:
         print(f"{name:<22} roles: {', '.join(spec.roles):<15} "
               f"read {spec.read_termination!r} write {spec.write_termination!r}  "
               f"{spec.description}")
         if spec.options:
             print(f"{'':<22} options: {', '.join(sorted(spec.options))}")
+        if spec.capabilities:
+            print(f"{'':<22} modes: {', '.join(sorted(spec.capabilities))}")
+        print(f"{'':<22} from: {spec.origin}")
+
+    for name, spec in sorted(BUILTIN_DRIVERS.items()):
+        show(name, spec)
+    plugins = DRIVERS.plugin_status()
+    print(f"plug-in drivers (entry points daqapp.drivers): {len(plugins) or 'none installed'}")
+    for name, spec, where in plugins:
+        if spec is None:
+            print(f"{name:<22} UNUSABLE: {where}")
+        else:
+            show(name, spec)
+    procedures = entry_points(PROCEDURE_GROUP)
+    if procedures:
+        print("plug-in procedures (entry points daqapp.procedures):")
+        for name, ep in sorted(procedures.items()):
+            dist = getattr(ep, "dist", None)
+            origin = f"{dist.metadata['Name']} {dist.version}" if dist is not None else "?"
+            print(f"{name:<22} {ep.value}  from: {origin}")
+    print("a station file may also name an adapter class directly: "
+          "driver = \"package.module:Class\"")
     return 0
 
 

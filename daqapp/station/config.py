@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daqapp.errors import ConfigError
-from drivers.registry import DRIVERS, ROLES, drivers_for_role
+from drivers.registry import DRIVERS, ROLES, PluginError, drivers_for_role
 
 if TYPE_CHECKING:
     from daqapp.station.connected import ConnectedStation
@@ -30,11 +30,14 @@ MAGNET_SAFE_ACTIONS = ("hold", "zero")
 SIMULATED_DRIVERS = {"lockin": "SR830", "current_source": "Keithley6221",
                      "nanovoltmeter": "Keithley2182", "temperature": "LakeShore336",
                      "magnet": "AMI430"}
-# The VirtualLab model names that go with each temperature/magnet driver.
-TEMPERATURE_MODELS = {"LakeShore336": "ls336", "ITC503": "itc503", "MercuryiTC": "mercury_itc",
-                      "PPMS": "ppms"}
-MAGNET_MODELS = {"AMI430": "ami430", "IPS120_10": "ips120", "MercuryiPS": "mercury_ips",
-                 "PPMS": "ppms"}
+# The VirtualLab model names that go with each driver of a role the lab can swap.
+TEMPERATURE_MODELS = {"LakeShore336": "ls336", "ITC503": "itc503", "LakeShore335": "ls335",
+                      "LakeShore340": "ls340", "LakeShore350": "ls350",
+                      "MercuryiTC": "mercury_itc", "PPMS": "ppms"}
+MAGNET_MODELS = {"AMI430": "ami430", "IPS120_10": "ips120", "LakeShore625": "ls625",
+                 "MercuryiPS": "mercury_ips", "PPMS": "ppms"}
+LOCKIN_MODELS = {"SR830": "sr830", "SR860": "sr860", "SR865": "sr865"}
+CURRENT_SOURCE_MODELS = {"Keithley6221": "6221", "Keithley6220": "6220"}
 
 
 @dataclass(frozen=True)
@@ -258,9 +261,11 @@ OPTION_RANGES: dict[str, tuple[float, float]] = {"nplc": (0.01, 60.0), "query_de
                                                  "step_rate_k_per_min": (0.01, 20.0)}
 
 
-def _check_option(r: _Reader, key: str, value: Any) -> None:
-    if key in OPTION_RULES and value not in OPTION_RULES[key]:
-        r.fail(key, f"{value!r} not allowed; allowed {', '.join(map(repr, OPTION_RULES[key]))}")
+def _check_option(r: _Reader, key: str, value: Any,
+                  driver_rules: Mapping[str, tuple] | None = None) -> None:
+    rules = {**OPTION_RULES, **(driver_rules or {})}
+    if key in rules and value not in rules[key]:
+        r.fail(key, f"{value!r} not allowed; allowed {', '.join(map(repr, rules[key]))}")
     if key in OPTION_RANGES:
         low, high = OPTION_RANGES[key]
         r.number(key, low, low, high)
@@ -273,10 +278,17 @@ def _parse_role(path: str, role: str, data: Any, simulated: bool) -> RoleConfig:
     driver = data.get("driver")
     if driver is None:
         raise ConfigError(f"{path}: [{role}] driver: missing; allowed {', '.join(allowed_drivers)}")
-    if driver not in DRIVERS:
+    if not isinstance(driver, str):
+        raise ConfigError(f"{path}: [{role}] driver: {driver!r} must be a string")
+    try:
+        spec = DRIVERS.resolve(driver)
+    except KeyError:
         raise ConfigError(f"{path}: [{role}] driver: unknown driver {driver!r}; allowed for "
-                          f"{role}: {', '.join(allowed_drivers)}")
-    spec = DRIVERS[driver]
+                          f"{role}: {', '.join(allowed_drivers)} (or a plug-in: an entry "
+                          "point of daqapp.drivers, or 'package.module:Class')") from None
+    except PluginError as exc:
+        raise ConfigError(f"{path}: [{role}] driver: plug-in {driver!r} cannot be used: "
+                          f"{exc}") from None
     if role not in spec.roles:
         raise ConfigError(f"{path}: [{role}] driver: {driver} cannot fill the {role} role; "
                           f"allowed for {role}: {', '.join(allowed_drivers)}")
@@ -293,7 +305,7 @@ def _parse_role(path: str, role: str, data: Any, simulated: bool) -> RoleConfig:
                   "baud_rate"}
     options = {k: v for k, v in data.items() if k not in connection}
     for key, value in options.items():
-        _check_option(r, key, value)
+        _check_option(r, key, value, spec.option_values)
     return RoleConfig(
         role=role, driver=driver, resource=resource,
         read_termination=_decode_terminator(r.string("read_termination")),

@@ -19,6 +19,8 @@ from typing import Any
 
 from daqapp.errors import ConfigError, InstrumentError
 from daqapp.station.config import (
+    CURRENT_SOURCE_MODELS,
+    LOCKIN_MODELS,
     MAGNET_MODELS,
     TEMPERATURE_MODELS,
     RoleConfig,
@@ -217,8 +219,14 @@ class ConnectedStation:
             lab_kwargs["temperature_model"] = TEMPERATURE_MODELS.get(temperature.driver)
         if magnet is not None:
             lab_kwargs["magnet_model"] = MAGNET_MODELS.get(magnet.driver)
-        # The emulated bench is wired as the station says (resistor, divider, AUX channels).
+        # The emulated bench is wired as the station says (resistor, divider, AUX channels),
+        # with the lock-in and current source models the station names.
         accepted = inspect.signature(VirtualLab).parameters
+        for role, key, models in (("lockin", "lockin_model", LOCKIN_MODELS),
+                                  ("current_source", "current_source_model",
+                                   CURRENT_SOURCE_MODELS)):
+            if role in roles and key in accepted:
+                lab_kwargs[key] = models.get(roles[role].driver)
         w = station.wiring
         wiring = {"bias_resistor_ohm": w.bias_resistor_ohm, "aux_bias_channel": w.bias_aux_channel,
                   "bias_divider": w.bias_divider, "dc_bias_source": w.dc_bias_source,

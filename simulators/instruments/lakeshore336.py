@@ -8,35 +8,18 @@ and stabilisation are properties of the PID values an operator sets, not scripte
 from __future__ import annotations
 
 import math
-import re
-import threading
 
 from simulators.clock import SimClock
 from simulators.cryostat import Cryostat
 from simulators.faults import FaultBoard
-from simulators.instruments.numbers import MALFORMED, any_nonfinite
+from simulators.instruments.lakeshore_protocol import Bad as _Bad
+from simulators.instruments.lakeshore_protocol import LakeShoreProtocol, lsnum
 
 IDN = "LSCI,MODEL336,LSA2CMQ/LSA2C8R,2.9"
 INPUTS = "ABCD"
 RANGE_FACTOR = {0: 0.0, 1: 0.01, 2: 0.1, 3: 1.0}    # power fraction of Low/Med/High
 MAX_CURRENT = {1: 0.707, 2: 1.0, 3: 1.141, 4: 2.0}
 HEATER_OHM = {1: 25.0, 2: 50.0}
-
-
-class _Unknown(Exception):
-    """Illegal command: sets ESR bit 5 and produces no reply."""
-
-
-class _Bad(Exception):
-    """Parameter out of range: ESR bit 4."""
-
-
-def lsnum(v: float, sig: int = 5) -> str:
-    """Lake Shore reply style: sign and fixed point with ``sig`` significant digits."""
-    if v == 0 or not math.isfinite(v):
-        return "+0.0000"
-    dec = max(0, sig - 1 - int(math.floor(math.log10(abs(v)))))
-    return f"{v:+.{dec}f}"
 
 
 class _Output:
@@ -64,17 +47,21 @@ class _Output:
         self.zones: dict[int, list[float]] = {}
 
 
-class LakeShore336Emulator:
-    reply_termination = "\r\n"
+class LakeShore336Emulator(LakeShoreProtocol):
     role = "temperature"
+    IDN = IDN
+    INPUTS = INPUTS
+    RANGE_FACTOR = RANGE_FACTOR
+    #: Heater range indices each output accepts.
+    OUTPUT_RANGES = {1: (0, 1, 2, 3), 2: (0, 1, 2, 3), 3: (0, 1), 4: (0, 1)}
 
     def __init__(self, cryostat: Cryostat, clock: SimClock, faults: FaultBoard,
                  noise) -> None:
+        super().__init__()
         self.cryostat = cryostat
         self.clock = clock
         self.faults = faults
         self.noise = noise
-        self.lock = threading.RLock()
         self.loop_gain = 0.0
         self.reset()
         cryostat.controller = self
@@ -84,9 +71,10 @@ class LakeShore336Emulator:
         t = self.cryostat.stage_temperature
         for o in self.outputs.values():
             o.setpoint = o.target = round(t, 3)
-        self.intype = {c: [3, 1, 0, 1, 1] if c in "AB" else [0, 0, 0, 0, 1] for c in INPUTS}
+        self.intype = {c: [3, 1, 0, 1, 1] if c in "AB" else [0, 0, 0, 0, 1]
+                       for c in self.INPUTS}
         self.inname = {"A": "Stage", "B": "Cell", "C": "Input C", "D": "Input D"}
-        self.tlimit = {c: 0.0 for c in INPUTS}
+        self.tlimit = {c: 0.0 for c in self.INPUTS}
         self.esr = 0
         self.ese = 0
         self.sre = 0
@@ -136,14 +124,14 @@ class LakeShore336Emulator:
                 i_max = MAX_CURRENT.get(o.max_current, o.user_current)
                 if o.max_current == 0:
                     i_max = o.user_current
-                full = i_max ** 2 * HEATER_OHM[o.heater_res] * RANGE_FACTOR[o.range]
+                full = i_max ** 2 * HEATER_OHM[o.heater_res] * self.RANGE_FACTOR[o.range]
                 total += (o.percent / 100.0) ** 2 * full
                 if o.mode in (1, 2) and measured is not None:
                     # dP/dT of the proportional action: tells the cryostat how finely to step
                     self.loop_gain += o.p * 2.0 * max(o.percent, 1.0) / 1e4 * full
             else:
                 # output 2: the small heater on the cell (25 Ω, 1 A max, same ranges)
-                total += (o.percent / 100.0) ** 2 * 25.0 * RANGE_FACTOR[o.range] * 0.1
+                total += (o.percent / 100.0) ** 2 * 25.0 * self.RANGE_FACTOR[o.range] * 0.1
         return total
 
     def _zone(self, o: _Output):
@@ -190,45 +178,8 @@ class LakeShore336Emulator:
         return 40.0 + 3.0e4 * max(t, 0.5) ** -1.25 if t > 0 else 0.0
 
     # ------------------------------------------------------------------ parser
-    def greeting(self) -> list[str]:
-        return []
-
-    def handle(self, line: str) -> list[str]:
-        replies: list[str] = []
-        with self.lock:
-            self.cryostat.advance()
-            for part in (p.strip() for p in line.split(";")):
-                if not part:
-                    continue
-                try:
-                    out = self._one(part)
-                except _Unknown:
-                    self.esr |= 32
-                    continue
-                except (_Bad, *MALFORMED):  # ESR bit 4, execution error; the line goes on
-                    self.esr |= 16
-                    continue
-                if out is not None:
-                    replies.append(out)
-        return [";".join(replies)] if replies else []
-
-    def _one(self, part: str) -> str | None:
-        m = re.fullmatch(r"(\*?[A-Za-z]+)(\?)?\s*(.*)", part, re.S)
-        if not m:
-            raise _Unknown(part)
-        name, query, rest = m.group(1).upper(), bool(m.group(2)), m.group(3).strip()
-        args = [a.strip() for a in rest.split(",")] if rest else []
-        handler = getattr(self, "_c_" + name.replace("*", "star_").lower(), None)
-        if handler is None:
-            raise _Unknown(name)
-        if any_nonfinite(args):
-            raise _Bad(rest)
-        return handler(query, args)
-
-    def input_overflow(self) -> None:
-        """A line longer than the input buffer was discarded: ESR bit 5 (command error)."""
-        with self.lock:
-            self.esr |= 32
+    def advance(self) -> None:
+        self.cryostat.advance()
 
     def _out(self, arg: str, allowed=(1, 2, 3, 4)) -> _Output:
         n = int(float(arg))
@@ -236,68 +187,28 @@ class LakeShore336Emulator:
             raise _Bad(arg)
         return self.outputs[n]
 
-    @staticmethod
-    def _input(arg: str) -> str:
+    def _input(self, arg: str) -> str:
         a = arg.strip().upper()
-        if a not in INPUTS:
+        if a not in self.INPUTS:
             raise _Bad(arg)
         return a
-
-    # ----------------------------------------------------------- common commands
-    def _c_star_idn(self, q, a):
-        return IDN if q else None
-
-    def _c_star_rst(self, q, a):
-        self.reset()
-
-    def _c_star_cls(self, q, a):
-        self.esr = 0
-
-    def _c_star_esr(self, q, a):
-        v, self.esr = self.esr, 0
-        return str(v)
-
-    def _c_star_ese(self, q, a):
-        if q:
-            return str(self.ese)
-        self.ese = int(float(a[0]))
-
-    def _c_star_sre(self, q, a):
-        if q:
-            return str(self.sre)
-        self.sre = int(float(a[0]))
-
-    def _c_star_stb(self, q, a):
-        stb = 32 if self.esr & self.ese else 0
-        return str(stb)
-
-    def _c_star_opc(self, q, a):
-        if q:
-            return "1"
-        self.esr |= 1
-
-    def _c_star_tst(self, q, a):
-        return "0"
-
-    def _c_star_wai(self, q, a):
-        return None
 
     # ---------------------------------------------------------------- readings
     def _c_krdg(self, q, a):
         if a and a[0] == "0":
-            return ",".join(lsnum(self._kelvin(c)) for c in INPUTS)
+            return ",".join(lsnum(self._kelvin(c)) for c in self.INPUTS)
         return lsnum(self._kelvin(self._input(a[0] if a else "A")))
 
     def _c_crdg(self, q, a):
         if a and a[0] == "0":
-            return ",".join(lsnum(self._kelvin(c) - 273.15) for c in INPUTS)
+            return ",".join(lsnum(self._kelvin(c) - 273.15) for c in self.INPUTS)
         ch = self._input(a[0] if a else "A")
         k = self._kelvin(ch)
         return lsnum(k - 273.15 if k else 0.0)
 
     def _c_srdg(self, q, a):
         if a and a[0] == "0":
-            return ",".join(lsnum(self._sensor_ohms(self._kelvin(c))) for c in INPUTS)
+            return ",".join(lsnum(self._sensor_ohms(self._kelvin(c))) for c in self.INPUTS)
         return lsnum(self._sensor_ohms(self._kelvin(self._input(a[0] if a else "A"))))
 
     def _c_rdgst(self, q, a):
@@ -339,7 +250,7 @@ class LakeShore336Emulator:
         if q:
             return str(o.range)
         r = int(float(a[1]))
-        if r not in ((0, 1, 2, 3) if o.number <= 2 else (0, 1)):
+        if r not in self.OUTPUT_RANGES[o.number]:
             raise _Bad(a[1])
         fault = self._heater_fault() if o.number == 1 else 0
         if fault and r:

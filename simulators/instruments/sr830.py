@@ -69,6 +69,10 @@ def _g(v: float) -> str:
 class SR830Emulator:
     reply_termination = "\n"
     role = "lockin"
+    #: Full scale (V) and time constant (s) of each ``SENS``/``OFLT`` index (an SR860 has its
+    #: own tables over the same filter physics).
+    SENSITIVITIES = SENSITIVITIES
+    TIME_CONSTANTS = TIME_CONSTANTS
 
     def __init__(self, bench: Bench, clock: SimClock, faults: FaultBoard) -> None:
         self.bench = bench
@@ -145,7 +149,7 @@ class SR830Emulator:
             return
         u_now = self._target()
         u = 0.5 * (u_now + self._u_last)
-        tau = TIME_CONSTANTS[self.oflt]
+        tau = self.TIME_CONSTANTS[self.oflt]
         x = dt / tau
         decay = math.exp(-x) if x < 700 else 0.0
         old = [s - u for s in self._stages]
@@ -171,7 +175,7 @@ class SR830Emulator:
         self._advance()
         n_stages = self.ofsl + 1
         z = self._stages[n_stages - 1]
-        tau = TIME_CONSTANTS[self.oflt]
+        tau = self.TIME_CONSTANTS[self.oflt]
         enbw = ENBW_FACTOR[self.ofsl] / tau
         scale = 1.0 if self.isrc in (0, 1) else (1e-6 if self.isrc == 2 else 1e-8)
         sigma = INPUT_NOISE * scale * math.sqrt(enbw)
@@ -180,7 +184,7 @@ class SR830Emulator:
         noise = self.bench.noise(sigma, 2)
         x = z.real + noise[0]
         y = z.imag + noise[1]
-        fs = SENSITIVITIES[self.sens] * scale
+        fs = self.SENSITIVITIES[self.sens] * scale
         overload_input = False
         if self.fmod == 0 and not self.bench.external_reference:
             # external reference selected with nothing on REF IN: the PLL cannot lock
@@ -190,7 +194,8 @@ class SR830Emulator:
             overload_input = True
         else:
             amp = abs(self._u_last)
-            if amp > min(1.0, SENSITIVITIES[self.sens] * RESERVE_HEADROOM[self.rmod]) * scale:
+            headroom = self.SENSITIVITIES[self.sens] * RESERVE_HEADROOM[self.rmod]
+            if amp > min(1.0, headroom) * scale:
                 overload_input = True
         if overload_input:
             self.lias |= 1
