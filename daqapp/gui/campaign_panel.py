@@ -336,6 +336,7 @@ class CampaignPanel(QtWidgets.QWidget):
         self.folder: Path | None = None
         self.entries: list[dict[str, Any]] = []
         self.message = ""
+        self.outcome_text = ""  # how the last session ended, until another starts
         self.shown_fractions: list[float] = []  # every percentage shown, in order
         self._build()
         runner.progress_line.connect(self._on_progress_line)
@@ -416,6 +417,7 @@ class CampaignPanel(QtWidgets.QWidget):
                          "temperature_K": s.temperature_K, "status": M.PENDING,
                          "estimate_s": s.estimate_s, "attempts": []} for s in campaign.steps]
         self._set_message("")
+        self.outcome_text = ""
         self._show_title()
         self.refresh()
         return True
@@ -449,6 +451,7 @@ class CampaignPanel(QtWidgets.QWidget):
         self.campaign, self.campaign_path, self.folder = campaign, None, folder
         self.entries = manifest.steps
         self._set_message("")
+        self.outcome_text = ""
         self._show_title()
         self.refresh()
         return True
@@ -506,6 +509,7 @@ class CampaignPanel(QtWidgets.QWidget):
             self.notify(str(exc))
             return False
         self._set_message("")
+        self.outcome_text = ""
         self.shown_fractions.clear()
         self._show_title()
         self._update_buttons()
@@ -620,6 +624,8 @@ class CampaignPanel(QtWidgets.QWidget):
         executor = self.runner.executor
         progress = executor.progress if executor is not None else None
         if progress is None:
+            if self.outcome_text:
+                return self.outcome_text
             if not self.entries:
                 return ""
             counts = {s: sum(1 for e in self.entries if e.get("status") == s)
@@ -661,8 +667,8 @@ class CampaignPanel(QtWidgets.QWidget):
         self.pause_button.setChecked(False)
         self.pause_button.setText("❚❚ Pause")
         self.pause_button.blockSignals(False)
+        self.outcome_text = text
         self.refresh()
-        self.state_label.setText(text)
         window = self.window()
         if isinstance(window, QtWidgets.QMainWindow):
             window.statusBar().showMessage(text + (f"; {outcome.safe_state}"
