@@ -651,6 +651,13 @@ class MainWindow(QtWidgets.QMainWindow):
     # ----------------------------------------------------------------------------- fits
     def _on_fit(self, update: FitUpdate) -> None:
         self.last_fit = update
+        if update.attached and update.attached != self.fitworker.attached:
+            # the run before's last spectrum, fitted after this run began: its numbers and
+            # Δ(T) point count, but it is not drawn over this run's dI/dV
+            self.fit_panel.show_fit(update.parameters, update.comparison,
+                                    f"previous run: {update.status}")
+            self.plots.show_gaps(update)
+            return
         self.fit_panel.show_fit(update.parameters, update.comparison, update.status)
         self.plots.show_fit(update)
 
