@@ -316,6 +316,15 @@ def step_duration_text(entry: Mapping[str, Any], speed: float, now: float | None
     return f"≈ {format_duration(estimate)}" if estimate > 0 else ""
 
 
+def step_name(entry: Mapping[str, Any]) -> str:
+    """Number and block of a step ("13 spectrum"): its T and B have columns of their own
+    (the full key, which names the run file, is the cell's tooltip)."""
+    index, block = entry.get("index"), entry.get("block")
+    if isinstance(index, int) and block:
+        return f"{index + 1} {block}"
+    return str(entry.get("key", ""))
+
+
 def _fmt_position(value: Any) -> str:
     return "—" if value is None else f"{float(value):g}"
 
@@ -364,6 +373,7 @@ class CampaignPanel(QtWidgets.QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
+        self.table.setMinimumHeight(6 * 20 + 26)  # six steps in view
         layout.addWidget(self.table, 1)
         row = QtWidgets.QHBoxLayout()
         self.start_button = QtWidgets.QPushButton("▶ Start")
@@ -413,7 +423,8 @@ class CampaignPanel(QtWidgets.QWidget):
             self.notify(str(exc))
             return False
         self.campaign, self.campaign_path, self.folder = campaign, Path(path), None
-        self.entries = [{"key": s.key, "procedure": s.procedure, "field_T": s.field_T,
+        self.entries = [{"index": s.index, "block": s.block, "key": s.key,
+                         "procedure": s.procedure, "field_T": s.field_T,
                          "temperature_K": s.temperature_K, "status": M.PENDING,
                          "estimate_s": s.estimate_s, "attempts": []} for s in campaign.steps]
         self._set_message("")
@@ -459,9 +470,8 @@ class CampaignPanel(QtWidgets.QWidget):
     def _show_title(self) -> None:
         campaign = self.campaign
         where = f" — {self.folder}" if self.folder else f" — {self.campaign_path}"
-        self.title_label.setText(f"{campaign.name}: {len(campaign.steps)} steps on "
-                                 f"{campaign.station.describe()}{where}")
-        self.title_label.setToolTip(str(self.folder or self.campaign_path))
+        self.title_label.setText(f"{campaign.name} — {len(campaign.steps)} steps")
+        self.title_label.setToolTip(f"{campaign.station.describe()}{where}")
 
     @property
     def speed(self) -> float:
@@ -580,7 +590,7 @@ class CampaignPanel(QtWidgets.QWidget):
             attempts = entry.get("attempts") or []
             if status == M.PENDING and attempts and attempts[-1].get("status") == "interrupted":
                 status = "interrupted"
-            cells = (entry.get("key", ""), entry.get("procedure") or "position only",
+            cells = (step_name(entry), entry.get("procedure") or "position only",
                      _fmt_position(entry.get("temperature_K")),
                      _fmt_position(entry.get("field_T")), status,
                      step_duration_text(entry, speed))
@@ -591,6 +601,8 @@ class CampaignPanel(QtWidgets.QWidget):
                     self.table.setItem(i, j, item)
                 if item.text() != text:
                     item.setText(text)
+                if j == 0:
+                    item.setToolTip(str(entry.get("key", "")))
                 if j == 4:
                     item.setForeground(QtGui.QBrush(QtGui.QColor(
                         _STATUS_COLOURS.get(status, "#000000"))))
@@ -682,7 +694,8 @@ class CampaignPanel(QtWidgets.QWidget):
         self.start_button.setEnabled(self.campaign is not None and not running)
         done = bool(self.entries) and all(e.get("status") in M.DONE_STATES
                                           for e in self.entries)
-        self.start_button.setText("▶ Resume" if self.folder is not None else "▶ Start")
+        self.start_button.setText("Running…" if running else
+                                  "▶ Resume" if self.folder is not None else "▶ Start")
         if done and not running:
             self.start_button.setEnabled(False)
         self.pause_button.setEnabled(running)

@@ -509,14 +509,23 @@ class MainWindow(QtWidgets.QMainWindow):
                     "station; let it end (or abort it) before starting a campaign")
         return ""
 
+    def _show_campaign_dock(self) -> None:
+        """The Campaign tab in front, tall enough for its steps table."""
+        dock = self.docks["campaign"]
+        dock.show()
+        dock.raise_()
+        self.resizeDocks([self.docks["measurement"], dock], [150, 560],
+                         QtCore.Qt.Orientation.Vertical)
+        self.resizeDocks([dock], [430], QtCore.Qt.Orientation.Horizontal)
+
     def open_campaign(self, path: str | Path) -> bool:
         """Show a campaign file's steps (validated as ``campaign run`` does); not started."""
-        self.docks["campaign"].raise_()
+        self._show_campaign_dock()
         return self.campaign_panel.open_campaign(path)
 
     def resume_campaign_folder(self, folder: str | Path) -> bool:
         """Open an interrupted campaign folder and resume it at its first unfinished step."""
-        self.docks["campaign"].raise_()
+        self._show_campaign_dock()
         return self.campaign_panel.open_folder(folder) and self.start_campaign()
 
     def start_campaign(self, folder: str | Path | None = None) -> bool:

@@ -135,6 +135,12 @@ class LivePlot(pg.PlotWidget):
         trace.envelope = envelope
         trace.x_ascending = x_ascending
         self._draw(trace)
+        self._show_legend_if_named()
+
+    def _show_legend_if_named(self) -> None:
+        """An empty legend would still draw its box."""
+        if self.legend is not None:
+            self.legend.setVisible(bool(self.legend.items))
 
     def remove_trace(self, key: str) -> None:
         trace = self._traces.pop(key, None)
@@ -145,6 +151,7 @@ class LivePlot(pg.PlotWidget):
                 self.plotItem.removeItem(trace.item)
             if self.legend is not None:
                 self.legend.removeItem(trace.item)
+                self._show_legend_if_named()
         bars = self._error_bars.pop(key, None)
         if bars is not None:
             self.plotItem.removeItem(bars)

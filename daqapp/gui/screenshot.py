@@ -93,8 +93,12 @@ def capture_campaign(output: Path, campaign: Path, speed: float = 600.0,
         while time.monotonic() < deadline and window.campaign.running:
             app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
             shown = window.shown
-            if (len(window.fitworker.updates) >= spectra_before_capture and shown is not None
-                    and shown.buffer is not None and len(shown.buffer) > 60):
+            executor = window.campaign.executor
+            measuring = executor is not None and executor.progress is not None and \
+                executor.progress.state.startswith("measuring")
+            if (measuring and len(window.fitworker.updates) >= spectra_before_capture
+                    and shown is not None and shown.buffer is not None
+                    and len(shown.buffer) > 60 and not window.fitworker.busy):
                 break
             time.sleep(0.02)
         if not window.campaign.running:

@@ -107,8 +107,8 @@ def test_campaign_runs_pauses_resumes_aborts_and_finishes_in_the_window(qtbot, l
     path = campaign_file(tmp_path)
     assert window.open_campaign(path), window.campaign_panel.message
     # the plan, before anything moves: one row per step with T, B and the estimate
-    assert table_column(window, 0) == ["001-spectrum-0T-4K", "002-spectrum-0T-8K",
-                                       "003-spectrum-0T-12K"]
+    assert table_column(window, 0) == ["1 spectrum", "2 spectrum", "3 spectrum"]
+    assert window.campaign_panel.table.item(1, 0).toolTip() == "002-spectrum-0T-8K"
     assert table_column(window, 2) == ["4", "8", "12"]
     assert table_column(window, 4) == ["pending"] * 3
     assert all(text.startswith("≈") for text in table_column(window, 5))
