@@ -347,10 +347,12 @@ class CampaignPanel(QtWidgets.QWidget):
         self.message = ""
         self.outcome_text = ""  # how the last session ended, until another starts
         self.shown_fractions: list[float] = []  # every percentage shown, in order
+        self._speed_of: Any = None
+        self._speed = 1.0
         self._build()
         runner.progress_line.connect(self._on_progress_line)
         runner.finished.connect(self._on_finished)
-        runner.refused.connect(self.notify)
+        runner.refused.connect(self._on_refused)
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(_REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
@@ -475,15 +477,17 @@ class CampaignPanel(QtWidgets.QWidget):
 
     @property
     def speed(self) -> float:
+        """Laboratory seconds per wall second of the station the campaign will run on."""
         if self.campaign is None or not self.campaign.station.simulated:
             return 1.0
-        if self.runner.borrowed or (self.campaign is not None and self.runner.station is not None
-                                    and same_station(self.runner.station, self.campaign)):
-            simulation = getattr(getattr(self.runner.station, "station", None), "simulation",
-                                 None)
-            if simulation is not None and simulation.simulated:
-                return float(simulation.speed)
-        return float(self.campaign.station.speed)
+        if self._speed_of is not self.campaign:  # worked out once per campaign opened
+            self._speed_of, self._speed = self.campaign, float(self.campaign.station.speed)
+            if self.runner.connect_for(self.campaign) is not None:  # the window's lab
+                simulation = getattr(getattr(self.runner.station, "station", None),
+                                     "simulation", None)
+                if simulation is not None and simulation.simulated:
+                    self._speed = float(simulation.speed)
+        return self._speed
 
     def default_folder(self) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -688,6 +692,14 @@ class CampaignPanel(QtWidgets.QWidget):
         if outcome.status != M.FINISHED:
             self._set_message(text)
         log.info("%s", text)
+
+    def _on_refused(self, text: str) -> None:
+        """The engine refused before creating the folder: the file stays open, not a folder."""
+        if self.campaign_path is not None and self.folder is not None \
+                and not (self.folder / M.MANIFEST_NAME).exists():
+            self.folder = None
+            self._show_title()
+        self.notify(text)
 
     def _update_buttons(self) -> None:
         running = self.runner.running
