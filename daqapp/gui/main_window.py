@@ -642,6 +642,12 @@ class MainWindow(QtWidgets.QMainWindow):
                                    " left")
             if not self.run_label.text().startswith("ABORTING"):
                 self.run_label.setText(self.campaign_panel.status_text().split(" — ")[0])
+            paused = self.campaign.paused  # the panel's button may have changed it
+            if self.pause_button.isChecked() != paused:
+                self.pause_button.blockSignals(True)
+                self.pause_button.setChecked(paused)
+                self.pause_button.setText("▶ Resume" if paused else "❚❚ Pause")
+                self.pause_button.blockSignals(False)
         elif current is not None:
             left = current.remaining_s()
             elapsed = time.time() - (current.started or time.time())
