@@ -128,6 +128,14 @@ class FitUpdate:
     errors: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0
     analysis: SpectrumAnalysis | None = None
+    attached: int = 0
+    """Which :meth:`FitWorker.attach` the spectrum came under: a fit finishing after the next
+    run started belongs to the one before (the window then leaves that run's plot alone)."""
+
+
+def sweep_label(index: int) -> str:
+    """A sweep as the operator reads it: numbered from 1 (files count from 0)."""
+    return f"sweep {int(index) + 1}"
 
 
 def _first(names: Iterable[str], candidates: Sequence[str]) -> str | None:
@@ -299,6 +307,7 @@ class _Job:
     models: tuple[str, ...]
     store: Callable[[str, Mapping[str, Any]], None] | None
     generation: int
+    attached: int = 0
 
 
 class FitWorker:
@@ -326,6 +335,7 @@ class FitWorker:
         self._idle = threading.Condition(self._lock)
         self._pending = 0
         self._generation = 0
+        self.attached = 0  # runs followed so far (attach)
         self._thread: threading.Thread | None = None
         self._collector = SweepCollector()
         self.gap_fits: tuple[Any, ...] = (None, None)
@@ -375,6 +385,7 @@ class FitWorker:
         ``new_series``: True starts a new Δ(T) series, False continues it, None (default)
         continues it when the run is of the same contact as the last one (same sample, cell
         and campaign in its metadata), as the report treats a campaign folder."""
+        self.attached += 1
         contact = _contact(getattr(run, "metadata", None) or {})
         if new_series is None:
             new_series = not (contact and contact == self._contact)
@@ -406,7 +417,8 @@ class FitWorker:
 
     def submit(self, spectrum: Spectrum, models: Sequence[str] | None = None) -> None:
         """Queue one spectrum for fitting with the current (or given) models."""
-        job = _Job(spectrum, tuple(models or self.models), self.store, self._generation)
+        job = _Job(spectrum, tuple(models or self.models), self.store, self._generation,
+                   self.attached)
         with self._lock:
             self._pending += 1
         self.start()
@@ -456,6 +468,7 @@ class FitWorker:
                 if job.generation == self._generation:
                     update = self._process(job)
                     if update is not None and job.generation == self._generation:
+                        update.attached = job.attached
                         self.updates.append(update)
                         for listener in list(self._listeners):
                             try:
@@ -482,7 +495,7 @@ class FitWorker:
         if not results:
             return FitUpdate(spectrum.sweep, spectrum.temperature_K, spectrum.field_T, {}, "",
                              [], [], None, None, series, self.gap_fits,
-                             f"sweep {spectrum.sweep}: no model could be fitted",
+                             f"{sweep_label(spectrum.sweep)}: no model could be fitted",
                              analysis.errors, time.perf_counter() - started, analysis)
         comparison = comparison_rows(analysis)
         best = analysis.best
@@ -500,7 +513,7 @@ class FitWorker:
                             {**fit.to_dict(), "tc_determined": series.tc_determined[key]})
         curve_bias, curve = analysis.overlay()
         c = comparison[0]
-        status = (f"sweep {spectrum.sweep} at {spectrum.temperature_K:.2f} K: best {best} "
+        status = (f"{sweep_label(spectrum.sweep)} at {spectrum.temperature_K:.2f} K: best {best} "
                   f"(χ²_red {c.chi2_red:.2f}"
                   + (f", ΔAIC to next {comparison[1].delta_aic:.1f})" if len(comparison) > 1
                      else ")")

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from daqapp.campaign import manifest as M
 from daqapp.campaign.progress import ProgressLine
@@ -51,6 +51,15 @@ class StepFault(RuntimeError):
 
 class CampaignStopped(DaqappError):
     """The campaign stopped on a fault whose policy is ``stop`` (the manifest says which)."""
+
+
+class CampaignAborted(KeyboardInterrupt):
+    """The operator aborted from another thread (the window's *Abort*): the session ends as
+    after Ctrl-C — the step's partial run kept, the station safe, the folder resumable."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -188,6 +197,58 @@ class CampaignExecutor:
         self._run: Any = None
         self._fit_queue: queue.Queue = queue.Queue()
         self._fit_thread: threading.Thread | None = None
+        #: called with (step, run) on the executor's thread before each step's run starts
+        #: (the window subscribes its plots and on-line fits here)
+        self.run_listeners: list[Callable[[PlannedStep, Any], None]] = []
+        self._running = threading.Event()  # cleared while paused
+        self._running.set()
+        self._abort_reason: str | None = None
+
+    # -- verbs from another thread (the window); the CLI uses Ctrl-C and signals
+    def pause(self) -> None:
+        """Hold: a running measurement at its next point, else before the next step or
+        measurement starts (a temperature being stabilised keeps stabilising)."""
+        self._running.clear()
+        run = self._run
+        if run is not None:
+            run.control.pause()
+        log.warning("campaign paused by operator")
+
+    def resume(self) -> None:
+        self._running.set()
+        run = self._run
+        if run is not None:
+            run.control.resume()
+        log.info("campaign resumed by operator")
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def abort(self, reason: str = "aborted by operator") -> None:
+        """End the session now: the running step's run is aborted (safe state), its attempt
+        recorded as interrupted, and the folder left for resume."""
+        self._abort_reason = reason
+        self._running.set()
+        run = self._run
+        if run is not None:
+            run.control.abort(reason)
+        log.warning("campaign abort requested: %s", reason)
+
+    def _raise_if_aborted(self) -> None:
+        if self._abort_reason is not None:
+            raise CampaignAborted(self._abort_reason)
+
+    def _hold_while_paused(self) -> None:
+        """Between steps and before a measurement: wait here while paused."""
+        if self._running.is_set():
+            self._raise_if_aborted()
+            return
+        if self.progress:
+            self.progress.update(state="paused")
+        while not self._running.wait(0.2):
+            pass
+        self._raise_if_aborted()
 
     # -- top level
     def execute(self) -> CampaignOutcome:
@@ -271,6 +332,7 @@ class CampaignExecutor:
         """``position``: the step's 1-based number in the campaign (for the progress line)."""
         policy = step.on_fault
         while True:
+            self._hold_while_paused()
             if self.progress:
                 self.progress.begin(step.key, step.estimate_s, position=position)
             # The manifest records the attempt first, the log names it after: a kill between
@@ -385,6 +447,7 @@ class CampaignExecutor:
         return lab_seconds_to_real(self._clock_holder(), lab_seconds)
 
     def _lab_sleep(self, lab_seconds: float) -> None:
+        self._raise_if_aborted()
         time.sleep(max(0.01, min(self._real_seconds(lab_seconds), 0.5)))
 
     def _lab_now(self) -> float:
@@ -563,10 +626,15 @@ class CampaignExecutor:
 
         run.subscribe(listen)
         track_run(self.conn, run)
+        for hook in self.run_listeners:
+            hook(step, run)
         self._prepare_for_procedure(step)
         if self.progress:
             self.progress.update(0.2, state=f"measuring ({step.procedure})")
+        self._hold_while_paused()
         self._run = run
+        if self.paused:  # paused between the hold and here: the run starts held
+            run.control.pause()
         try:
             run.start()
         except DaqappError as exc:
@@ -580,6 +648,7 @@ class CampaignExecutor:
             raise
         finally:
             self._run = None
+        self._raise_if_aborted()  # the run ended aborted because the operator said so
         result = run.result
         if not result.ok:
             raise StepFault(f"run {result.status}: {result.error or 'no error text'}")
@@ -829,10 +898,16 @@ def load_for_run(path: Path, catalog: Any, speed: float | None = None) -> Campai
 def run_campaign(path: Path, output: Path | None = None, catalog: Any = None,
                  connect: Callable[[Campaign], Any] | None = None, show_progress: bool = True,
                  fitter: Callable[[Path], Any] | None = None,
-                 quiet_console: bool = True, speed: float | None = None) -> CampaignOutcome:
+                 quiet_console: bool = True, speed: float | None = None,
+                 progress_stream: TextIO | None = None,
+                 on_start: Callable[[CampaignExecutor], None] | None = None
+                 ) -> CampaignOutcome:
     """Validate ``path`` entirely, create the campaign folder and run every step.
 
     ``speed`` overrides the virtual lab's speed-up (kept in the manifest for ``resume``).
+    ``progress_stream``: where the progress line goes (default stderr); ``on_start`` is
+    called with the executor before its first step (the window keeps it to pause, resume
+    and abort, and subscribes to its runs).
     """
     from daqapp.campaign.catalog import ProcedureCatalog
 
@@ -845,14 +920,18 @@ def run_campaign(path: Path, output: Path | None = None, catalog: Any = None,
         manifest.data["overrides"] = {"speed": float(speed)}
         manifest.save()
     return _execute(campaign, folder, manifest, catalog, connect, show_progress, fitter,
-                    quiet_console)
+                    quiet_console, progress_stream, on_start)
 
 
 def resume_campaign(folder: Path, catalog: Any = None,
                     connect: Callable[[Campaign], Any] | None = None,
                     show_progress: bool = True, fitter: Callable[[Path], Any] | None = None,
-                    quiet_console: bool = True) -> CampaignOutcome:
-    """Continue a campaign folder with its first unfinished step; never repeat finished ones."""
+                    quiet_console: bool = True, progress_stream: TextIO | None = None,
+                    on_start: Callable[[CampaignExecutor], None] | None = None
+                    ) -> CampaignOutcome:
+    """Continue a campaign folder with its first unfinished step; never repeat finished ones.
+
+    ``progress_stream`` and ``on_start`` as for :func:`run_campaign`."""
     from daqapp.campaign.catalog import ProcedureCatalog
 
     folder = Path(folder)
@@ -885,7 +964,7 @@ def resume_campaign(folder: Path, catalog: Any = None,
                                "nothing to do: every step is finished or skipped",
                                [folder / e["file"] for e in manifest.steps if e.get("file")])
     return _execute(campaign, folder, manifest, catalog, connect, show_progress, fitter,
-                    quiet_console)
+                    quiet_console, progress_stream, on_start)
 
 
 def _refuse_if_in_use(campaign: Campaign, connect: Callable[[Campaign], Any] | None) -> None:
@@ -899,7 +978,9 @@ def _refuse_if_in_use(campaign: Campaign, connect: Callable[[Campaign], Any] | N
 
 def _execute(campaign: Campaign, folder: Path, manifest: M.Manifest, catalog: Any,
              connect: Callable[[Campaign], Any] | None, show_progress: bool,
-             fitter: Callable[[Path], Any] | None, quiet_console: bool) -> CampaignOutcome:
+             fitter: Callable[[Path], Any] | None, quiet_console: bool,
+             progress_stream: TextIO | None = None,
+             on_start: Callable[[CampaignExecutor], None] | None = None) -> CampaignOutcome:
     progress = None
     if show_progress:
         done = [e["key"] for e in manifest.steps if e["status"] in M.DONE_STATES]
@@ -910,7 +991,7 @@ def _execute(campaign: Campaign, folder: Path, manifest: M.Manifest, catalog: An
         # campaign's percentage starts where the last session left it.
         progress_steps = {s.key: s.estimate_s * scale for s in campaign.steps}
         progress = ProgressLine(len(manifest.steps), campaign.total_estimate_s * scale,
-                                done=len(done),
+                                stream=progress_stream, done=len(done),
                                 done_estimate_s=sum(progress_steps.get(k, 0.0) for k in done))
     from daqapp.runner.signals import termination_signals
 
@@ -922,6 +1003,8 @@ def _execute(campaign: Campaign, folder: Path, manifest: M.Manifest, catalog: An
                                     progress=progress, fitter=fitter)
         if progress is not None:
             executor.campaign = _scaled(campaign, progress_steps)
+        if on_start is not None:
+            on_start(executor)
         with termination_signals():  # SIGTERM/SIGHUP: abort the step, safe state, resumable
             return executor.execute()
     finally:
@@ -935,6 +1018,7 @@ def _scaled(campaign: Campaign, estimates: dict[str, float]) -> Campaign:
                                          for s in campaign.steps))
 
 
-__all__ = ["CampaignExecutor", "CampaignOutcome", "CampaignStopped", "StepFault",
+__all__ = ["CampaignAborted", "CampaignExecutor", "CampaignOutcome", "CampaignStopped",
+           "StepFault",
            "SuspendRule", "connect_station", "keep_partial", "prepare_folder",
            "resume_campaign", "run_campaign"]

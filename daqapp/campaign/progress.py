@@ -5,9 +5,10 @@ something changes (step start/end, every tenth of a step), so logs stay readable
 
 The percentage is the fraction of the *estimated* work done (finished steps' estimates plus
 the running step's share of its own) and never decreases: a retried step starts its own share
-again from zero, but the campaign's share shown stays at its high-water mark. The ETA scales
-the remaining estimate by how fast estimates came true *in this session* only, so a resumed
-campaign does not divide its earlier work by a few seconds of new wall time.
+again from zero, but the campaign's share shown stays at its high-water mark. The ETA is the
+remaining estimate scaled by how long the steps finished *in this session* really took against
+their own estimates (1 until one has finished): neither earlier sessions' work nor the minutes
+a resumed session spends reconnecting and stabilising before its first point make it jump.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ class ProgressLine:
         self._fit_position = 0  # step number the latest fit belongs to (stale fits ignored)
         self._positions: dict[str, int] = {}
         self._high_water = self._raw_fraction()
-        self._session_start_fraction = self._high_water
         self._lock = threading.Lock()
         self._last_bucket = -1
+        self._step_began = self.started
+        self._session_actual_s = 0.0  # wall time of the steps finished in this session
+        self._session_estimate_s = 0.0  # and their estimates
 
     # -- events from the executor
     def begin(self, key: str, estimate_s: float, state: str = "positioning",
@@ -58,6 +61,7 @@ class ProgressLine:
             self.step_key, self.step_estimate_s = key, estimate_s
             self.step_fraction, self.state = 0.0, state
             self._last_bucket = -1
+            self._step_began = time.monotonic()
         self.draw(force=True)
 
     def update(self, fraction: float | None = None, state: str | None = None) -> None:
@@ -82,6 +86,9 @@ class ProgressLine:
     def end(self, key: str, outcome: str, estimate_s: float) -> None:
         """Step ``key`` ended (done, skipped or failed): its whole estimate counts as done."""
         with self._lock:
+            if outcome == "done" and estimate_s > 0:
+                self._session_actual_s += time.monotonic() - self._step_began
+                self._session_estimate_s += estimate_s
             self.done += 1
             self.done_estimate_s += estimate_s
             self.step_estimate_s = 0.0  # counted once, in done_estimate_s
@@ -98,15 +105,16 @@ class ProgressLine:
         self._high_water = max(self._high_water, self._raw_fraction())
         return self._high_water
 
+    def pace(self) -> float:
+        """Wall time per estimated second of the steps finished in this session (1: none)."""
+        if self._session_estimate_s <= 0:
+            return 1.0
+        return self._session_actual_s / self._session_estimate_s
+
     def eta_s(self) -> float:
-        """Remaining wall time: remaining estimate scaled by this session's pace."""
-        frac = self.fraction()
-        remaining = (1.0 - frac) * self.estimate_s
-        elapsed = time.monotonic() - self.started
-        progressed = (frac - self._session_start_fraction) * self.estimate_s
-        if progressed > 0 and elapsed > 1.0:
-            return max(0.0, remaining * elapsed / progressed)
-        return max(0.0, remaining)
+        """Remaining wall time: the remaining steps' estimates at this session's pace."""
+        remaining = (1.0 - self.fraction()) * self.estimate_s
+        return max(0.0, remaining * self.pace())
 
     def line(self) -> str:
         frac = self.fraction()

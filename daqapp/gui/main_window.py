@@ -1,10 +1,12 @@
 """The operator window: queue procedures, watch them live, fit on-line, keep an eye on the cryostat.
 
 Layout (all panels are docks the operator can move, tab or float):
-left — *Measurement* (procedure, parameters, queue button), *Queue*, *Runs* (past runs),
-*Instruments* (monitor); centre — dI/dV with the fit; right — *Fits* and *Δ(T)*;
+left — *Measurement* (procedure, parameters, queue button), *Queue*, *Campaign*, *Runs* (past
+runs), *Instruments* (monitor); centre — dI/dV with the fit; right — *Fits* and *Δ(T)*;
 bottom — I–V, R–T, temperature/field against time, a free X/Y plot, and the *Log*.
-Run verbs (stop, pause/resume, abort), the progress and the time left sit in the tool bar.
+Run verbs (stop, pause/resume, abort), the progress and the time left sit in the tool bar; while
+a campaign runs they act on it (:mod:`daqapp.gui.campaign_panel`), and each of its steps is
+drawn and fitted like a queued run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from qtpy import QtCore, QtGui, QtWidgets
 
 from daqapp.errors import DaqappError
 from daqapp.fitworker import FitUpdate, FitWorker
+from daqapp.gui.campaign_panel import CampaignPanel, CampaignRunner, save_queue_as_campaign
 from daqapp.gui.catalogue import discover_procedures, summary
 from daqapp.gui.fitpanel import FitPanel
 from daqapp.gui.logpanel import LogPanel
@@ -74,6 +77,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_fit: FitUpdate | None = None
         self._monitor_dirty = False
         self.replay_windows: list[QtWidgets.QWidget] = []
+        self.campaign = CampaignRunner(station, parent=self)
+        self.campaign.step_started.connect(self._on_campaign_step)
+        self.campaign.step_event.connect(self._on_campaign_event)
+        self.campaign.finished.connect(lambda _outcome: self._on_campaign_ended())
+        self.campaign.refused.connect(lambda _text: self._on_campaign_ended())
 
         self.plots = PlotSet(self)
         self.setCentralWidget(self._framed(self.plots.didv, "dI/dV against bias (live fit in red)"))
@@ -167,7 +175,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.runs_browser = RunsBrowser(self.output_dir)
         self.runs_browser.open_requested.connect(self.open_replay)
         self._dock("Runs", self.runs_browser, left, "runs")
-        self.tabifyDockWidget(self.docks["queue"], self.docks["runs"])
+        self.campaign_panel = CampaignPanel(self.campaign, self.output_dir)
+        self._dock("Campaign", self.campaign_panel, left, "campaign")
+        self.tabifyDockWidget(self.docks["queue"], self.docks["campaign"])
+        self.tabifyDockWidget(self.docks["campaign"], self.docks["runs"])
         self.docks["queue"].raise_()
         self.monitor = MonitorPanel()
         self._dock("Instruments", self.monitor, left, "monitor")
@@ -254,6 +265,11 @@ class MainWindow(QtWidgets.QMainWindow):
         act = menu.addAction("Open run for replay…")
         act.setShortcut(QtGui.QKeySequence.StandardKey.Open)
         act.triggered.connect(self._open_dialog)
+        menu.addSeparator()
+        menu.addAction("Open campaign…", self._open_campaign_dialog)
+        menu.addAction("Resume campaign folder…", self._resume_campaign_dialog)
+        menu.addAction("Save queue as campaign…", self._save_queue_dialog)
+        menu.addSeparator()
         act = menu.addAction("Export plots (PNG/SVG)…")
         act.triggered.connect(self._export_dialog)
         act = menu.addAction("Export fit table (CSV)…")
@@ -343,6 +359,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ----------------------------------------------------------------------------- run verbs
     def abort(self) -> None:
+        if self.campaign.running:
+            self.campaign.abort()
+            self.run_label.setText("ABORTING the campaign: going to the safe state")
+            return
         if self.queue.current is None:
             self.statusBar().showMessage("Nothing to abort", 5000)
             return
@@ -350,6 +370,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run_label.setText(f"ABORTING #{self.queue.current.number}: going to the safe state")
 
     def _pause_toggled(self, paused: bool) -> None:
+        if self.campaign.running:
+            self.campaign_panel.set_paused(paused)
+            self.pause_button.setText("▶ Resume" if paused else "❚❚ Pause")
+            return
         if paused:
             if self.queue.pause():
                 self.pause_button.setText("▶ Resume")
@@ -371,8 +395,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_buttons(self) -> None:
         running = self.queue.current is not None
-        for w in (self.stop_button, self.pause_button, self.abort_button):
-            w.setEnabled(running)
+        campaign = self.campaign.running
+        for w in (self.pause_button, self.abort_button):
+            w.setEnabled(running or campaign)
+        self.stop_button.setEnabled(running and not campaign)
         valid = self.form is not None and not self.form.errors()
         self.queue_button.setEnabled(valid)
 
@@ -430,10 +456,8 @@ class MainWindow(QtWidgets.QMainWindow):
             else:
                 self._update_run_label(item)
         elif event.kind == events.LOG:
-            level = getattr(logging, str(event.payload.get("level", "INFO")).upper(),
-                            logging.INFO)
-            logging.getLogger("run").log(level, "#%d %s", item.number,
-                                         event.payload.get("message", ""))
+            self.log_panel.log_run_event(f"#{item.number}", event.payload.get("level", "INFO"),
+                                         str(event.payload.get("message", "")))
         elif event.kind == events.PROGRESS:
             self.progress.setValue(int(10 * item.progress))
 
@@ -476,6 +500,119 @@ class MainWindow(QtWidgets.QMainWindow):
         self.queue_total.setText(f"queue ≈ {format_duration(total)}" if total > 0 else "")
         self._update_buttons()
 
+    # ----------------------------------------------------------------------------- campaigns
+    def campaign_blocker(self) -> str:
+        """Why a campaign cannot use the window's station now ("" when it can)."""
+        current = self.queue.current
+        if current is not None:
+            return (f"queued run #{current.number} {current.label} is running on this "
+                    "station; let it end (or abort it) before starting a campaign")
+        return ""
+
+    def _show_campaign_dock(self) -> None:
+        """The Campaign tab in front, tall enough for its steps table."""
+        dock = self.docks["campaign"]
+        dock.show()
+        dock.raise_()
+        self.resizeDocks([self.docks["measurement"], dock], [150, 560],
+                         QtCore.Qt.Orientation.Vertical)
+        self.resizeDocks([dock], [430], QtCore.Qt.Orientation.Horizontal)
+
+    def open_campaign(self, path: str | Path) -> bool:
+        """Show a campaign file's steps (validated as ``campaign run`` does); not started."""
+        self._show_campaign_dock()
+        return self.campaign_panel.open_campaign(path)
+
+    def resume_campaign_folder(self, folder: str | Path) -> bool:
+        """Open an interrupted campaign folder and resume it at its first unfinished step."""
+        self._show_campaign_dock()
+        return self.campaign_panel.open_folder(folder) and self.start_campaign()
+
+    def start_campaign(self, folder: str | Path | None = None) -> bool:
+        """Start the open campaign (into ``folder``, or a new one under the output folder)."""
+        started = self.campaign_panel.start(folder, busy=self.campaign_blocker())
+        if started:
+            if self.campaign.borrowed:  # the queue's runs wait for the campaign to end
+                self.queue.paused_after_current = True
+            if self.poller is not None and self.campaign.borrowed:
+                self.poller.run_active.set()
+            self.run_label.setText(f"campaign {self.campaign_panel.campaign.name}: starting")
+        self._update_buttons()
+        return started
+
+    def _open_campaign_dialog(self) -> None:
+        name, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open campaign",
+                                                        str(self.output_dir),
+                                                        "Campaign files (*.toml)")
+        if name and self.open_campaign(name):
+            self.statusBar().showMessage("Campaign checked; press Start in the Campaign "
+                                         "panel to run it", 10000)
+
+    def _resume_campaign_dialog(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Resume campaign folder",
+                                                            str(self.output_dir))
+        if folder:
+            self.resume_campaign_folder(folder)
+
+    def queued_runs(self) -> list[tuple[str, dict[str, Any]]]:
+        """(procedure name, values) of every run in the Queue list, in order."""
+        names = {cls: name for name, cls in self.procedures.items()}
+        return [(names.get(item.procedure_class, item.procedure_class.__name__),
+                 dict(item.values)) for item in self.queue.items]
+
+    def save_queue_as_campaign(self, path: str | Path, name: str | None = None) -> Path:
+        """The Queue list as a campaign file ``daqapp campaign run`` accepts (validated)."""
+        config = getattr(self.station, "station", None)
+        if config is None:
+            raise DaqappError("no station: a campaign needs the station it runs on")
+        path = Path(path)
+        return save_queue_as_campaign(path, self.queued_runs(), config,
+                                      name or path.stem, self.queue.metadata)
+
+    def _save_queue_dialog(self) -> None:
+        name, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save queue as campaign",
+                                                        str(self.output_dir / "queue.toml"),
+                                                        "Campaign files (*.toml)")
+        if not name:
+            return
+        try:
+            path = self.save_queue_as_campaign(name)
+        except DaqappError as exc:
+            self.statusBar().showMessage(f"Not saved: {exc}", 15000)
+            return
+        self.statusBar().showMessage(f"Saved {len(self.queue.items)} runs as campaign {path} "
+                                     f"(daqapp campaign run {path})", 15000)
+
+    def _on_campaign_step(self, item: QueuedRun, run: Any) -> None:
+        """A campaign step's run is about to start: plots and on-line fits follow it."""
+        self.fitworker.attach(run, units=item.buffer.units if item.buffer else None)
+        item.listeners.append(self._mark_overload)
+        self.shown = item
+        self.last_fit = None
+        self.plots.clear_run()
+        self.fit_panel.show_fit([], [], f"Step {item.label}: waiting for the first complete "
+                                        "spectrum")
+
+    def _on_campaign_event(self, item: QueuedRun, event: Any) -> None:
+        if event.kind == events.LOG:
+            self.log_panel.log_run_event(item.label, event.payload.get("level", "INFO"),
+                                         str(event.payload.get("message", "")))
+
+    def _on_campaign_ended(self) -> None:
+        self.queue.paused_after_current = self.hold_box.isChecked()
+        if self.poller is not None and self.queue.current is None:
+            self.poller.run_active.clear()
+        self.monitor.show_run_overload(None)
+        self.pause_button.blockSignals(True)
+        self.pause_button.setChecked(False)
+        self.pause_button.setText("❚❚ Pause")
+        self.pause_button.blockSignals(False)
+        self.run_label.setText("Idle")
+        self.runs_browser.refresh()
+        self._redraw(force=True)
+        self._update_buttons()
+        self.queue.start_next()
+
     # ----------------------------------------------------------------------------- redraw
     #: share of the GUI thread's time plot redraws may take; beyond it the rate drops
     REDRAW_BUDGET = 0.25
@@ -498,7 +635,20 @@ class MainWindow(QtWidgets.QMainWindow):
         if current is not None and now - getattr(self, "_queue_refreshed", 0.0) > 1.0:
             self._queue_refreshed = now
             self._refresh_queue()  # keeps the time left of each queued run current
-        if current is not None:
+        if self.campaign.running:
+            fraction = self.campaign_panel.fraction()
+            self.progress.setValue(int(round(1000 * fraction)))
+            self.eta_label.setText(f"campaign ≈ {format_duration(self.campaign_panel.eta_s())}"
+                                   " left")
+            if not self.run_label.text().startswith("ABORTING"):
+                self.run_label.setText(self.campaign_panel.status_text().split(" — ")[0])
+            paused = self.campaign.paused  # the panel's button may have changed it
+            if self.pause_button.isChecked() != paused:
+                self.pause_button.blockSignals(True)
+                self.pause_button.setChecked(paused)
+                self.pause_button.setText("▶ Resume" if paused else "❚❚ Pause")
+                self.pause_button.blockSignals(False)
+        elif current is not None:
             left = current.remaining_s()
             elapsed = time.time() - (current.started or time.time())
             self.progress.setValue(int(10 * current.progress))
@@ -516,6 +666,13 @@ class MainWindow(QtWidgets.QMainWindow):
     # ----------------------------------------------------------------------------- fits
     def _on_fit(self, update: FitUpdate) -> None:
         self.last_fit = update
+        if update.attached and update.attached != self.fitworker.attached:
+            # the run before's last spectrum, fitted after this run began: its numbers and
+            # Δ(T) point count, but it is not drawn over this run's dI/dV
+            self.fit_panel.show_fit(update.parameters, update.comparison,
+                                    f"previous run: {update.status}")
+            self.plots.show_gaps(update)
+            return
         self.fit_panel.show_fit(update.parameters, update.comparison, update.status)
         self.plots.show_fit(update)
 
@@ -567,7 +724,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ----------------------------------------------------------------------------- closing
     def shutdown(self) -> None:
-        """Abort any run (safe state), stop the monitor and the fit worker."""
+        """Abort any run or campaign (safe state), stop the monitor and the fit worker."""
+        if self.campaign.running:
+            self.campaign.abort("window closed")
+            self.campaign.wait(60)
         if self.queue.current is not None:
             self.queue.abort()
             self.queue.wait_idle(30)
@@ -623,10 +783,11 @@ class MainWindow(QtWidgets.QMainWindow):
         return values if isinstance(values, dict) else {}
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt API
-        if self.queue.current is not None:
+        if self.queue.current is not None or self.campaign.running:
             answer = QtWidgets.QMessageBox.question(
                 self, "Run in progress",
-                "A run is in progress. Abort it (instruments to the safe state) and quit?",
+                "A run or a campaign is in progress. Abort it (instruments to the safe "
+                "state; a campaign can be resumed later) and quit?",
                 QtWidgets.QMessageBox.StandardButton.Abort
                 | QtWidgets.QMessageBox.StandardButton.Cancel)
             if answer != QtWidgets.QMessageBox.StandardButton.Abort:

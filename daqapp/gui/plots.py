@@ -68,7 +68,11 @@ class LivePlot(pg.PlotWidget):
         for side in ("bottom", "left"):
             self.plotItem.getAxis(side).enableAutoSIPrefix(False)
         self.plotItem.showGrid(x=True, y=True, alpha=0.25)
-        self.legend = (self.plotItem.addLegend(offset=(-8, 8), labelTextSize="8pt")
+        # an opaque box, so a legend over data is still readable (and the data behind it
+        # visibly hidden rather than mistaken for legend marks)
+        self.legend = (self.plotItem.addLegend(offset=(-8, 8), labelTextSize="8pt",
+                                               brush=pg.mkBrush(255, 255, 255, 230),
+                                               pen=pg.mkPen(190, 190, 190))
                        if legend else None)
         self._traces: dict[str, _Trace] = {}
         self._error_bars: dict[str, pg.ErrorBarItem] = {}
@@ -131,6 +135,12 @@ class LivePlot(pg.PlotWidget):
         trace.envelope = envelope
         trace.x_ascending = x_ascending
         self._draw(trace)
+        self._show_legend_if_named()
+
+    def _show_legend_if_named(self) -> None:
+        """An empty legend would still draw its box."""
+        if self.legend is not None:
+            self.legend.setVisible(bool(self.legend.items))
 
     def remove_trace(self, key: str) -> None:
         trace = self._traces.pop(key, None)
@@ -141,6 +151,7 @@ class LivePlot(pg.PlotWidget):
                 self.plotItem.removeItem(trace.item)
             if self.legend is not None:
                 self.legend.removeItem(trace.item)
+                self._show_legend_if_named()
         bars = self._error_bars.pop(key, None)
         if bars is not None:
             self.plotItem.removeItem(bars)
@@ -161,6 +172,19 @@ class LivePlot(pg.PlotWidget):
             self.plotItem.addItem(bars)
             self._error_bars[key] = bars
         bars.setData(x=x[good], y=y[good], height=2 * err[good])
+
+    def legend_above(self, columns: int) -> None:
+        """The legend as one row above the plot area, outside the data (a plot whose traces
+        fill the whole view, e.g. temperature and field against time)."""
+        if self.legend is None:
+            return
+        self.legend.setColumnCount(columns)
+        self.legend.layout.setContentsMargins(2, 0, 2, 0)
+        self.legend.layout.setVerticalSpacing(-6)
+        self.legend.layout.setHorizontalSpacing(4)
+        self.legend.setParentItem(self.plotItem)
+        self.legend.anchor(itemPos=(0.5, 0.0), parentPos=(0.5, 0.0), offset=(0, 0))
+        self.plotItem.layout.setRowFixedHeight(0, 22)  # the title row holds it
 
     def add_right_axis(self, label: str, unit: str, colour: str = "#D55E00") -> pg.ViewBox:
         """A second y axis on the right with its own view, sharing x (e.g. field vs time)."""

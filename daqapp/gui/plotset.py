@@ -16,6 +16,7 @@ import numpy as np
 import pyqtgraph as pg
 from qtpy import QtCore, QtWidgets
 
+from daqapp.fitworker import sweep_label
 from daqapp.gui.channels import Channel, PlotChannels, display
 from daqapp.gui.decimate import Ascending, Envelope
 from daqapp.gui.plots import FIT_PEN, PALETTE, LivePlot
@@ -168,6 +169,7 @@ class PlotSet(QtCore.QObject):
         self.rt = LivePlot("Temperature", "K", "Resistance", "Ω")
         self.tb = LivePlot("Time", "", "Temperature", "K", time_axis=True)
         self.tb.add_right_axis("Field", "T")
+        self.tb.legend_above(4)  # its four traces fill the view: the legend goes above it
         self.gap = LivePlot("Temperature", "K", "Δ", "meV")
         if self.gap.legend is not None:
             self.gap.legend.setColumnCount(3)  # wide and short: stays above the points
@@ -302,13 +304,13 @@ class PlotSet(QtCore.QObject):
             else:
                 grey = int(120 + 100 * rank / (HISTORY_SWEEPS + 1))
                 pen = pg.mkPen((grey, grey, 255 if rank < 3 else grey), width=1)
-            label = f"sweep {index}" if rank == 0 else None
+            label = sweep_label(index) if rank == 0 else None
             temperature = _values(columns, ch.temperature)
             if rank == 0 and temperature is not None:
                 t = temperature[rows]
                 t = t[np.isfinite(t)]
                 if t.size:
-                    label = f"sweep {index}, {float(np.mean(t)):.3g} K"
+                    label = f"{sweep_label(index)}, {float(np.mean(t)):.3g} K"
             self.didv.set_trace(key, bias[rows], didv[rows], pen=pen, name=label, z=-rank,
                                 x_factor=ch.bias.factor, y_factor=ch.didv.factor)
         for key in self.didv.trace_keys():
@@ -323,7 +325,8 @@ class PlotSet(QtCore.QObject):
                 and ch.didv is not None:
             factor = ch.didv.factor
             self.didv.set_trace("fit", update.fit_bias_mV, np.asarray(update.fit_didv) * factor,
-                                pen=FIT_PEN, name=f"fit {update.best_model} (sweep {update.sweep})",
+                                pen=FIT_PEN,
+                                name=f"fit {update.best_model} ({sweep_label(update.sweep)})",
                                 z=5)
             self.fit_sweep = update.sweep
         self.show_gaps(update)

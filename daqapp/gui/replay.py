@@ -10,7 +10,8 @@ multiple of the recorded pace (from the ``time`` column) or all at once.
 
 ``open_replay_window(paths, speed)`` is the entry point other commands use (``daqapp replay``);
 a folder among ``paths`` stands for its run files (a campaign), played oldest first, with one
-Δ(T) across all of them.
+Δ(T) across all of them, and the R–T curve of every R–T file played so far kept on the R–T
+plot (each file's run otherwise replaces the one before on the plots).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyqtgraph as pg
 from qtpy import QtCore, QtWidgets
 
 from daqapp.analysis.spectroscopy import RunFacts, facts_from_run
@@ -33,7 +35,9 @@ from daqapp.fitworker import (
     Spectrum,
     SweepCollector,
 )
+from daqapp.gui.channels import PlotChannels
 from daqapp.gui.fitpanel import FitPanel
+from daqapp.gui.plots import PALETTE
 from daqapp.gui.plotset import PlotSet
 from daqapp.storage import RunBuffer, open_run
 
@@ -155,6 +159,9 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.fit_ready.connect(self._on_fit)
         self.collector_events: list[str] = []
         self.last_fit: FitUpdate | None = None
+        #: R–T curves of the files played so far: (trace key, legend, T, R) in display units
+        self.rt_history: list[tuple[str, str, np.ndarray, np.ndarray]] = []
+        self.skipped_exports: list[str] = []
         self._build(models)
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(_TICK_MS)
@@ -247,10 +254,38 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self._file_origin = None
         if index == 0:
             self.fitworker.reset()
+            self.rt_history.clear()
         self.fitworker.store = self._store_for(player)
         self.plots.clear_run()
         self.plots.show_buffer(player.buffer, player.start_epoch, force=True)
+        self._draw_rt_history()  # after show_buffer: a new buffer clears the plots
         self._update_labels()
+
+    def _keep_rt(self, player: _Player) -> None:
+        """A played file's R–T curve stays on the R–T plot while the next files play."""
+        ch = PlotChannels.find(player.units)
+        if ch.temperature is None or ch.resistance is None:
+            return
+        columns = player.buffer.snapshot()
+        t, r = columns.get(ch.temperature.column), columns.get(ch.resistance.column)
+        if t is None or r is None or not len(t):
+            return
+        key = f"file {player.path.name}"
+        if any(entry[0] == key for entry in self.rt_history):
+            return
+        label = player.path.stem
+        if ch.field is not None and ch.field.column in columns:
+            field = columns[ch.field.column][np.isfinite(columns[ch.field.column])]
+            if field.size:
+                label += f" ({float(np.median(field)) * ch.field.factor:.3g} {ch.field.unit})"
+        self.rt_history.append((key, label, np.asarray(t) * ch.temperature.factor,
+                                np.asarray(r) * ch.resistance.factor))
+        self._draw_rt_history()
+
+    def _draw_rt_history(self) -> None:
+        for i, (key, label, t, r) in enumerate(self.rt_history):
+            self.plots.rt.set_trace(key, t, r, pen=pg.mkPen(PALETTE[(i + 1) % len(PALETTE)],
+                                                            width=1.5), name=label, z=-1)
 
     def _store_for(self, player: _Player) -> Any:
         def store(name: str, fit: Mapping[str, Any]) -> None:
@@ -353,6 +388,8 @@ class ReplayWindow(QtWidgets.QMainWindow):
         if player.done:
             return
         player.done = True
+        if len(self.players) > 1:
+            self._keep_rt(player)
         if self.fit_enabled:
             spectrum = self._collector.finish()
             if spectrum is not None:
@@ -400,20 +437,44 @@ class ReplayWindow(QtWidgets.QMainWindow):
         return False
 
     # -- export ----------------------------------------------------------------------------
+    def plots_with_data(self) -> tuple[dict[str, Any], list[str]]:
+        """(plots that hold data, names of those that do not) — a spectrum file has no R–T,
+        an R–T file no dI/dV."""
+        holding, empty = {}, []
+        for name, plot in self.plots.plots().items():
+            if any(len(plot.trace_data(key)[0]) for key in plot.trace_keys()):
+                holding[name] = plot
+            else:
+                empty.append(name)
+        return holding, empty
+
     def export_plots(self, folder: str | Path, suffix: str = ".png") -> list[Path]:
+        """Every plot holding data as ``<folder>/<file stem>_<plot><suffix>``; the empty ones
+        are not written (:attr:`skipped_exports` names them)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         stem = self.player.path.stem
-        return [plot.export(folder / f"{stem}_{name}{suffix}")
-                for name, plot in self.plots.plots().items()]
+        holding, self.skipped_exports = self.plots_with_data()
+        return [plot.export(folder / f"{stem}_{name}{suffix}") for name, plot in holding.items()]
 
     def _export_dialog(self) -> None:
         folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Export figures to folder",
                                                             str(self.player.path.parent))
         if folder:
-            self.export_plots(folder, ".png")
-            self.export_plots(folder, ".svg")
+            self.statusBar().showMessage(self.export_figures(folder), 15000)
+
+    def export_figures(self, folder: str | Path) -> str:
+        """PNG and SVG of the plots holding data, and the fit table; returns what was done."""
+        written = self.export_plots(folder, ".png") + self.export_plots(folder, ".svg")
+        text = f"Wrote {len(written)} figures to {folder}"
+        if self.fit_panel.parameter_rows():
             self.fit_panel.export_csv(Path(folder) / f"{self.player.path.stem}_fits.csv")
+            text += " and the fit table"
+        if self.skipped_exports:
+            text += (f"; skipped (no data in {self.player.path.name}): "
+                     + ", ".join(self.skipped_exports))
+        log.info("%s", text)
+        return text
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
         self.timer.stop()

@@ -1,4 +1,9 @@
-"""A browser of the run files in a folder (storage ``list_runs``), newest first."""
+"""A browser of the run files in a folder (storage ``list_runs``), newest first.
+
+The status comes first and is always as wide as its longest word ("interrupted"), so a
+narrow dock never shows "fini" or "abo"; procedures are shown by the short names the
+window and campaigns use (``didv-lockin``), not their class names.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +36,8 @@ class RunsBrowser(QtWidgets.QWidget):
     """Table of past runs; double-click (or *Replay*) opens one in the replay viewer."""
 
     open_requested = QtCore.Signal(list)
-    HEADERS = ("start", "procedure", "status", "points", "sample", "file")
+    HEADERS = ("status", "start", "procedure", "points", "sample", "file")
+    STATUS_COLUMN = 0
 
     def __init__(self, folder: str | Path, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -65,6 +71,7 @@ class RunsBrowser(QtWidgets.QWidget):
         self.table.horizontalHeader().setSectionResizeMode(
             QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self._short_names: dict[str, str] | None = None
         self.table.doubleClicked.connect(lambda _index: self._open_selected())
         layout.addWidget(self.table, 1)
         self.refresh()
@@ -88,17 +95,31 @@ class RunsBrowser(QtWidgets.QWidget):
         runs = list(reversed(runs))
         self.table.setRowCount(len(runs))
         for i, run in enumerate(runs):
-            procedure = run.procedure.rsplit(".", 1)[-1]
-            cells = (run.start[:19].replace("T", " "), procedure, run.status, str(run.n_rows),
+            procedure = self.short_name(run.procedure.rsplit(".", 1)[-1])
+            cells = (run.status, run.start[:19].replace("T", " "), procedure, str(run.n_rows),
                      run.sample, Path(run.path).name)
             for j, text in enumerate(cells):
                 item = QtWidgets.QTableWidgetItem(text)
                 item.setData(QtCore.Qt.ItemDataRole.UserRole, run.path)
                 if run.error:
                     item.setToolTip(run.error)
-                if j == 2 and run.status in _STATUS_COLOURS:
+                if j == self.STATUS_COLUMN and run.status in _STATUS_COLOURS:
                     item.setForeground(QtGui.QBrush(QtGui.QColor(_STATUS_COLOURS[run.status])))
                 self.table.setItem(i, j, item)
+
+        self.table.resizeColumnsToContents()
+
+    def short_name(self, class_name: str) -> str:
+        """The procedure's name in the window and in campaigns (its class name if none)."""
+        if self._short_names is None:
+            try:
+                from daqapp.gui.catalogue import discover_procedures
+
+                self._short_names = {cls.__name__: key
+                                     for key, cls in discover_procedures().items()}
+            except Exception:  # noqa: BLE001 - a browser of files must open without them
+                self._short_names = {}
+        return self._short_names.get(class_name, class_name)
 
     def paths(self) -> list[str]:
         return [self.table.item(i, 0).data(QtCore.Qt.ItemDataRole.UserRole)

@@ -144,3 +144,18 @@ def test_a_late_fit_after_the_last_step_ends_its_line_on_a_terminal():
     last = stream.getvalue().split("\r")[-1]
     assert "fit 001-nb: T=3.0 K Δ1=1.49" in last
     assert last.endswith("\ncampaign finished\n")
+
+
+def test_eta_after_resume_does_not_jump_while_the_first_step_stabilises():
+    """Seconds of reconnecting and stabilising before the resumed session's first point do
+    not inflate the ETA (it was 6 s → 77 s); once a step finishes, its own duration sets
+    the pace."""
+    line = ProgressLine(4, 40.0, stream=io.StringIO(), done=2, done_estimate_s=20.0)
+    line.begin("003-c", 10.0, position=3)
+    line.started -= 3.0
+    line._step_began -= 3.0  # noqa: SLF001 - three seconds spent stabilising
+    line.update(0.05)
+    assert line.eta_s() <= 20.0  # the remaining estimate (was 117 s: 3 s / 0.5 s of progress)
+    line._step_began -= 17.0  # noqa: SLF001 - the step took 20 s against its 10 s estimate
+    line.end("003-c", "done", 10.0)
+    assert abs(line.eta_s() - 20.0) < 0.5  # 10 s left at pace 2
