@@ -94,6 +94,10 @@ class Keithley2182Emulator(ScpiEmulator):
         integ = self.nplc / LINE_FREQUENCY
         return integ * (2.0 if self.azero else 1.0) + 0.004
 
+    def integration_time(self) -> float:
+        """Seconds the A/D integrates one reading (NPLC line cycles)."""
+        return self.nplc / LINE_FREQUENCY
+
     def reading_noise(self, ch: int, range_V: float | None = None) -> float:
         """Rms noise of one reading (V): ~6 nV p-p at NPLC 5 on 10 mV, growing with range."""
         rng = self.range[ch] if range_V is None else range_V
