@@ -264,8 +264,12 @@ class SR830Emulator:
     def _rate(self) -> float:
         return 0.0625 * 2 ** self.srat if self.srat < 14 else 0.0
 
-    def _total(self, now: float) -> int:
-        """Points taken since the scan started (in loop mode more than the buffer holds)."""
+    def _total(self, now: float | None = None) -> int:
+        """Points taken up to ``now`` (default: the time the filter was last brought to, so
+        every counted point lies inside a recorded interval; in loop mode this can exceed
+        what the buffer holds)."""
+        if now is None:
+            now = self._t_last
         if not self._runs:
             return 0
         run = self._runs[-1]
@@ -275,10 +279,10 @@ class SR830Emulator:
         total = run.k0 + count
         return min(total, BUFFER_SIZE) if self.send_mode == 0 else total
 
-    def _update_scan(self, now: float) -> None:
+    def _update_scan(self) -> None:
         """End a one-shot scan whose buffer is full, flag new points (LIAS bit 6) and drop the
         intervals that only held points a loop scan has overwritten."""
-        total = self._total(now)
+        total = self._total()
         if total > self._seen_points:
             self.lias |= 64
             self._seen_points = total
@@ -300,7 +304,7 @@ class SR830Emulator:
         self._runs[-1] = _Run(run.t0, run.rate, run.k0, k1)
 
     def _open_run(self, t0: float) -> None:
-        total = self._total(self.clock.now())
+        total = self._total()
         if self._runs and self._runs[-1].k1 is None:
             self._close_run(total)
         if self._rate() > 0:
@@ -344,8 +348,7 @@ class SR830Emulator:
     def _record_now(self) -> None:
         """A triggered point: the filter state now, as an interval of zero length."""
         self._advance()
-        now = self.clock.now()
-        self._record(now, now, 0j, list(self._stages))
+        self._record(self._t_last, self._t_last, 0j, list(self._stages))
 
     def _sample_times(self, ks: np.ndarray) -> np.ndarray:
         """Lab time of each absolute point index."""
@@ -357,7 +360,7 @@ class SR830Emulator:
         return t0 + step
 
     def _stored(self) -> int:
-        return min(self._total(self.clock.now()), BUFFER_SIZE)
+        return min(self._total(), BUFFER_SIZE)
 
     def _points(self, channel: int, start: int, count: int) -> Callable[[], np.ndarray]:
         """Display ``channel`` of bins start…start+count−1, evaluated later, outside the lock.
@@ -365,7 +368,7 @@ class SR830Emulator:
         Only the bins' lab times and the intervals holding them are taken here (under the
         lock); the returned function does the vectorised filter and noise arithmetic.
         """
-        total = self._total(self.clock.now())
+        total = self._total()
         first = total - min(total, BUFFER_SIZE)
         ks = np.arange(first + start, first + start + count)
         times = self._sample_times(ks)
@@ -434,7 +437,7 @@ class SR830Emulator:
         replies: list = []
         with self.lock:
             self._advance()
-            self._update_scan(self.clock.now())
+            self._update_scan()
             for part in (p.strip() for p in line.split(";")):
                 if not part:
                     continue
@@ -504,7 +507,7 @@ class SR830Emulator:
                 if signal:
                     self._u_last = self._target()
                 if attr == "srat" and self.scan == "running":
-                    self._open_run(self.clock.now())
+                    self._open_run(self._t_last)
                 if attr == "harmonic":
                     self._limit_time_constant()
                 return None
@@ -693,21 +696,21 @@ class SR830Emulator:
             self._clear_buffer()
         if self.scan != "running":
             self.scan = "running"
-            self._open_run(self.clock.now() + delay)
+            self._open_run(self._t_last + delay)
 
     def _c_paus(self, query, args):
         self._advance()
         if self.scan == "running":
             if self._runs and self._runs[-1].k1 is None:
-                self._close_run(self._total(self.clock.now()))
+                self._close_run(self._total())
             self.scan = "paused"
 
     def _c_trig(self, query, args):
         if self.srat == 14 and self.scan == "running":
-            total = self._total(self.clock.now())
+            total = self._total()
             if total < BUFFER_SIZE or self.send_mode == 1:
                 self._record_now()
-                self._runs.append(_Run(self.clock.now(), 0.0, total, total + 1))
+                self._runs.append(_Run(self._t_last, 0.0, total, total + 1))
             elif self.send_mode == 0:
                 self.scan = "done"
         elif self.tstr and self.scan in ("stopped", "done"):
