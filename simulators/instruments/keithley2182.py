@@ -245,7 +245,6 @@ class Keithley2182Emulator(ScpiEmulator):
 
     def _clear_trace(self, args=None, s=None) -> None:
         self.trace = []
-        self.feed_control = "NEV" if self.feed_control == "NEV" else self.feed_control
         self._fill_from = self.clock.now()
 
     def _meas_event_read(self, args, s) -> str:
