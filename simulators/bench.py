@@ -5,13 +5,17 @@ through the bias resistor (48 kΩ by default); the 6221 can instead or also inje
 there (``current_source_circuit="junction"``). The lock-in's A−B input, its AUX input 1 and the
 standalone 2182A all sense the contact voltage.
 Sample circuit (transport): the 6221 drives the sample's current leads and its linked 2182A
-senses the voltage leads (``current_source_circuit="sample"``, the default).
+senses the voltage leads (``current_source_circuit="sample"``, the default). The 6221's
+waveform output (:class:`SourceWaveform`) drives the same leads; a 2182A reading there is the
+sample voltage averaged over its integration window, as the meter's A/D averages it.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,6 +27,47 @@ from simulators.sample import SampleModel
 _PHASE_POINTS = 64
 _NEWTON_STEPS = 6
 _THETA = 2 * np.pi * (np.arange(_PHASE_POINTS) + 0.5) / _PHASE_POINTS
+_WINDOW_POINTS = 256            # samples of a waveform current over one A/D window
+
+
+@dataclass(frozen=True)
+class SourceWaveform:
+    """The 6221's waveform output: offset + amplitude (peak) × shape(phase).
+
+    Armed but not started (``t_start`` None) or past ``t_end`` the output sits at the offset.
+    Square: +1 for the first ``duty`` of each period, −1 after; ramp: rises from −1 to +1 over
+    ``duty`` of the period and falls back over the rest; ``ARB``: the normalised points (−1…1),
+    each held for 1/len of the period; sine starts at phase 0 going positive.
+    """
+
+    function: str
+    amplitude: float
+    frequency: float
+    offset: float = 0.0
+    duty: float = 0.5
+    t_start: float | None = None
+    t_end: float = math.inf
+    points: tuple[float, ...] = ()
+
+    def current(self, t) -> np.ndarray:
+        """Output current (A) at lab time(s) ``t``."""
+        t = np.asarray(t, dtype=float)
+        if self.t_start is None:
+            return np.full(t.shape, self.offset)
+        phase = np.mod((t - self.t_start) * self.frequency, 1.0)
+        if self.function == "SQU":
+            shape = np.where(phase < self.duty, 1.0, -1.0)
+        elif self.function == "RAMP":
+            d = min(max(self.duty, 1e-9), 1.0 - 1e-9)
+            shape = np.where(phase < d, -1.0 + 2.0 * phase / d,
+                             1.0 - 2.0 * (phase - d) / (1.0 - d))
+        elif self.function.startswith("ARB") and self.points:
+            pts = np.asarray(self.points, dtype=float)
+            shape = pts[np.minimum((phase * len(pts)).astype(int), len(pts) - 1)]
+        else:
+            shape = np.sin(2 * np.pi * phase)
+        running = (t >= self.t_start) & (t < self.t_end)
+        return self.offset + np.where(running, self.amplitude * shape, 0.0)
 
 
 class Bench:
@@ -52,7 +97,8 @@ class Bench:
         self.external_reference = False   # nothing is cabled to the lock-in's REF IN
         self.sine_rms_V = 0.0
         self.aux_bias_V = 0.0
-        self.source_current_A = 0.0      # what the 6221 is putting out now (0 when off)
+        self.source_current_A = 0.0      # the 6221's DC output now (0 when off)
+        self.source_waveform: SourceWaveform | None = None   # its waveform output, if armed
         self._listeners: list[Callable[[], None]] = []
 
     # ---------------------------------------------------------------- change notices
@@ -76,6 +122,18 @@ class Bench:
         if amps != self.source_current_A:
             self._before_change()
         self.source_current_A = float(amps)
+
+    def set_source_waveform(self, waveform: SourceWaveform | None) -> None:
+        if waveform != self.source_waveform:
+            self._before_change()
+        self.source_waveform = waveform
+
+    def source_current_at(self, t) -> np.ndarray:
+        """The 6221's total output current (A) at lab time(s) ``t``: DC plus waveform."""
+        t = np.asarray(t, dtype=float)
+        wave = self.source_waveform
+        extra = wave.current(t) if wave is not None else 0.0
+        return self.source_current_A + extra
 
     def noise(self, sigma: float, size=None):
         with self.rng_lock:
@@ -182,6 +240,22 @@ class Bench:
         if self.current_source_circuit == "junction":
             return float(self.sample.contact_voltage(current_A, t, b))
         return float(self.sample.transport_voltage(current_A, t, b))
+
+    def sample_voltage_mean(self, window_s: float) -> float:
+        """The four-terminal voltage averaged over the last ``window_s`` of lab time: what an
+        integrating voltmeter reads while the 6221 puts out a waveform (the DC case is
+        :meth:`sample_voltage` at the DC current)."""
+        if self.source_waveform is None:
+            return self.sample_voltage(self.source_current_A)
+        now = self.clock.now()
+        ts = now - window_s * (np.arange(_WINDOW_POINTS) + 0.5) / _WINDOW_POINTS
+        current = self.source_current_at(ts)
+        t, b = self.conditions()
+        if self.current_source_circuit == "junction":
+            v = self.sample.contact_voltage(current, t, b)
+        else:
+            v = self.sample.transport_voltage(current, t, b)
+        return float(np.mean(v))
 
     def load_resistance(self, current_A: float) -> float:
         """Resistance the 6221 sees between its output terminals (for compliance)."""

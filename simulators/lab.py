@@ -216,7 +216,7 @@ class VirtualLab:
         def linked_source(ch: int) -> float:
             if ch != 1:
                 return 0.0
-            return bench.sample_voltage(bench.source_current_A) + bench.thermal_emf()
+            return bench.sample_voltage_mean(linked.integration_time()) + bench.thermal_emf()
 
         linked = Keithley2182Emulator(self.clock, linked_source, self._noise)
         source_class = Keithley6221Emulator

@@ -43,6 +43,14 @@ FROZEN_CACHE_LINE_BYTES = 256
 _TERMINATOR = re.compile(rb"[\r\n]")
 
 
+class BinaryReply(bytes):
+    """A reply sent as exactly these bytes, without the emulator's reply terminator.
+
+    A binary block (SR830 ``TRCB?``/``TRCL?``) has no terminator on the real instrument: on GPIB
+    its last byte carries EOI. A socket has no EOI, so nothing at all follows the block.
+    """
+
+
 class LineEmulator(Protocol):
     """What the server needs from an emulator."""
 
@@ -52,7 +60,8 @@ class LineEmulator(Protocol):
         """Lines sent to a client as soon as it connects (AMI 430); usually empty."""
 
     def handle(self, line: str) -> list[str]:
-        """Process one received line (may hold several ``;`` commands); return reply lines."""
+        """Process one received line (may hold several ``;`` commands); return reply lines
+        (text, sent with ``reply_termination``, or :class:`BinaryReply` blocks, sent bare)."""
 
 
 class LineService:
@@ -79,7 +88,9 @@ class LineService:
         if self.faults.is_active(self.role, "garbage"):
             lines = ["".join(self._rng.choice("#$%&?@!~^*") for _ in range(7))
                      for _ in lines]
-        return "".join(line + term for line in lines).encode("latin-1", errors="replace")
+        return b"".join(bytes(line) if isinstance(line, BinaryReply)
+                        else (line + term).encode("latin-1", errors="replace")
+                        for line in lines)
 
     def greeting(self) -> bytes:
         greet = self.emulator.greeting()

@@ -4,12 +4,19 @@ targets, segmented ramp rates in the chosen units, persistent switch, quench and
 
 from __future__ import annotations
 
+import time
+
 from simulators.faults import FaultBoard
 from simulators.instruments.scpi import ScpiEmulator, ScpiError, parse_bool, parse_float
 from simulators.magnet import MagnetModel
 
 IDN = "AMERICAN MAGNETICS INC.,MODEL 430,2.01"
 GREETING = ["American Magnetics Model 430 IP Interface", "Hello."]
+#: Real seconds between accepting a connection and sending the greeting. A raw socket has no
+#: device-clear message: a client's "clear" only drops what has already arrived (pyvisa-py
+#: drains until 0.1 s of silence), and the 430 greets once its interface session is up, so a
+#: QCoDeS AMIModel430 with its default device_clear=True still reads the greeting.
+GREETING_DELAY_S = 0.25
 
 
 def _n(v: float) -> str:
@@ -48,6 +55,9 @@ class AMI430Emulator(ScpiEmulator):
         self._apply_rate()
 
     def greeting(self) -> list[str]:
+        """The two connect lines, sent after :data:`GREETING_DELAY_S` (this client's thread
+        waits; the command lock is not held)."""
+        time.sleep(GREETING_DELAY_S)
         return list(GREETING)
 
     # ------------------------------------------------------------------- units

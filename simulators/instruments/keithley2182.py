@@ -3,6 +3,12 @@
 A reading takes NPLC/f_line (twice with auto-zero on) plus overhead, times the trigger count,
 on the lab clock. The same class serves the standalone 2182A (blocking ``:READ?``) and the one
 behind the 6221's RS-232 port (the 6221 asks :meth:`execute` and waits for the reply itself).
+
+The reading buffer follows the manual: ``TRAC:POIN`` 2–1024, ``TRAC:FEED SENS|CALC|NONE``,
+``TRAC:FEED:CONT NEXT`` stores every following reading (triggered ones, and with
+``INIT:CONT ON`` one per conversion time of the lab clock) until the buffer is full, then sets
+BFL (measurement event bit 9) and returns to NEV. ``CALC2`` computes MEAN, SDEV (n−1), MAX, MIN
+or PKPK over the stored readings (``IMM?``, or ``IMM`` then ``DATA?``); no readings: +9.91E37.
 """
 
 from __future__ import annotations
@@ -21,6 +27,12 @@ from simulators.instruments.scpi import (
 
 IDN = "KEITHLEY INSTRUMENTS INC.,MODEL 2182A,1193143,C02 /A02"
 OVERFLOW = "+9.9E37"
+NO_DATA = "+9.91E37"             # Keithley's NAN: a statistic of an empty buffer
+BUFFER_MAX = 1024
+MEAS_BUFFER_FULL = 512           # measurement event bit 9 (BFL)
+CALC2_FORMS = {"MEAN": "MEAN", "SDEV": "SDEV", "SDEVIATION": "SDEV", "MAX": "MAX",
+               "MAXIMUM": "MAX", "MIN": "MIN", "MINIMUM": "MIN", "PKPK": "PKPK",
+               "NONE": "NONE"}
 CH1_RANGES = (0.01, 0.1, 1.0, 10.0, 100.0)
 CH2_RANGES = (0.1, 1.0, 10.0)
 LINE_FREQUENCY = 60.0
@@ -65,7 +77,15 @@ class Keithley2182Emulator(ScpiEmulator):
         self.fresh = False
         self.calc_form = "MEAN"
         self.calc_on = False
+        self.calc_result: float | None = None
         self.last_batch: list[float] = []
+        self.trace: list[float] = []
+        self.trace_points = BUFFER_MAX
+        self.trace_feed = "SENS"
+        self.feed_control = "NEV"
+        self._fill_from = 0.0           # lab time continuous storing (re)started
+        self.meas_event = 0
+        self.meas_enable = 0
         self.settings: dict[str, str] = {}
 
     # ---------------------------------------------------------------- measurement
@@ -73,6 +93,10 @@ class Keithley2182Emulator(ScpiEmulator):
         """Seconds per reading: integration (×2 with auto-zero) plus settling overhead."""
         integ = self.nplc / LINE_FREQUENCY
         return integ * (2.0 if self.azero else 1.0) + 0.004
+
+    def integration_time(self) -> float:
+        """Seconds the A/D integrates one reading (NPLC line cycles)."""
+        return self.nplc / LINE_FREQUENCY
 
     def reading_noise(self, ch: int, range_V: float | None = None) -> float:
         """Rms noise of one reading (V): ~6 nV p-p at NPLC 5 on 10 mV, growing with range."""
@@ -109,6 +133,7 @@ class Keithley2182Emulator(ScpiEmulator):
     def execute(self, line: str) -> tuple[list[str], float]:
         """Process a line; return replies and the time the instrument is busy (s)."""
         self._busy = 0.0
+        self._fill_continuous()
         replies = ScpiEmulator.handle(self, line)
         return replies, self._busy
 
@@ -128,6 +153,26 @@ class Keithley2182Emulator(ScpiEmulator):
         self.latest = values[-1] if values[-1] is not None else math.inf
         self.last_batch = [v for v in values if v is not None]
         self.fresh = True
+        if self.feed_control == "NEXT" and self.trace_feed != "NONE":
+            for v in values:
+                self.trace.append(math.inf if v is None else v)
+                if len(self.trace) >= self.trace_points:
+                    self.feed_control = "NEV"
+                    self.meas_event |= MEAS_BUFFER_FULL
+                    break
+
+    def _fill_continuous(self) -> None:
+        """With ``INIT:CONT ON`` the meter converts all the time: store the readings taken
+        since the buffer was armed (at most the free space, so bounded per command)."""
+        if not (self.continuous and self.feed_control == "NEXT" and self.trace_feed != "NONE"):
+            return
+        now = self.clock.now()
+        due = int((now - self._fill_from) / self.conversion_time())
+        due = min(due, self.trace_points - len(self.trace))
+        if due <= 0:
+            return
+        self._fill_from += due * self.conversion_time()
+        self._store([self.measure_once() for _ in range(due)])
 
     def _fetch(self, args, s) -> str:
         if self.latest is None:
@@ -145,25 +190,81 @@ class Keithley2182Emulator(ScpiEmulator):
         self.fresh = False
         return OVERFLOW if math.isinf(self.latest) else self.format_reading(self.latest)
 
-    def _calc(self, args, s) -> str:
-        values, busy = self.take_readings()
-        self._busy = getattr(self, "_busy", 0.0) + busy
-        self._store(values)
-        data = self.last_batch
-        if not data:
-            return OVERFLOW
-        if self.calc_form == "MEAN":
+    def _calc_immediate(self, args=None, s=None) -> None:
+        """``CALC2:IMM``: the selected statistic of the stored readings (overflows excluded)."""
+        data = [v for v in self.trace if math.isfinite(v)]
+        if not self.calc_on or self.calc_form == "NONE" or not data:
+            self.calc_result = None
+            return
+        form = self.calc_form
+        if form == "MEAN":
             v = sum(data) / len(data)
-        elif self.calc_form == "MAX":
+        elif form == "MAX":
             v = max(data)
-        elif self.calc_form == "MIN":
+        elif form == "MIN":
             v = min(data)
-        elif self.calc_form == "SDEV":
-            m = sum(data) / len(data)
-            v = math.sqrt(sum((x - m) ** 2 for x in data) / max(1, len(data) - 1))
+        elif form == "PKPK":
+            v = max(data) - min(data)
         else:
-            v = data[-1]
-        return self.format_reading(v)
+            m = sum(data) / len(data)
+            v = math.sqrt(sum((x - m) ** 2 for x in data) / (len(data) - 1)) if len(
+                data) > 1 else 0.0
+        self.calc_result = v
+
+    def _calc_data(self, args=None, s=None) -> str:
+        return NO_DATA if self.calc_result is None else self.format_reading(self.calc_result)
+
+    def _calc_query(self, args, s) -> str:
+        self._calc_immediate()
+        return self._calc_data()
+
+    def _set_calc_form(self, args, s) -> None:
+        form = CALC2_FORMS.get(args.strip().upper())
+        if form is None:
+            raise ScpiError(-224)
+        self.calc_form = form
+
+    def _set_feed_control(self, args, s) -> None:
+        a = args.strip().upper()
+        if a.startswith("NEXT"):
+            if self.feed_control != "NEXT":
+                self._fill_from = self.clock.now()
+            self.feed_control = "NEXT"
+        elif a.startswith("NEV"):
+            self.feed_control = "NEV"
+        else:
+            raise ScpiError(-224)
+
+    def _set_feed(self, args, s) -> None:
+        a = args.strip().upper()
+        for name in ("SENS", "CALC", "NONE"):
+            if a.startswith(name):
+                self.trace_feed = name
+                return
+        raise ScpiError(-224)
+
+    def _clear_trace(self, args=None, s=None) -> None:
+        self.trace = []
+        self._fill_from = self.clock.now()
+
+    def _meas_event_read(self, args, s) -> str:
+        v, self.meas_event = self.meas_event, 0
+        return str(v)
+
+    def status_byte(self) -> int:
+        stb = super().status_byte()
+        if self.meas_event & self.meas_enable:
+            stb |= 1
+        if stb & self.sre:
+            stb |= 64
+        return stb
+
+    def clear_status(self) -> None:
+        super().clear_status()
+        self.meas_event = 0
+
+    def status_preset(self) -> None:
+        self.meas_enable = 0
 
     def _set_function(self, args, s) -> None:
         f = unquote(args).upper()
@@ -256,10 +357,8 @@ class Keithley2182Emulator(ScpiEmulator):
                              ("[SENSe]:TEMPerature:RJUNction:RSELect", "SIM"),
                              ("[SENSe]:TEMPerature:RJUNction:SIMulated", "23"),
                              ("DISPlay:ENABle", "1"), ("UNIT:TEMPerature", "C"),
-                             ("TRACe:POINts", "1024"), ("TRACe:FEED", "SENS"),
-                             ("TRACe:FEED:CONTrol", "NEV"), ("SAMPle:COUNt", "1"),
+                             ("SAMPle:COUNt", "1"),
                              ("SYSTem:FAZero[:STATe]", "1"), ("FORMat[:DATA]", "ASC"),
-                             ("STATus:MEASurement:ENABle", "0"),
                              ("STATus:OPERation:ENABle", "0"),
                              ("STATus:QUEStionable:ENABle", "0")):
             setter, getter = self._store_setting(key, default)
@@ -271,7 +370,7 @@ class Keithley2182Emulator(ScpiEmulator):
         add("SYSTem:LFRequency", getter=lambda a, s: f"{LINE_FREQUENCY:g}")
         add("SYSTem:LFRequency:AUTO", setter=lambda a, s: None, getter=lambda a, s: "1")
         add("TRIGger:COUNt",
-            setter=lambda a, s: setattr(self, "trig_count", int(parse_float(a, 1, 1024))),
+            setter=lambda a, s: setattr(self, "trig_count", int(parse_float(a, 1, 9999))),
             getter=lambda a, s: str(self.trig_count))
         add("TRIGger:DELay",
             setter=lambda a, s: setattr(self, "trig_delay", parse_float(a, 0, 99999.999)),
@@ -286,17 +385,40 @@ class Keithley2182Emulator(ScpiEmulator):
             getter=lambda a, s: str(int(self.continuous)))
         add("ABORt", setter=lambda a, s: None)
         add("*TRG", setter=self._initiate)
-        add("TRACe:CLEar", setter=lambda a, s: None)
-        add("TRACe:DATA", getter=lambda a, s: ",".join(f"{v:+.9E}" for v in self.last_batch))
-        add("CALCulate2:FORMat",
-            setter=lambda a, s: setattr(self, "calc_form", a.strip().upper()[:4]),
-            getter=lambda a, s: self.calc_form)
-        add("CALCulate2:STATe", setter=lambda a, s: setattr(self, "calc_on", parse_bool(a)),
-            getter=lambda a, s: str(int(self.calc_on)))
-        add("CALCulate2:IMMediate", setter=lambda a, s: None, getter=self._calc)
-        add("STATus:MEASurement[:EVENt]", getter=lambda a, s: "0")
+        add("TRACe:CLEar", setter=self._clear_trace)
+        add("TRACe:DATA", getter=lambda a, s: ",".join(self.format_reading(
+            v if math.isfinite(v) else None) for v in self.trace))
+        add("TRACe:POINts",
+            setter=lambda a, s: setattr(self, "trace_points",
+                                        int(parse_float(a, 2, BUFFER_MAX, default=BUFFER_MAX))),
+            getter=lambda a, s: str(self.trace_points))
+        add("TRACe:POINts:ACTual", getter=lambda a, s: str(len(self.trace)))
+        add("TRACe:FEED", setter=self._set_feed, getter=lambda a, s: self.trace_feed)
+        add("TRACe:FEED:CONTrol", setter=self._set_feed_control,
+            getter=lambda a, s: self.feed_control)
+        add("CALCulate#:FORMat", setter=self._calc2(self._set_calc_form),
+            getter=self._calc2(lambda a, s: self.calc_form))
+        add("CALCulate#:STATe",
+            setter=self._calc2(lambda a, s: setattr(self, "calc_on", parse_bool(a))),
+            getter=self._calc2(lambda a, s: str(int(self.calc_on))))
+        add("CALCulate#:IMMediate", setter=self._calc2(self._calc_immediate),
+            getter=self._calc2(self._calc_query))
+        add("CALCulate#:DATA", getter=self._calc2(self._calc_data))
+        add("STATus:MEASurement:ENABle",
+            setter=lambda a, s: setattr(self, "meas_enable", int(parse_float(a, 0, 65535))),
+            getter=lambda a, s: str(self.meas_enable))
+        add("STATus:MEASurement[:EVENt]", getter=self._meas_event_read)
         add("STATus:OPERation[:EVENt]", getter=lambda a, s: "0")
         add("STATus:QUEStionable[:EVENt]", getter=lambda a, s: "0")
+
+    @staticmethod
+    def _calc2(handler):
+        """Only CALC2 (buffer statistics) is emulated; CALC1 (mX+b, %) is not."""
+        def f(args, s):
+            if s and s[0] != 2:
+                raise ScpiError(-113)
+            return handler(args, s)
+        return f
 
     def _initiate(self, args, s) -> None:
         values, busy = self.take_readings()

@@ -1,6 +1,13 @@
 """Keithley 6221 current source with its 2182A on the RS-232 link: DC output with compliance,
 delta mode and differential conductance (DCON) generating readings from the sample model with
 the manual's formulas, the trace buffer, ``FORM:ELEM``, and the serial pass-through.
+
+Waveform output (``SOUR:WAVE:FUNC SIN|SQU|RAMP|ARBn``, ``AMPL`` peak, ``FREQ``, ``OFFS``,
+``DCYC``, ``DUR:TIME|CYCL``, ``ARB:DATA``/``ARB:COPY``): ``ARM`` turns the output on at the
+offset, ``INIT`` starts the waveform for its duration (then back at the offset), ``ABOR`` stops
+it and turns the output off. The current reaches the bench (:class:`SourceWaveform`), so the
+linked 2182A reads the sample voltage averaged over its integration window. Compliance is not
+applied to the waveform.
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ import math
 
 import numpy as np
 
-from simulators.bench import Bench
+from simulators.bench import Bench, SourceWaveform
 from simulators.clock import SimClock
 from simulators.faults import FaultBoard
 from simulators.instruments.keithley2182 import OVERFLOW, Keithley2182Emulator
@@ -28,6 +35,9 @@ ELEMENT_ORDER = ("READ", "TST", "SOUR", "AVOL", "COMP", "RNUM")
 MEAS_COMPLIANCE = 8            # measurement condition/event bit 3
 MEAS_BUFFER_FULL = 512         # bit 9 (pymeasure enables it for buffer waits)
 OPEN_LOAD_OHM = 1e9
+WAVE_FUNCTIONS = {"SIN": "SIN", "SINE": "SIN", "SQU": "SQU", "SQUARE": "SQU", "RAMP": "RAMP",
+                  **{f"ARB{n}": f"ARB{n}" for n in range(5)}}
+INF_REPLY = "+9.900000E+37"
 
 
 class Keithley6221Emulator(ScpiEmulator):
@@ -72,6 +82,12 @@ class Keithley6221Emulator(ScpiEmulator):
         self.armed: str | None = None       # "DELT" or "DCON"
         self.run: dict | None = None
         self.settings: dict[str, str] = {}
+        self.wave = {"FUNC": "SIN", "AMPL": 2e-12, "FREQ": 1e3, "OFFS": 0.0, "DCYC": 50.0,
+                     "DUR": math.inf}
+        self.arb_staged: tuple[float, ...] = ()
+        self.arb_slots: dict[int, tuple[float, ...]] = {n: () for n in range(5)}
+        self.wave_state: str | None = None   # None, "armed", "running"
+        self.wave_start = 0.0
         self.latest: dict | None = None
         self.fresh = False
         if hasattr(self, "bench"):
@@ -83,8 +99,23 @@ class Keithley6221Emulator(ScpiEmulator):
             return OPEN_LOAD_OHM
         return self.bench.load_resistance(current)
 
+    def _waveform(self) -> SourceWaveform | None:
+        """What the output puts on the bench while a waveform is armed or running."""
+        if self.wave_state is None or not self.output:
+            return None
+        w = self.wave
+        slot = int(w["FUNC"][3:]) if w["FUNC"].startswith("ARB") else None
+        return SourceWaveform(
+            w["FUNC"], w["AMPL"], w["FREQ"], w["OFFS"], w["DCYC"] / 100.0,
+            self.wave_start if self.wave_state == "running" else None,
+            self.wave_start + w["DUR"], self.arb_slots[slot] if slot is not None else ())
+
     def _apply_output(self) -> None:
-        """Put the (compliance-limited) DC current on the bench."""
+        """Put the (compliance-limited) DC current, or the waveform, on the bench."""
+        self.bench.set_source_waveform(self._waveform())
+        if self.wave_state is not None:
+            self.bench.set_source_current(0.0)
+            return
         if not self.output or self.run is not None:
             self.bench.set_source_current(0.0)
             self.meas_cond &= ~MEAS_COMPLIANCE
@@ -108,6 +139,8 @@ class Keithley6221Emulator(ScpiEmulator):
         return delay + nplc / 60.0 + 0.003
 
     def _arm(self, kind: str) -> None:
+        if self.wave_state is not None:
+            raise ScpiError(-221, "Settings conflict; waveform armed")
         if self.nv is None:
             raise ScpiError(-221, "Settings conflict; no 2182A on RS-232")
         if kind == "DCON" and self.dcon["STEP"] <= 0:
@@ -115,6 +148,8 @@ class Keithley6221Emulator(ScpiEmulator):
         self.armed = kind
 
     def _start(self) -> None:
+        if self.wave_state is not None:
+            raise ScpiError(-221, "Settings conflict; waveform armed")
         if self.armed is None:
             raise ScpiError(-221, "Settings conflict; not armed")
         kind = self.armed
@@ -458,10 +493,6 @@ class Keithley6221Emulator(ScpiEmulator):
                              ("TRIGger:DIRection", "ACC"),
                              ("TRACe:FEED", "SENS1"), ("TRACe:FEED:CONTrol", "NEXT"),
                              ("FORMat[:DATA]", "ASC"), ("FORMat:BORDer", "SWAP"),
-                             ("[SOURce]:WAVE:FUNCtion", "SIN"), ("[SOURce]:WAVE:FREQuency", "1000"),
-                             ("[SOURce]:WAVE:AMPLitude", "0"), ("[SOURce]:WAVE:OFFSet", "0"),
-                             ("[SOURce]:WAVE:DCYCle", "50"), ("[SOURce]:WAVE:DURation:TIME", "INF"),
-                             ("[SOURce]:WAVE:DURation:CYCLes", "INF"),
                              ("[SOURce]:WAVE:RANGing", "BEST"), ("[SOURce]:WAVE:PMARker", "0"),
                              ("[SOURce]:WAVE:PMARker:STATe", "0"),
                              ("[SOURce]:WAVE:PMARker:OLINe", "1"),
@@ -471,10 +502,101 @@ class Keithley6221Emulator(ScpiEmulator):
                              ("SYSTem:COMMunicate:SERial:TERMinator", "LF"),
                              ("SYSTem:BEEPer[:STATe]", "1"), ("SYSTem:BEEPer:IMMediate", "0")):
             self._store(key, default)
-        for key in ("[SOURce]:WAVE:ARM", "[SOURce]:WAVE:INITiate", "[SOURce]:WAVE:ABORt",
-                    "[SOURce]:WAVE:ARB:COPY", "[SOURce]:WAVE:ARB:DATA", "*TRG",
-                    "SYSTem:KEY", "SYSTem:CLEar"):
+        self._register_waveform()
+        for key in ("*TRG", "SYSTem:KEY", "SYSTem:CLEar"):
             add(key, setter=lambda a, s: None)
+
+    # ------------------------------------------------------------------ waveform
+    def _wave_arm(self, args=None, s=None) -> None:
+        if self.run is not None or self.armed is not None:
+            raise ScpiError(-221, "Settings conflict; delta/DCON armed")
+        if self.wave["FUNC"].startswith("ARB") and not self.arb_slots[int(
+                self.wave["FUNC"][3:])]:
+            raise ScpiError(-221, "Settings conflict; empty arbitrary waveform")
+        self.wave_state = "armed"
+        self.output = True
+        self._apply_output()
+
+    def _wave_init(self, args=None, s=None) -> None:
+        if self.wave_state is None:
+            raise ScpiError(-221, "Settings conflict; waveform not armed")
+        self.wave_state = "running"
+        self.wave_start = self.clock.now()
+        self._apply_output()
+
+    def _wave_abort(self, args=None, s=None) -> None:
+        if self.wave_state is not None:
+            self.wave_state = None
+            self.output = False
+            self._apply_output()
+
+    def _wave_setter(self, key: str, low: float, high: float):
+        def f(a, s):
+            if self.wave_state is not None:
+                raise ScpiError(-221, "Settings conflict; waveform armed")
+            value = parse_float(a, low, high)
+            amp = value if key == "AMPL" else self.wave["AMPL"]
+            off = value if key == "OFFS" else self.wave["OFFS"]
+            if key in ("AMPL", "OFFS") and abs(amp) + abs(off) > MAX_I:
+                raise ScpiError(-222, "Data out of range; amplitude + offset > 105 mA")
+            self.wave[key] = value
+        return f
+
+    def _set_wave_function(self, a, s) -> None:
+        func = WAVE_FUNCTIONS.get(a.strip().upper())
+        if func is None:
+            raise ScpiError(-224)
+        if self.wave_state is not None:
+            raise ScpiError(-221, "Settings conflict; waveform armed")
+        self.wave["FUNC"] = func
+
+    def _set_duration(self, per_cycle: bool):
+        def f(a, s):
+            if a.strip().upper().startswith("INF"):
+                self.wave["DUR"] = math.inf
+                return
+            if per_cycle:
+                self.wave["DUR"] = parse_float(a, 1e-3, 99999999900) / self.wave["FREQ"]
+            else:
+                self.wave["DUR"] = parse_float(a, 100e-9, 999999.999)
+        return f
+
+    def _get_duration(self, per_cycle: bool):
+        def f(a, s):
+            d = self.wave["DUR"]
+            if not math.isfinite(d):
+                return INF_REPLY
+            return f"{d * self.wave['FREQ'] if per_cycle else d:+.6E}"
+        return f
+
+    def _set_arb_data(self, a, s) -> None:
+        points = tuple(parse_float(x, -1.0, 1.0) for x in a.split(",") if x.strip())
+        if not 2 <= len(points) <= 65536:
+            raise ScpiError(-222)
+        self.arb_staged = points
+
+    def _register_waveform(self) -> None:
+        add = self.add
+        add("[SOURce]:WAVE:FUNCtion", setter=self._set_wave_function,
+            getter=lambda a, s: self.wave["FUNC"])
+        for key, name, low, high in (("AMPL", "AMPLitude", 2e-12, MAX_I),
+                                     ("FREQ", "FREQuency", 1e-3, 1e5),
+                                     ("OFFS", "OFFSet", -MAX_I, MAX_I),
+                                     ("DCYC", "DCYCle", 0.0, 100.0)):
+            add(f"[SOURce]:WAVE:{name}", setter=self._wave_setter(key, low, high),
+                getter=lambda a, s, k=key: f"{self.wave[k]:+.6E}")
+        add("[SOURce]:WAVE:DURation:TIME", setter=self._set_duration(False),
+            getter=self._get_duration(False))
+        add("[SOURce]:WAVE:DURation:CYCLes", setter=self._set_duration(True),
+            getter=self._get_duration(True))
+        add("[SOURce]:WAVE:ARM", setter=self._wave_arm,
+            getter=lambda a, s: str(int(self.wave_state is not None)))
+        add("[SOURce]:WAVE:INITiate", setter=self._wave_init)
+        add("[SOURce]:WAVE:ABORt", setter=self._wave_abort)
+        add("[SOURce]:WAVE:ARB:DATA", setter=self._set_arb_data,
+            getter=lambda a, s: ",".join(f"{v:+.6E}" for v in self.arb_staged))
+        add("[SOURce]:WAVE:ARB:COPY", setter=lambda a, s: self.arb_slots.__setitem__(
+            int(parse_float(a, 1, 4)), self.arb_staged))
 
     def _meas_condition(self) -> int:
         if self.output and self.run is None:

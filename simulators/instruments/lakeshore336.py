@@ -262,7 +262,9 @@ class LakeShore336Emulator(LakeShoreProtocol):
             o.status = 0
 
     def _c_htr(self, q, a):
-        o = self._out(a[0], (1, 2))
+        """Output in % of range. Outputs 3–4 (voltage outputs) answer their AOUT? value, as
+        QCoDeS's snapshot asks ``HTR?`` of all four outputs (the manual lists 1–2)."""
+        o = self._out(a[0])
         return lsnum(o.percent, 5) if o.percent else "+0.0000"
 
     def _c_aout(self, q, a):
@@ -305,6 +307,10 @@ class LakeShore336Emulator(LakeShoreProtocol):
         o.integral = 0.0
 
     def _c_htrset(self, q, a):
+        if q and int(float(a[0])) in (3, 4):
+            # a voltage output has no heater setup; answered (all zero) rather than left to
+            # time out, since QCoDeS's snapshot asks HTRSET? of every output
+            return "0,0,+0.000,0"
         o = self._out(a[0], (1, 2))
         if q:
             return f"{o.heater_res},{o.max_current},{lsnum(o.user_current, 4)},{o.display}"

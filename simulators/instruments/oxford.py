@@ -279,9 +279,29 @@ class ITC503Emulator(OxfordEmulator):
             for k in self.table:
                 self.table[k] = 0.0
             return "w"
+        if letter == "m":
+            return "m" + str(self.gas_flow_status())
         if letter in "Qk":
             return letter
         raise _Refused(letter)
+
+    def gas_flow_status(self) -> int:
+        """``m``: the gas-flow control status bits (pymeasure's FLOW_CONTROL_STATUS).
+
+        Bit 3 is the sign of the temperature error (set: the sensor is above the setpoint)
+        and bit 4 that of the heater error (heater voltage above the target voltage); bits
+        0–2 (fast cool-down, cool-down termination, slow valve action) stay clear because
+        the needle valve is not modelled beyond the ``G`` setting, and no target-voltage
+        table is, so the heater error is only negative when the heater is on with a target of
+        zero.
+        """
+        stage, sample = self.cryostat.stage_temperature, self.cryostat.temperature
+        bits = 0
+        if self.setpoint - self._temperature(self.heater_sensor, stage, sample) < 0:
+            bits |= 8
+        if self.mode in (2, 3) and self.percent > 0:
+            bits |= 16
+        return bits
 
 
 class IPS120Emulator(OxfordEmulator):

@@ -192,7 +192,7 @@ class ScpiEmulator:
         self.add("SYSTem:ERRor:CLEar", setter=lambda a, s: self._errors.clear())
         self.add("STATus:QUEue[:NEXT]", getter=lambda a, s: self.pop_error())
         self.add("STATus:QUEue:CLEar", setter=lambda a, s: self._errors.clear())
-        self.add("STATus:PRESet", setter=lambda a, s: None)
+        self.add("STATus:PRESet", setter=lambda a, s: self.status_preset())
         self.add("SYSTem:VERSion", getter=lambda a, s: "1999.0")
         self.add("SYSTem:PRESet", setter=lambda a, s: self.reset())
 
@@ -248,6 +248,9 @@ class ScpiEmulator:
         if stb & self.sre:
             stb |= 64
         return stb
+
+    def status_preset(self) -> None:
+        """``STAT:PRES``: subclasses with event-enable registers clear them."""
 
     def reset(self) -> None:
         """``*RST``: subclasses restore their defaults."""
