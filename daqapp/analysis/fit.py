@@ -10,8 +10,8 @@ the convention (dimension). :func:`compare_models` ranks models by AIC and says 
 cannot decide.
 
 Why σ matters: AIC = χ² + 2k and BIC = χ² + k ln N are only meaningful with a real noise σ;
-unless given, it is estimated from the point-to-point scatter (third differences) of the
-spectrum, which a smooth BTK curve does not contribute to.
+unless given, it is estimated from the residual of a local quartic through 9 neighbouring points
+(:func:`estimate_noise`), which a smooth BTK curve does not contribute to.
 
 Why a global stage: two-gap models have several minima of nearly equal χ² (d+d especially:
 Δ2 can sit at a second shoulder or merge into Δ1). For s/d two-gap models a library of
