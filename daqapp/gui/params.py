@@ -139,8 +139,18 @@ class _Field(QtWidgets.QWidget):
                 text = text[: -len(self.unit)].strip()
             # the procedure's own rule (finite, normal, whole where integral, 0 where it means
             # "off"), on the range narrowed by the station
-            rule = {**parameter_rule(p), "low": self.lo, "high": self.hi}
-            return check_number(self.key, text, **rule)
+            own = parameter_rule(p)
+            try:
+                return check_number(self.key, text, **{**own, "low": self.lo, "high": self.hi})
+            except LimitError as exc:
+                narrowed = (None not in (own["low"], own["high"])
+                            and (own["low"], own["high"]) != (self.lo, self.hi))
+                if narrowed and "outside the allowed range" in str(exc):
+                    # as the command line words it: the station narrowed the procedure's range
+                    unit = f" {self.unit}" if self.unit else ""
+                    raise LimitError(f"{exc} on this station (procedure {own['low']:g} to "
+                                     f"{own['high']:g}{unit})") from None
+                raise
         if isinstance(p, VectorParameter):
             try:
                 return p.convert("[" + text.strip("[]") + "]")

@@ -129,8 +129,10 @@ def roles_to_open(station: Station, roles: Collection[str] | None) -> set[str]:
     """The station's roles a job needs: ``roles`` (None: every role) and the roles their
     drivers talk through (a 2182A read via the 6221's serial port needs the 6221 open).
 
-    A run opens only these, so an instrument it does not use (a lock-in on a GPIB bus this
-    computer cannot reach) neither stops it nor is touched by it."""
+    Only these must open: an instrument the job does not use (a lock-in on a GPIB bus this
+    computer cannot reach) does not stop it. The others are still opened when they answer,
+    so the job's safe state covers them too (an R–T run leaves no lock-in sine on the
+    sample)."""
     if roles is None:
         return set(station.roles)
     unknown = sorted(set(roles) - set(ROLES))
@@ -165,21 +167,23 @@ class ConnectedStation:
         # Station lock hook: daqapp.station.lock.connect_for_driving sets this; close()
         # releases it last, after every link is closed.
         self.lock: Any = None
-        #: the roles this connection is for (a job opens only what it uses): the safe state
-        #: and snapshots cover these; the others were never touched
-        self.in_use: set[str] = set()
+        #: roles the job does not use and that could not be opened (why), never touched
+        self.not_opened: dict[str, str] = {}
         try:
             if station.simulation.simulated:
                 self.resolved = self._start_lab(station)
-            wanted = roles_to_open(self.resolved, roles)
-            self.in_use = wanted
+            needed = roles_to_open(self.resolved, roles)
             for role in OPEN_ORDER:
                 cfg = self.resolved.roles.get(role)
-                if cfg is None or role not in wanted:
+                if cfg is None:
                     continue
                 try:
                     self.roles[role] = open_role(self.resolved, cfg, self.roles)
                 except InstrumentError as exc:
+                    if role not in needed:  # a job's other instruments are opened to be put
+                        self.not_opened[role] = str(exc)  # safe at its end, if they answer
+                        log.info("%s not opened (not used by this job): %s", role, exc)
+                        continue
                     if strict:
                         raise
                     self.failures[role] = str(exc)
@@ -271,8 +275,8 @@ class ConnectedStation:
                 continue
             entry: dict[str, Any] = {"driver": cfg.driver, "resource": cfg.resource}
             adapter = self.roles.get(role)
-            if role not in self.in_use:
-                entry["not_opened"] = "not used by this job"
+            if role in self.not_opened:
+                entry["not_opened"] = f"not used by this job: {self.not_opened[role]}"
             elif adapter is None:
                 entry["error"] = self.failures.get(role, "not connected")
             else:
@@ -311,7 +315,7 @@ class ConnectedStation:
         started = time.monotonic()
         report = SafeStateReport()
         for role in SAFE_ORDER:
-            if role not in self.resolved.roles or role not in self.in_use:
+            if role not in self.resolved.roles or role in self.not_opened:
                 continue
             verdict = self._bounded_role_safe_state(role)
             report.verdicts.append(verdict)

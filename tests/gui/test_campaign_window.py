@@ -172,6 +172,16 @@ def test_campaign_runs_pauses_resumes_aborts_and_finishes_in_the_window(qtbot, l
 CLI_RUN = [sys.executable, "-m", "daqapp.cli", "campaign", "run"]
 
 
+def _held(station) -> bool:
+    from daqapp.station.lock import StationInUse, check_free
+
+    try:
+        check_free(station)
+    except StationInUse:
+        return True
+    return False
+
+
 def test_a_station_the_cli_holds_is_refused_and_a_killed_campaign_resumes_in_the_window(
         qtbot, tmp_path):
     path = campaign_file(tmp_path, "killed", points=161, speed=500)
@@ -222,7 +232,13 @@ def test_a_station_the_cli_holds_is_refused_and_a_killed_campaign_resumes_in_the
         # resumed in the window: the station recovered from the dead CLI, then driven
         assert window.resume_campaign_folder(folder), window.campaign_panel.message
         assert not window.campaign.borrowed
-        # ... and now the CLI is the one refused, naming the window's process
+        # ... and now the CLI is the one refused, naming the window's process (once the
+        # window's engine thread holds the station: it takes the lock as it connects)
+        from daqapp.campaign.executor import unconnected_station
+        from daqapp.campaign.spec import load_campaign
+
+        station = unconnected_station(load_campaign(path))
+        qtbot.waitUntil(lambda: _held(station), timeout=60_000)
         assert cli.main(["campaign", "resume", str(folder)]) == 2
         qtbot.waitUntil(lambda: not window.campaign.running, timeout=120_000)
         data = assert_folder_complete(folder, points=161)

@@ -170,7 +170,9 @@ def test_pause_stop_and_abort_leave_the_instruments_safe(qtbot, aux_station, sou
     field.editor.setText("0.05")
     assert not field.error.isHidden()
     assert "bias_stop = 0.05 A is outside the allowed range" in field.error.text()
-    assert "max_bias_current_a" in field.error.text()
+    # the range the station allows, worded as the command line words it
+    assert "-0.001 to 0.001 A on this station (procedure -0.105 to 0.105 A)" in \
+        field.error.text()
     assert not window.queue_button.isEnabled() and window.queue_current() is None
     assert window.queue.items == []
     field.editor.setText("0.0002")

@@ -95,7 +95,7 @@ def test_abort_ends_the_run_aborted_with_the_station_safe(qtbot, lab, tmp_path):
         window.abort_button.click()
     with open_run(results.data_filename) as run:
         assert run.status == "aborted"
-        assert run.file.attrs["error"] == "aborted by operator"
+        assert run.attrs["error"] == "aborted by operator"
         assert 5 <= run.n_rows < 20_000
         assert run.n_rows == len(results.data)
         assert json.dumps(run.snapshots["end"]["safe_state_report"]["confirmed"]) == "true"
@@ -132,7 +132,7 @@ def test_an_instrument_fault_fails_the_run_with_the_station_safe(qtbot, tmp_path
             lab.lab.faults.set("current_source", "compliance")
         with open_run(results.data_filename) as run:
             assert run.status == "failed"
-            assert "compliance" in run.file.attrs["error"]
+            assert "compliance" in run.attrs["error"]
             assert run.n_rows >= 5
         lab.lab.faults.clear_all()
         assert safe_state(lab) == SAFE

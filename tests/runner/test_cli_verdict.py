@@ -40,6 +40,6 @@ def test_confirmed_safe_state_is_the_last_line_and_exit_0(tmp_path, capsys):
     config = Station.simulated(speed=2000.0, seed=2)
     procedure = build_procedure("iv", ["points=21", "directions=up"], config)
     assert execute(procedure, config, tmp_path, None, {}, quiet=True) == 0
-    # an I-V run opens (and so puts safe) only the roles it uses: no lock-in
+    # an I-V run does not use the lock-in, but it answers, so it is put safe as well
     assert capsys.readouterr().out.strip().splitlines()[-1] == (
-        "safe state confirmed (current_source, temperature, magnet, nanovoltmeter)")
+        "safe state confirmed (current_source, lockin, temperature, magnet, nanovoltmeter)")
