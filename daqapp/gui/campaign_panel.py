@@ -375,7 +375,10 @@ class CampaignPanel(QtWidgets.QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
-        self.table.setMinimumHeight(6 * 20 + 26)  # six steps in view
+        # three steps at the least: the panel shares its dock area with Queue and Runs, and a
+        # taller minimum squeezed the Measurement form to one field; opening a campaign
+        # makes the area tall enough for its steps (MainWindow._show_campaign_dock)
+        self.table.setMinimumHeight(3 * 20 + 26)
         layout.addWidget(self.table, 1)
         row = QtWidgets.QHBoxLayout()
         self.start_button = QtWidgets.QPushButton("▶ Start")
