@@ -46,24 +46,31 @@ class Value:
             return "n/a"
         unit = f" {self.unit}" if self.unit else ""
         stat = ""
+        value = _sig(self.value, digits)
         if math.isfinite(self.error) and self.error > 0:
+            # the error to two significant figures and the value to the same decimal place
+            # (67.200 ± 0.092 K, not 67.2 ± 0.092 K)
             stat = f" ± {_sig(self.error, 2)}"
+            value = f"{self.value:.{_decimals(self.error, 2)}f}"
         if self.has_systematic:
             source = f" ({self.sys_source})" if self.sys_source else ""
-            return (f"{_sig(self.value, digits)}{stat} (stat) +{_sig(self.sys_plus, 2)}"
+            return (f"{value}{stat} (stat) +{_sig(self.sys_plus, 2)}"
                     f"/−{_sig(self.sys_minus, 2)}{source}{unit}")
-        return f"{_sig(self.value, digits)}{stat}{unit}"
+        return f"{value}{stat}{unit}"
 
 
 MISSING = Value(math.nan)
 
 
+def _decimals(x: float, digits: int) -> int:
+    """Decimal places that show ``x`` to ``digits`` significant figures."""
+    return max(0, digits - 1 - math.floor(math.log10(abs(x))))
+
+
 def _sig(x: float, digits: int) -> str:
     if x == 0 or not math.isfinite(x):
         return f"{x:g}"
-    mag = math.floor(math.log10(abs(x)))
-    decimals = max(0, digits - 1 - mag)
-    return f"{x:.{decimals}f}"
+    return f"{x:.{_decimals(x, digits)}f}"
 
 
 def _num(x: Any) -> float | None:

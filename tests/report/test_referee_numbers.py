@@ -225,3 +225,13 @@ def test_ic_is_a_knee_not_the_smooth_flux_flow_rise_above_its_tc(kelvin, ic_mA):
     voltage = sample.transport_voltage(current, kelvin)
     found = ic_from_differential_resistance(current * 1e3, voltage * 1e3)
     assert found == pytest.approx(ic_mA, abs=0.1)
+
+
+def test_a_value_is_shown_to_its_error_decimal_place():
+    """The R–T figure once read 'T_c onset = 67.2 ± 0.092 K'."""
+    from daqapp.report.results import Value
+
+    assert Value(67.2, 0.092, "K").text() == "67.200 ± 0.092 K"
+    assert Value(94.04, 1.46, "T").text() == "94.0 ± 1.5 T"
+    assert Value(23.0, 60.0, "meV").text() == "23 ± 60 meV"
+    assert Value(72.0, math.nan, "K").text() == "72.0 K"

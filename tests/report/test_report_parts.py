@@ -107,7 +107,8 @@ def test_summary_json_has_every_required_key_and_null_for_unknown(tmp_path):
         assert key in row and f"{key}_err" in row or key == "temperature_K"
     assert [r["temperature_K"] for r in summary["temperatures"]] == [3.0, 20.0, 40.0]
     text = md_path.read_text()
-    assert "| 3 | 23.0 ± 0.10" in text and "72.0 ± 1.0 K" in text
+    # the value to the error's decimal place (the error to two significant figures)
+    assert "| 3 | 23.00 ± 0.10" in text and "72.0 ± 1.0 K" in text
     assert summary_dict(data)["title"] == "test"
     assert not any(isinstance(v, float) and math.isnan(v) for v in summary.values())
 
