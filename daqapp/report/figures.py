@@ -253,6 +253,7 @@ def gap_figure(data: ReportData):
         return None
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
     temps = np.array([s.temperature_K for s in spectra])
+    tops: list[float] = []  # value + error of every plotted point, and the fits' maxima
     for key, marker, color, name in (("delta1_meV", "o", "tab:red", "Δ₁"),
                                      ("delta2_meV", "s", "tab:blue", "Δ₂")):
         vals = np.array([s.parameters.get(key).value if key in s.parameters else np.nan
@@ -265,6 +266,7 @@ def gap_figure(data: ReportData):
         used = (np.isin(temps, fitted) if fitted is not None
                 else np.ones(temps.size, dtype=bool))
         yerr = np.where(np.isfinite(errs), errs, 0)
+        tops += [float(v + e) for v, e in zip(vals, yerr, strict=True) if np.isfinite(v)]
         ax.errorbar(temps[used], vals[used], yerr=yerr[used], fmt=marker, color=color,
                     mfc="white", ms=6, mew=1.3, capsize=2, label=name)
         if (~used & np.isfinite(vals)).any():
@@ -279,11 +281,19 @@ def gap_figure(data: ReportData):
             if tc is not None and d0 is not None:
                 label += f": Δ(0) = {d0.text(3)}, $T_c$ = {tc.text(3)}"
             ax.plot(fit.x, fit.y, "-", color=color, lw=1.4, label=label)
+            tops.append(float(np.nanmax(fit.y)))
     ax.set_xlabel("Temperature (K)")
     ax.set_ylabel("Δ (meV)")
     ax.set_xlim(left=0)
-    ymax = ax.get_ylim()[1]
-    ax.set_ylim(0, 1.45 * ymax)  # room above the data for the legend
+    # the scale of the gaps, not of the largest error bar (one unresolved Δ₂ near Tc with
+    # ± 115 meV squeezed every point into the bottom sixth); room above for the legend
+    values = [t for t in tops if np.isfinite(t)]
+    data_top = float(np.percentile(values, 80)) if values else ax.get_ylim()[1]
+    ymax = 1.7 * data_top
+    ax.set_ylim(0, ymax)
+    if values and max(values) > ymax:
+        ax.text(0.01, 0.01, "error bars beyond the frame are cut", transform=ax.transAxes,
+                ha="left", va="bottom", fontsize=7, color="0.35")
     ax.legend(loc="upper right")
     ax.set_title("Superconducting gaps vs temperature")
     fig.suptitle(data.title, fontsize=9, y=0.995)

@@ -149,3 +149,20 @@ def test_model_d_is_offered_by_report_and_replay(command):
     for model in ("s", "d", "s+s", "s+d", "d+s", "d+d"):
         args = parser.parse_args([command, "somewhere", "--model", model])
         assert args.model == model
+
+
+def test_the_gap_axis_follows_the_gaps_not_the_largest_error_bar():
+    """One unresolved Δ₂ near Tc (± 115 meV) once stretched the axis to 175 meV and squeezed
+    every point into its bottom sixth."""
+    from daqapp.report.figures import gap_figure
+    from daqapp.report.results import ReportData, SpectrumResult, Value
+
+    data = ReportData()
+    for t, d1, d2, e2 in ((3, 23.0, 6.0, 0.05), (30, 22.0, 5.8, 0.5), (65, 12.0, 2.0, 115.0)):
+        empty = np.zeros(3)
+        data.spectra.append(SpectrumResult(float(t), 0.0, empty, empty, empty, None, {
+            "delta1_meV": Value(d1, 0.1, "meV"), "delta2_meV": Value(d2, e2, "meV")}))
+    fig = gap_figure(data)
+    ax = fig.axes[0]
+    assert 23.0 < ax.get_ylim()[1] < 60.0
+    assert any("cut" in t.get_text() for t in ax.texts)
