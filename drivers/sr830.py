@@ -9,6 +9,7 @@ AUX voltages; a default read terminator, without which pyvisa-py reads a socket 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -108,7 +109,52 @@ class SR830(SerializedInstrument, _PymeasureSR830):
             return parse_trca(self.ask(f"TRCA? {channel},{start},{count}"))
 
 
-class SR830LockIn(RoleAdapter):
+class LockInRole(RoleAdapter):
+    """What the SRS lock-ins' role adapters share (pymeasure names the same properties on the
+    SR830 and the SR860): reference, X/Y, filter settling, sensitivity, AUX outputs 1-4."""
+
+    def excitation(self) -> float:
+        return float(self.instrument.sine_voltage)
+
+    def frequency(self) -> float:
+        return float(self.instrument.frequency)
+
+    def xy(self) -> tuple[float, float]:
+        x, y = self.instrument.snap("X", "Y")
+        return float(x), float(y)
+
+    def time_constant(self) -> float:
+        return float(self.instrument.time_constant)
+
+    def settle_time(self) -> float:
+        """The filter's settling: τ times the slope's factor (``filter_slope`` per model)."""
+        with self.lock:
+            tau = self.time_constant()
+            slope = self.filter_slope()
+        return tau * SETTLE_TAUS[slope]
+
+    def sensitivity(self) -> float:
+        return float(self.instrument.sensitivity)
+
+    def set_aux_output(self, channel: int, volts: float) -> None:
+        _check_aux_channel(channel)
+        check_range(f"lockin AUX output {channel}", volts, -AUX_MAX_V, AUX_MAX_V, "V")
+        setattr(self.instrument, f"aux_out_{channel}", volts)
+
+    def aux_output(self, channel: int) -> float:
+        _check_aux_channel(channel)
+        return float(getattr(self.instrument, f"aux_out_{channel}"))
+
+    def expect_aux_zero(self, check: Readback, query: Callable[[int], str]) -> None:
+        """The safe state's read-back of AUX 1-4 (``query(ch)``: the command, for the log)."""
+        for ch in (1, 2, 3, 4):
+            volts = check.query(f"aux_out_{ch}_v", query(ch),
+                                lambda ch=ch: self.aux_output(ch))
+            if volts is not None:
+                check.expect(abs(volts) < 5e-4, f"AUX{ch} reads {volts:g} V, not 0")
+
+
+class SR830LockIn(LockInRole):
     """The lock-in role on an SR830.
 
     ``output_interface`` ('gpib' or 'rs232') is sent as ``OUTX`` on connect when given; the
@@ -130,19 +176,6 @@ class SR830LockIn(RoleAdapter):
             self.instrument.frequency = frequency_hz
             self.instrument.sine_voltage = volts_rms
 
-    def excitation(self) -> float:
-        return float(self.instrument.sine_voltage)
-
-    def frequency(self) -> float:
-        return float(self.instrument.frequency)
-
-    def xy(self) -> tuple[float, float]:
-        x, y = self.instrument.snap("X", "Y")
-        return float(x), float(y)
-
-    def time_constant(self) -> float:
-        return float(self.instrument.time_constant)
-
     def filter_slope(self) -> int:
         return int(self.instrument.filter_slope)
 
@@ -156,15 +189,6 @@ class SR830LockIn(RoleAdapter):
             raise LimitError(f"lockin filter_slope = {db_per_octave} dB/oct; allowed 6, 12, 18, 24")
         self.instrument.filter_slope = int(db_per_octave)
 
-    def settle_time(self) -> float:
-        with self.lock:
-            tau = self.time_constant()
-            slope = self.filter_slope()
-        return tau * SETTLE_TAUS[slope]
-
-    def sensitivity(self) -> float:
-        return float(self.instrument.sensitivity)
-
     def set_sensitivity(self, volts: float) -> None:
         table = _PymeasureSR830.SENSITIVITIES
         check_range("lockin sensitivity", volts, 0.0, table[-1], "V")
@@ -173,15 +197,6 @@ class SR830LockIn(RoleAdapter):
 
     def is_overloaded(self) -> bool:
         return bool(int(self.instrument.ask("LIAS?")) & LIAS_OVERLOAD_MASK)
-
-    def set_aux_output(self, channel: int, volts: float) -> None:
-        _check_aux_channel(channel)
-        check_range(f"lockin AUX output {channel}", volts, -AUX_MAX_V, AUX_MAX_V, "V")
-        setattr(self.instrument, f"aux_out_{channel}", volts)
-
-    def aux_output(self, channel: int) -> float:
-        _check_aux_channel(channel)
-        return float(getattr(self.instrument, f"aux_out_{channel}"))
 
     def aux_input(self, channel: int) -> float:
         _check_aux_channel(channel)
@@ -224,11 +239,7 @@ class SR830LockIn(RoleAdapter):
         if slvl is not None:
             check.expect(abs(slvl - SLVL_MIN_V) < 5e-4,
                          f"SLVL reads {slvl:g} V, not the {SLVL_MIN_V:g} V minimum")
-        for ch in (1, 2, 3, 4):
-            volts = check.query(f"aux_out_{ch}_v", f"AUXV?{ch}",
-                                lambda ch=ch: self.aux_output(ch))
-            if volts is not None:
-                check.expect(abs(volts) < 5e-4, f"AUX{ch} reads {volts:g} V, not 0")
+        self.expect_aux_zero(check, lambda ch: f"AUXV?{ch}")
         return check
 
 

@@ -22,10 +22,10 @@ from pymeasure.instruments.srs.sr860 import SR860 as _PymeasureSR860
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from daqapp.errors import LimitError, check_range
-from drivers.base import RoleAdapter, SafeStep
+from drivers.base import SafeStep
 from drivers.locking import SerializedInstrument
 from drivers.roles import Readback
-from drivers.sr830 import AUX_MAX_V, LIAS_OVERLOAD_MASK, SETTLE_TAUS, _check_aux_channel
+from drivers.sr830 import AUX_MAX_V, LIAS_OVERLOAD_MASK, LockInRole, _check_aux_channel
 
 SLVL_MIN_V = 1e-9
 SLVL_MAX_V = 2.0
@@ -148,7 +148,7 @@ class SR865(SR860):
         super().__init__(adapter, name, **kwargs)
 
 
-class SR860LockIn(RoleAdapter):
+class SR860LockIn(LockInRole):
     """The lock-in role on an SR860 (AUX channels 1-4 here are the unit's 0-3)."""
 
     driver_class: ClassVar[type] = SR860
@@ -160,19 +160,6 @@ class SR860LockIn(RoleAdapter):
         with self.lock:
             self.instrument.frequency = frequency_hz
             self.instrument.sine_voltage = volts_rms
-
-    def excitation(self) -> float:
-        return float(self.instrument.sine_voltage)
-
-    def frequency(self) -> float:
-        return float(self.instrument.frequency)
-
-    def xy(self) -> tuple[float, float]:
-        x, y = self.instrument.snap("X", "Y")
-        return float(x), float(y)
-
-    def time_constant(self) -> float:
-        return float(self.instrument.time_constant)
 
     def set_time_constant(self, seconds: float) -> None:
         """Smallest table τ ≥ ``seconds`` (1 µs … 30 ks); refused outside that range."""
@@ -188,15 +175,6 @@ class SR860LockIn(RoleAdapter):
             raise LimitError(f"lockin filter_slope = {db_per_octave} dB/oct; allowed 6, 12, 18, 24")
         self.instrument.filter_slope = SLOPES_DB.index(int(db_per_octave))
 
-    def settle_time(self) -> float:
-        with self.lock:
-            tau = self.time_constant()
-            slope = self.filter_slope()
-        return tau * SETTLE_TAUS[slope]
-
-    def sensitivity(self) -> float:
-        return float(self.instrument.sensitivity)
-
     def set_sensitivity(self, volts: float) -> None:
         """Smallest full scale ≥ ``volts`` (1 nV … 1 V)."""
         table = sorted(_PymeasureSR860.SENSITIVITIES)
@@ -206,15 +184,6 @@ class SR860LockIn(RoleAdapter):
 
     def is_overloaded(self) -> bool:
         return bool(self.instrument.status & LIAS_OVERLOAD_MASK)
-
-    def set_aux_output(self, channel: int, volts: float) -> None:
-        _check_aux_channel(channel)
-        check_range(f"lockin AUX output {channel}", volts, -AUX_MAX_V, AUX_MAX_V, "V")
-        setattr(self.instrument, f"aux_out_{channel}", volts)
-
-    def aux_output(self, channel: int) -> float:
-        _check_aux_channel(channel)
-        return float(getattr(self.instrument, f"aux_out_{channel}"))
 
     def aux_input(self, channel: int) -> float:
         _check_aux_channel(channel)
@@ -259,11 +228,7 @@ class SR860LockIn(RoleAdapter):
         if slvl is not None:
             check.expect(slvl <= 2 * SLVL_MIN_V,
                          f"SLVL reads {slvl:g} V, not the {SLVL_MIN_V:g} V minimum")
-        for ch in (1, 2, 3, 4):
-            volts = check.query(f"aux_out_{ch}_v", f"AUXV? {ch - 1}",
-                                lambda ch=ch: self.aux_output(ch))
-            if volts is not None:
-                check.expect(abs(volts) < 5e-4, f"AUX{ch} reads {volts:g} V, not 0")
+        self.expect_aux_zero(check, lambda ch: f"AUXV? {ch - 1}")
         return check
 
 
