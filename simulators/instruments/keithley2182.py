@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from simulators.clock import SimClock
 from simulators.instruments.scpi import (
+    MeasurementEvents,
     ScpiEmulator,
     ScpiError,
     parse_bool,
@@ -45,7 +46,7 @@ def _pick_range(value: float, ranges: tuple[float, ...]) -> float:
     return ranges[-1]
 
 
-class Keithley2182Emulator(ScpiEmulator):
+class Keithley2182Emulator(MeasurementEvents, ScpiEmulator):
     """``source(channel)`` gives the true voltage (V) across channel 1 or 2 now."""
 
     reply_termination = "\n"
@@ -251,17 +252,6 @@ class Keithley2182Emulator(ScpiEmulator):
         v, self.meas_event = self.meas_event, 0
         return str(v)
 
-    def status_byte(self) -> int:
-        stb = super().status_byte()
-        if self.meas_event & self.meas_enable:
-            stb |= 1
-        if stb & self.sre:
-            stb |= 64
-        return stb
-
-    def clear_status(self) -> None:
-        super().clear_status()
-        self.meas_event = 0
 
     def status_preset(self) -> None:
         self.meas_enable = 0

@@ -21,6 +21,7 @@ from simulators.clock import SimClock
 from simulators.faults import FaultBoard
 from simulators.instruments.keithley2182 import OVERFLOW, Keithley2182Emulator
 from simulators.instruments.scpi import (
+    MeasurementEvents,
     ScpiEmulator,
     ScpiError,
     parse_bool,
@@ -40,7 +41,7 @@ WAVE_FUNCTIONS = {"SIN": "SIN", "SINE": "SIN", "SQU": "SQU", "SQUARE": "SQU", "R
 INF_REPLY = "+9.900000E+37"
 
 
-class Keithley6221Emulator(ScpiEmulator):
+class Keithley6221Emulator(MeasurementEvents, ScpiEmulator):
     reply_termination = "\n"
     idn = IDN
     role = "current_source"
@@ -608,17 +609,6 @@ class Keithley6221Emulator(ScpiEmulator):
         v, self.meas_event = self.meas_event, 0
         return str(v)
 
-    def status_byte(self) -> int:
-        stb = super().status_byte()
-        if self.meas_event & self.meas_enable:
-            stb |= 1
-        if stb & self.sre:
-            stb |= 64
-        return stb
-
-    def clear_status(self) -> None:
-        super().clear_status()
-        self.meas_event = 0
 
 
 def _nv_range(volts: float) -> float:

@@ -304,3 +304,23 @@ class ScpiEmulator:
                     out = handler(args, suffixes)
                     return (str(out) if query else None), toks
         raise ScpiError(-113)
+
+
+class MeasurementEvents:
+    """The Keithleys' measurement event register, summarised in status-byte bit 0 (MSB) and
+    so able to raise SRQ; mixed in before :class:`ScpiEmulator`."""
+
+    meas_event = 0
+    meas_enable = 0
+
+    def status_byte(self) -> int:
+        stb = super().status_byte()  # type: ignore[misc]
+        if self.meas_event & self.meas_enable:
+            stb |= 1
+        if stb & self.sre:  # type: ignore[attr-defined]
+            stb |= 64
+        return stb
+
+    def clear_status(self) -> None:
+        super().clear_status()  # type: ignore[misc]
+        self.meas_event = 0
