@@ -32,8 +32,7 @@ from qtpy import QtCore, QtGui, QtWidgets
 from daqapp.campaign import manifest as M
 from daqapp.campaign.spec import format_duration
 from daqapp.errors import ConfigError, DaqappError
-from daqapp.gui.session import QueuedRun, _columns
-from daqapp.storage import RunBuffer
+from daqapp.gui.session import QueuedRun, follow_run
 
 log = logging.getLogger(__name__)
 
@@ -210,19 +209,7 @@ class CampaignRunner(QtCore.QObject):
         item = QueuedRun(self._numbers, type(procedure), dict(step.params), label=step.key,
                          estimate_s=step.estimate_s, status="starting", started=time.time(),
                          run=run)
-        item.buffer = buffer = RunBuffer(_columns(procedure))
-
-        def listener(event: Any) -> None:  # the run's thread
-            if event.kind == "record":
-                buffer.append(event.payload)
-                for extra in item.listeners:
-                    extra(event)
-                return
-            for extra in item.listeners:
-                extra(event)
-            self._deliver.emit(item, event)
-
-        run.subscribe(listener)
+        follow_run(item, run, procedure, self._deliver.emit)
         self.current = item
         self.step_started.emit(item, run)
 

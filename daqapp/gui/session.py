@@ -147,21 +147,7 @@ class RunQueue(QtCore.QObject):
         procedure = self.make_procedure(item.procedure_class, item.values)
         run = Run(procedure, station=self.station, output_dir=self.output_dir,
                   metadata=self.metadata)
-        item.run = run
-        item.buffer = RunBuffer(_columns(procedure))
-        buffer = item.buffer
-
-        def listener(event: RunEvent, item: QueuedRun = item) -> None:
-            if event.kind == events.RECORD:
-                buffer.append(event.payload)
-                for extra in item.listeners:
-                    extra(event)
-                return
-            for extra in item.listeners:
-                extra(event)
-            self._deliver.emit(item, event)
-
-        run.subscribe(listener)
+        follow_run(item, run, procedure, self._deliver.emit)
         for hook in self.run_listeners:
             hook(item, run)
         self.current = item
@@ -268,6 +254,27 @@ class RunQueue(QtCore.QObject):
                 return True
             time.sleep(0.01)
         return False
+
+
+def follow_run(item: QueuedRun, run: Run, procedure: Any,
+               deliver: Callable[[QueuedRun, RunEvent], None]) -> None:
+    """``run``'s events into ``item`` (a queued run or a campaign step): records into its
+    buffer on the run's thread (no signal per row), every event to its extra listeners, the
+    other events to ``deliver`` (a signal to the window's thread)."""
+    item.run = run
+    item.buffer = buffer = RunBuffer(_columns(procedure))
+
+    def listener(event: RunEvent) -> None:
+        if event.kind == events.RECORD:
+            buffer.append(event.payload)
+            for extra in item.listeners:
+                extra(event)
+            return
+        for extra in item.listeners:
+            extra(event)
+        deliver(item, event)
+
+    run.subscribe(listener)
 
 
 def _columns(procedure: Any) -> dict[str, str]:
