@@ -74,6 +74,18 @@ _TRIM_THRESHOLD = 2 * _MMAP_THRESHOLD
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _malloc_checked = False
 
+#: dask worker settings for fitting. A worker runs a task in an executor thread while its event
+#: loop thread wakes for dask's statistical profiler (every 10 ms, walking every thread's stack)
+#: and its tick (every 20 ms); each wake takes the GIL from the fitting thread, which numpy
+#: drops and retakes for every array operation: about 700 context switches per second, and fits
+#: 6–15 % slower than in a plain process. The LocalCluster of ``jobs=N`` starts its workers
+#: with these; for a cluster started by hand, :data:`QUIET_WORKER_ENV` says the same.
+QUIET_WORKER_CONFIG = {"distributed.worker.profile.enabled": False,
+                       "distributed.admin.tick.interval": "1s"}
+#: :data:`QUIET_WORKER_CONFIG` as the environment of ``dask worker`` (what the README gives).
+QUIET_WORKER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+                    "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s"}
+
 
 def restore_malloc_thresholds() -> bool:
     """In a process started with ``MALLOC_TRIM_THRESHOLD_`` set (a dask nanny's worker), give
@@ -379,7 +391,8 @@ Task = SeriesTask | FileSeriesTask
 
 
 def run_batch(tasks: Sequence[Task], jobs: int = 1, scheduler: str | None = None,
-              progress: Callable[[Progress], None] | None = None) -> list[SeriesOutcome]:
+              progress: Callable[[Progress], None] | None = None,
+              note: Callable[[str], None] | None = None) -> list[SeriesOutcome]:
     """Every task fitted; outcomes in task order.
 
     ``jobs=1`` and no ``scheduler``: in this process. ``jobs=N``: a LocalCluster of N
@@ -388,7 +401,8 @@ def run_batch(tasks: Sequence[Task], jobs: int = 1, scheduler: str | None = None
     the same :func:`fit_series` on the same arrays (or, for :class:`FileSeriesTask`, the same
     files), so they give the same numbers. A task of a lost worker runs again on another one.
     Ctrl-C cancels what has not run and shuts the workers down before ``KeyboardInterrupt``
-    propagates.
+    propagates. ``note`` gets one line about the cluster where its workers are set up to fit
+    slower than they could (see :data:`QUIET_WORKER_CONFIG`).
     """
     if jobs < 1:
         from daqapp.errors import ConfigError
@@ -408,10 +422,13 @@ def run_batch(tasks: Sequence[Task], jobs: int = 1, scheduler: str | None = None
             progress(Progress(done, total, rate, (total - done) / rate if rate > 0
                               else math.inf, unit))
 
-    if progress is not None:
-        progress(Progress(0, total, 0.0, math.inf, unit))
-    if scheduler is not None:
-        return _run_on_cluster(tasks, scheduler, tick)
+    def begin() -> None:
+        if progress is not None:
+            progress(Progress(0, total, 0.0, math.inf, unit))
+
+    if scheduler is not None:  # begins after its note on the workers, not inside the bar
+        return _run_on_cluster(tasks, scheduler, begin, tick, note)
+    begin()
     if jobs == 1 or len(tasks) <= 1:
         outcomes = []
         for task in tasks:
@@ -504,7 +521,7 @@ def local_cluster(workers: int) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     unset = dict.fromkeys(DASK_PRE_SPAWN_UNSET)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": unset}), \
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": unset, **QUIET_WORKER_CONFIG}), \
             worker_environment():
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                host="127.0.0.1", dashboard_address=None,
@@ -516,8 +533,31 @@ def local_cluster(workers: int) -> Iterator[Any]:
         cluster.close()
 
 
-def _run_on_cluster(tasks: Sequence[Task], address: str,
-                    tick: Callable[[int], None]) -> list[SeriesOutcome]:
+def wakes_for_dask(dask_worker: Any) -> bool:
+    """On a dask worker (``client.run``): True if its profiler or a tick under 0.5 s wakes its
+    event loop while a task runs (not the settings of :data:`QUIET_WORKER_CONFIG`)."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    tick_s = parse_timedelta(dask.config.get("distributed.admin.tick.interval"), default="ms")
+    return "profile" in dask_worker.periodic_callbacks or tick_s < 0.5
+
+
+def worker_settings_note(client: Any) -> str | None:
+    """One line naming how many of the cluster's workers fit slower than they could, and the
+    environment to start them with; None when all are set up for fitting."""
+    woken = client.run(wakes_for_dask)
+    slow = sum(bool(v) for v in woken.values())
+    if not slow:
+        return None
+    env = " ".join(f"{k}={v}" for k, v in QUIET_WORKER_ENV.items())
+    return (f"{slow} of {len(woken)} workers run dask's 10 ms profiler or a fast tick, which "
+            f"slows fits there by 5-15 %: start them with {env}")
+
+
+def _run_on_cluster(tasks: Sequence[Task], address: str, begin: Callable[[], None],
+                    tick: Callable[[int], None], note: Callable[[str], None] | None = None
+                    ) -> list[SeriesOutcome]:
     try:
         from distributed import Client
     except ImportError:
@@ -527,6 +567,11 @@ def _run_on_cluster(tasks: Sequence[Task], address: str,
                           ) from None
     client = Client(address, timeout="20s")
     try:
+        if note is not None:
+            found = worker_settings_note(client)
+            if found:
+                note(found)
+        begin()
         return _run_with_client(client, tasks, tick)
     finally:
         client.close()

@@ -197,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     if not tasks:
         raise DataFileError(f"{', '.join(map(str, args.paths))}: no spectrum runs found")
     outcomes = run_batch(tasks, jobs=args.jobs, scheduler=args.scheduler,
-                         progress=None if args.no_progress else progress_bar())
+                         progress=None if args.no_progress else progress_bar(),
+                         note=lambda line: print(f"note: {line}", file=sys.stderr))
     for note in (n for o in outcomes for n in o.notes):  # what the workers could not read
         print(f"note: {note}", file=sys.stderr)
         notes.append(note)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from daqapp.analysis.batch import (
+    QUIET_WORKER_ENV,
     SeriesItem,
     SeriesTask,
     run_batch,
@@ -116,24 +117,31 @@ def test_a_real_dask_scheduler_and_two_workers_give_the_same_numbers(mapped):
 
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    # workers started as any cluster starts them: with a nanny (MALLOC_TRIM_THRESHOLD_ set)
+    # workers started as any cluster starts them: with a nanny (MALLOC_TRIM_THRESHOLD_ set);
+    # the first as the README advises, the second with dask's defaults
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    for key in QUIET_WORKER_ENV:
+        env.pop(key, None)
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
                                "--host", "127.0.0.1", "--port", str(port),
                                "--dashboard-address", ":0", "--no-show"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
-        for _ in range(2):
+        for worker_env in ({**env, **QUIET_WORKER_ENV}, env):
             procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker",
                                            address, "--nthreads", "1", "--host", "127.0.0.1",
                                            "--dashboard-address", ":0", "--no-dashboard"],
-                                          env=env, stdout=subprocess.DEVNULL,
+                                          env=worker_env, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + 30
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=max(1.0, deadline - time.monotonic()))
         _, tasks, _, serial = mapped
-        assert flat(run_batch(tasks, scheduler=address)) == flat(serial)
+        notes: list[str] = []
+        assert flat(run_batch(tasks, scheduler=address, note=notes.append)) == flat(serial)
+        # the default-configured worker is named, with the environment that quiets it
+        assert len(notes) == 1 and notes[0].startswith("1 of 2 workers")
+        assert all(f"{k}={v}" in notes[0] for k, v in QUIET_WORKER_ENV.items())
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -218,14 +226,17 @@ def test_a_nanny_malloc_threshold_no_longer_maps_every_grid_anew(monkeypatch):
 def test_local_cluster_workers_inherit_this_process_environment(monkeypatch):
     pytest.importorskip("distributed", reason="dask.distributed not installed (the test "
                                               "extra installs it)")
-    from daqapp.analysis.batch import local_cluster
+    from daqapp.analysis.batch import local_cluster, wakes_for_dask
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # dask's nanny would set 1
     with local_cluster(2) as client:
         seen = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"),
                                    os.environ.get("OMP_NUM_THREADS")))
+        woken = client.run(wakes_for_dask)
     assert list(seen.values()) == [(None, "3"), (None, "3")]
+    # no profiler sampling and no fast tick in the fitting workers (QUIET_WORKER_CONFIG)
+    assert list(woken.values()) == [False, False]
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"
 
 
