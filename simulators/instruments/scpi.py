@@ -59,6 +59,14 @@ def _compile(pattern: str) -> list[_Node]:
     return nodes
 
 
+_TOKEN = re.compile(r"([A-Z*]+)(\d*)")
+_HEADER = re.compile(r"\s*(:?[A-Za-z0-9*:]+)(\?)?\s*(.*)$", re.S)
+#: Headers remembered per emulator (what each resolved to); cleared when full, so a fuzzer's
+#: endless new headers cannot grow it.
+LOOKUP_CACHE_SIZE = 1024
+_UNRESOLVED = object()
+
+
 def _match(nodes: list[_Node], tokens: list[str], suffixes: list[int]) -> bool:
     if not nodes:
         return not tokens
@@ -70,7 +78,7 @@ def _match(nodes: list[_Node], tokens: list[str], suffixes: list[int]) -> bool:
                 return True
             suffixes.pop()
     elif tokens:
-        m = re.fullmatch(r"([A-Z*]+)(\d*)", tokens[0])
+        m = _TOKEN.fullmatch(tokens[0])
         if m:
             word, num = m.group(1), m.group(2)
             if word in (node.short, node.long) and (not num or node.suffix):
@@ -168,6 +176,9 @@ class ScpiEmulator:
 
     def __init__(self) -> None:
         self._commands: list[Command] = []
+        #: header tokens -> (command, suffixes) or None: a bus repeats the same few headers,
+        #: and matching one against every registered pattern cost ~50 µs per command
+        self._resolved: dict[tuple[str, ...], tuple[Command, tuple[int, ...]] | None] = {}
         self._errors: deque[tuple[int, str]] = deque()
         self.esr = 0
         self.ese = 0
@@ -201,6 +212,25 @@ class ScpiEmulator:
             getter: Callable | None = None) -> None:
         """Register a header; handlers take ``(args: str, suffixes: list[int])``."""
         self._commands.append(Command(_compile(pattern), setter, getter))
+        self._resolved.clear()
+
+    def _resolve(self, tokens: list[str]) -> tuple[Command, tuple[int, ...]] | None:
+        """The first registered command whose pattern matches ``tokens``, with the numeric
+        suffixes it read; remembered, since the table does not change while serving."""
+        key = tuple(tokens)
+        found = self._resolved.get(key, _UNRESOLVED)
+        if found is not _UNRESOLVED:
+            return found  # type: ignore[return-value]
+        found = None
+        for cmd in self._commands:
+            suffixes: list[int] = []
+            if _match(cmd.nodes, tokens, suffixes):
+                found = (cmd, tuple(suffixes))
+                break
+        if len(self._resolved) >= LOOKUP_CACHE_SIZE:
+            self._resolved.clear()
+        self._resolved[key] = found
+        return found
 
     # -------------------------------------------------------------------- status
     def push_error(self, code: int, text: str | None = None) -> None:
@@ -282,7 +312,7 @@ class ScpiEmulator:
         return [";".join(replies)] if replies else []
 
     def _dispatch(self, part: str, prev_path: list[str]) -> tuple[str | None, list[str]]:
-        m = re.match(r"\s*(:?[A-Za-z0-9*:]+)(\?)?\s*(.*)$", part, re.S)
+        m = _HEADER.match(part)
         if not m:
             raise ScpiError(-102)
         header, query, args = m.group(1), bool(m.group(2)), m.group(3).strip()
@@ -292,17 +322,17 @@ class ScpiEmulator:
         if not absolute and prev_path:
             candidates.insert(0, prev_path[:-1] + tokens)
         for toks in candidates:
-            for cmd in self._commands:
-                suffixes: list[int] = []
-                if _match(cmd.nodes, toks, suffixes):
-                    handler = cmd.getter if query else cmd.setter
-                    if handler is None:
-                        raise ScpiError(-113, "Undefined header")
-                    if any_nonfinite(args, keywords=("INF", "INFINITY")):
-                        # NaN is no number at all (-104); an infinite one is out of range
-                        raise ScpiError(-104 if "NAN" in args.upper() else -222)
-                    out = handler(args, suffixes)
-                    return (str(out) if query else None), toks
+            found = self._resolve(toks)
+            if found is not None:
+                cmd, suffixes = found
+                handler = cmd.getter if query else cmd.setter
+                if handler is None:
+                    raise ScpiError(-113, "Undefined header")
+                if any_nonfinite(args, keywords=("INF", "INFINITY")):
+                    # NaN is no number at all (-104); an infinite one is out of range
+                    raise ScpiError(-104 if "NAN" in args.upper() else -222)
+                out = handler(args, list(suffixes))
+                return (str(out) if query else None), toks
         raise ScpiError(-113)
 
 

@@ -131,6 +131,28 @@ def test_keithley_scpi_forms(frozen_lab):
     assert ask(k, "*STB?") == "0"
 
 
+def test_scpi_headers_resolve_the_same_from_memory_and_the_memory_stays_bounded(frozen_lab):
+    """Resolved headers are remembered (a bus repeats the same few); a repeated, a relative
+    and an unknown header give what the first resolution gave, and a stream of ever new
+    headers (a fuzzer) cannot grow the memory past its bound."""
+    from simulators.instruments.scpi import LOOKUP_CACHE_SIZE
+
+    k = frozen_lab.emulators["current_source"]
+    k.handle("*CLS")
+    for _ in range(3):  # first from the table, then from memory: same replies and errors
+        k.handle("SOUR:DELT:HIGH 2e-3;LOW -1e-3")
+        assert float(ask(k, ":source:delta:low?")) == pytest.approx(-1e-3)
+        assert float(ask(k, "SOUR:DELT:HIGH?")) == pytest.approx(2e-3)
+        k.handle(":SOUR:FOO 1")
+        assert ask(k, "SYST:ERR?") == '-113,"Undefined header"'
+    for n in range(3 * LOOKUP_CACHE_SIZE):
+        k.handle(f"FOO{n}:BAR {n}")
+    assert len(k._resolved) <= LOOKUP_CACHE_SIZE
+    k.handle("*CLS")
+    assert float(ask(k, "SOUR:DELT:HIGH?")) == pytest.approx(2e-3)
+    assert ask(k, "SYST:ERR?") == '0,"No error"'
+
+
 def test_keithley_2182_pass_through(frozen_lab):
     k = frozen_lab.emulators["current_source"]
     k.handle('SYST:COMM:SER:SEND "*IDN?"')
