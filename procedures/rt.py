@@ -24,7 +24,7 @@ from daqapp.errors import ConfigError
 from daqapp.runner import ControlledProcedure
 from daqapp.runner.procedure import FloatParameter, IntegerParameter
 from daqapp.runner.roles import lab_time
-from daqapp.runner.watchdogs import ConditionTimeout, wait_until
+from daqapp.runner.watchdogs import ConditionTimeout, check_heater, wait_until
 from procedures.common import (
     VOLTMETERS,
     FloatListParameter,
@@ -55,8 +55,11 @@ from procedures.common import (
     wall_time,
 )
 
-#: Seconds per 2182A conversion (NPLC 1 at 50 Hz plus overhead), for waits and estimates.
-DELTA_CONVERSION_S = 0.025
+#: Seconds per 2182A conversion before the instrument is asked (its power-on NPLC 5 at 60 Hz
+#: plus overhead): estimates only; a run reads the linked 2182A's NPLC and line frequency.
+DELTA_CONVERSION_S = 5 / 60 + 0.003
+#: Seconds a delta conversion takes beyond its integration (settling, the A/D's own time).
+CONVERSION_OVERHEAD_S = 0.003
 #: Seconds per delta reading assumed in estimates.
 DELTA_READING_S = 0.07
 #: Most temperature steps (step mode) and rows (ramp mode) of one sweep.
@@ -86,6 +89,9 @@ class ResistanceTemperature(ControlledProcedure):
     mode = ListParameter("Temperature mode", choices=["ramp", "step"], default="ramp")
     ramp_rate = FloatParameter("Ramp rate", units="K/min", default=2.0, minimum=0.01,
                                maximum=100.0)
+    approach_rate = FloatParameter("Approach rate to t_start (0 = the ramp rate)",
+                                   units="K/min", default=0.0, minimum=0.01, maximum=100.0,
+                                   zero_allowed=True)
     interval = FloatParameter("Reading interval (ramp mode)", units="s", default=2.0,
                               minimum=0.01, maximum=3600.0)
     t_step = FloatParameter("Temperature step (step mode)", units="K", default=1.0,
@@ -135,6 +141,8 @@ class ResistanceTemperature(ControlledProcedure):
         if self.t_start == self.t_stop:
             raise ConfigError("t_start and t_stop must differ")
         check_temperature_rate("ramp_rate", self.ramp_rate, limits)
+        if self.approach_rate:
+            check_temperature_rate("approach_rate", self.approach_rate, limits)
         span = abs(self.t_stop - self.t_start)
         if self.mode == "step":
             check_count("t_start to t_stop by t_step", span / self.t_step + 1, MAX_STEPS,
@@ -172,7 +180,7 @@ class ResistanceTemperature(ControlledProcedure):
         fields = self.field_list()
         field_time = sum(ramp_time_s(a, b, self.field_rate)
                          for a, b in zip([0.0, *fields[:-1]], fields, strict=True))
-        back = ramp_time_s(self.t_stop, self.t_start, self.ramp_rate) * (len(fields) - 1)
+        back = ramp_time_s(self.t_stop, self.t_start, self.start_rate()) * (len(fields) - 1)
         return len(fields) * per_field + field_time + back
 
     # ---- resistance readings -------------------------------------------------------------
@@ -191,7 +199,9 @@ class ResistanceTemperature(ControlledProcedure):
             instrument.delta_delay = self.delta_delay
             instrument.delta_measurement_sets = 1
             instrument.delta_cycles = self.delta_count
+            instrument.delta_buffer_points = int(self.delta_count)
             instrument.format_elements = ("READ", "TST")
+            self._conversion_s = self._linked_conversion_s()
         else:
             self._nvm = transport_voltmeter(self, self.voltmeter)
             set_source_current(source, self.current)
@@ -203,6 +213,22 @@ class ResistanceTemperature(ControlledProcedure):
         # controller's last digit) while it moves by 10 mK has stopped reading
         self._thermometer_stuck = stuck_watch("temperature reading", self, resolution=1e-4,
                                               unit="K", set_resolution=0.01)
+
+    def _linked_conversion_s(self) -> float:
+        """Seconds per delta conversion of the 2182A on the 6221's RS-232 link: its NPLC over
+        its line frequency, plus overhead. A burst is waited for that long before its buffer
+        is read: with NPLC 5 a guess of NPLC 1 polled the buffer four more times per row."""
+        try:
+            linked = transport_voltmeter(self, "linked")
+            nplc = linked.nplc()
+            hertz = float(linked.ask(":SYST:LFR?"))
+        except Exception as exc:  # noqa: BLE001 - an estimate; the poll still finds the end
+            log.info("delta mode: 2182A NPLC not read (%s); assuming %.3g s per conversion",
+                     exc, DELTA_CONVERSION_S)
+            return DELTA_CONVERSION_S
+        if not (math.isfinite(nplc) and nplc > 0 and math.isfinite(hertz) and hertz > 0):
+            return DELTA_CONVERSION_S
+        return nplc / hertz + CONVERSION_OVERHEAD_S
 
     def read_voltage(self) -> float:
         """One delta voltage (R·I): the median of a burst of ``delta_count`` delta readings
@@ -220,23 +246,27 @@ class ResistanceTemperature(ControlledProcedure):
     def _delta_burst(self) -> float:
         instrument = self._source.instrument
         count = int(self.delta_count)
-        instrument.trace_clear()
-        instrument.delta_buffer_points = count
-        instrument.delta_arm()
-        instrument.delta_start()
-        expected = (count + 2) * (self.delta_delay + DELTA_CONVERSION_S)
+        instrument.start_delta_burst()  # into the buffer sized to the burst at the start
+        expected = self.reading_time()
         self.sleep(expected)
-        stored = {"count": 0}
+        stored = {"count": 0, "polls": 0}
 
         def filled() -> bool:
             stored["count"] = instrument.buffer_count()
             return stored["count"] >= count
 
+        def late() -> None:
+            # the row's checkpoint has just run the fault watch, and a compliance during the
+            # burst leaves overflow readings (checked below): the watch is needed again only
+            # when the buffer is late, to name a cause before the timeout does
+            stored["polls"] += 1
+            if stored["polls"] > 1:
+                self.fault_watch.run(force=True)
+
         try:  # not stopped by a stop request: a burst is one point, finished once begun
             wait_until(self.station, filled, what=f"delta mode: {count} readings not stored",
                        timeout_s=10 * expected + 30, poll_s=expected / 4, sleep=self.sleep,
-                       checks=(lambda: self.fault_watch.run(force=True),),
-                       state=lambda: f"{stored['count']} of {count} stored")
+                       checks=(late,), state=lambda: f"{stored['count']} of {count} stored")
         except ConditionTimeout:
             instrument.sweep_abort()
             raise
@@ -266,17 +296,22 @@ class ResistanceTemperature(ControlledProcedure):
                                                               self.field_rate))
             log.info("R-T sweep %d at %g T: %s from %g K to %g K", sweep, tesla, self.mode,
                      self.t_start, self.t_stop)
-            go_to_temperature(self, self.t_start, self.ramp_rate)
+            go_to_temperature(self, self.t_start, self.start_rate())
             if self.mode == "ramp":  # one heater range for the whole ramp, see _ramp_heater
                 self._ramp_heater(controller)
             wait_for_temperature(self, self.t_start, max(self.band, 0.1), self.hold_time,
                                  self.stabilize_timeout + ramp_time_s(
-                                     controller.temperature(), self.t_start, self.ramp_rate))
+                                     controller.temperature(), self.t_start, self.start_rate()))
             completed = (self._ramp(controller, sweep, len(fields)) if self.mode == "ramp"
                          else self._steps(controller, sweep, len(fields)))
             self.end_sweep(sweep, field=tesla, mode=self.mode)
             if not completed:
                 return
+
+    def start_rate(self) -> float:
+        """K/min to the start temperature: nothing is recorded on the way, so a campaign may
+        go faster than the measured ramp (the stability hold at t_start comes after)."""
+        return self.approach_rate or self.ramp_rate
 
     def ramp_step(self) -> float:
         """Kelvin the set point moves between two rows of a ramp (ramp rate × interval)."""
@@ -284,9 +319,10 @@ class ResistanceTemperature(ControlledProcedure):
 
     def reading_time(self) -> float:
         """Instrument seconds one delta reading needs at least (conversions and delays)."""
+        conversion = getattr(self, "_conversion_s", DELTA_CONVERSION_S)
         if self.method == "delta":
-            return (self.delta_count + 2) * (self.delta_delay + DELTA_CONVERSION_S)
-        return 2 * (self.delta_delay + DELTA_CONVERSION_S)
+            return (self.delta_count + 2) * (self.delta_delay + conversion)
+        return 2 * (self.delta_delay + conversion)
 
     def _ramp(self, controller: Any, sweep: int, n_sweeps: int) -> bool:
         """Ramp-paced readings: after each row's temperature reading the set point is moved
@@ -307,7 +343,10 @@ class ResistanceTemperature(ControlledProcedure):
         target = self.t_start
         reached_at = None
         slow_rows = 0
-        checks = temperature_checks(self)
+        # each row begins at a checkpoint, which runs the fault watch (compliance, quench) as
+        # a suspender: the row itself adds only the heater (without run control, all of them)
+        checks = ((lambda: check_heater(controller),) if self.control is not None
+                  else temperature_checks(self))
         self._stuck.reset()
         self._thermometer_stuck.reset()
         while True:

@@ -16,6 +16,13 @@ from drivers.keithley6221 import (
 )
 
 
+def test_a_delta_burst_is_cleared_armed_and_started_in_one_message():
+    with expected_protocol(Keithley6221, [("TRAC:CLE;:SOUR:DELT:ARM;:INIT:IMM", None),
+                                          ("TRAC:POIN:ACT?", "5")]) as k:
+        k.start_delta_burst()
+        assert k.buffer_count() == 5
+
+
 def test_dcon_settings_exact_messages():
     pairs = [("SOUR:DCON:STAR -1e-05", None), ("SOUR:DCON:STOP 1e-05", None),
              ("SOUR:DCON:STEP 1e-06", None), ("SOUR:DCON:DELT 2e-07", None),

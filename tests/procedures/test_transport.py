@@ -151,3 +151,47 @@ def test_abort_mid_spectrum_leaves_safe_state_and_keeps_rows(lab_station, tmp_pa
         assert stored.snapshots["end"] is not None
     assert conn.lockin.excitation() == pytest.approx(0.004, abs=1e-3)
     assert abs(conn.lockin.aux_output(1)) < 1e-3
+
+
+def _lab_seconds_to_first_row(conn, run_procedure, procedure) -> tuple[float, object]:
+    started = conn.lab.clock.now()
+    first: list[float] = []
+
+    def on_record(event):
+        if event.kind == events.RECORD and not first:
+            first.append(conn.lab.clock.now())
+
+    result, run, _ = run_procedure(procedure, conn, listeners=[on_record])
+    assert result.status == "finished", result.error
+    return first[0] - started, run
+
+
+def test_rt_approach_rate_goes_to_t_start_faster_and_records_the_same_ramp(lab_station,
+                                                                            run_procedure):
+    """From the 1.5 K bath to t_start = 10 K nothing is recorded: at approach_rate = 10 K/min
+    the set point gets there in 0.85 lab minutes, at the 2 K/min ramp rate in 4.25;
+    the recorded ramp is paced by ramp_rate either way."""
+    timings = {}
+    for approach in (0.0, 10.0):
+        conn = lab_station(preset="nb-foil", speed=400)
+        procedure = ResistanceTemperature(t_start=10.0, t_stop=9.0, ramp_rate=2.0,
+                                          interval=2.0, fields="0", hold_time=5.0,
+                                          approach_rate=approach)
+        assert procedure.start_rate() == (approach or 2.0)
+        timings[approach], run = _lab_seconds_to_first_row(conn, run_procedure, procedure)
+        data = run.columns
+        assert abs(data["temperature"][0] - 10.0) < 0.1  # the hold at t_start came first
+        moves = np.abs(np.diff(data["setpoint"]))
+        assert np.all(moves <= procedure.ramp_step() + 1e-4)
+    assert timings[0.0] > (10.0 - 1.5) / 2.0 * 60          # 4.25 min at the ramp rate
+    # 0.85 min, then settling into the band (longer after the faster approach): about half
+    assert timings[10.0] < 0.6 * timings[0.0]
+
+
+def test_rt_approach_rate_is_checked_against_the_station(lab_station, tmp_path):
+    conn = lab_station(preset="nb-foil")  # the controller's 20 K/min
+    run = Run(ResistanceTemperature(t_start=10.0, t_stop=8.0, ramp_rate=2.0,
+                                    approach_rate=30.0), station=conn, output_dir=tmp_path)
+    with pytest.raises(LimitError, match=r"approach_rate = 30 .*20"):
+        run.start()
+    assert list(tmp_path.iterdir()) == []
