@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import math
 import pkgutil
 import re
@@ -17,6 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from daqapp.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def _snake(name: str) -> str:
@@ -26,16 +29,27 @@ def _snake(name: str) -> str:
     return name.lower()
 
 
+#: name -> why it cannot be loaded, for the registered procedures the last
+#: :func:`discover_procedures` could not import (a broken module must be named as broken, not
+#: reported as an unknown name).
+LOAD_ERRORS: dict[str, str] = {}
+
+
 def discover_procedures() -> dict[str, type]:
-    """Short key -> Procedure class for every concrete procedure in ``procedures``.
+    """Short key -> Procedure class for every concrete procedure in ``procedures``: the
+    built-ins and the ``daqapp.procedures`` plug-ins — the one list the command line, campaign
+    files and the window use.
 
     The key is the class's ``NAME`` attribute if it has one, else its name in snake case
-    without the ``Procedure`` suffix; the class name itself is accepted too.
+    without the ``Procedure`` suffix; the class name itself is accepted too. A registered
+    procedure that fails to load is logged and left out, its reason kept in
+    :data:`LOAD_ERRORS`, so the others stay usable.
     """
     import procedures as package
     from daqapp.runner.procedure import ControlledProcedure
 
     found: dict[str, type] = {}
+    LOAD_ERRORS.clear()
     available = getattr(package, "available", None)
     registry = (available() if callable(available) else None) or getattr(
         package, "PROCEDURES", None) or getattr(package, "REGISTRY", None)
@@ -46,7 +60,9 @@ def discover_procedures() -> dict[str, type]:
                 continue
             try:
                 found[str(key)] = package.load(str(key))
-            except (ImportError, AttributeError, ConfigError):
+            except (ImportError, AttributeError, ConfigError) as exc:
+                LOAD_ERRORS[str(key)] = str(exc)
+                log.warning("procedure %s cannot be loaded: %s", key, exc)
                 continue
     if found:
         return found
@@ -87,8 +103,15 @@ class ProcedureCatalog:
     def resolve(self, name: str) -> type:
         cls = self.classes.get(name) or self._by_class.get(name)
         if cls is None:
-            raise ConfigError(f"unknown procedure {name!r}; known: {', '.join(self.names())}")
+            raise ConfigError(self.why_missing(name))
         return cls
+
+    def why_missing(self, name: str) -> str:
+        """The one line for a procedure name this catalog cannot give: its load error if it
+        is registered but broken, else the known names."""
+        if name in LOAD_ERRORS and name not in self.classes:
+            return LOAD_ERRORS[name]
+        return f"unknown procedure {name!r}; known: {', '.join(self.names())}"
 
     def __contains__(self, name: str) -> bool:
         return name in self.classes or name in self._by_class

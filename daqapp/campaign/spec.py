@@ -355,10 +355,8 @@ class _Reader:
         if procedure is not None and not isinstance(procedure, str):
             raise self.fail(f"{where}.procedure", "must be a string")
         if procedure is not None and self.catalog is not None:
-            names = self.catalog.names()
-            if procedure not in names:
-                raise self.fail(f"{where}.procedure",
-                                f"unknown procedure {procedure!r}; known: {', '.join(names)}")
+            if procedure not in self.catalog.names():
+                raise self.fail(f"{where}.procedure", self.catalog.why_missing(procedure))
         params = block.get("params", {})
         if not isinstance(params, dict):
             raise self.fail(f"{where}.params", "must be a table of parameter = value")

@@ -157,3 +157,20 @@ def test_positions_that_agree_or_that_the_procedure_leaves_alone_pass(catalog):
               '[[step]]\nname = "b"\nprocedure = "didv-lockin"\nfield_T = 1\n'
               'temperature_K = [3, 5]\n', catalog)
     assert len(c.steps) == 3
+
+
+def test_a_registered_procedure_that_fails_to_import_is_named_with_its_error(monkeypatch):
+    """A broken module is reported as broken (its import error), not as an unknown name, and
+    the other procedures stay usable."""
+    import procedures
+
+    monkeypatch.setitem(procedures.PROCEDURES, "broken-rt", "no_such_daqapp_module:RT")
+    catalog = ProcedureCatalog()
+    assert "broken-rt" not in catalog.names() and "iv" in catalog.names()
+    body = '[[step]]\nname = "s"\nprocedure = "broken-rt"\n'
+    with pytest.raises(ConfigError, match=r"step\[0\] \(s\)\.procedure: procedure 'broken-rt' "
+                       r"cannot be loaded \(ModuleNotFoundError: No module named "
+                       r"'no_such_daqapp_module'\)"):
+        parse(body, catalog)
+    with pytest.raises(ConfigError, match="unknown procedure 'no-such'"):
+        catalog.resolve("no-such")

@@ -155,6 +155,9 @@ def test_the_plugin_procedure_is_found_by_run_and_campaigns(installed):
     cls = procedures.load("acme-temperature-log")
     assert cls.__name__ == "TemperatureLog"
     assert discover_procedures()["acme-temperature-log"] is cls
+    from daqapp.gui.catalogue import discover_procedures as window_procedures
+
+    assert window_procedures()["acme-temperature-log"] is cls  # the window's list too
     assert procedures.name_of(cls) == "acme-temperature-log"
     assert "didv-lockin" in procedures.available()
 
