@@ -521,16 +521,23 @@ def local_cluster(workers: int) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     unset = dict.fromkeys(DASK_PRE_SPAWN_UNSET)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": unset, **QUIET_WORKER_CONFIG}), \
-            worker_environment():
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None,
-                               silence_logs=logging.ERROR)
+    # the in-process scheduler logs its closing at INFO after silence_logs has let go
+    dask_log = logging.getLogger("distributed")
+    level = dask_log.level
+    dask_log.setLevel(max(logging.WARNING, level))
     try:
-        with Client(cluster) as client:
-            yield client
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": unset,
+                              **QUIET_WORKER_CONFIG}), worker_environment():
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None,
+                                   silence_logs=logging.ERROR)
+        try:
+            with Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
     finally:
-        cluster.close()
+        dask_log.setLevel(level)
 
 
 def wakes_for_dask(dask_worker: Any) -> bool:
