@@ -24,7 +24,12 @@ from daqapp.errors import ConfigError
 from daqapp.runner import ControlledProcedure
 from daqapp.runner.procedure import FloatParameter, IntegerParameter
 from daqapp.runner.roles import lab_time
-from daqapp.runner.watchdogs import ConditionTimeout, check_heater, wait_until
+from daqapp.runner.watchdogs import (
+    ConditionTimeout,
+    check_heater,
+    check_source_compliance,
+    wait_until,
+)
 from procedures.common import (
     VOLTMETERS,
     FloatListParameter,
@@ -256,8 +261,7 @@ class ResistanceTemperature(ControlledProcedure):
             return stored["count"] >= count
 
         def late() -> None:
-            # the row's checkpoint has just run the fault watch, and a compliance during the
-            # burst leaves overflow readings (checked below): the watch is needed again only
+            # compliance is read once the burst is in (below); the whole watch runs again only
             # when the buffer is late, to name a cause before the timeout does
             stored["polls"] += 1
             if stored["polls"] > 1:
@@ -270,6 +274,9 @@ class ResistanceTemperature(ControlledProcedure):
         except ConditionTimeout:
             instrument.sweep_abort()
             raise
+        # the 6221 latches compliance in its measurement event register: one read tells
+        # whether any conversion of this burst was in compliance, before the row is recorded
+        check_source_compliance(self._source, self.current)
         readings = instrument.buffer_readings(("READ", "TST"))["READ"]
         if not np.isfinite(readings).all():
             self.fault_watch.run(force=True)  # overflow readings: compliance is the usual cause
