@@ -544,11 +544,23 @@ def prepare(raw: RawSpectrum, options: AnalysisOptions | None = None,
     keep = np.ones(v.size, dtype=bool)
     dips: list[float] = []
     if options.mask_dips:
-        keep = ~critical_current_dips(v, g)
-        if not keep.all():
-            dips = dip_positions(v, ~keep)
-            steps.append(f"{int((~keep).sum())} points in critical-current dips masked at "
-                         + ", ".join(f"{d:+.1f}" for d in dips) + " mV")
+        in_dips = critical_current_dips(v, g)
+        if in_dips.any():
+            dips = dip_positions(v, in_dips)
+            # beyond the first dip the current exceeds the contact's Ic: a resistive region in
+            # series stretches the voltage scale and lowers G (Sheet et al. 2004), so none of
+            # it is the junction's spectrum, and fitted it drags the background and the gaps
+            inner = float(np.min(np.abs(v[in_dips])))
+            keep = ~in_dips & (np.abs(v) < inner)
+            beyond = int((~keep).sum() - in_dips.sum())
+            steps.append(f"{int(in_dips.sum())} points in critical-current dips masked at "
+                         + ", ".join(f"{d:+.1f}" for d in dips) + " mV"
+                         + (f", and the {beyond} beyond |V| = {inner:.1f} mV (above Ic)"
+                            if beyond else ""))
+            if int(keep.sum()) < 20:
+                raise ConfigError(f"{raw.label or 'spectrum'}: {int(keep.sum())} points inside "
+                                  f"the critical-current dips at ±{inner:.1f} mV; need at "
+                                  "least 20 (or keep the dips: mask_dips = False)")
     if normalized:
         divisor = np.ones_like(g)
     elif reference is not None:

@@ -221,8 +221,12 @@ def spectra_figure(data: ReportData):
                 color=color, mfc="none", mew=0.8)
         if spec.masked_bias_mV is not None and spec.masked_bias_mV.size:
             masked = True
-            ax.plot(spec.masked_bias_mV, spec.masked_conductance_norm + shift, "x", ms=3,
-                    color="0.4", mew=0.8)
+            # beyond Ic the fitted background is extrapolated: show what stays near the curve
+            lo = float(np.min(spec.conductance_norm)) - 0.3
+            hi = float(np.max(spec.conductance_norm)) + 0.3
+            near = (spec.masked_conductance_norm > lo) & (spec.masked_conductance_norm < hi)
+            ax.plot(spec.masked_bias_mV[near], spec.masked_conductance_norm[near] + shift, "x",
+                    ms=3, color="0.4", mew=0.8)
         if spec.fit_curve_fine is not None:
             ax.plot(spec.fit_bias_mV, spec.fit_curve_fine + shift, "-", color="k", lw=1.0)
         elif spec.fit_curve is not None:
@@ -231,14 +235,15 @@ def spectra_figure(data: ReportData):
                 _kelvin(spec.temperature_K), color=color, va="center", fontsize=8.5)
     ax.plot([], [], "o", color="0.4", mfc="none", label="data")
     if masked:
-        ax.plot([], [], "x", color="0.4", label="masked (critical-current dips)")
+        ax.plot([], [], "x", color="0.4", label="left out (Ic dips, beyond)")
     ax.plot([], [], "-", color="k", label=f"{spectra[0].model} BTK fit")
     ax.set_xlabel("Bias voltage (mV)")
     ax.set_ylabel(f"Normalised dI/dV (offset {offset:g})")
     xmax = float(np.max(np.abs(spectra[0].bias_mV)))
     ax.set_xlim(-xmax, xmax * 1.22)
     top = max(float(np.max(s.conductance_norm)) + i * offset for i, s in enumerate(spectra))
-    ax.set_ylim(top=top + 0.12 + 0.02 * len(spectra))
+    bottom = min(float(np.min(s.conductance_norm)) + i * offset for i, s in enumerate(spectra))
+    ax.set_ylim(bottom - 0.1, top + 0.12 + 0.02 * len(spectra))
     ax.legend(loc="upper left", ncol=3)
     ax.set_title("Andreev reflection spectra (normalised, offset)")
     fig.suptitle(data.title, fontsize=9, y=0.995)

@@ -151,11 +151,39 @@ def test_critical_current_dips_are_masked_reported_and_do_not_move_the_gaps():
     assert clean.prepared.mask.all()
     a = analyse(RawSpectrum(v, dipped, current_mA=i, temperature_K=3.0),
                 AnalysisOptions(series_resistance_ohm=R_LEAD))
-    assert 0 < (~a.prepared.mask).sum() < 0.08 * v.size
     assert len(a.prepared.dips_mV) == 2
     assert any("critical-current dips masked" in n for n in a.notes)
+    # the dips and everything beyond the inner one (above Ic) are left out, the rest is kept
+    bias, keep = np.abs(a.prepared.bias_mV), a.prepared.mask
+    edge = min(abs(d) for d in a.prepared.dips_mV)
+    assert not keep[bias > edge].any() and keep[bias < edge - 3.0].all()
     assert a.result().values["delta1"] == pytest.approx(clean.result().values["delta1"],
                                                        rel=0.01)
+
+
+def test_the_conductance_beyond_a_critical_current_dip_does_not_move_the_gaps():
+    """Above Ic a resistive region in series (here 40 % of R_N) lowers G beyond the dips, as
+    in the virtual lab at 26 K. Fitted, that lower outer level drags the joint background and
+    with it the gaps; left out with the dips, the gaps are those of the clean spectrum."""
+    v, g, i = measured(TABLE3[0], offset=0.0, v_rms=0.0, noise=0.001)
+    above = np.abs(v) > 45.0
+    beyond = np.where(above, 1.0 / (1.0 / g + 0.4 * R_N), g)
+    dipped = beyond * (1 - 0.15 * np.exp(-0.5 * ((np.abs(v) - 45.0) / 0.5) ** 2))
+    options = AnalysisOptions(series_resistance_ohm=R_LEAD)
+    a = analyse(RawSpectrum(v, dipped, current_mA=i, temperature_K=3.0), options)
+    assert any("beyond |V|" in n and "above Ic" in n for n in a.notes)
+    # the clean spectrum over the same bias range: what the junction alone gives there
+    kept = a.prepared.bias_mV[a.prepared.mask]
+    window = AnalysisOptions(series_resistance_ohm=R_LEAD,
+                             bias_window_mV=(float(kept.min()) - 1e-9, float(kept.max()) + 1e-9))
+    clean = analyse(RawSpectrum(v, g, current_mA=i, temperature_K=3.0), window).result()
+    for name in ("delta1", "delta2", "gamma1", "z1", "z2"):
+        assert a.result().values[name] == pytest.approx(clean.values[name], rel=0.02), name
+    assert a.result().values["delta1"] == pytest.approx(TABLE3[0][5], rel=0.01)
+    # fitted, the conductance above Ic is taken for the junction's, and the gaps go astray
+    fitted = analyse(RawSpectrum(v, beyond, current_mA=i, temperature_K=3.0),
+                     AnalysisOptions(series_resistance_ohm=R_LEAD, mask_dips=False)).result()
+    assert abs(fitted.values["delta1"] / TABLE3[0][5] - 1) > 0.1
 
 
 def test_sweeps_that_disagree_at_one_temperature_are_flagged_as_heating():
