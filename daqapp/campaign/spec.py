@@ -355,8 +355,11 @@ class _Reader:
         if procedure is not None and not isinstance(procedure, str):
             raise self.fail(f"{where}.procedure", "must be a string")
         if procedure is not None and self.catalog is not None:
-            if procedure not in self.catalog.names():
-                raise self.fail(f"{where}.procedure", self.catalog.why_missing(procedure))
+            names = self.catalog.names()
+            if procedure not in names:
+                why = getattr(self.catalog, "why_missing", None)  # a catalog may not say why
+                raise self.fail(f"{where}.procedure", why(procedure) if callable(why) else
+                                f"unknown procedure {procedure!r}; known: {', '.join(names)}")
         params = block.get("params", {})
         if not isinstance(params, dict):
             raise self.fail(f"{where}.params", "must be a table of parameter = value")
