@@ -175,33 +175,38 @@ class LineSession:
             self.send(data)
 
 
-class InstrumentServer:
-    """Serve one emulator on 127.0.0.1:port. ``port=0`` picks a free ephemeral port."""
+class LoopbackServer:
+    """What every emulated instrument's TCP port shares: a listening socket on loopback, an
+    accept loop, one thread per client, a registry of clients (each with its last activity;
+    beyond ``max_clients`` a newcomer evicts the one idle longest) and a stop that closes
+    them all. Subclasses serve a connection (:meth:`serve`) and may refuse one at accept
+    (:meth:`refuse`, e.g. the ``drop`` fault)."""
 
-    def __init__(self, emulator: LineEmulator, role: str, faults: FaultBoard,
-                 port: int = 0, host: str = "127.0.0.1") -> None:
-        self.emulator = emulator
-        self.role = role
-        self.faults = faults
+    #: prefix of the accept and client thread names
+    thread_name = "sim"
+    listen_backlog = LISTEN_BACKLOG
+    #: connections served at once (None: no bound)
+    max_clients: int | None = None
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.host = host
-        self.service = LineService(emulator, role, faults)
         self._requested_port = port
+        self.port = port
         self._sock: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._conns: dict[socket.socket, float] = {}  # connection -> last activity
         self._conn_lock = threading.Lock()
         self._stopping = threading.Event()
-        self.port = port
 
     def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self._requested_port))
-        sock.listen(LISTEN_BACKLOG)
+        sock.listen(self.listen_backlog)
         sock.settimeout(0.2)
         self._sock = sock
         self.port = sock.getsockname()[1]
-        t = threading.Thread(target=self._accept_loop, name=f"sim-{self.role}-accept",
+        t = threading.Thread(target=self._accept_loop, name=f"{self.thread_name}-accept",
                              daemon=True)
         t.start()
         self._threads.append(t)
@@ -226,6 +231,24 @@ class InstrumentServer:
         for c in conns:
             _close(c)
 
+    def refuse(self) -> bool:
+        """True to close a new connection at once (the ``drop`` fault)."""
+        return False
+
+    def serve(self, conn: socket.socket) -> None:
+        """Serve one client until it or the server ends (runs in the client's thread)."""
+        raise NotImplementedError
+
+    def touch(self, conn: socket.socket) -> None:
+        """The client was active now (the eviction order)."""
+        with self._conn_lock:
+            if conn in self._conns:
+                self._conns[conn] = time.monotonic()
+
+    def forget(self, conn: socket.socket) -> None:
+        with self._conn_lock:
+            self._conns.pop(conn, None)
+
     # ------------------------------------------------------------------------ internals
     def _accept_loop(self) -> None:
         assert self._sock is not None
@@ -236,24 +259,50 @@ class InstrumentServer:
                 continue
             except OSError:
                 return
-            if self.faults.is_active(self.role, "drop"):
+            if self.refuse():
                 _close(conn)
                 continue
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._conn_lock:
                 idle = (min(self._conns, key=self._conns.__getitem__)
-                        if len(self._conns) >= MAX_CLIENTS else None)
+                        if self.max_clients is not None
+                        and len(self._conns) >= self.max_clients else None)
                 if idle is not None:  # no longer served: its thread ends on the closed socket
                     del self._conns[idle]
                 self._conns[conn] = time.monotonic()
             if idle is not None:
-                log.info("%s: %d clients, dropping the one idle longest", self.role,
-                         MAX_CLIENTS)
+                log.info("%s: %d clients, dropping the one idle longest", self.thread_name,
+                         self.max_clients)
                 _close(idle)
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True,
-                                 name=f"sim-{self.role}-client")
+            t = threading.Thread(target=self._serve_and_close, args=(conn,), daemon=True,
+                                 name=f"{self.thread_name}-client")
             t.start()
             self._threads = [x for x in self._threads if x.is_alive()] + [t]
+
+    def _serve_and_close(self, conn: socket.socket) -> None:
+        try:
+            self.serve(conn)
+        finally:
+            self.forget(conn)
+            _close(conn)
+
+
+class InstrumentServer(LoopbackServer):
+    """Serve one emulator on 127.0.0.1:port. ``port=0`` picks a free ephemeral port."""
+
+    max_clients = MAX_CLIENTS
+
+    def __init__(self, emulator: LineEmulator, role: str, faults: FaultBoard,
+                 port: int = 0, host: str = "127.0.0.1") -> None:
+        super().__init__(port, host)
+        self.emulator = emulator
+        self.role = role
+        self.faults = faults
+        self.service = LineService(emulator, role, faults)
+        self.thread_name = f"sim-{role}"
+
+    def refuse(self) -> bool:
+        return self.faults.is_active(self.role, "drop")
 
     def _sender(self, conn: socket.socket) -> Callable[[bytes], None]:
         def send(data: bytes) -> None:
@@ -264,7 +313,7 @@ class InstrumentServer:
                 conn.settimeout(0.2)
         return send
 
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         session = LineSession(self.service, self._sender(conn))
         try:
             greet = self.service.greeting()
@@ -278,17 +327,11 @@ class InstrumentServer:
                     continue
                 if not chunk:
                     return
-                with self._conn_lock:
-                    if conn in self._conns:
-                        self._conns[conn] = time.monotonic()
+                self.touch(conn)
                 if not session.feed(chunk):
                     return
         except OSError:
             return
-        finally:
-            with self._conn_lock:
-                self._conns.pop(conn, None)
-            _close(conn)
 
 
 def _close(conn: socket.socket) -> None:

@@ -39,6 +39,7 @@ from simulators.clock import SimClock
 from simulators.cryostat import Cryostat
 from simulators.faults import FaultBoard
 from simulators.magnet import MagnetModel
+from simulators.server import LoopbackServer
 
 log = logging.getLogger(__name__)
 
@@ -384,79 +385,28 @@ def decode_messages(buffer: bytearray) -> list[dict[str, Any]]:
     return out
 
 
-class MultiVuServer:
+class MultiVuServer(LoopbackServer):
     """Serve a :class:`PPMSEmulator` the way ``MultiPyVu.Server`` serves MultiVu."""
+
+    thread_name = "sim-ppms"
+    listen_backlog = 16
 
     def __init__(self, emulator: PPMSEmulator, faults: FaultBoard, port: int = 0,
                  host: str = "127.0.0.1", version: str | None = None,
                  roles: tuple[str, ...] = ("temperature", "magnet")) -> None:
+        super().__init__(port, host)
         self.emulator = emulator
         self.faults = faults
-        self.host = host
         self.version = version or installed_multipyvu_version()
         self.roles = roles
-        self._requested_port = port
-        self.port = port
-        self._sock: socket.socket | None = None
-        self._threads: list[threading.Thread] = []
-        self._conns: set[socket.socket] = set()
         self._rw_client: socket.socket | None = None
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-
-    def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._requested_port))
-        sock.listen(16)
-        sock.settimeout(0.2)
-        self._sock = sock
-        self.port = sock.getsockname()[1]
-        thread = threading.Thread(target=self._accept_loop, name="sim-ppms-accept",
-                                  daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def stop(self, wait: bool = True) -> None:
-        self._stopping.set()
-        if self._sock is not None:
-            _close(self._sock)
-        self.drop_clients()
-        if wait:
-            self.join()
-
-    def join(self) -> None:
-        for thread in self._threads:
-            thread.join(timeout=2.0)
-
-    def drop_clients(self) -> None:
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:
-            _close(conn)
 
     def _fault(self, kind: str) -> bool:
         return any(self.faults.is_active(role, kind) for role in self.roles)
 
-    def _accept_loop(self) -> None:
-        assert self._sock is not None
-        while not self._stopping.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if self._fault("drop"):
-                _close(conn)
-                continue
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._conns.add(conn)
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True,
-                                      name="sim-ppms-client")
-            thread.start()
-            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+    def refuse(self) -> bool:
+        return self._fault("drop")
 
     def _send(self, conn: socket.socket, content: dict[str, Any]) -> None:
         latency = next((f for f in (self.faults.active(r, "latency") for r in self.roles)
@@ -468,7 +418,7 @@ class MultiVuServer:
             data = b"\x00\x07#$%&?@!"
         conn.sendall(data)
 
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         buffer = bytearray()
         conn.settimeout(0.2)
         try:
@@ -493,10 +443,8 @@ class MultiVuServer:
             log.debug("ppms client ended: %s", exc)
         finally:
             with self._lock:
-                self._conns.discard(conn)
                 if self._rw_client is conn:
                     self._rw_client = None
-            _close(conn)
 
     def _request(self, conn: socket.socket, request: dict[str, Any]) -> bool:
         """Confirm, run and complete one request; False when the connection ends."""
@@ -548,13 +496,3 @@ class MultiVuServer:
                 pass
         return keep
 
-
-def _close(conn: socket.socket) -> None:
-    try:
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        conn.close()
-    except OSError:
-        pass
