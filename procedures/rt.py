@@ -14,6 +14,7 @@ Each field of the list (the paper: 0–8 T) gives one sweep of the 2-D datasets.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, ClassVar
 
@@ -67,6 +68,8 @@ DELTA_CONVERSION_S = 5 / 60 + 0.003
 CONVERSION_OVERHEAD_S = 0.003
 #: Seconds per delta reading assumed in estimates.
 DELTA_READING_S = 0.07
+#: Rows of a ramp after which its rate so far is checked against the one asked.
+EARLY_RATE_ROWS = 20
 #: Most temperature steps (step mode) and rows (ramp mode) of one sweep.
 MAX_STEPS = 10_000
 MAX_RAMP_ROWS = 1_000_000
@@ -349,7 +352,8 @@ class ResistanceTemperature(ControlledProcedure):
         tolerance = max(self.band, 0.1)
         target = self.t_start
         reached_at = None
-        slow_rows = 0
+        steps = 0
+        first_step: tuple[float, float] | None = None  # (lab time, set point) of the first step
         # each row begins at a checkpoint, which runs the fault watch (compliance, quench) as
         # a suspender: the row itself adds only the heater (without run control, all of them)
         checks = ((lambda: check_heater(controller),) if self.control is not None
@@ -370,6 +374,10 @@ class ResistanceTemperature(ControlledProcedure):
                 controller.set_setpoint(target, self.ramp_rate)
                 controller.is_ramping()  # answered only after the controller took the step
             stepped_at = lab_time(station)
+            if first_step is None:
+                first_step = (stepped_at, target)
+            elif target == self.t_stop and reached_at is None:
+                self._log_ramp_rate(sweep, first_step, (stepped_at, target))
             self._thermometer_stuck.feed(target, kelvin)
             boost_heater_if_saturated(self, kelvin, setpoint, self.band)
             self.record_point(kelvin, setpoint, sweep)
@@ -383,16 +391,36 @@ class ResistanceTemperature(ControlledProcedure):
                                            f"{tolerance:g} K of t_stop = {self.t_stop:g} K "
                                            f"{self.stabilize_timeout:g} s after the set "
                                            "point")
-            took = lab_time(station) - began
-            if took > self.interval:
-                slow_rows += 1
-                if slow_rows == 3:
-                    log.warning("R-T ramp: a row takes %.3g s, longer than the interval "
-                                "(%g s); the ramp waits for the readings, at about "
-                                "%.3g K/min instead of %g K/min", took, self.interval,
-                                step / took * 60.0, self.ramp_rate)
+            steps += 1
+            if steps == EARLY_RATE_ROWS and reached_at is None and first_step is not None:
+                # an overnight ramp should not wait until its end to say it runs slow
+                elapsed = stepped_at - first_step[0]
+                so_far = abs(target - first_step[1]) / elapsed * 60.0 if elapsed > 0 else 0.0
+                if so_far < 0.9 * self.ramp_rate:
+                    log.warning("R-T sweep %d: the set point moves at %.3g K/min so far "
+                                "(asked %g K/min): the ramp waits for the readings, %.3g "
+                                "lab-s a row against the %g s interval", sweep, so_far,
+                                self.ramp_rate, elapsed / (steps - 1), self.interval)
             # the next row comes a full interval after the step began, when the step is done
             self.sleep(max(0.0, self.interval - (lab_time(station) - stepped_at)))
+
+    def _log_ramp_rate(self, sweep: int, first: tuple[float, float],
+                       last: tuple[float, float]) -> None:
+        """Once the last step is commanded: the rate the set point actually moved at. Each
+        row is read a full interval after its step, so the readings before the next step
+        add to the interval; the operator should know what rate the data were taken at."""
+        (t0, k0), (t1, k1) = first, last
+        if t1 <= t0:
+            return
+        achieved = abs(k1 - k0) / (t1 - t0) * 60.0
+        rows = abs(k1 - k0) / self.ramp_step()
+        per_row = (t1 - t0) / rows if rows > 0 else math.nan
+        slow = achieved < 0.9 * self.ramp_rate
+        log.log(logging.WARNING if slow else logging.INFO,
+                "R-T sweep %d: the set point moved at %.3g K/min on average (asked %g K/min)"
+                "%s: %.3g lab-s a row against the %g s interval", sweep, achieved,
+                self.ramp_rate, "; the ramp waits for the readings" if slow else "",
+                per_row, self.interval)
 
     def _ramp_heater(self, controller: Any) -> int:
         """The heater range for the warmer end of the ramp, set before the ramp starts.

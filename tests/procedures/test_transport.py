@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,16 @@ def test_rt_ramp_rows_stay_one_step_apart_on_a_slow_bus(lab_station, run_procedu
     tc = transition_temperature(temperatures, data["resistance"])
     assert 8.5 < tc < 9.9
     assert any("waits for the readings" in entry.message for entry in run.log)
+    # the sweep's closing line gives the rate the set point really moved at: the data's own
+    # (set point span over the lab time the rows took, wall time x speed 200) to 15 %
+    summary = [e.message for e in run.log if "on average" in e.message]
+    assert len(summary) == 1 and "asked 2 K/min" in summary[0]
+    said = float(re.search(r"moved at ([\d.]+) K/min", summary[0]).group(1))
+    moved = np.flatnonzero(np.abs(np.diff(setpoints)) > 1e-6)
+    span = abs(setpoints[moved[-1] + 1] - setpoints[moved[0]])
+    lab_s = (data["time"][moved[-1] + 1] - data["time"][moved[0]]) * 200.0
+    assert said == pytest.approx(span / lab_s * 60.0, rel=0.15)
+    assert said < 0.9 * 2.0
 
 
 def test_rt_ramp_refuses_fewer_than_two_rows(lab_station, tmp_path):
