@@ -549,8 +549,13 @@ def prepare(raw: RawSpectrum, options: AnalysisOptions | None = None,
             dips = dip_positions(v, in_dips)
             # beyond the first dip the current exceeds the contact's Ic: a resistive region in
             # series stretches the voltage scale and lowers G (Sheet et al. 2004), so none of
-            # it is the junction's spectrum, and fitted it drags the background and the gaps
-            inner = float(np.min(np.abs(v[in_dips])))
+            # it is the junction's spectrum, and fitted it drags the background and the gaps.
+            # G starts to fall before the dip's sharp core (the transition to the resistive
+            # state has a width, which the dip's own shows): the inner half-width again is
+            # left out on the inside
+            edge = float(np.min(np.abs(v[in_dips])))
+            centre = min(abs(d) for d in dips)
+            inner = max(edge - max(centre - edge, 0.0), 0.0)
             keep = ~in_dips & (np.abs(v) < inner)
             beyond = int((~keep).sum() - in_dips.sum())
             steps.append(f"{int(in_dips.sum())} points in critical-current dips masked at "
@@ -989,6 +994,35 @@ def tc_determined(fit: Any, t_max_K: float) -> bool:
             and t_max_K >= TC_MIN_REACH * tc)
 
 
+def _fit_window_mV(analysis: SpectrumAnalysis) -> float:
+    """Largest |V| the fit used, when critical-current dips cut the spectrum (else inf)."""
+    p = analysis.prepared
+    if not p.dips_mV or not p.mask.any():
+        return math.inf
+    return float(np.max(np.abs(p.bias_mV[p.mask])))
+
+
+def _without_peaks_cut_by_dips(rows: list, analyses: Sequence[SpectrumAnalysis],
+                               excluded: list[str]) -> list:
+    """Rows (sorted by T) without the spectra whose window, cut at a critical-current dip,
+    ends inside the large gap of the colder spectra: its coherence peak is not in the data,
+    so its Δ1 is not either. The Δ(T) fit is unweighted: one such point (a 30 K Δ1 of 6 ± 72
+    meV in the demo) can take Tc with it."""
+    by_label = {a.label or f"#{k}": a for k, a in enumerate(analyses)}
+    kept: list = []
+    for row in rows:
+        temperature, label = row[0], row[6]
+        window = _fit_window_mV(by_label[label]) if label in by_label else math.inf
+        colder = [r[1] for r in kept if r[0] < temperature]
+        if colder and window < max(colder):
+            excluded.append(f"{label} at {temperature:.1f} K: Δ1 not in the data (the fit "
+                            f"window ends at ±{window:.1f} mV, at a critical-current dip, "
+                            f"inside the colder spectra's Δ1 of {max(colder):.1f} meV)")
+            continue
+        kept.append(row)
+    return kept
+
+
 def analyse_series(analyses: Sequence[SpectrumAnalysis], gap_form: str = "bcs",
                    sweeps: Sequence[int] | None = None) -> GapSeries:
     """Δ(T) and its fits from analysed spectra (any order); no-gap spectra are left out."""
@@ -1014,6 +1048,7 @@ def analyse_series(analyses: Sequence[SpectrumAnalysis], gap_form: str = "bcs",
             rows.append((a.temperature_K, d1, e1, d2, e2,
                          sweeps[k] if sweeps is not None else k, label))
     rows.sort(key=lambda row: row[0])
+    rows = _without_peaks_cut_by_dips(rows, analyses, excluded)
     series = GapSeries(excluded=excluded)
     if not rows:
         return series

@@ -316,6 +316,8 @@ def analyse_spectra(paths: list[Path], options: ReportOptions, data: ReportData,
         data.notes.append(f"{len(reused)} of {len(spectra)} spectra: the campaign's on-line fit "
                           "reused (same run, options and colder constraint as this report's)")
     data.notes.extend(gaps.notes)
+    # why a spectrum with a gap is not in Δ(T) (normal-state ones are counted above)
+    data.notes.extend(f"Δ(T) leaves out {e}" for e in gaps.excluded if "normal state" not in e)
     data.gap_fitted_K = dict(gaps.fitted_K)
     note_asymmetric_misfit(data)
     if len(gaps.temperature_K) < 2:

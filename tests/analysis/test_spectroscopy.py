@@ -153,10 +153,13 @@ def test_critical_current_dips_are_masked_reported_and_do_not_move_the_gaps():
                 AnalysisOptions(series_resistance_ohm=R_LEAD))
     assert len(a.prepared.dips_mV) == 2
     assert any("critical-current dips masked" in n for n in a.notes)
-    # the dips and everything beyond the inner one (above Ic) are left out, the rest is kept
+    # the dips and everything beyond the inner one (above Ic) are left out, and inside it as
+    # far again as the dip's inner half-width (G falls before the sharp core); the rest is kept
     bias, keep = np.abs(a.prepared.bias_mV), a.prepared.mask
-    edge = min(abs(d) for d in a.prepared.dips_mV)
-    assert not keep[bias > edge].any() and keep[bias < edge - 3.0].all()
+    centre = min(abs(d) for d in a.prepared.dips_mV)
+    cut = float(bias[keep].max())
+    assert keep[bias < cut].all()           # one window, |V| below the cut
+    assert centre - 8.0 < cut < centre - 2.0  # the dip's core and its inner flank left out
     assert a.result().values["delta1"] == pytest.approx(clean.result().values["delta1"],
                                                        rel=0.01)
 
@@ -179,7 +182,7 @@ def test_the_conductance_beyond_a_critical_current_dip_does_not_move_the_gaps():
     clean = analyse(RawSpectrum(v, g, current_mA=i, temperature_K=3.0), window).result()
     for name in ("delta1", "delta2", "gamma1", "z1", "z2"):
         assert a.result().values[name] == pytest.approx(clean.values[name], rel=0.02), name
-    assert a.result().values["delta1"] == pytest.approx(TABLE3[0][5], rel=0.01)
+    assert a.result().values["delta1"] == pytest.approx(TABLE3[0][5], rel=0.02)
     # fitted, the conductance above Ic is taken for the junction's, and the gaps go astray
     fitted = analyse(RawSpectrum(v, beyond, current_mA=i, temperature_K=3.0),
                      AnalysisOptions(series_resistance_ohm=R_LEAD, mask_dips=False)).result()
@@ -374,3 +377,31 @@ def test_modulation_from_the_run_parameters_lockin_and_dcon():
     # a 4 µA step on 100 Ω is a 0.4 mV box: the semicircle of its variance, 0.4/√6 mV rms
     assert modulation_from_columns({"dvdi": np.full(10, 100.0)}, dcon) == pytest.approx(
         0.4 / math.sqrt(6))
+
+
+def test_a_spectrum_cut_inside_its_large_gap_by_dips_stays_out_of_delta_t():
+    """At 30 K in the demo the Ic dips sit at ±18 mV, inside Δ1 ≈ 22 meV: what is left holds
+    no coherence peak of Δ1, yet its fit found a "gap" (6 ± 72 meV), which the unweighted
+    Δ(T) fit took at full weight (Tc not determined). Such a spectrum is left out with its
+    reason; one cut outside the gap (±45 mV) stays."""
+    from types import SimpleNamespace
+
+    from daqapp.analysis.spectroscopy import _without_peaks_cut_by_dips
+
+    def analysis(label, window_mV, dips):
+        bias = np.linspace(-70.0, 70.0, 281)
+        prepared = SimpleNamespace(bias_mV=bias, mask=np.abs(bias) < window_mV, dips_mV=dips)
+        return SimpleNamespace(label=label, prepared=prepared)
+
+    # (T, Δ1, σ1, Δ2, σ2, sweep, label), sorted by T as analyse_series builds them
+    rows = [(3.0, 23.0, 0.01, 6.0, 0.04, 0, "3 K"), (20.0, 22.9, 0.03, 5.9, 0.1, 1, "20 K"),
+            (26.0, 22.2, 0.08, 5.8, 0.3, 2, "26 K"), (30.0, 6.0, 72.0, 4.0, 38.0, 3, "30 K"),
+            (35.0, 22.1, 0.3, 5.7, 1.5, 4, "35 K")]
+    analyses = [analysis("3 K", 99.0, []), analysis("20 K", 99.0, []),
+                analysis("26 K", 42.7, [-55.3, 55.8]), analysis("30 K", 13.2, [-18.2, 18.3]),
+                analysis("35 K", 99.0, [])]
+    excluded: list[str] = []
+    kept = _without_peaks_cut_by_dips(rows, analyses, excluded)
+    assert [r[6] for r in kept] == ["3 K", "20 K", "26 K", "35 K"]
+    assert len(excluded) == 1 and excluded[0].startswith("30 K at 30.0 K: Δ1 not in the data")
+    assert "±13.0 mV" in excluded[0] and "23.0 meV" in excluded[0]  # the last kept bias
