@@ -1002,17 +1002,15 @@ def _fit_window_mV(analysis: SpectrumAnalysis) -> float:
     return float(np.max(np.abs(p.bias_mV[p.mask])))
 
 
-def _without_peaks_cut_by_dips(rows: list, analyses: Sequence[SpectrumAnalysis],
-                               excluded: list[str]) -> list:
-    """Rows (sorted by T) without the spectra whose window, cut at a critical-current dip,
-    ends inside the large gap of the colder spectra: its coherence peak is not in the data,
-    so its Δ1 is not either. The Δ(T) fit is unweighted: one such point (a 30 K Δ1 of 6 ± 72
-    meV in the demo) can take Tc with it."""
-    by_label = {a.label or f"#{k}": a for k, a in enumerate(analyses)}
+def _without_peaks_cut_by_dips(rows: list, excluded: list[str]) -> list:
+    """Rows (sorted by T; the last field the fit window, :func:`_fit_window_mV`) without the
+    spectra whose window, cut at a critical-current dip, ends inside the large gap of the
+    colder spectra: its coherence peak is not in the data, so its Δ1 is not either. The Δ(T)
+    fit is unweighted: one such point (a 30 K Δ1 of 6 ± 72 meV in the demo) can take Tc
+    with it."""
     kept: list = []
     for row in rows:
-        temperature, label = row[0], row[6]
-        window = _fit_window_mV(by_label[label]) if label in by_label else math.inf
+        temperature, label, window = row[0], row[6], row[7]
         colder = [r[1] for r in kept if r[0] < temperature]
         if colder and window < max(colder):
             excluded.append(f"{label} at {temperature:.1f} K: Δ1 not in the data (the fit "
@@ -1046,9 +1044,9 @@ def analyse_series(analyses: Sequence[SpectrumAnalysis], gap_form: str = "bcs",
             if math.isfinite(d2) and not math.isfinite(e2):
                 d2, e2 = math.nan, math.nan  # Δ1 counts, Δ2 is not determined here
             rows.append((a.temperature_K, d1, e1, d2, e2,
-                         sweeps[k] if sweeps is not None else k, label))
+                         sweeps[k] if sweeps is not None else k, label, _fit_window_mV(a)))
     rows.sort(key=lambda row: row[0])
-    rows = _without_peaks_cut_by_dips(rows, analyses, excluded)
+    rows = _without_peaks_cut_by_dips(rows, excluded)
     series = GapSeries(excluded=excluded)
     if not rows:
         return series

@@ -384,24 +384,18 @@ def test_a_spectrum_cut_inside_its_large_gap_by_dips_stays_out_of_delta_t():
     no coherence peak of Δ1, yet its fit found a "gap" (6 ± 72 meV), which the unweighted
     Δ(T) fit took at full weight (Tc not determined). Such a spectrum is left out with its
     reason; one cut outside the gap (±45 mV) stays."""
-    from types import SimpleNamespace
-
     from daqapp.analysis.spectroscopy import _without_peaks_cut_by_dips
 
-    def analysis(label, window_mV, dips):
-        bias = np.linspace(-70.0, 70.0, 281)
-        prepared = SimpleNamespace(bias_mV=bias, mask=np.abs(bias) < window_mV, dips_mV=dips)
-        return SimpleNamespace(label=label, prepared=prepared)
-
-    # (T, Δ1, σ1, Δ2, σ2, sweep, label), sorted by T as analyse_series builds them
-    rows = [(3.0, 23.0, 0.01, 6.0, 0.04, 0, "3 K"), (20.0, 22.9, 0.03, 5.9, 0.1, 1, "20 K"),
-            (26.0, 22.2, 0.08, 5.8, 0.3, 2, "26 K"), (30.0, 6.0, 72.0, 4.0, 38.0, 3, "30 K"),
-            (35.0, 22.1, 0.3, 5.7, 1.5, 4, "35 K")]
-    analyses = [analysis("3 K", 99.0, []), analysis("20 K", 99.0, []),
-                analysis("26 K", 42.7, [-55.3, 55.8]), analysis("30 K", 13.2, [-18.2, 18.3]),
-                analysis("35 K", 99.0, [])]
+    # (T, Δ1, σ1, Δ2, σ2, sweep, label, fit window mV) sorted by T, as analyse_series builds
+    # them; the window is finite only where critical-current dips cut the spectrum
+    inf = float("inf")
+    rows = [(3.0, 23.0, 0.01, 6.0, 0.04, 0, "3 K", inf),
+            (20.0, 22.9, 0.03, 5.9, 0.1, 1, "20 K", inf),
+            (26.0, 22.2, 0.08, 5.8, 0.3, 2, "26 K", 42.7),
+            (30.0, 6.0, 72.0, 4.0, 38.0, 3, "30 K", 13.0),
+            (35.0, 22.1, 0.3, 5.7, 1.5, 4, "35 K", inf)]
     excluded: list[str] = []
-    kept = _without_peaks_cut_by_dips(rows, analyses, excluded)
+    kept = _without_peaks_cut_by_dips(rows, excluded)
     assert [r[6] for r in kept] == ["3 K", "20 K", "26 K", "35 K"]
     assert len(excluded) == 1 and excluded[0].startswith("30 K at 30.0 K: Δ1 not in the data")
-    assert "±13.0 mV" in excluded[0] and "23.0 meV" in excluded[0]  # the last kept bias
+    assert "±13.0 mV" in excluded[0] and "23.0 meV" in excluded[0]
