@@ -13,6 +13,7 @@ replies is dropped after :data:`SEND_TIMEOUT_S`.
 
 from __future__ import annotations
 
+import abc
 import logging
 import random
 import re
@@ -20,7 +21,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from simulators.faults import FaultBoard
@@ -175,7 +176,7 @@ class LineSession:
             self.send(data)
 
 
-class LoopbackServer:
+class LoopbackServer(abc.ABC):
     """What every emulated instrument's TCP port shares: a listening socket on loopback, an
     accept loop, one thread per client, a registry of clients (each with its last activity;
     beyond ``max_clients`` a newcomer evicts the one idle longest) and a stop that closes
@@ -187,6 +188,8 @@ class LoopbackServer:
     listen_backlog = LISTEN_BACKLOG
     #: connections served at once (None: no bound)
     max_clients: int | None = None
+    #: bytes read per recv()
+    recv_bytes = RECV_BYTES
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -235,9 +238,23 @@ class LoopbackServer:
         """True to close a new connection at once (the ``drop`` fault)."""
         return False
 
+    @abc.abstractmethod
     def serve(self, conn: socket.socket) -> None:
         """Serve one client until it or the server ends (runs in the client's thread)."""
-        raise NotImplementedError
+
+    def chunks(self, conn: socket.socket) -> Iterator[bytes]:
+        """What the client sends, as it arrives, until it closes or the server stops; each
+        chunk marks the client active."""
+        conn.settimeout(0.2)
+        while not self._stopping.is_set():
+            try:
+                chunk = conn.recv(self.recv_bytes)
+            except TimeoutError:
+                continue
+            if not chunk:
+                return
+            self.touch(conn)
+            yield chunk
 
     def touch(self, conn: socket.socket) -> None:
         """The client was active now (the eviction order)."""
@@ -319,15 +336,7 @@ class InstrumentServer(LoopbackServer):
             greet = self.service.greeting()
             if greet:
                 session.send(greet)
-            conn.settimeout(0.2)
-            while not self._stopping.is_set():
-                try:
-                    chunk = conn.recv(RECV_BYTES)
-                except TimeoutError:
-                    continue
-                if not chunk:
-                    return
-                self.touch(conn)
+            for chunk in self.chunks(conn):
                 if not session.feed(chunk):
                     return
         except OSError:

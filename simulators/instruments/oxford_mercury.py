@@ -24,6 +24,7 @@ active alarms (a quench as ``DEV:GRPZ:PSU:Magnet Quenched;``, text as modelled h
 
 from __future__ import annotations
 
+import abc
 import math
 import threading
 from collections.abc import Callable
@@ -67,7 +68,7 @@ def fixed(value: float, decimals: int = 4) -> str:
     return f"{value:.{decimals}f}"
 
 
-class MercuryEmulator:
+class MercuryEmulator(abc.ABC):
     """The grammar both Mercury instruments share; subclasses answer the nouns."""
 
     reply_termination = "\n"
@@ -80,11 +81,13 @@ class MercuryEmulator:
     def greeting(self) -> list[str]:
         return []
 
+    @abc.abstractmethod
     def idn(self) -> str:
-        raise NotImplementedError
+        """The ``*IDN?`` reply of this model."""
 
+    @abc.abstractmethod
     def catalogue(self) -> str:
-        raise NotImplementedError
+        """The ``READ:SYS:CAT`` reply: the boards this model has."""
 
     def input_overflow(self) -> list[str]:
         """The manual's 1024-byte line limit was overrun: an uninterpretable command."""

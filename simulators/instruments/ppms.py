@@ -390,6 +390,7 @@ class MultiVuServer(LoopbackServer):
 
     thread_name = "sim-ppms"
     listen_backlog = 16
+    recv_bytes = RECV_BYTES
 
     def __init__(self, emulator: PPMSEmulator, faults: FaultBoard, port: int = 0,
                  host: str = "127.0.0.1", version: str | None = None,
@@ -420,15 +421,8 @@ class MultiVuServer(LoopbackServer):
 
     def serve(self, conn: socket.socket) -> None:
         buffer = bytearray()
-        conn.settimeout(0.2)
         try:
-            while not self._stopping.is_set():
-                try:
-                    chunk = conn.recv(RECV_BYTES)
-                except TimeoutError:
-                    continue
-                if not chunk:
-                    return
+            for chunk in self.chunks(conn):
                 buffer += chunk
                 for message in decode_messages(buffer):
                     if message.get("message_type") == "confirmed":
