@@ -438,7 +438,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_buttons()
         self._update_run_label()
 
-    def _on_run_ended(self, item: QueuedRun) -> None:
+    def _leave_run(self) -> None:
+        """What a finished run or campaign hands back: the monitor's idle polling, no overload
+        shown, the pause button released (without its signal: nothing to resume)."""
         if self.poller is not None and self.queue.current is None:
             self.poller.run_active.clear()
         self.monitor.show_run_overload(None)
@@ -446,6 +448,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pause_button.setChecked(False)
         self.pause_button.setText("❚❚ Pause")
         self.pause_button.blockSignals(False)
+
+    def _on_run_ended(self, item: QueuedRun) -> None:
+        self._leave_run()
         self._update_buttons()
         self._update_run_label(item)
         self.runs_browser.refresh()
@@ -606,13 +611,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_campaign_ended(self) -> None:
         self.queue.paused_after_current = self.hold_box.isChecked()
-        if self.poller is not None and self.queue.current is None:
-            self.poller.run_active.clear()
-        self.monitor.show_run_overload(None)
-        self.pause_button.blockSignals(True)
-        self.pause_button.setChecked(False)
-        self.pause_button.setText("❚❚ Pause")
-        self.pause_button.blockSignals(False)
+        self._leave_run()
         self.run_label.setText("Idle")
         self.runs_browser.refresh()
         self._redraw(force=True)

@@ -20,6 +20,21 @@ import time
 from pathlib import Path
 
 
+def _save(app, window, output: Path, before_draw=None) -> None:
+    """Let pending events settle, draw what the timer would draw next, save the PNG and shut
+    the window down."""
+    for _ in range(5):
+        app.processEvents()
+        time.sleep(0.05)
+    if before_draw is not None:
+        before_draw()
+    window._redraw(force=True)  # noqa: SLF001 - draw what the timer would draw next
+    app.processEvents()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    window.grab().save(str(output))
+    window.shutdown()
+
+
 def capture(output: Path, temperatures: str = "3, 8, 14, 20, 26, 32", speed: float = 600.0,
             spectra_before_capture: int = 4, timeout_s: float = 600.0) -> Path:
     """Run the series and save the window PNG at ``output``; returns the path."""
@@ -59,14 +74,7 @@ def capture(output: Path, temperatures: str = "3, 8, 14, 20, 26, 32", speed: flo
             if item.finished:
                 break
             time.sleep(0.02)
-        for _ in range(5):
-            app.processEvents()
-            time.sleep(0.05)
-        window._redraw(force=True)  # noqa: SLF001 - draw what the timer would draw next
-        app.processEvents()
-        output.parent.mkdir(parents=True, exist_ok=True)
-        window.grab().save(str(output))
-        window.shutdown()
+        _save(app, window, output)
     return output
 
 
@@ -104,15 +112,7 @@ def capture_campaign(output: Path, campaign: Path, speed: float = 600.0,
         if not window.campaign.running:
             raise RuntimeError("the campaign ended before the screenshot: "
                                + window.campaign_panel.status_text())
-        for _ in range(5):
-            app.processEvents()
-            time.sleep(0.05)
-        window.campaign_panel.refresh()
-        window._redraw(force=True)  # noqa: SLF001 - draw what the timer would draw next
-        app.processEvents()
-        output.parent.mkdir(parents=True, exist_ok=True)
-        window.grab().save(str(output))
-        window.shutdown()
+        _save(app, window, output, window.campaign_panel.refresh)
     return output
 
 
