@@ -12,45 +12,24 @@ import pytest
 from matplotlib.colors import to_rgb
 from PIL import Image
 
-from daqapp.analysis.btk import Gap, conductance
 from daqapp.report import figures
 from daqapp.report.figures import DPI, _colors, hc2_figure, rt_figure, write_all
 from daqapp.report.results import (
     CurveFit,
-    IVCurve,
     ReportData,
     RTCurve,
     SpectrumResult,
     Value,
 )
+from tests.report.test_report_parts import report_data
 
 matplotlib.use("Agg")
 
 
 def _data() -> ReportData:
-    """Every figure's data except the Nb calibration's."""
-    v = np.linspace(-60, 60, 121)
-    spectra = []
-    for t, d1 in ((3.0, 23.0), (20.0, 22.9), (40.0, 20.5)):
-        g = conductance(v, t, [Gap(delta=d1, gamma=6.6, z=0.58, weight=0.6),
-                               Gap(delta=6.0, gamma=4.0, z=0.4, weight=0.4)])
-        spectra.append(SpectrumResult(t, 0.0, v, g, g, g, {
-            "delta1_meV": Value(d1, 0.1, "meV"), "delta2_meV": Value(6.0, 0.2, "meV")},
-            chi2_red=1.0))
-    t = np.linspace(2, 90, 200)
-    rt = [RTCurve(b, t, 0.25 + 0.006 * t * (t > 70 - b)) for b in (0.0, 4.0, 8.0)]
-    iv = [IVCurve(temp, np.linspace(-5, 5, 101), np.linspace(-1, 1, 101), Value(ic, 0.05, "mA"))
-          for temp, ic in ((3.0, 2.0), (15.0, 1.7), (25.0, 1.0))]
-    data = ReportData(title="test", spectra=spectra, rt_curves=rt, iv_curves=iv,
-                      hc2_points=(np.array([70.0, 66.0, 62.0]), np.array([0.0, 4.0, 8.0])))
-    grid = np.linspace(0, 72, 50)
-    data.gap_fits["delta1"] = CurveFit("BCS fit", grid, 23 * np.sqrt(np.clip(1 - grid / 72, 0,
-                                                                             1)),
-                                       {"tc_K": Value(72, 1, "K"),
-                                        "delta0_meV": Value(23, 0.1, "meV")})
-    data.hc2_fits["whh"] = CurveFit("single band (WHH)", grid, 90 * (1 - (grid / 72) ** 2),
-                                    {"hc2_0_T": Value(90, 5, "T")})
-    data.summary.update(tc_gap_K=Value(72.0, 1.0, "K"), tc_onset_K=Value(70.0, 0.2, "K"))
+    """Every figure's data except the Nb calibration's: the report-parts data, with the
+    Tc-zero line, the Hc2 points' errors and the two-band fit the figures draw."""
+    data = report_data()
     data.hc2_errors_K = np.array([0.3, 0.3, 0.3])
     data.summary["tc_zero_K"] = Value(10.0, 0.3, "K")
     grid = np.linspace(0, 72, 50)
@@ -155,7 +134,7 @@ def test_the_gap_axis_follows_the_gaps_not_the_largest_error_bar():
     """One unresolved Δ₂ near Tc (± 115 meV) once stretched the axis to 175 meV and squeezed
     every point into its bottom sixth."""
     from daqapp.report.figures import gap_figure
-    from daqapp.report.results import ReportData, SpectrumResult, Value
+    from daqapp.report.results import ReportData, Value
 
     data = ReportData()
     for t, d1, d2, e2 in ((3, 23.0, 6.0, 0.05), (30, 22.0, 5.8, 0.5), (65, 12.0, 2.0, 115.0)):
