@@ -555,23 +555,22 @@ class SR830Emulator:
     def _c_star_trg(self, query, args):
         return self._c_trig(False, [])
 
-    def _c_lias(self, query, args):
+    def _read_and_clear(self, register: str, args: list[str]) -> str:
+        """A latched status register's query: the bit asked (or the whole byte), which the
+        read then clears (LIAS?, ERRS?)."""
+        value = getattr(self, register)
         if args:
             bit = _int(args[0], 0, 7)
-            v = (self.lias >> bit) & 1
-            self.lias &= ~(1 << bit)
-            return str(v)
-        v, self.lias = self.lias, 0
-        return str(v)
+            setattr(self, register, value & ~(1 << bit))
+            return str((value >> bit) & 1)
+        setattr(self, register, 0)
+        return str(value)
+
+    def _c_lias(self, query, args):
+        return self._read_and_clear("lias", args)
 
     def _c_errs(self, query, args):
-        if args:
-            bit = _int(args[0], 0, 7)
-            v = (self.errs >> bit) & 1
-            self.errs &= ~(1 << bit)
-            return str(v)
-        v, self.errs = self.errs, 0
-        return str(v)
+        return self._read_and_clear("errs", args)
 
     def _c_freq(self, query, args):
         if query:
